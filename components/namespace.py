@@ -1,0 +1,151 @@
+"""The namespace, one ServiceAccount per component, and least-privilege RBAC.
+
+Only the components that launch pods get rights on pods (the scheduler under KubernetesExecutor;
+workers, KubernetesExecutor task pods and the triggerer when tasks use KubernetesPodOperator). An
+optional task namespace holds KubernetesPodOperator pods, whose ServiceAccount has no API rights.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.k8s import labels
+
+# Pod Security Admission: every pod this project makes meets `restricted`; enforce it.
+PSA_LABELS = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/audit": "restricted",
+    "pod-security.kubernetes.io/warn": "restricted",
+}
+
+# What KubernetesExecutor and KubernetesPodOperator need, and nothing more.
+POD_LAUNCHER_RULES = [
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "list", "watch", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "watch"]},
+]
+# The api-server reads logs of running KubernetesExecutor task pods.
+POD_LOG_READER_RULES = [
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+]
+
+
+class AirflowNamespace(pulumi.ComponentResource):
+    """Namespace(s), ServiceAccounts and the pod-launcher / log-reader Roles."""
+
+    namespace: pulumi.Output[str]
+    task_namespace: Optional[pulumi.Output[str]]
+    service_accounts: dict[str, pulumi.Output[str]]
+    task_service_account: Optional[pulumi.Output[str]]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        namespace: str,
+        instance: str,
+        components: Sequence[str],
+        pod_launchers: Sequence[str] = (),
+        task_pod_launchers: Sequence[str] = (),
+        pod_log_readers: Sequence[str] = (),
+        task_namespace: Optional[str] = None,
+        annotations: Optional[Mapping[str, Mapping[str, pulumi.Input[str]]]] = None,
+        opts: Optional[pulumi.ResourceOptions] = None,
+    ) -> None:
+        for role, members in (("pod_launchers", pod_launchers), ("task_pod_launchers", task_pod_launchers),
+                              ("pod_log_readers", pod_log_readers)):
+            unknown = sorted(set(members) - set(components))
+            if unknown:
+                raise ValueError(f"{role}: {unknown} are not components ({sorted(components)})")
+        super().__init__("airflow-k8s:kubernetes:Namespace", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        annotations = annotations or {}
+
+        self.namespace_resource = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={"name": namespace, "labels": {**labels(instance, "namespace"), **PSA_LABELS}},
+            opts=child,
+        )
+        self.namespace = self.namespace_resource.metadata["name"]
+
+        api_callers = set(pod_launchers) | set(task_pod_launchers) | set(pod_log_readers)
+        self.service_accounts = {}
+        for comp in components:
+            sa = k8s.core.v1.ServiceAccount(
+                f"{name}-sa-{comp}",
+                metadata={
+                    "name": f"{instance}-{comp}",
+                    "namespace": self.namespace,
+                    "labels": labels(instance, comp),
+                    "annotations": dict(annotations.get(comp, {})),
+                },
+                # A token is mounted only where a component talks to the Kubernetes API.
+                automount_service_account_token=comp in api_callers,
+                opts=child,
+            )
+            self.service_accounts[comp] = sa.metadata["name"]
+
+        main_launchers = list(pod_launchers)
+        self.task_namespace = None
+        self.task_service_account = None
+        if task_namespace:
+            task_ns = k8s.core.v1.Namespace(
+                f"{name}-task-namespace",
+                metadata={"name": task_namespace, "labels": {**labels(instance, "task-namespace"), **PSA_LABELS}},
+                opts=child,
+            )
+            self.task_namespace = task_ns.metadata["name"]
+            runner = k8s.core.v1.ServiceAccount(
+                f"{name}-sa-task-runner",
+                metadata={"name": f"{instance}-task-runner", "namespace": self.task_namespace,
+                          "labels": labels(instance, "task-runner")},
+                automount_service_account_token=False,
+                opts=child,
+            )
+            self.task_service_account = runner.metadata["name"]
+            self._role(name, "task-pod-launcher", f"{instance}-pod-launcher", self.task_namespace,
+                       POD_LAUNCHER_RULES, task_pod_launchers, instance)
+        else:
+            main_launchers += [c for c in task_pod_launchers if c not in main_launchers]
+
+        self._role(name, "pod-launcher", f"{instance}-pod-launcher", self.namespace, POD_LAUNCHER_RULES,
+                   main_launchers, instance)
+        self._role(name, "pod-log-reader", f"{instance}-pod-log-reader", self.namespace, POD_LOG_READER_RULES,
+                   pod_log_readers, instance)
+        self.register_outputs({"namespace": self.namespace, "service_accounts": self.service_accounts})
+
+    def _role(
+        self,
+        name: str,
+        suffix: str,
+        role_name: str,
+        namespace: pulumi.Input[str],
+        rules: list[dict],
+        members: Sequence[str],
+        instance: str,
+    ) -> None:
+        """A Role and its RoleBinding to `members`' ServiceAccounts; nothing when nobody needs it."""
+        if not members:
+            return
+        child = pulumi.ResourceOptions(parent=self)
+        role = k8s.rbac.v1.Role(
+            f"{name}-role-{suffix}",
+            metadata={"name": role_name, "namespace": namespace, "labels": labels(instance, "rbac")},
+            rules=rules,
+            opts=child,
+        )
+        k8s.rbac.v1.RoleBinding(
+            f"{name}-binding-{suffix}",
+            metadata={"name": role_name, "namespace": namespace, "labels": labels(instance, "rbac")},
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role.metadata["name"]},
+            subjects=[
+                {"kind": "ServiceAccount", "name": self.service_accounts[m], "namespace": self.namespace}
+                for m in sorted(members)
+            ],
+            opts=child,
+        )

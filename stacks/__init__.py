@@ -1,0 +1,1 @@
+"""Typed per-cloud compositions, their config model and the offline render engine."""

@@ -1,0 +1,114 @@
+"""The cloud-agnostic half of every stack: namespace, service accounts, RBAC and Airflow.
+
+A cloud stack builds its database, broker, DAG volume and identities, then calls `compose()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+import pulumi
+
+from components.airflow import Airflow, AirflowArgs, DagSource
+from components.endpoints import BrokerEndpoint, DatabaseEndpoint, RemoteLogs
+from components.namespace import AirflowNamespace
+from stacks.config import StackConfig
+
+INSTANCE = "airflow"
+
+
+@dataclass(frozen=True)
+class Roles:
+    """Which components exist and which may touch pods, derived from the executors and operators."""
+
+    components: list[str]
+    pod_launchers: list[str]  # pods in the Airflow namespace (KubernetesExecutor)
+    task_pod_launchers: list[str]  # KubernetesPodOperator pods (task namespace, if any)
+    pod_log_readers: list[str]
+
+
+def roles(cfg: StackConfig, git_writer: bool) -> Roles:
+    a = cfg.airflow
+    celery = "CeleryExecutor" in a.executors
+    kube = "KubernetesExecutor" in a.executors
+    comps = ["api-server", "scheduler", "dag-processor", "triggerer", "migrate"]
+    if a.auth.manager == "fab":
+        comps.append("create-user")
+    if celery:
+        comps.append("worker")
+    if kube:
+        comps.append("task")
+    if git_writer:
+        comps.append("git-sync")
+    if celery and a.flower.enabled:
+        comps.append("flower")
+    if a.statsd.enabled:
+        comps.append("statsd")
+    kpo: list[str] = []
+    if a.pod_operator.enabled:
+        # Whoever runs task code may launch pods; the triggerer watches deferred pods.
+        kpo = [c for c in ("worker", "task") if c in comps] + ["triggerer"]
+    return Roles(
+        components=comps,
+        pod_launchers=["scheduler"] if kube else [],
+        task_pod_launchers=kpo,
+        # The api-server reads logs of running KubernetesExecutor pods from the Kubernetes API.
+        pod_log_readers=["api-server"] if kube else [],
+    )
+
+
+def compose(
+    cfg: StackConfig,
+    *,
+    provider: pulumi.ProviderResource,
+    database: DatabaseEndpoint,
+    broker: Optional[BrokerEndpoint],
+    dags: DagSource,
+    remote_logs: Optional[RemoteLogs] = None,
+    annotations: Optional[Mapping[str, Mapping[str, pulumi.Input[str]]]] = None,
+    pod_labels: Optional[Mapping[str, Mapping[str, str]]] = None,
+    namespace: Optional[AirflowNamespace] = None,
+) -> Airflow:
+    """Namespace + RBAC (unless the stack made it already) and the Airflow component."""
+    k = cfg.kubernetes
+    r = roles(cfg, dags.git_writer)
+    ns = namespace or make_namespace(cfg, provider, dags.git_writer, annotations)
+    return Airflow(
+        "airflow",
+        AirflowArgs(
+            namespace=ns.namespace,
+            instance=INSTANCE,
+            settings=cfg.airflow,
+            database=database,
+            broker=broker,
+            dags=dags,
+            service_accounts=ns.service_accounts,
+            remote_logs=remote_logs,
+            pod_labels=pod_labels or {},
+            task_namespace=ns.task_namespace,
+            network_policies=k.network_policies,
+        ),
+        opts=pulumi.ResourceOptions(providers=[provider], depends_on=[ns]),
+    )
+
+
+def make_namespace(
+    cfg: StackConfig,
+    provider: pulumi.ProviderResource,
+    git_writer: bool,
+    annotations: Optional[Mapping[str, Mapping[str, pulumi.Input[str]]]] = None,
+) -> AirflowNamespace:
+    r = roles(cfg, git_writer)
+    return AirflowNamespace(
+        "namespace",
+        namespace=cfg.kubernetes.namespace,
+        instance=INSTANCE,
+        components=r.components,
+        pod_launchers=r.pod_launchers,
+        task_pod_launchers=r.task_pod_launchers,
+        pod_log_readers=r.pod_log_readers,
+        task_namespace=cfg.kubernetes.task_namespace,
+        annotations=annotations,
+        opts=pulumi.ResourceOptions(providers=[provider]),
+    )

@@ -1,0 +1,101 @@
+"""The `local` stack: Airflow on any existing cluster named by a kubeconfig context.
+
+In-cluster PostgreSQL and Redis by default (or an external database and broker), a DAG volume the
+cluster's default StorageClass provides, and an explicit Kubernetes provider for that context.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.airflow import DagSource
+from components.endpoints import BrokerEndpoint, DatabaseEndpoint
+from components.k8s import labels
+from components.postgres import InClusterPostgres
+from components.redis import InClusterRedis
+from stacks.common import INSTANCE, compose, make_namespace
+from stacks.config import StackConfig
+
+
+def build(cfg: StackConfig) -> dict[str, Any]:
+    k = cfg.kubernetes
+    # Never the ambient context: the stack names the one it deploys into.
+    provider = k8s.Provider("kubernetes", context=k.context, kubeconfig=k.kubeconfig)
+    kopts = pulumi.ResourceOptions(providers=[provider])
+    d = cfg.airflow.dags
+    git_writer = d.source == "volume" and d.git is not None
+    ns = make_namespace(cfg, provider, git_writer)
+    child_opts = pulumi.ResourceOptions(providers=[provider], depends_on=[ns])
+
+    if cfg.database.mode == "inCluster":
+        pg = InClusterPostgres(
+            "postgres", namespace=ns.namespace, instance=INSTANCE, settings=cfg.database.in_cluster,
+            network_policy=k.network_policies, opts=child_opts,
+        )
+        database = pg.endpoint
+    else:
+        x = cfg.database.external
+        assert x is not None
+        database = DatabaseEndpoint(
+            host=x.host, port=x.port, name=x.name, user=x.user,
+            password=pulumi.Output.secret(x.password.get_secret_value()), sslmode=x.sslmode,
+        )
+
+    broker: Optional[BrokerEndpoint] = None
+    if "CeleryExecutor" in cfg.airflow.executors:
+        if cfg.broker.mode == "inCluster":
+            redis = InClusterRedis(
+                "redis", namespace=ns.namespace, instance=INSTANCE, settings=cfg.broker.in_cluster,
+                network_policy=k.network_policies, opts=child_opts,
+            )
+            broker = redis.endpoint
+        else:
+            b = cfg.broker.external
+            assert b is not None
+            broker = BrokerEndpoint(
+                host=b.host, port=b.port, tls=b.tls, db=b.db,
+                password=pulumi.Output.secret(b.password.get_secret_value()) if b.password else None,
+            )
+
+    claim: Optional[pulumi.Input[str]] = d.claim_name
+    if d.source == "volume" and claim is None:
+        pvc = k8s.core.v1.PersistentVolumeClaim(
+            "dags",
+            metadata={
+                "name": f"{INSTANCE}-dags",
+                "namespace": ns.namespace,
+                "labels": labels(INSTANCE, "dags"),
+                # With WaitForFirstConsumer (kind, k3d, minikube) a claim binds only when a pod uses
+                # it; without this Pulumi would wait on it forever.
+                "annotations": {"pulumi.com/skipAwait": "true"},
+            },
+            spec={
+                "accessModes": [k.dag_volume_access_mode],
+                "resources": {"requests": {"storage": k.dag_volume_size}},
+                **({"storageClassName": k.dag_volume_storage_class} if k.dag_volume_storage_class else {}),
+            },
+            opts=child_opts,
+        )
+        claim = pvc.metadata["name"]
+
+    airflow = compose(
+        cfg, provider=provider, database=database, broker=broker,
+        dags=DagSource(kind=d.source, claim_name=claim, git_writer=git_writer), namespace=ns,
+    )
+    port_forward = f"kubectl --context {k.context} -n {k.namespace} port-forward svc/{airflow.api_service_name} 8080:8080"
+    return {
+        "namespace": ns.namespace,
+        "uiUrl": "http://localhost:8080" if cfg.airflow.api_server.service_type == "ClusterIP" else airflow.api_url,
+        "uiAccess": port_forward,
+        "adminUser": cfg.airflow.auth.admin_user,
+        "adminPassword": airflow.secrets.admin_password,
+        "databaseEndpoint": pulumi.Output.concat(database.host, ":", pulumi.Output.from_input(database.port).apply(str)),
+        "brokerEndpoint": (
+            pulumi.Output.concat(broker.host, ":", pulumi.Output.from_input(broker.port).apply(str)) if broker else None
+        ),
+        "dagVolume": claim,
+        "logLocation": "worker log servers (no remote logging on the local stack)",
+    }

@@ -1,0 +1,79 @@
+"""Query helpers over a render: each assertion in the tests stays one line."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any, Iterator, Optional, Sequence
+
+from stacks import engine
+from stacks.render import run_stack
+
+# Kubernetes versions the README says are supported; every rendered object is validated against each.
+K8S_VERSIONS = ["1.31", "1.32", "1.33", "1.34", "1.35"]
+
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "DaemonSet"}
+
+
+@functools.lru_cache(maxsize=64)
+def _cached(stack: str, overrides: tuple[str, ...]) -> engine.Run:
+    return run_stack(stack, overrides)
+
+
+def render(stack: str = "local", *overrides: str) -> engine.Run:
+    """Render a stack file (cached: renders are pure functions of their inputs)."""
+    return _cached(stack, tuple(overrides))
+
+
+def objects(run: engine.Run, kind: Optional[str] = None, reveal: bool = False) -> list[dict[str, Any]]:
+    out = [r.manifest(reveal) for r in run.kubernetes()]
+    return [o for o in out if kind is None or o.get("kind") == kind]
+
+
+def named(run: engine.Run, kind: str, name: str, reveal: bool = False) -> dict[str, Any]:
+    hits = [o for o in objects(run, kind, reveal) if o["metadata"]["name"] == name or o["metadata"]["name"].startswith(name + "-") and kind == "Job"]
+    assert len(hits) == 1, f"{kind} {name}: {len(hits)} found; have {[o['metadata']['name'] for o in objects(run, kind)]}"
+    return hits[0]
+
+
+def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
+    if obj["kind"] == "Pod":
+        return obj["spec"]
+    return obj["spec"]["template"]["spec"]
+
+
+def workloads(run: engine.Run, reveal: bool = False) -> list[dict[str, Any]]:
+    return [o for o in objects(run, reveal=reveal) if o["kind"] in WORKLOAD_KINDS]
+
+
+def containers(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield from spec.get("initContainers", [])
+    yield from spec.get("containers", [])
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    """name -> plain value, or ('secret'|'configmap', name, key) for references."""
+    out: dict[str, Any] = {}
+    for e in container.get("env", []):
+        if "value" in e:
+            out[e["name"]] = e["value"]
+        elif "secretKeyRef" in e.get("valueFrom", {}):
+            ref = e["valueFrom"]["secretKeyRef"]
+            out[e["name"]] = ("secret", ref["name"], ref["key"])
+        elif "configMapKeyRef" in e.get("valueFrom", {}):
+            ref = e["valueFrom"]["configMapKeyRef"]
+            out[e["name"]] = ("configmap", ref["name"], ref["key"])
+    return out
+
+
+def is_airflow(container: dict[str, Any]) -> bool:
+    return str(container.get("image", "")).startswith("apache/airflow:") or "apache/airflow" in str(container.get("image", ""))
+
+
+def component(obj: dict[str, Any]) -> str:
+    return obj["metadata"].get("labels", {}).get("app.kubernetes.io/component", "")
+
+
+def dumps(run: engine.Run) -> str:
+    """Everything a render would write (masked), as one string to search for leaks."""
+    return json.dumps({"resources": [r.to_json() for r in run.resources], "outputs": run.outputs})
