@@ -1,0 +1,344 @@
+"""Run what the program renders as real processes: PostgreSQL, Redis and each Airflow container.
+
+Each Airflow container of the rendered manifests becomes a process with its own empty home: its
+args go through the image's entrypoint rule (`bash`/`python` run as given, anything else is an
+`airflow` subcommand), its env is the rendered env with `secretKeyRef`/`configMapKeyRef` resolved
+from the rendered Secrets and ConfigMaps. Two things are emulated, as a kubelet would do them:
+volume mounts (a mount path becomes a directory of this process, or the shared DAG folder for the
+DAG claim), and cluster DNS (`<service>.<namespace>.svc.cluster.local` becomes 127.0.0.1). Nothing
+else is rewritten; a setting the processes need must come from the render.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+ROOT = Path(__file__).resolve().parents[2]
+E2E = Path(__file__).resolve().parent
+AIRFLOW_VENV = Path(os.environ.get("AIRFLOW_E2E_VENV", ROOT / ".ci" / ".airflow-venv"))
+IMAGE_HOME = "/opt/airflow"  # the image's AIRFLOW_HOME, a plain directory of the image
+CLUSTER_DNS = re.compile(r"\b([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local\b")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+# ---- servers ---------------------------------------------------------------------------------
+
+def _pg_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not found:
+        raise FileNotFoundError(f"{name}: install Debian's postgresql (.ci/run does)")
+    return found[-1]
+
+
+class Postgres:
+    """A throwaway PostgreSQL on loopback with an `airflow` role and database."""
+
+    def __init__(self, base: Path, password: str) -> None:
+        # Its own directory under /tmp: pytest's tmp dirs are private to root, and the server runs
+        # as the postgres user when the tests run as root.
+        self.base = Path(tempfile.mkdtemp(prefix="airflow-k8s-e2e-pg-"))
+        self.base.chmod(0o755)
+        self.data = self.base / "pgdata"
+        self.sock = self.base / "pgsock"
+        self.port = free_port()
+        self.password = password
+        self._as_postgres = os.geteuid() == 0  # PostgreSQL refuses to run as root
+
+    def _run(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        full = ["runuser", "-u", "postgres", "--", *cmd] if self._as_postgres else list(cmd)
+        done = subprocess.run(full, capture_output=True, text=True)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr or done.stdout}")
+        return done
+
+    def start(self) -> None:
+        if not self.data.exists():
+            self.base.mkdir(parents=True, exist_ok=True)
+            self.sock.mkdir(exist_ok=True)
+            if self._as_postgres:
+                shutil.chown(self.base, "postgres")
+                shutil.chown(self.sock, "postgres")
+            self._run(_pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
+                      "--auth-host=scram-sha-256")
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.base / "pg.log"), "-w", "start",
+                  "-o", f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1")
+        wait_port(self.port)
+
+    def create_airflow_db(self) -> None:
+        pw = self.password.replace("'", "''")
+        for sql in (f"CREATE ROLE airflow LOGIN PASSWORD '{pw}'", "CREATE DATABASE airflow OWNER airflow"):
+            self._run(_pg_bin("psql"), "-h", str(self.sock), "-p", str(self.port), "-U", "postgres", "-v",
+                      "ON_ERROR_STOP=1", "-c", sql)
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-w", "-m", "fast", "stop", check=False)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class Redis:
+    """A throwaway password-protected Redis on loopback."""
+
+    def __init__(self, base: Path, password: str) -> None:
+        self.base = base
+        self.port = free_port()
+        self.password = password
+        self.proc: Optional[subprocess.Popen[bytes]] = None
+
+    def start(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        conf = self.base / "redis.conf"
+        conf.write_text(f"port {self.port}\nbind 127.0.0.1\nrequirepass {self.password}\nsave \"\"\n"
+                        f"appendonly no\ndir {self.base}\n")
+        conf.chmod(0o600)
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.proc = subprocess.Popen([binary, str(conf)], stdout=open(self.base / "redis.log", "ab"),
+                                     stderr=subprocess.STDOUT)
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+# ---- the rendered containers as processes ----------------------------------------------------
+
+@dataclass
+class Container:
+    """One Airflow container of the render: the workload it belongs to and its spec."""
+
+    workload: str  # e.g. airflow-scheduler
+    kind: str  # Job | Deployment | StatefulSet
+    component: str
+    spec: dict[str, Any]
+    pod_volumes: dict[str, dict[str, Any]]
+
+
+def airflow_containers(manifests: list[dict[str, Any]]) -> dict[str, Container]:
+    """component -> its main Airflow container, from the rendered workloads."""
+    out: dict[str, Container] = {}
+    for obj in manifests:
+        if obj["kind"] not in ("Job", "Deployment", "StatefulSet"):
+            continue
+        pod = obj["spec"]["template"]["spec"]
+        for c in pod["containers"]:
+            if "apache/airflow" in c["image"]:
+                comp = obj["metadata"]["labels"]["app.kubernetes.io/component"]
+                out[comp] = Container(obj["metadata"]["name"], obj["kind"], comp, c,
+                                      {v["name"]: v for v in pod.get("volumes", [])})
+    return out
+
+
+@dataclass
+class Cluster:
+    """What the kubelet and cluster DNS would provide: Secrets, ConfigMaps, the DAG claim."""
+
+    manifests: list[dict[str, Any]]
+    dags_dir: Path
+    base: Path
+    secrets: dict[str, dict[str, str]] = field(default_factory=dict)
+    configmaps: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for obj in self.manifests:
+            if obj["kind"] == "Secret":
+                self.secrets[obj["metadata"]["name"]] = dict(obj.get("stringData") or {})
+            elif obj["kind"] == "ConfigMap":
+                self.configmaps[obj["metadata"]["name"]] = dict(obj.get("data") or {})
+
+    def resolve(self, env: dict[str, Any]) -> str:
+        if "value" in env:
+            return str(env["value"])
+        ref = env["valueFrom"]
+        if "secretKeyRef" in ref:
+            r = ref["secretKeyRef"]
+            return self.secrets[r["name"]][r["key"]]
+        r = ref["configMapKeyRef"]
+        return self.configmaps[r["name"]][r["key"]]
+
+
+class Process:
+    """A rendered container running as a local process with its own empty home."""
+
+    def __init__(self, cluster: Cluster, c: Container, name: Optional[str] = None) -> None:
+        self.c = c
+        self.name = name or c.component
+        self.dir = cluster.base / "pods" / self.name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.mounts = self._mounts(cluster)
+        self.env = self._env(cluster)
+        self.argv = self._argv()
+        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.log = self.dir / "out.log"
+
+    def _mounts(self, cluster: Cluster) -> dict[str, Path]:
+        mounts: dict[str, Path] = {IMAGE_HOME: self.dir / "image-home"}
+        for m in self.c.spec.get("volumeMounts", []):
+            vol = self.c.pod_volumes[m["name"]]
+            if "persistentVolumeClaim" in vol:
+                host = cluster.dags_dir  # the one claim the render mounts: the DAG volume
+            elif "configMap" in vol:
+                host = self.dir / "volumes" / m["name"]
+                host.mkdir(parents=True, exist_ok=True)
+                for k, v in cluster.configmaps[vol["configMap"]["name"]].items():
+                    (host / k).write_text(v)
+            elif "secret" in vol:
+                host = self.dir / "volumes" / m["name"]
+                host.mkdir(parents=True, exist_ok=True)
+                data = cluster.secrets[vol["secret"]["secretName"]]
+                for item in vol["secret"].get("items") or [{"key": k, "path": k} for k in data]:
+                    (host / item["path"]).write_text(data[item["key"]])
+            else:  # emptyDir
+                host = self.dir / "volumes" / m["name"]
+                host.mkdir(parents=True, exist_ok=True)
+            mounts[m["mountPath"]] = host
+        mounts[IMAGE_HOME].mkdir(parents=True, exist_ok=True)
+        return mounts
+
+    def path(self, value: str) -> str:
+        """A container path as this process sees it (longest mount first, like the kernel)."""
+        for mount in sorted(self.mounts, key=len, reverse=True):
+            if value == mount or value.startswith(mount + "/"):
+                return str(self.mounts[mount]) + value[len(mount):]
+        return value
+
+    def _env(self, cluster: Cluster) -> dict[str, str]:
+        env = {
+            "PATH": f"{AIRFLOW_VENV / 'bin'}:/usr/bin:/bin",
+            "HOME": str(self.dir),
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+        }
+        for e in self.c.spec.get("env", []):
+            value = cluster.resolve(e)
+            value = CLUSTER_DNS.sub("127.0.0.1", value)
+            if value.startswith("/"):
+                value = self.path(value)
+            env[e["name"]] = value
+        return env
+
+    def _argv(self) -> list[str]:
+        args = list(self.c.spec.get("command", [])) + list(self.c.spec.get("args", []))
+        # The official image's entrypoint: bash/python run as given, anything else is `airflow ...`.
+        if args and args[0] in ("bash", "python", "python3"):
+            return args
+        return [str(AIRFLOW_VENV / "bin" / "airflow"), *args]
+
+    def start(self) -> "Process":
+        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.dir, stdout=open(self.log, "ab"),
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise TimeoutError(f"{self.name} did not finish in {timeout}s; log tail:\n{self.tail()}") from None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.alive():
+            assert self.proc is not None
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+    def tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+# ---- the REST API, as a user would call it ----------------------------------------------------
+
+class Api:
+    def __init__(self, base_url: str) -> None:
+        self.base = base_url.rstrip("/")
+        self.token: Optional[str] = None
+
+    def call(self, method: str, path: str, body: Any = None, auth: bool = True) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        req.add_header("Accept", "application/json")
+        if auth and self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                raw = resp.read()
+                return resp.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                return e.code, json.loads(raw)
+            except ValueError:
+                return e.code, raw.decode(errors="replace")
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
+            return 0, str(e)
+
+    def login(self, user: str, password: str) -> None:
+        status, body = self.call("POST", "/auth/token", {"username": user, "password": password}, auth=False)
+        if status not in (200, 201):
+            raise AssertionError(f"login as {user} failed: {status} {body}")
+        self.token = body["access_token"]
+
+    def wait_healthy(self, path: str, timeout: float = 120) -> None:
+        deadline = time.time() + timeout
+        last: Any = None
+        while time.time() < deadline:
+            status, last = self.call("GET", path, auth=False)
+            if status == 200:
+                return
+            time.sleep(1)
+        raise TimeoutError(f"{path} not healthy after {timeout}s: {last}")

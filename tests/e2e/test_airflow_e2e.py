@@ -1,0 +1,218 @@
+"""Real Airflow 3, PostgreSQL and Redis, booted from what `stacks.render local` renders.
+
+The Airflow processes come from the rendered manifests only (see harness.py for the two things
+emulated: volume mounts and cluster DNS). The DAG is triggered through the REST API as the admin
+whose password the rendered user Job set.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from stacks.config import AIRFLOW_VERSION
+from stacks.render import run_stack
+from tests.e2e.harness import AIRFLOW_VENV, E2E, Api, Cluster, Postgres, Process, Redis, airflow_containers
+
+DB_PASSWORD = "e2e$db@pw/1:%x"  # '$', '@', '/', ':', '%' all need URL-encoding
+REDIS_PASSWORD = "r3d$is@pw/2:%y"
+DAG_ID = "e2e_pipeline"
+EXPECTED = {
+    "bash_hello": "success",
+    "produce": "success",
+    "consume": "success",
+    "flaky": "success",
+    "deferred_wait": "success",
+    "square": "success",
+    "total_of_squares": "success",
+    "read_variable": "success",
+}
+LONG_RUNNING = ("api-server", "scheduler", "dag-processor", "triggerer", "worker")
+TIMINGS: dict[str, float] = {}
+
+
+def test_airflow_lock_matches_the_image_tag_the_stack_renders() -> None:
+    lock = (E2E / "airflow-lock.txt").read_text()
+    pinned = re.search(r"^apache-airflow==(\S+)$", lock, re.M)
+    assert pinned and pinned.group(1) == AIRFLOW_VERSION
+    image = [o for o in _render_objects(()) if o["kind"] == "Deployment"
+             and o["metadata"]["name"] == "airflow-scheduler"][0]
+    assert image["spec"]["template"]["spec"]["containers"][0]["image"] == f"apache/airflow:{AIRFLOW_VERSION}"
+
+
+def _render_objects(overrides: tuple[str, ...]) -> list[dict[str, Any]]:
+    run = run_stack("local", overrides)
+    return [r.manifest(reveal=True) for r in run.kubernetes()]
+
+
+class Deployment:
+    """The whole rendered stack, running: servers, jobs, long-running components."""
+
+    def __init__(self, base: Path, overrides: tuple[str, ...] = ()) -> None:
+        self.base = base
+        self.pg = Postgres(base / "postgres", DB_PASSWORD)
+        self.redis = Redis(base / "redis", REDIS_PASSWORD)
+        self.extra = overrides
+        self.procs: dict[str, Process] = {}
+
+    def overrides(self) -> tuple[str, ...]:
+        return (
+            "database.mode=external",
+            f"database.external={{host: 127.0.0.1, port: {self.pg.port}, name: airflow, user: airflow, "
+            f"password: '{DB_PASSWORD}', sslmode: disable}}",
+            "broker.mode=external",
+            f"broker.external={{host: 127.0.0.1, port: {self.redis.port}, password: '{REDIS_PASSWORD}'}}",
+            "airflow.dags={source: volume, claimName: e2e-dags}",
+            "airflow.variables={e2e_greeting: hello-from-stack-config}",
+            *self.extra,
+        )
+
+    def start_servers(self) -> None:
+        self.pg.start()
+        self.pg.create_airflow_db()
+        self.redis.start()
+
+    def boot(self) -> None:
+        objects = _render_objects(self.overrides())
+        dags = self.base / "dag-volume"
+        shutil.copytree(E2E / "dags", dags, dirs_exist_ok=True)
+        self.cluster = Cluster(objects, dags, self.base)
+        self.containers = airflow_containers(objects)
+        secret = self.cluster.secrets["airflow-secrets"]
+        self.admin_password = secret["admin-password"]
+        t0 = time.time()
+        for job in ("migrate", "create-user"):
+            p = Process(self.cluster, self.containers[job]).start()
+            rc = p.wait(300)
+            assert rc == 0, f"{job} Job failed ({rc}):\n{p.tail()}"
+        TIMINGS["jobs"] = time.time() - t0
+        for comp in LONG_RUNNING:
+            self.start(comp)
+        api = self.containers["api-server"]
+        port = int(next(a for a in api.spec["args"] if a.isdigit()))
+        self.api = Api(f"http://127.0.0.1:{port}")
+        self.api.wait_healthy(api.spec["readinessProbe"]["httpGet"]["path"], timeout=180)
+
+    def start(self, comp: str) -> Process:
+        self.procs[comp] = Process(self.cluster, self.containers[comp]).start()
+        return self.procs[comp]
+
+    def restart(self, comp: str, sig: str = "TERM") -> None:
+        p = self.procs[comp]
+        p.kill() if sig == "KILL" else p.stop()
+        self.start(comp)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {n} ---\n{p.tail(40)}" for n, p in self.procs.items())
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            p.stop()
+        self.redis.stop()
+        self.pg.remove()
+
+    # -- DAG runs through the REST API --
+
+    def wait_for_dag(self, timeout: float = 180) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            status, _ = self.api.call("GET", f"/api/v2/dags/{DAG_ID}")
+            if status == 200:
+                status, body = self.api.call("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
+                assert status == 200, body
+                return
+            time.sleep(2)
+        raise TimeoutError(f"{DAG_ID} was never parsed:\n{self.logs()}")
+
+    def trigger(self) -> str:
+        status, body = self.api.call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": {}})
+        assert status == 200, body
+        return body["dag_run_id"]
+
+    def run_state(self, run_id: str) -> str:
+        status, body = self.api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}")
+        return body["state"] if status == 200 else f"http-{status}"
+
+    def wait_run(self, run_id: str, timeout: float = 240) -> str:
+        deadline = time.time() + timeout
+        state = "queued"
+        while time.time() < deadline:
+            state = self.run_state(run_id)
+            if state in ("success", "failed"):
+                return state
+            time.sleep(2)
+        raise TimeoutError(f"run {run_id} still {state} after {timeout}s:\n{self.logs()}")
+
+    def task_states(self, run_id: str) -> dict[str, Any]:
+        status, body = self.api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances?limit=100")
+        assert status == 200, body
+        states: dict[str, Any] = {}
+        for ti in body["task_instances"]:
+            states.setdefault(ti["task_id"], set()).add(ti["state"])
+        return {k: v.pop() if len(v) == 1 else sorted(v) for k, v in states.items()}, body["task_instances"]
+
+
+def _task_log(self: Deployment, run_id: str, task_id: str, try_number: int) -> str:
+    status, body = self.api.call(
+        "GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}?full_content=true")
+    assert status == 200, body
+    return str(body)
+
+
+Deployment.task_log = _task_log  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    assert (AIRFLOW_VENV / "bin" / "airflow").exists(), (
+        f"no Airflow virtualenv at {AIRFLOW_VENV}: `bash .ci/run` builds it from tests/e2e/airflow-lock.txt")
+    d = Deployment(tmp_path_factory.mktemp("e2e"))
+    try:
+        d.start_servers()
+        t0 = time.time()
+        d.boot()
+        TIMINGS["boot"] = time.time() - t0
+        TIMINGS["start"] = t0
+        yield d
+    finally:
+        d.stop()
+        print("\ne2e timings (s): " + ", ".join(f"{k}={v:.1f}" for k, v in TIMINGS.items() if k != "start"))
+
+
+def test_login_needs_the_generated_admin_password(stack: Deployment) -> None:
+    bad = Api(stack.api.base)
+    with pytest.raises(AssertionError, match="login as admin failed: 401"):
+        bad.login("admin", stack.admin_password + "x")
+    stack.api.login("admin", stack.admin_password)
+    status, _ = Api(stack.api.base).call("GET", f"/api/v2/dags/{DAG_ID}")
+    assert status == 401  # no token, no access
+
+
+def test_dag_runs_to_success_with_every_task_kind(stack: Deployment) -> None:
+    stack.api.login("admin", stack.admin_password)
+    stack.wait_for_dag()
+    run_id = stack.trigger()
+    state = stack.wait_run(run_id)
+    TIMINGS["process_start_to_dag_success"] = time.time() - TIMINGS["start"]
+    states, tis = stack.task_states(run_id)
+    assert state == "success", f"{states}\n{stack.logs()}"
+    assert states == EXPECTED
+    assert len([t for t in tis if t["task_id"] == "square"]) == 3  # mapped over [1, 2, 3]
+    flaky = next(t for t in tis if t["task_id"] == "flaky")
+    assert flaky["try_number"] == 2  # failed once, succeeded on retry
+    for task_id, try_number, text in (
+        ("bash_hello", 1, "e2e-bash-says-hello"),
+        ("consume", 1, "e2e-xcom-total=42"),
+        ("read_variable", 1, "e2e-variable=hello-from-stack-config"),
+        ("deferred_wait", 1, "Pausing task as DEFERRED"),
+        ("deferred_wait", 1, "e2e-resumed-by-triggerer"),
+    ):
+        assert text in stack.task_log(run_id, task_id, try_number), (task_id, text)
+    # The trigger itself ran in the triggerer process (its own log files, nobody else's).
+    trigger_logs = list((stack.procs["triggerer"].dir / "volumes" / "logs").rglob("*deferred_wait*/*.trigger.*"))
+    assert trigger_logs and "Trigger fired event" in trigger_logs[0].read_text()
