@@ -99,6 +99,10 @@ class Postgres:
             self._run(_pg_bin("psql"), "-h", str(self.sock), "-p", str(self.port), "-U", "postgres", "-v",
                       "ON_ERROR_STOP=1", "-c", sql)
 
+    def query(self, sql: str) -> str:
+        return self._run(_pg_bin("psql"), "-h", str(self.sock), "-p", str(self.port), "-U", "postgres", "-d",
+                         "airflow", "-tAc", sql).stdout.strip()
+
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
             self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-w", "-m", "fast", "stop", check=False)

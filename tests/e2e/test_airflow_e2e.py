@@ -209,6 +209,10 @@ def test_login_needs_the_generated_admin_password(stack: Deployment) -> None:
 def test_dag_runs_to_success_with_every_task_kind(stack: Deployment) -> None:
     stack.api.login("admin", stack.admin_password)
     stack.wait_for_dag()
+    status, body = stack.api.call("POST", "/api/v2/variables", {"key": "e2e_api_variable", "value": "set-through-the-api"})
+    assert status in (200, 201), body
+    # Stored encrypted: this is where a bad fernet key fails.
+    assert stack.pg.query("SELECT is_encrypted FROM variable WHERE key = 'e2e_api_variable'") == "t"
     run_id = stack.trigger()
     state = stack.wait_run(run_id)
     TIMINGS["process_start_to_dag_success"] = time.time() - TIMINGS["start"]
@@ -222,6 +226,7 @@ def test_dag_runs_to_success_with_every_task_kind(stack: Deployment) -> None:
         ("bash_hello", 1, "e2e-bash-says-hello"),
         ("consume", 1, "e2e-xcom-total=42"),
         ("read_variable", 1, "e2e-variable=hello-from-stack-config"),
+        ("read_variable", 1, "e2e-api-variable=set-through-the-api"),
         ("deferred_wait", 1, "Pausing task as DEFERRED"),
         ("deferred_wait", 1, "e2e-resumed-by-triggerer"),
     ):

@@ -66,6 +66,10 @@ with DAG(
         value = Variable.get("e2e_greeting")
         assert value == "hello-from-stack-config", value
         print(f"e2e-variable={value}")
+        # Created through the REST API before the run: stored encrypted with the fernet key.
+        stored = Variable.get("e2e_api_variable")
+        assert stored == "set-through-the-api", stored
+        print(f"e2e-api-variable={stored}")
         return value
 
     total = consume(produce())
