@@ -72,7 +72,6 @@ def compose(
 ) -> Airflow:
     """Namespace + RBAC (unless the stack made it already) and the Airflow component."""
     k = cfg.kubernetes
-    r = roles(cfg, dags.git_writer)
     ns = namespace or make_namespace(cfg, provider, dags.git_writer, annotations)
     return Airflow(
         "airflow",

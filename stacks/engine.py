@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 

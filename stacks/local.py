@@ -24,7 +24,6 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     k = cfg.kubernetes
     # Never the ambient context: the stack names the one it deploys into.
     provider = k8s.Provider("kubernetes", context=k.context, kubeconfig=k.kubeconfig)
-    kopts = pulumi.ResourceOptions(providers=[provider])
     d = cfg.airflow.dags
     git_writer = d.source == "volume" and d.git is not None
     ns = make_namespace(cfg, provider, git_writer)

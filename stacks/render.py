@@ -15,7 +15,6 @@ import argparse
 import copy
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional
 
 from stacks import engine
 from stacks.render import run_stack

@@ -7,7 +7,6 @@ from typing import Any, Optional, Sequence
 import kubernetes_validate
 import pulumi
 import pulumi_kubernetes as k8s
-import pytest
 
 from components.namespace import POD_LAUNCHER_RULES, PSA_LABELS, AirflowNamespace
 from stacks import engine

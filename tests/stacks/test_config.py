@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pulumi
 import pytest
 import yaml
 from pydantic import SecretStr
