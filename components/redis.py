@@ -15,7 +15,17 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components.endpoints import BrokerEndpoint
-from components.k8s import child, container_security, labels, pod_security, resources, selector
+from components.k8s import (
+    allow_from_instance,
+    child,
+    container_security,
+    labels,
+    pod_security,
+    private_service_account,
+    resources,
+    selector,
+    single_port_service,
+)
 from stacks.config import InClusterBroker
 
 COMPONENT = "redis"
@@ -113,25 +123,9 @@ class InClusterRedis(pulumi.ComponentResource):
         )
 
         # The server needs no Kubernetes API access: its own account, no token mounted.
-        account = k8s.core.v1.ServiceAccount(
-            f"{name}-serviceaccount",
-            metadata=meta,
-            automount_service_account_token=False,
-            opts=child(self),
-        )
+        account = private_service_account(self, name, meta)
 
-        # A ClusterIP rather than a headless Service: its address survives the pod being rescheduled,
-        # so workers holding a resolved address keep working.
-        self.service = k8s.core.v1.Service(
-            f"{name}-service",
-            metadata=meta,
-            spec={
-                "type": "ClusterIP",
-                "selector": match,
-                "ports": [{"name": "redis", "port": PORT, "targetPort": "redis", "protocol": "TCP"}],
-            },
-            opts=child(self),
-        )
+        self.service = single_port_service(self, name, meta, match, "redis", PORT)
 
         container: dict[str, Any] = {
             "name": "redis",
@@ -208,21 +202,7 @@ class InClusterRedis(pulumi.ComponentResource):
         )
 
         if network_policy:
-            k8s.networking.v1.NetworkPolicy(
-                f"{name}-networkpolicy",
-                metadata=meta,
-                spec={
-                    "podSelector": {"matchLabels": match},
-                    "policyTypes": ["Ingress"],
-                    "ingress": [
-                        {
-                            "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/instance": instance}}}],
-                            "ports": [{"port": PORT, "protocol": "TCP"}],
-                        }
-                    ],
-                },
-                opts=child(self),
-            )
+            allow_from_instance(self, name, meta, match, instance, PORT)
 
         host = pulumi.Output.concat(self.service.metadata.name, ".", namespace, ".svc.cluster.local")
         self.endpoint = BrokerEndpoint(
