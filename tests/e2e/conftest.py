@@ -1,0 +1,23 @@
+"""Print the e2e suite's measured figures at the end of every run (the README quotes them)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.e2e import test_airflow_e2e as e2e
+
+_STARTED: dict[str, float] = {}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    _STARTED["suite"] = time.time()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    figures = {k: v for k, v in e2e.TIMINGS.items() if k != "start"}
+    if figures:
+        figures["e2e_suite_total"] = time.time() - e2e.TIMINGS["start"] + e2e.TIMINGS.get("servers", 0.0)
+        terminalreporter.write_line(
+            "e2e timings (s): " + ", ".join(f"{k}={v:.1f}" for k, v in figures.items()))
