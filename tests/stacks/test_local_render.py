@@ -91,3 +91,12 @@ def test_reveal_secrets_shows_mock_values(tmp_path: Path) -> None:
     [path] = (tmp_path / "manifests").glob("*-secret-airflow-airflow-secrets.yaml")
     secret = yaml.safe_load(path.read_text())
     assert secret["stringData"]["sql-alchemy-conn"].startswith("postgresql+psycopg2://airflow:")
+
+
+def test_written_manifests_are_strictly_valid_as_written(tmp_path: Path) -> None:
+    """The files a reviewer reads (secrets masked) are themselves valid manifests."""
+    assert render_main(["local", "--out", str(tmp_path)]) == 0
+    files = sorted((tmp_path / "manifests").glob("*.yaml"))
+    for version in K8S_VERSIONS:
+        for f in files:
+            kubernetes_validate.validate(yaml.safe_load(f.read_text()), version, strict=True)
