@@ -10,6 +10,7 @@ The README's config reference is generated from this module (`python -m stacks.c
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from typing import Annotated, Any, Literal, Optional, Union
@@ -353,10 +354,158 @@ class KubernetesSettings(_Model):
         return self
 
 
+# ---- AWS -------------------------------------------------------------------------------------
+
+_AWS_REGION = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$"
+# RDS PostgreSQL instance families (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/Concepts.DBInstanceClass.Support.html);
+# a typo here would otherwise surface only as an API error halfway through `pulumi up`.
+RDS_FAMILIES = {
+    "t3", "t4g", "m5", "m5d", "m6g", "m6gd", "m6i", "m6id", "m6in", "m6idn", "m7g", "m7gd", "m7i", "m8g",
+    "r5", "r5b", "r5d", "r6g", "r6gd", "r6i", "r6id", "r6in", "r6idn", "r7g", "r7gd", "r7i", "r8g",
+    "x2g", "x2idn", "x2iedn", "x2iezn", "z1d",
+}
+INSTANCE_SIZES = {"micro", "small", "medium", "large", "xlarge"} | {f"{n}xlarge" for n in (2, 4, 8, 12, 16, 24, 32, 48)}
+CACHE_FAMILIES = {"t3", "t4g", "m5", "m6g", "m7g", "r5", "r6g", "r6gd", "r7g", "c7gn"}
+
+
+def _check_class(value: str, prefix: str, families: set[str]) -> str:
+    parts = value.split(".")
+    if len(parts) != 3 or parts[0] != prefix or parts[1] not in families or parts[2] not in INSTANCE_SIZES:
+        raise ValueError(
+            f"{value!r} is not a {prefix}.<family>.<size> class; families: {', '.join(sorted(families))}; "
+            f"sizes: micro, small, medium, large, xlarge, 2xlarge ... 48xlarge"
+        )
+    return value
+
+
+class AwsSubnet(_Model):
+    id: str = Field(..., pattern=r"^subnet-[0-9a-f]{8,17}$", description="Subnet id.")
+    availability_zone: str = Field(..., pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d[a-z]$", description="Its availability zone.")
+
+
+class AwsNetwork(_Model):
+    vpc_id: Optional[str] = Field(None, pattern=r"^vpc-[0-9a-f]{8,17}$", description="Existing VPC; unset creates one.")
+    private_subnets: list[AwsSubnet] = Field(
+        default_factory=list, description="Existing private subnets (with vpcId), at least two zones."
+    )
+    cidr: str = Field("10.40.0.0/16", description="CIDR of the VPC the stack creates.")
+    availability_zones: list[str] = Field(
+        default_factory=list, description="Zones for a created VPC (at least two, in the region)."
+    )
+    nat_gateways: Literal["single", "perZone"] = Field(
+        "perZone", description="NAT gateways of a created VPC: one per zone (HA) or a single one (cheaper)."
+    )
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, v: str) -> str:
+        net = ipaddress.ip_network(v, strict=True)
+        if net.version != 4 or not 16 <= net.prefixlen <= 20:
+            raise ValueError("must be an IPv4 CIDR from /16 to /20 (subnets are carved from it)")
+        return v
+
+    @model_validator(mode="after")
+    def _shape(self) -> "AwsNetwork":
+        if self.vpc_id:
+            zones = {s.availability_zone for s in self.private_subnets}
+            if len(zones) < 2:
+                raise bad("privateSubnets", f"need subnets in at least two availability zones (got {sorted(zones)})")
+        else:
+            if self.private_subnets:
+                raise bad("privateSubnets", "only with an existing vpcId")
+            if len(set(self.availability_zones)) < 2 or len(set(self.availability_zones)) != len(self.availability_zones):
+                raise bad("availabilityZones", f"need at least two distinct zones (got {self.availability_zones})")
+        return self
+
+
+class AwsCluster(_Model):
+    existing_name: Optional[str] = Field(None, description="Use this existing EKS cluster instead of creating one.")
+    version: str = Field("1.33", pattern=r"^1\.(3[1-5])$", description="Kubernetes version of a created cluster.")
+    service_cidr: str = Field("172.20.0.0/16", description="Service IPv4 CIDR of a created cluster.")
+    node_instance_types: list[str] = Field(default_factory=lambda: ["m6i.xlarge"], description="Node instance types.")
+    node_min: int = Field(3, ge=1, le=100, description="Minimum nodes.")
+    node_desired: int = Field(3, ge=1, le=100, description="Desired nodes.")
+    node_max: int = Field(6, ge=1, le=100, description="Maximum nodes.")
+    node_disk_gib: int = Field(50, ge=20, le=2000, description="Node root volume size.")
+    public_endpoint: bool = Field(True, description="Expose the API server endpoint publicly (with IAM auth).")
+    public_access_cidrs: list[str] = Field(
+        default_factory=lambda: ["0.0.0.0/0"], description="Who may reach a public API endpoint."
+    )
+
+    @model_validator(mode="after")
+    def _nodes(self) -> "AwsCluster":
+        if not self.node_min <= self.node_desired <= self.node_max:
+            raise bad("nodeDesired", f"must satisfy nodeMin <= nodeDesired <= nodeMax (got {self.node_min}, "
+                      f"{self.node_desired}, {self.node_max})")
+        return self
+
+
+class AwsDatabase(_Model):
+    instance_class: str = Field("db.m7g.large", description="RDS instance class.")
+    engine_version: str = Field("17.6", pattern=r"^1[4-8](\.\d+)?$", description="PostgreSQL version.")
+    allocated_storage_gib: int = Field(50, ge=20, le=65536, description="Initial storage.")
+    max_allocated_storage_gib: int = Field(200, ge=20, le=65536, description="Storage autoscaling ceiling.")
+    multi_az: bool = Field(True, description="Standby in a second zone.")
+    backup_retention_days: int = Field(7, ge=1, le=35, description="Automated backups kept (never 0).")
+    performance_insights: bool = Field(True, description="Performance Insights.")
+    monitoring_interval_seconds: Literal[0, 1, 5, 10, 15, 30, 60] = Field(
+        60, description="Enhanced monitoring interval (0 turns it off)."
+    )
+
+    @field_validator("instance_class")
+    @classmethod
+    def _class(cls, v: str) -> str:
+        return _check_class(v, "db", RDS_FAMILIES)
+
+
+class AwsBroker(_Model):
+    engine: Literal["valkey", "redis"] = Field(
+        "valkey", description="ElastiCache engine; Valkey is the Redis-compatible open-source default."
+    )
+    engine_version: str = Field("8.1", pattern=r"^\d+\.\d+$", description="Engine version.")
+    node_type: str = Field("cache.m7g.large", description="Cache node type.")
+    replicas: int = Field(1, ge=0, le=5, description="Read replicas; at least one enables automatic failover.")
+
+    @field_validator("node_type")
+    @classmethod
+    def _node(cls, v: str) -> str:
+        return _check_class(v, "cache", CACHE_FAMILIES)
+
+
+class AwsSettings(_Model):
+    region: str = Field(..., pattern=_AWS_REGION, description="AWS region, e.g. eu-west-1.")
+    network: AwsNetwork = Field(..., description="VPC: availabilityZones for a new one, or vpcId + privateSubnets.")
+    cluster: AwsCluster = Field(default_factory=lambda: AwsCluster.model_validate({}), description="EKS.")
+    database: AwsDatabase = Field(default_factory=lambda: AwsDatabase.model_validate({}), description="RDS PostgreSQL.")
+    broker: AwsBroker = Field(default_factory=lambda: AwsBroker.model_validate({}), description="ElastiCache.")
+    log_retention_days: int = Field(90, ge=1, le=3650, description="Days task logs are kept in S3.")
+    protect: bool = Field(
+        True,
+        description="Production safety: deletion protection, final snapshot, Pulumi `protect` on the database, "
+        "file system and log bucket; false for test stacks that must destroy in one go.",
+    )
+    tags: dict[str, str] = Field(default_factory=dict, description="Tags on every AWS resource.")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> "AwsSettings":
+        for z in self.network.availability_zones + [s.availability_zone for s in self.network.private_subnets]:
+            if not (z.startswith(self.region) and len(z) == len(self.region) + 1):
+                raise bad("network.availabilityZones", f"zone {z!r} is not in region {self.region!r}")
+        if self.cluster.existing_name and not self.network.vpc_id:
+            raise bad("cluster.existingName", "an existing cluster needs its network: set network.vpcId and "
+                      "network.privateSubnets")
+        if not self.network.vpc_id:
+            vpc = ipaddress.ip_network(self.network.cidr)
+            svc = ipaddress.ip_network(self.cluster.service_cidr)
+            if vpc.overlaps(svc):
+                raise bad("cluster.serviceCidr", f"{svc} overlaps the VPC CIDR {vpc}")
+        return self
+
+
 class StackConfig(_Model):
     """All of `airflow-k8s:*`."""
 
-    cloud: Literal["local"] = Field("local", description="Which composition in stacks/ builds this stack.")
+    cloud: Literal["local", "aws"] = Field("local", description="Which composition in stacks/ builds this stack.")
     kubernetes: KubernetesSettings = Field(
         default_factory=lambda: KubernetesSettings.model_validate({}), description="Target cluster."
     )
@@ -365,11 +514,19 @@ class StackConfig(_Model):
     )
     database: Database = Field(default_factory=lambda: Database.model_validate({}), description="Metadata DB.")
     broker: Broker = Field(default_factory=lambda: Broker.model_validate({}), description="Celery broker.")
+    aws: Optional[AwsSettings] = Field(None, description="The AWS stack (cloud: aws).")
 
     @model_validator(mode="after")
-    def _local(self) -> "StackConfig":
+    def _per_cloud(self) -> "StackConfig":
         if self.cloud == "local" and not self.kubernetes.context:
             raise bad("kubernetes.context", "the local stack needs a kubeconfig context name")
+        if self.cloud == "aws":
+            if self.aws is None:
+                raise bad("aws", "cloud 'aws' needs the 'aws' settings (region, network, ...)")
+            if self.database.mode != "inCluster" or self.broker.mode != "inCluster":
+                raise bad("database.mode", "the aws stack provides RDS and ElastiCache; leave database/broker unset")
+        elif self.aws is not None:
+            raise bad("aws", f"only applies to cloud 'aws' (cloud is {self.cloud!r})")
         return self
 
 

@@ -51,14 +51,23 @@ class StackMocks(pulumi.runtime.Mocks):
             state["hex"] = raw.hex()
         elif t == "random:index/randomString:RandomString":
             state["result"] = hashlib.sha256(args.name.encode()).hexdigest()[: int(args.inputs.get("length", 8))]
+        elif t.startswith("aws:"):
+            state.update(_aws_outputs(t, args.name, state))
         elif t.startswith("kubernetes:") and "metadata" in state:
             meta = dict(state.get("metadata") or {})
             meta.setdefault("name", args.name)
             state["metadata"] = meta
         return f"{args.name}-id", state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, Optional[list]]:
-        return {}, None
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+        # Look-ups an existing-infrastructure stack makes; shaped like the provider's results.
+        if args.token == "aws:eks/getCluster:getCluster":
+            return {"name": args.args["name"], "endpoint": f"https://{args.args['name']}.eks.mock",
+                    "certificateAuthorities": [{"data": "bW9jay1jYQ=="}],
+                    "vpcConfig": {"clusterSecurityGroupId": "sg-0mockcluster"}}
+        if args.token == "aws:ec2/getVpc:getVpc":
+            return {"id": args.args["id"], "cidrBlock": "10.90.0.0/16"}
+        return {}
 
 
 def _mask(v: Any) -> Any:
@@ -68,6 +77,29 @@ def _mask(v: Any) -> Any:
     if isinstance(v, list):
         return [_mask(x) for x in v]
     return SECRET
+
+
+def _aws_outputs(typ: str, name: str, state: dict[str, Any]) -> dict[str, Any]:
+    """Computed outputs a real AWS provider returns, so dependants get realistic values."""
+    arn = f"arn:aws:mock:::{name}"
+    out: dict[str, Any] = {"arn": arn}
+    if typ == "aws:iam/role:Role":
+        out["name"] = name
+    elif typ == "aws:eks/cluster:Cluster":
+        out.update(endpoint=f"https://{name}.eks.mock", certificateAuthority={"data": "bW9jay1jYQ=="},
+                   vpcConfig={**(state.get("vpcConfig") or {}), "clusterSecurityGroupId": f"sg-{name}"})
+    elif typ == "aws:rds/instance:Instance":
+        out.update(address=f"{state.get('identifier', name)}.mock.eu-west-1.rds.amazonaws.com",
+                   endpoint=f"{state.get('identifier', name)}.mock:5432")
+    elif typ == "aws:elasticache/replicationGroup:ReplicationGroup":
+        out["primaryEndpointAddress"] = f"master.{state.get('replicationGroupId', name)}.mock.cache.amazonaws.com"
+    elif typ == "aws:s3/bucket:Bucket":
+        out["bucket"] = state.get("bucket") or f"{state.get('bucketPrefix', '')}{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+        out["arn"] = f"arn:aws:s3:::{out['bucket']}"
+    elif typ in ("aws:rds/subnetGroup:SubnetGroup", "aws:rds/parameterGroup:ParameterGroup",
+                 "aws:elasticache/subnetGroup:SubnetGroup"):
+        out["name"] = state.get("name", name)
+    return out
 
 
 def _decode(v: Any, reveal: bool) -> Any:

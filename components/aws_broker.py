@@ -1,0 +1,67 @@
+"""ElastiCache for the Celery broker: Valkey (or Redis) with TLS and an AUTH token, non-clustered.
+
+Celery's Redis transport (kombu) has no Redis Cluster support (celery#9019, #9436), so this is a
+replication group with cluster mode disabled, never ElastiCache Serverless.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_random as random
+
+from components.endpoints import BrokerEndpoint
+from stacks.config import AwsBroker
+
+PORT = 6379
+
+
+class ElastiCacheBroker(pulumi.ComponentResource):
+    endpoint: BrokerEndpoint
+
+    def __init__(self, name: str, *, settings: AwsBroker, identifier: str, vpc_id: pulumi.Input[str],
+                 subnet_ids: list[pulumi.Input[str]], client_security_group_id: pulumi.Input[str],
+                 tags: dict[str, str], opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("airflow-k8s:aws:Broker", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        # AUTH tokens: 16-128 characters, symbols limited to ! & # $ ^ < > -.
+        token = random.RandomPassword(f"{name}-auth-token", length=48, special=True, override_special="!&#$^<>-",
+                                      opts=child)
+        sg = aws.ec2.SecurityGroup(
+            f"{name}-sg", vpc_id=vpc_id, description="Airflow Celery broker: Redis protocol from the EKS cluster only",
+            ingress=[{"protocol": "tcp", "from_port": PORT, "to_port": PORT,
+                      "security_groups": [client_security_group_id], "description": "EKS cluster"}],
+            tags=tags, opts=child,
+        )
+        subnets = aws.elasticache.SubnetGroup(f"{name}-subnets", subnet_ids=subnet_ids, tags=tags, opts=child)
+        failover = settings.replicas >= 1
+        self.group = aws.elasticache.ReplicationGroup(
+            f"{name}-group",
+            replication_group_id=identifier,
+            description="Airflow Celery broker",
+            engine=settings.engine,
+            engine_version=settings.engine_version,
+            node_type=settings.node_type,
+            port=PORT,
+            cluster_mode="disabled",
+            num_cache_clusters=1 + settings.replicas,
+            automatic_failover_enabled=failover,
+            multi_az_enabled=failover,
+            transit_encryption_enabled=True,
+            transit_encryption_mode="required",
+            at_rest_encryption_enabled=True,
+            auth_token=token.result,
+            subnet_group_name=subnets.name,
+            security_group_ids=[sg.id],
+            snapshot_retention_limit=0,  # a broker queue, not data to restore
+            apply_immediately=True,
+            tags=tags,
+            opts=child,
+        )
+        self.endpoint = BrokerEndpoint(
+            host=self.group.primary_endpoint_address, port=PORT, password=pulumi.Output.secret(token.result),
+            tls=True, cert_reqs="required", depends_on=[self.group],
+        )
+        self.register_outputs({"address": self.group.primary_endpoint_address})

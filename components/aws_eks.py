@@ -1,0 +1,130 @@
+"""EKS: a created cluster (IAM roles, managed node group, Pod Identity agent, EFS CSI driver) or an
+existing one by name; either way, the explicit Kubernetes provider built from its endpoint."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from stacks.config import AwsCluster
+
+EKS_TRUST = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"Service": "eks.amazonaws.com"}, "Action": ["sts:AssumeRole", "sts:TagSession"]}]}
+NODE_TRUST = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+# EKS Pod Identity: the agent on each node hands these credentials to pods of associated service accounts.
+POD_IDENTITY_TRUST = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
+     "Action": ["sts:AssumeRole", "sts:TagSession"]}]}
+MANAGED = "arn:aws:iam::aws:policy/"
+
+
+def kubeconfig(name: pulumi.Input[str], endpoint: pulumi.Input[str], ca: pulumi.Input[str], region: str) -> pulumi.Output[str]:
+    """A kubeconfig that authenticates with `aws eks get-token` (no static credentials in it)."""
+    return pulumi.Output.all(name, endpoint, ca).apply(lambda a: json.dumps({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": a[0], "cluster": {"server": a[1], "certificate-authority-data": a[2]}}],
+        "contexts": [{"name": a[0], "context": {"cluster": a[0], "user": a[0]}}],
+        "current-context": a[0],
+        "users": [{"name": a[0], "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": "aws",
+            "args": ["eks", "get-token", "--cluster-name", a[0], "--region", region, "--output", "json"],
+        }}}],
+    }))
+
+
+class EksCluster(pulumi.ComponentResource):
+    """The cluster Airflow runs on, and the Kubernetes provider for it."""
+
+    name: pulumi.Output[str]
+    security_group_id: pulumi.Output[str]
+    provider: k8s.Provider
+    kubeconfig: Optional[pulumi.Output[str]]
+
+    def __init__(self, name: str, *, settings: AwsCluster, cluster_name: str, region: str,
+                 subnet_ids: list[pulumi.Input[str]], public_subnet_ids: list[pulumi.Input[str]],
+                 depends_on: list[pulumi.Resource], tags: dict[str, str],
+                 opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("airflow-k8s:aws:EksCluster", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.created: list[pulumi.Resource] = []
+        if settings.existing_name:
+            found = aws.eks.get_cluster_output(name=settings.existing_name, opts=pulumi.InvokeOutputOptions(parent=self))
+            self.name = pulumi.Output.from_input(settings.existing_name)
+            self.security_group_id = found.vpc_config.cluster_security_group_id
+            endpoint, ca = found.endpoint, found.certificate_authorities[0].data
+            self.kubeconfig = None
+        else:
+            role = aws.iam.Role(f"{name}-cluster-role", assume_role_policy=json.dumps(EKS_TRUST), tags=tags, opts=child)
+            attach = aws.iam.RolePolicyAttachment(f"{name}-cluster-policy", role=role.name,
+                                                  policy_arn=MANAGED + "AmazonEKSClusterPolicy", opts=child)
+            cluster = aws.eks.Cluster(
+                f"{name}-cluster",
+                name=cluster_name,
+                version=settings.version,
+                role_arn=role.arn,
+                # API access entries, not the aws-auth ConfigMap; the creator is admin.
+                access_config={"authentication_mode": "API", "bootstrap_cluster_creator_admin_permissions": True},
+                vpc_config={
+                    # Public subnets are listed so the cluster (and what it creates there, such as load
+                    # balancers) is deleted before them on destroy.
+                    "subnet_ids": [*subnet_ids, *public_subnet_ids],
+                    "endpoint_private_access": True,
+                    "endpoint_public_access": settings.public_endpoint,
+                    "public_access_cidrs": settings.public_access_cidrs if settings.public_endpoint else None,
+                },
+                kubernetes_network_config={"service_ipv4_cidr": settings.service_cidr},
+                enabled_cluster_log_types=["api", "audit", "authenticator"],
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[attach, *depends_on]),
+            )
+            node_role = aws.iam.Role(f"{name}-node-role", assume_role_policy=json.dumps(NODE_TRUST), tags=tags, opts=child)
+            node_attach = [
+                aws.iam.RolePolicyAttachment(f"{name}-node-{p}", role=node_role.name, policy_arn=MANAGED + p, opts=child)
+                for p in ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")
+            ]
+            nodes = aws.eks.NodeGroup(
+                f"{name}-nodes",
+                cluster_name=cluster.name,
+                node_role_arn=node_role.arn,
+                subnet_ids=subnet_ids,  # private only
+                instance_types=settings.node_instance_types,
+                disk_size=settings.node_disk_gib,
+                scaling_config={"min_size": settings.node_min, "desired_size": settings.node_desired,
+                                "max_size": settings.node_max},
+                update_config={"max_unavailable": 1},
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=node_attach),
+            )
+            agent = aws.eks.Addon(f"{name}-pod-identity-agent", cluster_name=cluster.name,
+                                  addon_name="eks-pod-identity-agent", tags=tags,
+                                  opts=pulumi.ResourceOptions(parent=self, depends_on=[nodes]))
+            efs_role = aws.iam.Role(f"{name}-efs-csi-role", assume_role_policy=json.dumps(POD_IDENTITY_TRUST),
+                                    tags=tags, opts=child)
+            efs_attach = aws.iam.RolePolicyAttachment(
+                f"{name}-efs-csi-policy", role=efs_role.name,
+                policy_arn=MANAGED + "service-role/AmazonEFSCSIDriverPolicy", opts=child)
+            efs = aws.eks.Addon(
+                f"{name}-efs-csi-driver", cluster_name=cluster.name, addon_name="aws-efs-csi-driver",
+                pod_identity_associations=[{"role_arn": efs_role.arn, "service_account": "efs-csi-controller-sa"}],
+                tags=tags, opts=pulumi.ResourceOptions(parent=self, depends_on=[agent, efs_attach]),
+            )
+            self.created = [nodes, agent, efs]
+            self.name = cluster.name
+            self.security_group_id = cluster.vpc_config.cluster_security_group_id
+            endpoint, ca = cluster.endpoint, cluster.certificate_authority.data
+            self.kubeconfig = pulumi.Output.secret(kubeconfig(cluster.name, endpoint, ca, region))
+
+        config = kubeconfig(self.name, endpoint, ca, region)
+        self.provider = k8s.Provider(
+            f"{name}-k8s", kubeconfig=config,
+            # Workloads need nodes and the CSI driver before anything is applied.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.created),
+        )
+        self.register_outputs({"name": self.name})

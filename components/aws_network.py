@@ -1,0 +1,94 @@
+"""The AWS network: a VPC with private subnets for the cluster and data services, public subnets
+only for load balancers, and NAT for egress; or an existing VPC and its private subnets."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_aws as aws
+
+from stacks.config import AwsNetwork
+
+
+@dataclass(frozen=True)
+class Subnets:
+    vpc_id: pulumi.Input[str]
+    vpc_cidr: pulumi.Input[str]
+    private_ids: list[pulumi.Input[str]]
+    public_ids: list[pulumi.Input[str]]
+    resources: list[pulumi.Resource]  # what data services and the cluster must outlive
+
+
+def carve(cidr: str, zones: int) -> tuple[list[str], list[str]]:
+    """Private subnets get the big blocks (pods take VPC IPs on EKS), public ones small blocks."""
+    net = ipaddress.ip_network(cidr)
+    private = list(net.subnets(new_prefix=net.prefixlen + 2))[:zones] if zones <= 3 else []
+    if zones > 3 or len(private) < zones:
+        private = list(net.subnets(new_prefix=net.prefixlen + 3))[:zones]
+    last = list(net.subnets(new_prefix=net.prefixlen + 2))[-1]
+    public = list(last.subnets(new_prefix=last.prefixlen + 3))[:zones]
+    return [str(p) for p in private], [str(p) for p in public]
+
+
+class AwsVpc(pulumi.ComponentResource):
+    """A created VPC, or a thin record of an existing one."""
+
+    subnets: Subnets
+
+    def __init__(self, name: str, settings: AwsNetwork, cluster_name: str, tags: dict[str, str],
+                 opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("airflow-k8s:aws:Network", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        if settings.vpc_id:
+            self.subnets = Subnets(settings.vpc_id, aws.ec2.get_vpc_output(id=settings.vpc_id).cidr_block,
+                                   [s.id for s in settings.private_subnets], [], [])
+            self.register_outputs({"vpc_id": settings.vpc_id})
+            return
+
+        zones = settings.availability_zones
+        vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=settings.cidr, enable_dns_hostnames=True, enable_dns_support=True,
+                          tags={**tags, "Name": f"{cluster_name}"}, opts=child)
+        igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags={**tags, "Name": cluster_name}, opts=child)
+        private_cidrs, public_cidrs = carve(settings.cidr, len(zones))
+        cluster_tag = {f"kubernetes.io/cluster/{cluster_name}": "shared"}
+        public_rt = aws.ec2.RouteTable(
+            f"{name}-public-rt", vpc_id=vpc.id, routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": igw.id}],
+            tags={**tags, "Name": f"{cluster_name}-public"}, opts=child,
+        )
+        public, private, nats = [], [], []
+        for i, (zone, pub_cidr, priv_cidr) in enumerate(zip(zones, public_cidrs, private_cidrs, strict=True)):
+            pub = aws.ec2.Subnet(
+                f"{name}-public-{zone}", vpc_id=vpc.id, cidr_block=pub_cidr, availability_zone=zone,
+                map_public_ip_on_launch=False,
+                # Only internet-facing load balancers go here.
+                tags={**tags, **cluster_tag, "Name": f"{cluster_name}-public-{zone}", "kubernetes.io/role/elb": "1"},
+                opts=child,
+            )
+            aws.ec2.RouteTableAssociation(f"{name}-public-{zone}", subnet_id=pub.id, route_table_id=public_rt.id,
+                                          opts=child)
+            public.append(pub)
+            if settings.nat_gateways == "perZone" or i == 0:
+                eip = aws.ec2.Eip(f"{name}-nat-{zone}", domain="vpc", tags={**tags, "Name": f"{cluster_name}-nat-{zone}"},
+                                  opts=child)
+                nats.append(aws.ec2.NatGateway(f"{name}-nat-{zone}", allocation_id=eip.id, subnet_id=pub.id,
+                                               tags={**tags, "Name": f"{cluster_name}-{zone}"},
+                                               opts=pulumi.ResourceOptions(parent=self, depends_on=[igw])))
+            nat = nats[-1]
+            priv = aws.ec2.Subnet(
+                f"{name}-private-{zone}", vpc_id=vpc.id, cidr_block=priv_cidr, availability_zone=zone,
+                tags={**tags, **cluster_tag, "Name": f"{cluster_name}-private-{zone}",
+                      "kubernetes.io/role/internal-elb": "1"},
+                opts=child,
+            )
+            rt = aws.ec2.RouteTable(
+                f"{name}-private-rt-{zone}", vpc_id=vpc.id, routes=[{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat.id}],
+                tags={**tags, "Name": f"{cluster_name}-private-{zone}"}, opts=child,
+            )
+            aws.ec2.RouteTableAssociation(f"{name}-private-{zone}", subnet_id=priv.id, route_table_id=rt.id, opts=child)
+            private.append(priv)
+        self.subnets = Subnets(vpc.id, vpc.cidr_block, [s.id for s in private], [s.id for s in public],
+                               [*private, *public, *nats])
+        self.register_outputs({"vpc_id": vpc.id})

@@ -1,0 +1,143 @@
+"""AWS storage for Airflow: EFS as the ReadWriteMany DAG volume, S3 for task logs, and the pod
+identity that lets Airflow's service accounts write those logs (no static keys anywhere)."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional, Sequence
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components.aws_eks import POD_IDENTITY_TRUST
+from components.endpoints import RemoteLogs
+from components.k8s import labels
+
+NFS_PORT = 2049
+
+
+class EfsDagVolume(pulumi.ComponentResource):
+    """An encrypted EFS file system, a mount target per private subnet, an access point owned by the
+    Airflow uid/gid, and a static PersistentVolume + claim bound to it: nothing is provisioned
+    dynamically, so nothing exists outside Pulumi's state."""
+
+    claim_name: pulumi.Output[str]
+    file_system_id: pulumi.Output[str]
+
+    def __init__(self, name: str, *, vpc_id: pulumi.Input[str], subnet_ids: Sequence[pulumi.Input[str]],
+                 client_security_group_id: pulumi.Input[str], namespace: pulumi.Input[str], instance: str,
+                 uid: int, gid: int, size: str, protect: bool, tags: dict[str, str],
+                 opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("airflow-k8s:aws:DagVolume", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        fs = aws.efs.FileSystem(
+            f"{name}-fs", encrypted=True, throughput_mode="elastic", performance_mode="generalPurpose",
+            tags={**tags, "Name": f"{instance}-dags"}, opts=pulumi.ResourceOptions(parent=self, protect=protect),
+        )
+        sg = aws.ec2.SecurityGroup(
+            f"{name}-sg", vpc_id=vpc_id, description="Airflow DAG volume: NFS from the EKS cluster only",
+            ingress=[{"protocol": "tcp", "from_port": NFS_PORT, "to_port": NFS_PORT,
+                      "security_groups": [client_security_group_id], "description": "EKS cluster"}],
+            tags=tags, opts=child,
+        )
+        targets = [
+            aws.efs.MountTarget(f"{name}-mount-{i}", file_system_id=fs.id, subnet_id=subnet, security_groups=[sg.id],
+                                opts=child)
+            for i, subnet in enumerate(subnet_ids)
+        ]
+        ap = aws.efs.AccessPoint(
+            f"{name}-access-point", file_system_id=fs.id,
+            posix_user={"uid": uid, "gid": gid},
+            root_directory={"path": "/dags", "creation_info": {"owner_uid": uid, "owner_gid": gid,
+                                                               "permissions": "0775"}},
+            tags=tags, opts=child,
+        )
+        pv = k8s.core.v1.PersistentVolume(
+            f"{name}-pv",
+            metadata={"name": f"{instance}-dags", "labels": labels(instance, "dags")},
+            spec={
+                "capacity": {"storage": size},  # EFS is elastic; Kubernetes requires a number
+                "accessModes": ["ReadWriteMany"],
+                "persistentVolumeReclaimPolicy": "Retain",  # the file system's lifecycle is Pulumi's
+                "storageClassName": "",
+                "csi": {"driver": "efs.csi.aws.com",
+                        "volumeHandle": pulumi.Output.concat(fs.id, "::", ap.id)},
+                "mountOptions": ["tls"],
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=targets),
+        )
+        pvc = k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-pvc",
+            metadata={"name": f"{instance}-dags", "namespace": namespace, "labels": labels(instance, "dags")},
+            spec={"accessModes": ["ReadWriteMany"], "storageClassName": "", "volumeName": pv.metadata["name"],
+                  "resources": {"requests": {"storage": size}}},
+            opts=child,
+        )
+        self.claim_name = pvc.metadata["name"]
+        self.file_system_id = fs.id
+        self.volume_handle = pulumi.Output.concat(fs.id, "::", ap.id)
+        self.register_outputs({"file_system_id": fs.id, "claim_name": self.claim_name})
+
+
+class S3TaskLogs(pulumi.ComponentResource):
+    """A private, encrypted log bucket with expiry, an IAM role scoped to it, and EKS Pod Identity
+    associations for the service accounts that read or write task logs.
+
+    EKS Pod Identity rather than IRSA: no OIDC provider to create or keep in step with the cluster,
+    associations are plain API objects that work the same on a created or an existing cluster, and
+    the role's trust policy does not name the cluster."""
+
+    remote_logs: RemoteLogs
+    bucket_name: pulumi.Output[str]
+
+    def __init__(self, name: str, *, cluster_name: pulumi.Input[str], namespace: str, region: str,
+                 service_accounts: dict[str, pulumi.Input[str]], retention_days: int, protect: bool,
+                 tags: dict[str, str], opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("airflow-k8s:aws:TaskLogs", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        bucket = aws.s3.Bucket(
+            f"{name}-bucket", bucket_prefix="airflow-logs-",
+            # A test stack's bucket is emptied on destroy; production's is protected instead.
+            force_destroy=not protect, tags=tags, opts=pulumi.ResourceOptions(parent=self, protect=protect),
+        )
+        aws.s3.BucketPublicAccessBlock(f"{name}-public-access", bucket=bucket.id, block_public_acls=True,
+                                       block_public_policy=True, ignore_public_acls=True,
+                                       restrict_public_buckets=True, opts=child)
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-encryption", bucket=bucket.id,
+            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "aws:kms"}, "bucket_key_enabled": True}],
+            opts=child)
+        aws.s3.BucketOwnershipControls(f"{name}-ownership", bucket=bucket.id,
+                                       rule={"object_ownership": "BucketOwnerEnforced"}, opts=child)
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-lifecycle", bucket=bucket.id,
+            rules=[{"id": "expire-task-logs", "status": "Enabled", "filter": {"prefix": ""},
+                    "expiration": {"days": retention_days},
+                    "abort_incomplete_multipart_upload": {"days_after_initiation": 7}}],
+            opts=child)
+        aws.s3.BucketPolicy(
+            f"{name}-tls-only", bucket=bucket.id,
+            policy=bucket.arn.apply(lambda arn: json.dumps({"Version": "2012-10-17", "Statement": [{
+                "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                "Resource": [arn, f"{arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]})),
+            opts=child)
+        role = aws.iam.Role(f"{name}-role", assume_role_policy=json.dumps(POD_IDENTITY_TRUST), tags=tags, opts=child)
+        aws.iam.RolePolicy(
+            f"{name}-policy", role=role.id,
+            policy=bucket.arn.apply(lambda arn: json.dumps({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": arn},
+                {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": f"{arn}/*"}]})),
+            opts=child)
+        for component, sa in sorted(service_accounts.items()):
+            aws.eks.PodIdentityAssociation(
+                f"{name}-identity-{component}", cluster_name=cluster_name, namespace=namespace,
+                service_account=sa, role_arn=role.arn, tags=tags, opts=child)
+        self.bucket_name = bucket.bucket
+        self.remote_logs = RemoteLogs(
+            base_folder=pulumi.Output.concat("s3://", bucket.bucket, "/logs"),
+            conn_id="aws_task_logs",
+            # No keys: boto3 picks up the pod identity credentials.
+            connection=f"aws://?region_name={region}",
+        )
+        self.register_outputs({"bucket": bucket.bucket})

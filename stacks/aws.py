@@ -1,0 +1,96 @@
+"""The `aws` stack: EKS (created or existing), RDS PostgreSQL, an ElastiCache broker with TLS and
+AUTH, EFS as the ReadWriteMany DAG volume, S3 task logs written through EKS Pod Identity."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import pulumi
+import pulumi_aws as aws
+
+from components.airflow import AIRFLOW_GID, AIRFLOW_UID, DagSource
+from components.aws_broker import ElastiCacheBroker
+from components.aws_database import RdsPostgres
+from components.aws_eks import EksCluster
+from components.aws_network import AwsVpc
+from components.aws_storage import EfsDagVolume, S3TaskLogs
+from components.endpoints import BrokerEndpoint
+from stacks.common import INSTANCE, compose, make_namespace, roles
+from stacks.config import StackConfig
+
+# Who reads or writes task logs in S3 (the api-server reads them for the UI).
+LOG_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", "worker", "task")
+
+
+def build(cfg: StackConfig) -> dict[str, Any]:
+    a = cfg.aws
+    assert a is not None  # the config model guarantees it for cloud 'aws'
+    stack = pulumi.get_stack()
+    tags = {"app": "airflow-k8s", "pulumi-stack": stack, **a.tags}
+    # Explicit region and tags: nothing depends on the ambient AWS profile's region.
+    aws_provider = aws.Provider("aws", region=a.region, default_tags={"tags": tags})
+    aws_opts = pulumi.ResourceOptions(providers=[aws_provider])
+    name = f"airflow-{stack}"
+    cluster_name = a.cluster.existing_name or name
+
+    net = AwsVpc("network", a.network, cluster_name, tags, opts=aws_opts)
+    eks = EksCluster(
+        "eks", settings=a.cluster, cluster_name=cluster_name, region=a.region,
+        subnet_ids=net.subnets.private_ids, public_subnet_ids=net.subnets.public_ids,
+        depends_on=net.subnets.resources, tags=tags, opts=aws_opts,
+    )
+    provider = eks.provider
+    d = cfg.airflow.dags
+    git_writer = d.source == "volume" and d.git is not None
+    ns = make_namespace(cfg, provider, git_writer)
+    data_opts = pulumi.ResourceOptions(providers=[aws_provider], depends_on=net.subnets.resources)
+
+    db = RdsPostgres(
+        "database", settings=a.database, identifier=name, vpc_id=net.subnets.vpc_id,
+        subnet_ids=net.subnets.private_ids, client_security_group_id=eks.security_group_id,
+        protect=a.protect, tags=tags, opts=data_opts,
+    )
+    broker: Optional[BrokerEndpoint] = None
+    if "CeleryExecutor" in cfg.airflow.executors:
+        broker = ElastiCacheBroker(
+            "broker", settings=a.broker, identifier=name, vpc_id=net.subnets.vpc_id,
+            subnet_ids=net.subnets.private_ids, client_security_group_id=eks.security_group_id,
+            tags=tags, opts=data_opts,
+        ).endpoint
+
+    claim: Optional[pulumi.Input[str]] = d.claim_name
+    dag_volume: Optional[pulumi.Input[str]] = d.claim_name
+    if d.source == "volume" and claim is None:
+        efs = EfsDagVolume(
+            "dags", vpc_id=net.subnets.vpc_id, subnet_ids=net.subnets.private_ids,
+            client_security_group_id=eks.security_group_id, namespace=ns.namespace, instance=INSTANCE,
+            uid=AIRFLOW_UID, gid=AIRFLOW_GID, size=cfg.kubernetes.dag_volume_size, protect=a.protect, tags=tags,
+            opts=pulumi.ResourceOptions(providers=[aws_provider, provider], depends_on=[ns, *net.subnets.resources]),
+        )
+        claim, dag_volume = efs.claim_name, efs.volume_handle
+
+    present = set(roles(cfg, git_writer).components)
+    logs = S3TaskLogs(
+        "logs", cluster_name=eks.name, namespace=cfg.kubernetes.namespace, region=a.region,
+        service_accounts={c: ns.service_accounts[c] for c in LOG_COMPONENTS if c in present},
+        retention_days=a.log_retention_days, protect=a.protect, tags=tags, opts=aws_opts,
+    )
+    airflow = compose(
+        cfg, provider=provider, database=db.endpoint, broker=broker,
+        dags=DagSource(kind=d.source, claim_name=claim, git_writer=git_writer),
+        remote_logs=logs.remote_logs, namespace=ns,
+    )
+    k = cfg.kubernetes
+    return {
+        "namespace": ns.namespace,
+        "uiUrl": "http://localhost:8080" if cfg.airflow.api_server.service_type == "ClusterIP" else airflow.api_url,
+        "uiAccess": f"aws eks update-kubeconfig --region {a.region} --name {cluster_name} && "
+                    f"kubectl -n {k.namespace} port-forward svc/{airflow.api_service_name} 8080:8080",
+        "adminUser": cfg.airflow.auth.admin_user,
+        "adminPassword": airflow.secrets.admin_password,
+        "kubeconfig": eks.kubeconfig,
+        "databaseEndpoint": pulumi.Output.concat(db.endpoint.host, ":", str(db.endpoint.port)),
+        "brokerEndpoint": pulumi.Output.concat(broker.host, ":", str(broker.port)) if broker else None,
+        "dagVolume": dag_volume,
+        "logLocation": logs.remote_logs.base_folder,
+    }
