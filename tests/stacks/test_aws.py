@@ -1,0 +1,238 @@
+"""The AWS stack files: render, strict validation, and the AWS rules as graph invariants."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+import kubernetes_validate
+import pytest
+
+from stacks import engine
+from tests.render import K8S_VERSIONS, dumps, named, objects, render
+from tests.stacks.test_invariants import _secret_leaves
+
+STACKS = ["aws-dev", "aws-prod"]
+EXISTING = (
+    "aws.cluster.existingName=team-eks",
+    "aws.network={vpcId: vpc-0abc12345678, privateSubnets: [{id: subnet-0aaa11112222, availabilityZone: eu-west-1a},"
+    " {id: subnet-0bbb11112222, availabilityZone: eu-west-1b}]}",
+)
+DATA_PORTS = {5432, 6379, 2049}
+
+
+def of_type(run: engine.Run, suffix: str) -> list[engine.Resource]:
+    return [r for r in run.resources if r.type.endswith(suffix)]
+
+
+def one(run: engine.Run, suffix: str) -> engine.Resource:
+    [r] = of_type(run, suffix)
+    return r
+
+
+def ancestors(run: engine.Run, urn: str) -> set[str]:
+    """Everything `urn` depends on, transitively (dependencies, provider, parent's dependencies)."""
+    by_urn = {r.urn: r for r in run.resources}
+    seen: set[str] = set()
+    todo = [urn]
+    while todo:
+        r = by_urn.get(todo.pop())
+        if r is None:
+            continue
+        nxt = list(r.dependencies) + ([r.provider] if r.provider else []) + ([r.parent] if r.parent else [])
+        for u in nxt:
+            if u not in seen:
+                seen.add(u)
+                todo.append(u)
+    return seen
+
+
+@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_every_kubernetes_object_is_strictly_valid(stack: str, version: str) -> None:
+    for obj in objects(render(stack), reveal=True):
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_explicit_providers_from_the_cluster_and_region(stack: str) -> None:
+    run = render(stack)
+    [k8s_provider] = run.by_type("pulumi:providers:kubernetes")
+    assert "kubeconfig" in k8s_provider.inputs and "context" not in k8s_provider.inputs
+    assert all(r.provider == k8s_provider.urn for r in run.kubernetes())
+    assert one(run, "eks/cluster:Cluster").urn in ancestors(run, k8s_provider.urn)
+    [aws_provider] = run.by_type("pulumi:providers:aws")
+    assert aws_provider.inputs["region"] == "eu-west-1"
+    aws_resources = [r for r in run.resources if r.type.startswith("aws:") and r.custom]
+    assert aws_resources and all(r.provider == aws_provider.urn for r in aws_resources)
+
+
+def test_existing_cluster_is_looked_up_not_created() -> None:
+    run = render("aws-dev", *EXISTING)
+    assert not of_type(run, "eks/cluster:Cluster") and not of_type(run, "ec2/vpc:Vpc")
+    assert not of_type(run, "eks/nodeGroup:NodeGroup")
+    assert "kubeconfig" not in run.outputs  # no cluster created, no kubeconfig to hand out
+    groups = of_type(run, "rds/subnetGroup:SubnetGroup")
+    assert groups[0].inputs["subnetIds"] == ["subnet-0aaa11112222", "subnet-0bbb11112222"]
+    sg = run.get("aws:ec2/securityGroup:SecurityGroup", "database-sg")
+    assert sg.inputs["ingress"][0]["securityGroups"] == ["sg-0mockcluster"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_data_services_and_nodes_live_in_private_subnets_only(stack: str) -> None:
+    run = render(stack)
+    subnets = {r.urn: r for r in of_type(run, "ec2/subnet:Subnet")}
+    private_ids = {f"{r.name}-id" for r in subnets.values() if "-private-" in r.name}
+    public_ids = {f"{r.name}-id" for r in subnets.values() if "-public-" in r.name}
+    assert len(private_ids) >= 2 and len(public_ids) >= 2
+    assert not any(s.inputs.get("mapPublicIpOnLaunch") for s in subnets.values())
+    assert {s.inputs["availabilityZone"] for s in subnets.values() if "-private-" in s.name} >= {"eu-west-1a", "eu-west-1b"}
+    for r in of_type(run, "subnetGroup:SubnetGroup"):
+        assert set(r.inputs["subnetIds"]) <= private_ids, r.name
+    assert set(one(run, "eks/nodeGroup:NodeGroup").inputs["subnetIds"]) <= private_ids
+    assert {m.inputs["subnetId"] for m in of_type(run, "efs/mountTarget:MountTarget")} == private_ids
+    assert one(run, "rds/instance:Instance").inputs["publiclyAccessible"] is False
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_encryption_at_rest_and_in_transit(stack: str) -> None:
+    run = render(stack)
+    db = one(run, "rds/instance:Instance").inputs
+    assert db["storageEncrypted"] is True
+    params = one(run, "rds/parameterGroup:ParameterGroup").inputs["parameters"]
+    assert {"name": "rds.force_ssl", "value": "1"} in params
+    cache = one(run, "elasticache/replicationGroup:ReplicationGroup").inputs
+    assert cache["transitEncryptionEnabled"] and cache["atRestEncryptionEnabled"] and cache["clusterMode"] == "disabled"
+    assert cache["authToken"] == engine.SECRET
+    assert one(run, "efs/fileSystem:FileSystem").inputs["encrypted"] is True
+    sse = one(run, "BucketServerSideEncryptionConfiguration").inputs
+    assert sse["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
+    policy = json.loads(one(run, "s3/bucketPolicy:BucketPolicy").revealed["policy"])
+    assert policy["Statement"][0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    pab = one(run, "BucketPublicAccessBlock").inputs
+    assert all(pab[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+    pv = named(run, "PersistentVolume", "airflow-dags")
+    assert pv["spec"]["mountOptions"] == ["tls"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_airflow_urls_use_tls(stack: str) -> None:
+    secret = named(render(stack), "Secret", "airflow-secrets", reveal=True)["stringData"]
+    assert "sslmode=require" in secret["sql-alchemy-conn"]
+    broker = urlsplit(secret["broker-url"])
+    assert broker.scheme == "rediss" and broker.query == "ssl_cert_reqs=required" and broker.username == ""
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_security_groups_admit_data_ports_only_from_the_cluster(stack: str) -> None:
+    run = render(stack)
+    groups = of_type(run, "ec2/securityGroup:SecurityGroup")
+    assert len(groups) == 3
+    for sg in groups:
+        for rule in sg.inputs.get("ingress", []):
+            assert "0.0.0.0/0" not in rule.get("cidrBlocks", []) and "::/0" not in rule.get("ipv6CidrBlocks", [])
+            assert rule["fromPort"] in DATA_PORTS and rule["securityGroups"] == ["sg-eks-cluster"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_secret_in_plain_text(stack: str) -> None:
+    run = render(stack)
+    secrets = {s for s in _secret_leaves(run) if len(s) >= 8}
+    assert len(secrets) >= 6
+    text = dumps(run)
+    assert not [s[:4] for s in secrets if s in text]
+    assert run.outputs["kubeconfig"] == engine.SECRET and run.outputs["adminPassword"] == engine.SECRET
+
+
+def test_dev_destroys_in_one_go() -> None:
+    run = render("aws-dev")
+    assert not [r.name for r in run.resources if r.options.get("protect") or r.options.get("retainOnDelete")]
+    db = one(run, "rds/instance:Instance").inputs
+    assert db["deletionProtection"] is False and db["skipFinalSnapshot"] is True
+    assert "finalSnapshotIdentifier" not in db
+    assert one(run, "s3/bucket:Bucket").inputs["forceDestroy"] is True
+
+
+def test_prod_protects_database_file_system_and_log_bucket() -> None:
+    run = render("aws-prod")
+    protected = {r.type.split(":")[-1] for r in run.resources if r.options.get("protect")}
+    assert protected == {"Instance", "FileSystem", "Bucket"}
+    db = one(run, "rds/instance:Instance").inputs
+    assert db["deletionProtection"] is True and db["skipFinalSnapshot"] is False and db["multiAz"] is True
+    assert db["backupRetentionPeriod"] >= 7
+    cache = one(run, "elasticache/replicationGroup:ReplicationGroup").inputs
+    assert cache["automaticFailoverEnabled"] is True and cache["numCacheClusters"] >= 2
+    assert len(of_type(run, "ec2/natGateway:NatGateway")) == 3
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_load_balancer_service_is_deleted_before_the_network(stack: str) -> None:
+    """Kubernetes objects that make AWS resources depend (through the provider) on the cluster, and
+    the cluster on every subnet, so destroy removes the load balancer before any subnet or VPC."""
+    run = render(stack, "airflow.apiServer.serviceType=LoadBalancer")
+    svc = run.get("kubernetes:core/v1:Service", "airflow-api-server-svc")
+    assert svc.inputs["spec"]["type"] == "LoadBalancer"
+    before = ancestors(run, svc.urn)
+    subnets = {r.urn for r in of_type(run, "ec2/subnet:Subnet")}
+    assert subnets <= before
+    assert one(run, "ec2/vpc:Vpc").urn in before
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_log_identity_is_scoped_to_the_bucket_and_the_log_writers(stack: str) -> None:
+    run = render(stack)
+    assocs = {r.inputs["serviceAccount"] for r in of_type(run, "eks/podIdentityAssociation:PodIdentityAssociation")}
+    assert assocs == {"airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
+                      "airflow-worker"}
+    policy = json.loads(run.get("aws:iam/rolePolicy:RolePolicy", "logs-policy").revealed["policy"])
+    resources = {r for s in policy["Statement"] for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])}
+    assert all(r.startswith("arn:aws:s3:::airflow-logs-") for r in resources)
+    env = {e["name"]: e.get("value") for e in named(run, "Deployment", "airflow-scheduler")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["AIRFLOW__LOGGING__REMOTE_LOGGING"] == "True" and env["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"].startswith("s3://airflow-logs-")
+    assert env["AIRFLOW_CONN_AWS_TASK_LOGS"] == "aws://?region_name=eu-west-1"
+    assert "aws_access_key_id" not in dumps(run).lower()
+
+
+def test_dag_volume_is_a_static_pv_bound_to_the_access_point() -> None:
+    run = render("aws-dev")
+    pv = named(run, "PersistentVolume", "airflow-dags")
+    pvc = named(run, "PersistentVolumeClaim", "airflow-dags")
+    assert pv["spec"]["csi"]["driver"] == "efs.csi.aws.com"
+    assert pv["spec"]["csi"]["volumeHandle"] == "dags-fs-id::dags-access-point-id"
+    assert pvc["spec"]["volumeName"] == "airflow-dags" and pvc["spec"]["storageClassName"] == ""
+    ap = one(run, "efs/accessPoint:AccessPoint").inputs
+    assert ap["posixUser"] == {"uid": 50000, "gid": 0}
+    assert run.outputs["dagVolume"] == "dags-fs-id::dags-access-point-id"
+
+
+def test_outputs_match_the_local_stack_plus_kubeconfig() -> None:
+    assert set(render("aws-dev").outputs) == set(render("local").outputs) | {"kubeconfig"}
+
+
+BAD = [
+    ("aws.database.instanceClass=db.m9z.large", "airflow-k8s:aws.database.instanceClass", "is not a db.<family>.<size>"),
+    ("aws.broker.nodeType=cache.huge", "airflow-k8s:aws.broker.nodeType", "is not a cache.<family>.<size>"),
+    ("aws.network.availabilityZones=[eu-west-1a]", "airflow-k8s:aws.network.availabilityZones", "at least two distinct"),
+    ("aws.network.availabilityZones=[eu-west-1a, us-east-1b]", "airflow-k8s:aws.network.availabilityZones", "not in region"),
+    ("aws.cluster.serviceCidr=10.40.128.0/17", "airflow-k8s:aws.cluster.serviceCidr", "overlaps the VPC CIDR"),
+    ("aws.network.cidr=10.0.0.0/8", "airflow-k8s:aws.network.cidr", "/16 to /20"),
+    ("aws.cluster.existingName=team-eks", "airflow-k8s:aws.cluster.existingName", "needs its network"),
+    ("aws.network={vpcId: vpc-0abc12345678, privateSubnets: [{id: subnet-0aaa11112222, availabilityZone: eu-west-1a}]}",
+     "airflow-k8s:aws.network.privateSubnets", "at least two availability zones"),
+    ("aws.region=Ireland", "airflow-k8s:aws.region", "must match"),
+    ("aws.cluster.nodeDesired=10", "airflow-k8s:aws.cluster.nodeDesired", "nodeMin <= nodeDesired <= nodeMax"),
+    ("aws.database.backupRetentionDays=0", "airflow-k8s:aws.database.backupRetentionDays", "greater than or equal to 1"),
+    ("database.mode=external", "airflow-k8s:database.", ""),
+]
+
+
+@pytest.mark.parametrize("override,key,fragment", BAD)
+def test_bad_aws_input(override: str, key: str, fragment: str) -> None:
+    from stacks.main import program
+    from stacks.render import load_stack_config
+
+    config, keys = load_stack_config("aws-dev", [override])
+    run = engine.run(program, config=config, secret_keys=keys, stack="aws-dev")
+    assert run.error is not None and key in str(run.error) and fragment in str(run.error), str(run.error)
+    assert run.resources == []
