@@ -116,19 +116,43 @@ class Postgres:
         self.start()
 
 
-class Redis:
-    """A throwaway password-protected Redis on loopback."""
+def make_ca_and_server_cert(base: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 (what ElastiCache's Amazon CA is in AWS)."""
+    base.mkdir(parents=True, exist_ok=True)
 
-    def __init__(self, base: Path, password: str) -> None:
+    def ssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=base, check=True, capture_output=True)
+
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+        "-subj", "/CN=airflow-k8s e2e CA")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (base / "ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out",
+        "server.crt", "-days", "2", "-extfile", "ext")
+    return base / "ca.crt", base / "server.crt", base / "server.key"
+
+
+class Redis:
+    """A throwaway password-protected Redis on loopback, optionally TLS-only (like ElastiCache)."""
+
+    def __init__(self, base: Path, password: str, tls: bool = False) -> None:
         self.base = base
         self.port = free_port()
         self.password = password
+        self.tls = tls
+        self.ca: Optional[Path] = None
         self.proc: Optional[subprocess.Popen[bytes]] = None
 
     def start(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
         conf = self.base / "redis.conf"
-        conf.write_text(f"port {self.port}\nbind 127.0.0.1\nrequirepass {self.password}\nsave \"\"\n"
+        listen = f"port {self.port}\n"
+        if self.tls:
+            self.ca, cert, key = make_ca_and_server_cert(self.base / "tls")
+            # TLS only: the plain port is off, as with ElastiCache's transit encryption "required".
+            listen = (f"port 0\ntls-port {self.port}\ntls-cert-file {cert}\ntls-key-file {key}\n"
+                      f"tls-ca-cert-file {self.ca}\ntls-auth-clients no\n")
+        conf.write_text(f"{listen}bind 127.0.0.1\nrequirepass {self.password}\nsave \"\"\n"
                         f"appendonly no\ndir {self.base}\n")
         conf.chmod(0o600)
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -177,6 +201,8 @@ class Cluster:
     manifests: list[dict[str, Any]]
     dags_dir: Path
     base: Path
+    # The image's CA bundle: in AWS it holds Amazon's roots; here, the test CA that signed the broker.
+    ca_bundle: Optional[Path] = None
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)
     configmaps: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -250,6 +276,8 @@ class Process:
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
         }
+        if cluster.ca_bundle:
+            env["SSL_CERT_FILE"] = str(cluster.ca_bundle)
         for e in self.c.spec.get("env", []):
             value = cluster.resolve(e)
             value = CLUSTER_DNS.sub("127.0.0.1", value)

@@ -53,10 +53,10 @@ def _render_objects(overrides: tuple[str, ...]) -> list[dict[str, Any]]:
 class Deployment:
     """The whole rendered stack, running: servers, jobs, long-running components."""
 
-    def __init__(self, base: Path, overrides: tuple[str, ...] = ()) -> None:
+    def __init__(self, base: Path, overrides: tuple[str, ...] = (), tls_broker: bool = False) -> None:
         self.base = base
         self.pg = Postgres(base / "postgres", DB_PASSWORD)
-        self.redis = Redis(base / "redis", REDIS_PASSWORD)
+        self.redis = Redis(base / "redis", REDIS_PASSWORD, tls=tls_broker)
         self.extra = overrides
         self.procs: dict[str, Process] = {}
 
@@ -66,7 +66,8 @@ class Deployment:
             f"database.external={{host: 127.0.0.1, port: {self.pg.port}, name: airflow, user: airflow, "
             f"password: '{DB_PASSWORD}', sslmode: disable}}",
             "broker.mode=external",
-            f"broker.external={{host: 127.0.0.1, port: {self.redis.port}, password: '{REDIS_PASSWORD}'}}",
+            f"broker.external={{host: 127.0.0.1, port: {self.redis.port}, password: '{REDIS_PASSWORD}', "
+            f"tls: {str(self.redis.tls).lower()}}}",
             "airflow.dags={source: volume, claimName: e2e-dags}",
             "airflow.variables={e2e_greeting: hello-from-stack-config}",
             # Notice a lost worker in seconds rather than the default 5 minutes, so the fault tests
@@ -85,7 +86,7 @@ class Deployment:
         objects = _render_objects(self.overrides())
         dags = self.base / "dag-volume"
         shutil.copytree(E2E / "dags", dags, dirs_exist_ok=True)
-        self.cluster = Cluster(objects, dags, self.base)
+        self.cluster = Cluster(objects, dags, self.base, ca_bundle=self.redis.ca)
         self.containers = airflow_containers(objects)
         secret = self.cluster.secrets["airflow-secrets"]
         self.admin_password = secret["admin-password"]
