@@ -26,9 +26,11 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     a = cfg.aws
     assert a is not None  # the config model guarantees it for cloud 'aws'
     stack = pulumi.get_stack()
-    tags = {"app": "airflow-k8s", "pulumi-stack": stack, **a.tags}
-    # Explicit region and tags: nothing depends on the ambient AWS profile's region.
-    aws_provider = aws.Provider("aws", region=a.region, default_tags={"tags": tags})
+    # Explicit region: nothing depends on the ambient AWS profile's region. Tags go on every
+    # resource through the provider's default tags, once; components add only their Name tags.
+    aws_provider = aws.Provider(
+        "aws", region=a.region, default_tags={"tags": {"app": "airflow-k8s", "pulumi-stack": stack, **a.tags}})
+    tags: dict[str, str] = {}
     aws_opts = pulumi.ResourceOptions(providers=[aws_provider])
     name = f"airflow-{stack}"
     cluster_name = a.cluster.existing_name or name

@@ -419,7 +419,11 @@ class AwsNetwork(_Model):
 
 
 class AwsCluster(_Model):
-    existing_name: Optional[str] = Field(None, description="Use this existing EKS cluster instead of creating one.")
+    existing_name: Optional[str] = Field(
+        None,
+        description="Use this existing EKS cluster instead of creating one; it needs the eks-pod-identity-agent and "
+        "aws-efs-csi-driver add-ons.",
+    )
     version: str = Field("1.33", pattern=r"^1\.(3[1-5])$", description="Kubernetes version of a created cluster.")
     service_cidr: str = Field("172.20.0.0/16", description="Service IPv4 CIDR of a created cluster.")
     node_instance_types: list[str] = Field(default_factory=lambda: ["m6i.xlarge"], description="Node instance types.")

@@ -63,6 +63,7 @@ def test_explicit_providers_from_the_cluster_and_region(stack: str) -> None:
     assert one(run, "eks/cluster:Cluster").urn in ancestors(run, k8s_provider.urn)
     [aws_provider] = run.by_type("pulumi:providers:aws")
     assert aws_provider.inputs["region"] == "eu-west-1"
+    assert json.loads(aws_provider.inputs["defaultTags"])["tags"]["pulumi-stack"] == stack
     aws_resources = [r for r in run.resources if r.type.startswith("aws:") and r.custom]
     assert aws_resources and all(r.provider == aws_provider.urn for r in aws_resources)
 
