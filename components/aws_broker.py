@@ -12,6 +12,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from components.aws_network import cluster_only_security_group
 from components.endpoints import BrokerEndpoint
 from stacks.config import AwsBroker
 
@@ -29,12 +30,9 @@ class ElastiCacheBroker(pulumi.ComponentResource):
         # AUTH tokens: 16-128 characters, symbols limited to ! & # $ ^ < > -.
         token = random.RandomPassword(f"{name}-auth-token", length=48, special=True, override_special="!&#$^<>-",
                                       opts=child)
-        sg = aws.ec2.SecurityGroup(
-            f"{name}-sg", vpc_id=vpc_id, description="Airflow Celery broker: Redis protocol from the EKS cluster only",
-            ingress=[{"protocol": "tcp", "from_port": PORT, "to_port": PORT,
-                      "security_groups": [client_security_group_id], "description": "EKS cluster"}],
-            tags=tags, opts=child,
-        )
+        sg = cluster_only_security_group(self, name, vpc_id=vpc_id, port=PORT,
+                                         client_security_group_id=client_security_group_id,
+                                         description="Airflow Celery broker: Redis protocol from the EKS cluster only", tags=tags)
         subnets = aws.elasticache.SubnetGroup(f"{name}-subnets", subnet_ids=subnet_ids, tags=tags, opts=child)
         failover = settings.replicas >= 1
         self.group = aws.elasticache.ReplicationGroup(

@@ -8,6 +8,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from components.aws_network import cluster_only_security_group
 from components.endpoints import DatabaseEndpoint
 from stacks.config import AwsDatabase
 
@@ -28,12 +29,9 @@ class RdsPostgres(pulumi.ComponentResource):
         # one every 7 days, which would break the static connection string Airflow holds.
         password = random.RandomPassword(f"{name}-password", length=32, special=True,
                                          override_special="!#%&*()-_=+[]{}<>:?", opts=child)
-        sg = aws.ec2.SecurityGroup(
-            f"{name}-sg", vpc_id=vpc_id, description="Airflow metadata DB: PostgreSQL from the EKS cluster only",
-            ingress=[{"protocol": "tcp", "from_port": PORT, "to_port": PORT,
-                      "security_groups": [client_security_group_id], "description": "EKS cluster"}],
-            tags=tags, opts=child,
-        )
+        sg = cluster_only_security_group(self, name, vpc_id=vpc_id, port=PORT,
+                                         client_security_group_id=client_security_group_id,
+                                         description="Airflow metadata DB: PostgreSQL from the EKS cluster only", tags=tags)
         subnets = aws.rds.SubnetGroup(f"{name}-subnets", subnet_ids=subnet_ids, tags=tags, opts=child)
         major = settings.engine_version.split(".")[0]
         params = aws.rds.ParameterGroup(

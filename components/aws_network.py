@@ -92,3 +92,16 @@ class AwsVpc(pulumi.ComponentResource):
         self.subnets = Subnets(vpc.id, vpc.cidr_block, [s.id for s in private], [s.id for s in public],
                                [*private, *public, *nats])
         self.register_outputs({"vpc_id": vpc.id})
+
+
+def cluster_only_security_group(parent: pulumi.Resource, name: str, *, vpc_id: pulumi.Input[str], port: int,
+                                client_security_group_id: pulumi.Input[str], description: str,
+                                tags: dict[str, str]) -> aws.ec2.SecurityGroup:
+    """A security group admitting one TCP port from the EKS cluster's security group only: data
+    services are never open to a CIDR, let alone 0.0.0.0/0."""
+    return aws.ec2.SecurityGroup(
+        f"{name}-sg", vpc_id=vpc_id, description=description,
+        ingress=[{"protocol": "tcp", "from_port": port, "to_port": port,
+                  "security_groups": [client_security_group_id], "description": "EKS cluster"}],
+        tags=tags, opts=pulumi.ResourceOptions(parent=parent),
+    )

@@ -11,6 +11,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.aws_eks import POD_IDENTITY_TRUST
+from components.aws_network import cluster_only_security_group
 from components.endpoints import RemoteLogs
 from components.k8s import labels
 
@@ -35,12 +36,9 @@ class EfsDagVolume(pulumi.ComponentResource):
             f"{name}-fs", encrypted=True, throughput_mode="elastic", performance_mode="generalPurpose",
             tags={**tags, "Name": f"{instance}-dags"}, opts=pulumi.ResourceOptions(parent=self, protect=protect),
         )
-        sg = aws.ec2.SecurityGroup(
-            f"{name}-sg", vpc_id=vpc_id, description="Airflow DAG volume: NFS from the EKS cluster only",
-            ingress=[{"protocol": "tcp", "from_port": NFS_PORT, "to_port": NFS_PORT,
-                      "security_groups": [client_security_group_id], "description": "EKS cluster"}],
-            tags=tags, opts=child,
-        )
+        sg = cluster_only_security_group(self, name, vpc_id=vpc_id, port=NFS_PORT,
+                                         client_security_group_id=client_security_group_id,
+                                         description="Airflow DAG volume: NFS from the EKS cluster only", tags=tags)
         targets = [
             aws.efs.MountTarget(f"{name}-mount-{i}", file_system_id=fs.id, subnet_id=subnet, security_groups=[sg.id],
                                 opts=child)
