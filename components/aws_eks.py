@@ -64,6 +64,11 @@ class EksCluster(pulumi.ComponentResource):
             role = aws.iam.Role(f"{name}-cluster-role", assume_role_policy=json.dumps(EKS_TRUST), tags=tags, opts=child)
             attach = aws.iam.RolePolicyAttachment(f"{name}-cluster-policy", role=role.name,
                                                   policy_arn=MANAGED + "AmazonEKSClusterPolicy", opts=child)
+            # EKS would create this log group itself on first use, outside Pulumi's state, and
+            # `pulumi destroy` would leave it behind; created here, it goes with the stack.
+            log_group = aws.cloudwatch.LogGroup(
+                f"{name}-control-plane-logs", name=f"/aws/eks/{cluster_name}/cluster",
+                retention_in_days=settings.log_retention_days, tags=tags, opts=child)
             cluster = aws.eks.Cluster(
                 f"{name}-cluster",
                 name=cluster_name,
@@ -82,7 +87,7 @@ class EksCluster(pulumi.ComponentResource):
                 kubernetes_network_config={"service_ipv4_cidr": settings.service_cidr},
                 enabled_cluster_log_types=["api", "audit", "authenticator"],
                 tags=tags,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[attach, *depends_on]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[attach, log_group, *depends_on]),
             )
             node_role = aws.iam.Role(f"{name}-node-role", assume_role_policy=json.dumps(NODE_TRUST), tags=tags, opts=child)
             node_attach = [

@@ -432,6 +432,9 @@ class AwsCluster(_Model):
     node_max: int = Field(6, ge=1, le=100, description="Maximum nodes.")
     node_disk_gib: int = Field(50, ge=20, le=2000, description="Node root volume size.")
     public_endpoint: bool = Field(True, description="Expose the API server endpoint publicly (with IAM auth).")
+    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 3653] = Field(
+        90, description="Days the control-plane logs (api, audit, authenticator) are kept in CloudWatch."
+    )
     public_access_cidrs: list[str] = Field(
         default_factory=lambda: ["0.0.0.0/0"], description="Who may reach a public API endpoint."
     )

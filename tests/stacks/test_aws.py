@@ -154,6 +154,16 @@ def test_dev_destroys_in_one_go() -> None:
     assert one(run, "s3/bucket:Bucket").inputs["forceDestroy"] is True
 
 
+@pytest.mark.parametrize("stack", STACKS)
+def test_control_plane_log_group_is_owned_by_the_stack(stack: str) -> None:
+    """EKS would otherwise create it on its own, and destroy would leave it behind."""
+    run = render(stack)
+    group = one(run, "cloudwatch/logGroup:LogGroup")
+    cluster = one(run, "eks/cluster:Cluster")
+    assert group.inputs["name"] == f"/aws/eks/{cluster.inputs['name']}/cluster"
+    assert group.urn in cluster.dependencies and cluster.inputs["enabledClusterLogTypes"]
+
+
 def test_prod_protects_database_file_system_and_log_bucket() -> None:
     run = render("aws-prod")
     protected = {r.type.split(":")[-1] for r in run.resources if r.options.get("protect")}
