@@ -240,6 +240,7 @@ class Airflow(pulumi.ComponentResource):
             plain["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"] = a.remote_logs.base_folder
             plain["AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID"] = a.remote_logs.conn_id
             plain[f"AIRFLOW_CONN_{a.remote_logs.conn_id.upper()}"] = a.remote_logs.connection
+            plain.update(a.remote_logs.extra_env)
         if s.statsd.enabled:
             plain["AIRFLOW__METRICS__STATSD_ON"] = "True"
             plain["AIRFLOW__METRICS__STATSD_HOST"] = f"{self._inst}-statsd"

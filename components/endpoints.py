@@ -50,6 +50,8 @@ class RemoteLogs:
     conn_id: str
     # A connection URI or JSON for `AIRFLOW_CONN_<ID>`; carries no keys (identity comes from the pod).
     connection: pulumi.Input[str]
+    # Further provider settings the handler needs, e.g. the WASB container.
+    extra_env: dict[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

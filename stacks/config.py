@@ -509,10 +509,146 @@ class AwsSettings(_Model):
         return self
 
 
+# ---- Azure -----------------------------------------------------------------------------------
+
+# Public-cloud regions with availability zones or otherwise commonly used; a typo here would only
+# surface as an ARM error in the middle of `pulumi up`.
+AZURE_REGIONS = {
+    "australiaeast", "brazilsouth", "canadacentral", "centralindia", "centralus", "eastasia", "eastus", "eastus2",
+    "francecentral", "germanywestcentral", "israelcentral", "italynorth", "japaneast", "koreacentral",
+    "mexicocentral", "newzealandnorth", "northeurope", "norwayeast", "polandcentral", "qatarcentral",
+    "southafricanorth", "southcentralus", "southeastasia", "spaincentral", "swedencentral", "switzerlandnorth",
+    "uaenorth", "uksouth", "westeurope", "westus2", "westus3",
+}
+# Azure Managed Redis SKUs (redisenterprise); Enterprise_* and EnterpriseFlash_* retire on 2027-03-31.
+AZURE_REDIS_SKUS = {
+    *(f"Balanced_B{n}" for n in (0, 1, 3, 5, 10, 20, 50, 100, 150, 250, 350, 500, 700, 1000)),
+    *(f"MemoryOptimized_M{n}" for n in (10, 20, 50, 100, 150, 250, 350, 500, 700, 1000, 1500, 2000)),
+    *(f"ComputeOptimized_X{n}" for n in (3, 5, 10, 20, 50, 100, 150, 250, 350, 500, 700)),
+}
+
+
+class AzureNetwork(_Model):
+    address_space: str = Field("10.50.0.0/16", description="VNet address space.")
+    aks_subnet: str = Field("10.50.0.0/18", description="Subnet for AKS nodes.")
+    postgres_subnet: str = Field("10.50.64.0/24", description="Subnet delegated to PostgreSQL Flexible Server.")
+    endpoints_subnet: str = Field("10.50.65.0/24", description="Subnet for private endpoints (Redis, Files).")
+
+    @model_validator(mode="after")
+    def _layout(self) -> "AzureNetwork":
+        try:
+            space = ipaddress.ip_network(self.address_space)
+        except ValueError as e:
+            raise bad("addressSpace", str(e)) from None
+        nets = {}
+        for key in ("aks_subnet", "postgres_subnet", "endpoints_subnet"):
+            alias = to_camel(key)
+            try:
+                net = ipaddress.ip_network(getattr(self, key))
+            except ValueError as e:
+                raise bad(alias, str(e)) from None
+            if not net.subnet_of(space):  # type: ignore[arg-type]
+                raise bad(alias, f"{net} is not inside the address space {space}")
+            for other, onet in nets.items():
+                if net.overlaps(onet):
+                    raise bad(alias, f"{net} overlaps {other} {onet}")
+            nets[alias] = net
+        return self
+
+
+class AzureCluster(_Model):
+    existing_name: Optional[str] = Field(None, description="Use this existing AKS cluster (OIDC issuer and workload "
+                                         "identity enabled) instead of creating one.")
+    existing_resource_group: Optional[str] = Field(None, description="Resource group of the existing cluster.")
+    version: str = Field("1.33", pattern=r"^1\.(3[1-5])$", description="Kubernetes version of a created cluster.")
+    service_cidr: str = Field("172.21.0.0/16", description="Service CIDR of a created cluster.")
+    node_vm_size: str = Field("Standard_D4ds_v5", pattern=r"^Standard_[A-Za-z0-9_]+$", description="Node VM size.")
+    node_min: int = Field(3, ge=1, le=100, description="Minimum nodes (autoscaler).")
+    node_max: int = Field(6, ge=1, le=100, description="Maximum nodes (autoscaler).")
+    zones: list[Literal["1", "2", "3"]] = Field(default_factory=lambda: ["1", "2", "3"],
+                                               description="Availability zones of the node pool.")
+
+    @model_validator(mode="after")
+    def _shape(self) -> "AzureCluster":
+        if bool(self.existing_name) != bool(self.existing_resource_group):
+            raise bad("existingResourceGroup", "set both existingName and existingResourceGroup, or neither")
+        if self.node_min > self.node_max:
+            raise bad("nodeMin", f"must not exceed nodeMax ({self.node_min} > {self.node_max})")
+        return self
+
+
+class AzureDatabase(_Model):
+    tier: Literal["Burstable", "GeneralPurpose", "MemoryOptimized"] = Field("GeneralPurpose", description="Compute tier.")
+    sku_name: str = Field("Standard_D2ds_v5", pattern=r"^Standard_(B|D|E)[0-9]+[a-z]*(_v[0-9])?$",
+                          description="Compute SKU (Standard_B*, Standard_D*, Standard_E*).")
+    version: Literal["14", "15", "16", "17"] = Field("17", description="PostgreSQL major version.")
+    storage_gib: Literal[32, 64, 128, 256, 512, 1024, 2048, 4096] = Field(64, description="Storage size.")
+    backup_retention_days: int = Field(7, ge=7, le=35, description="Backups kept (Azure's minimum is 7).")
+    high_availability: bool = Field(True, description="Zone-redundant standby.")
+
+    @model_validator(mode="after")
+    def _sku(self) -> "AzureDatabase":
+        family = self.sku_name.split("_")[1][0]
+        want = {"Burstable": "B", "GeneralPurpose": "D", "MemoryOptimized": "E"}[self.tier]
+        if family != want:
+            raise bad("skuName", f"{self.sku_name} is not a {self.tier} SKU (Standard_{want}...)")
+        if self.high_availability and self.tier == "Burstable":
+            raise bad("highAvailability", "is not offered on the Burstable tier")
+        return self
+
+
+class AzureBroker(_Model):
+    sku: str = Field("Balanced_B1", description="Azure Managed Redis SKU.")
+
+    @field_validator("sku")
+    @classmethod
+    def _sku(cls, v: str) -> str:
+        if v not in AZURE_REDIS_SKUS:
+            raise ValueError(f"{v!r} is not an Azure Managed Redis SKU (Balanced_B0..B1000, MemoryOptimized_M10.., "
+                             "ComputeOptimized_X3..)")
+        return v
+
+
+class AzureDags(_Model):
+    protocol: Literal["nfs", "smb"] = Field(
+        "nfs", description="Azure Files protocol: NFS (premium, no account keys, POSIX permissions) or SMB (account key)."
+    )
+    quota_gib: int = Field(100, ge=1, le=102400, description="Share quota (premium shares start at 100 GiB).")
+
+
+class AzureSettings(_Model):
+    region: str = Field(..., description="Azure region, e.g. westeurope.")
+    network: AzureNetwork = Field(default_factory=lambda: AzureNetwork.model_validate({}), description="VNet.")
+    cluster: AzureCluster = Field(default_factory=lambda: AzureCluster.model_validate({}), description="AKS.")
+    database: AzureDatabase = Field(default_factory=lambda: AzureDatabase.model_validate({}),
+                                    description="PostgreSQL Flexible Server.")
+    broker: AzureBroker = Field(default_factory=lambda: AzureBroker.model_validate({}), description="Azure Managed Redis.")
+    dags: AzureDags = Field(default_factory=lambda: AzureDags.model_validate({}), description="Azure Files DAG share.")
+    log_retention_days: int = Field(90, ge=1, le=3650, description="Days task logs are kept in Blob storage.")
+    protect: bool = Field(True, description="Production safety: Pulumi `protect` on the database, share and log "
+                          "container (and their storage accounts); false for test stacks.")
+    tags: dict[str, str] = Field(default_factory=dict, description="Tags on every Azure resource.")
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        if v not in AZURE_REGIONS:
+            raise ValueError(f"{v!r} is not a known Azure region (e.g. westeurope, northeurope, eastus2, uksouth)")
+        return v
+
+    @model_validator(mode="after")
+    def _coherent(self) -> "AzureSettings":
+        if ipaddress.ip_network(self.cluster.service_cidr).overlaps(ipaddress.ip_network(self.network.address_space)):
+            raise bad("cluster.serviceCidr", f"{self.cluster.service_cidr} overlaps the VNet {self.network.address_space}")
+        if self.dags.protocol == "nfs" and self.dags.quota_gib < 100:
+            raise bad("dags.quotaGib", f"premium NFS shares start at 100 GiB (got {self.dags.quota_gib})")
+        return self
+
+
 class StackConfig(_Model):
     """All of `airflow-k8s:*`."""
 
-    cloud: Literal["local", "aws"] = Field("local", description="Which composition in stacks/ builds this stack.")
+    cloud: Literal["local", "aws", "azure"] = Field("local", description="Which composition in stacks/ builds this stack.")
     kubernetes: KubernetesSettings = Field(
         default_factory=lambda: KubernetesSettings.model_validate({}), description="Target cluster."
     )
@@ -522,6 +658,7 @@ class StackConfig(_Model):
     database: Database = Field(default_factory=lambda: Database.model_validate({}), description="Metadata DB.")
     broker: Broker = Field(default_factory=lambda: Broker.model_validate({}), description="Celery broker.")
     aws: Optional[AwsSettings] = Field(None, description="The AWS stack (cloud: aws).")
+    azure: Optional[AzureSettings] = Field(None, description="The Azure stack (cloud: azure).")
 
     @model_validator(mode="after")
     def _per_cloud(self) -> "StackConfig":
@@ -534,6 +671,13 @@ class StackConfig(_Model):
                 raise bad("database.mode", "the aws stack provides RDS and ElastiCache; leave database/broker unset")
         elif self.aws is not None:
             raise bad("aws", f"only applies to cloud 'aws' (cloud is {self.cloud!r})")
+        if self.cloud == "azure":
+            if self.azure is None:
+                raise bad("azure", "cloud 'azure' needs the 'azure' settings (region, ...)")
+            if self.database.mode != "inCluster" or self.broker.mode != "inCluster":
+                raise bad("database.mode", "the azure stack provides its database and broker; leave them unset")
+        elif self.azure is not None:
+            raise bad("azure", f"only applies to cloud 'azure' (cloud is {self.cloud!r})")
         return self
 
 

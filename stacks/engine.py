@@ -53,6 +53,8 @@ class StackMocks(pulumi.runtime.Mocks):
             state["result"] = hashlib.sha256(args.name.encode()).hexdigest()[: int(args.inputs.get("length", 8))]
         elif t.startswith("aws:"):
             state.update(_aws_outputs(t, args.name, state))
+        elif t.startswith("azure-native:"):
+            state.update(_azure_outputs(t, args.name, state))
         elif t.startswith("kubernetes:") and "metadata" in state:
             meta = dict(state.get("metadata") or {})
             meta.setdefault("name", args.name)
@@ -65,6 +67,19 @@ class StackMocks(pulumi.runtime.Mocks):
             return {"name": args.args["name"], "endpoint": f"https://{args.args['name']}.eks.mock",
                     "certificateAuthorities": [{"data": "bW9jay1jYQ=="}],
                     "vpcConfig": {"clusterSecurityGroupId": "sg-0mockcluster"}}
+        if args.token == "azure-native:containerservice:listManagedClusterUserCredentials":
+            kubeconfig = f"apiVersion: v1\nkind: Config\nclusters:\n- name: {args.args['resourceName']}\n"
+            return {"kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(kubeconfig.encode()).decode()}]}
+        if args.token == "azure-native:containerservice:getManagedCluster":
+            return {"name": args.args["resourceName"], "location": "westeurope",
+                    "oidcIssuerProfile": {"enabled": True, "issuerUrl": "https://oidc.mock/existing/"}}
+        if args.token == "azure-native:redisenterprise:listDatabaseKeys":
+            return {"primaryKey": mock_secret("redis-primary-key", 44), "secondaryKey": mock_secret("redis-2", 44)}
+        if args.token == "azure-native:storage:listStorageAccountKeys":
+            return {"keys": [{"keyName": "key1", "value": mock_secret("storage-key", 64), "permissions": "FULL"}]}
+        if args.token == "azure-native:authorization:getClientConfig":
+            return {"clientId": "00000000-0000-0000-0000-00000000c11e", "objectId": "00000000-0000-0000-0000-0000000000b1",
+                    "subscriptionId": "00000000-0000-0000-0000-000000005ub0", "tenantId": "00000000-0000-0000-0000-00000000fe11"}
         if args.token == "aws:ec2/getVpc:getVpc":
             return {"id": args.args["id"], "cidrBlock": "10.90.0.0/16"}
         return {}
@@ -99,6 +114,26 @@ def _aws_outputs(typ: str, name: str, state: dict[str, Any]) -> dict[str, Any]:
     elif typ in ("aws:rds/subnetGroup:SubnetGroup", "aws:rds/parameterGroup:ParameterGroup",
                  "aws:elasticache/subnetGroup:SubnetGroup"):
         out["name"] = state.get("name", name)
+    return out
+
+
+def _azure_outputs(typ: str, name: str, state: dict[str, Any]) -> dict[str, Any]:
+    """Computed outputs the Azure Resource Manager returns."""
+    out: dict[str, Any] = {"id": f"/subscriptions/mock/resourceGroups/mock/providers/{typ.split(':')[1]}/{name}"}
+    for key in ("resourceGroupName", "accountName", "serverName", "clusterName", "resourceName", "privateZoneName",
+                "virtualNetworkName", "privateEndpointName", "shareName", "containerName", "databaseName"):
+        if key in state and key != "resourceGroupName":
+            out["name"] = state[key]
+    if typ == "azure-native:resources:ResourceGroup":
+        out["name"] = state.get("resourceGroupName", name)
+    elif typ == "azure-native:containerservice:ManagedCluster":
+        out["oidcIssuerProfile"] = {"enabled": True, "issuerUrl": f"https://oidc.mock/{name}/"}
+    elif typ == "azure-native:dbforpostgresql:Server":
+        out["fullyQualifiedDomainName"] = f"{state.get('serverName', name)}.postgres.database.azure.com"
+    elif typ == "azure-native:redisenterprise:RedisEnterprise":
+        out["hostName"] = f"{state.get('clusterName', name)}.westeurope.redis.azure.net"
+    elif typ == "azure-native:managedidentity:UserAssignedIdentity":
+        out.update(clientId=f"{name}-client-id", principalId=f"{name}-principal-id")
     return out
 
 

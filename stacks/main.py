@@ -22,6 +22,10 @@ def program() -> None:
         from stacks import aws
 
         outputs = aws.build(cfg)
+    elif cfg.cloud == "azure":
+        from stacks import azure
+
+        outputs = azure.build(cfg)
     else:  # pragma: no cover - the Literal type admits only the clouds above
         raise pulumi.RunError(f"{stack_config.PROJECT}:cloud: unknown cloud {cfg.cloud!r}")
     for key, value in outputs.items():

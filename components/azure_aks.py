@@ -1,0 +1,91 @@
+"""AKS with the OIDC issuer and workload identity on (or an existing cluster by name), and the
+explicit Kubernetes provider built from its credentials."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+from typing import Optional
+
+import pulumi
+import pulumi_azure_native.containerservice as containerservice
+import pulumi_kubernetes as k8s
+
+from stacks.config import AzureCluster
+
+
+def _decode(value: str) -> str:
+    return base64.b64decode(value).decode()
+
+
+class AksCluster(pulumi.ComponentResource):
+    name: pulumi.Output[str]
+    oidc_issuer_url: pulumi.Output[str]
+    provider: k8s.Provider
+    kubeconfig: Optional[pulumi.Output[str]]
+
+    def __init__(self, name: str, *, settings: AzureCluster, cluster_name: str, resource_group: pulumi.Input[str],
+                 location: str, subnet_id: Optional[pulumi.Input[str]], tags: dict[str, str],
+                 depends_on: list[pulumi.Resource], opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("airflow-k8s:azure:AksCluster", name, None, opts)
+        if settings.existing_name:
+            rg: pulumi.Input[str] = settings.existing_resource_group or ""
+            found = containerservice.get_managed_cluster_output(
+                resource_group_name=rg, resource_name=settings.existing_name,
+                opts=pulumi.InvokeOutputOptions(parent=self))
+            self.name = pulumi.Output.from_input(settings.existing_name)
+            self.oidc_issuer_url = found.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else "")
+            self.kubeconfig = None
+            created: list[pulumi.Resource] = []
+        else:
+            rg = resource_group
+            svc = ipaddress.ip_network(settings.service_cidr)
+            cluster = containerservice.ManagedCluster(
+                f"{name}-cluster",
+                resource_name_=cluster_name,
+                resource_group_name=resource_group,
+                location=location,
+                dns_prefix=cluster_name,
+                kubernetes_version=settings.version,
+                identity={"type": "SystemAssigned"},
+                enable_rbac=True,
+                agent_pool_profiles=[{
+                    "name": "system",
+                    "mode": "System",
+                    "os_type": "Linux",
+                    "type": "VirtualMachineScaleSets",
+                    "vm_size": settings.node_vm_size,
+                    "count": settings.node_min,
+                    "min_count": settings.node_min,
+                    "max_count": settings.node_max,
+                    "enable_auto_scaling": True,
+                    "availability_zones": settings.zones,
+                    "vnet_subnet_id": subnet_id,
+                }],
+                network_profile={
+                    "network_plugin": "azure",
+                    "network_plugin_mode": "overlay",
+                    # Cilium enforces the NetworkPolicies the Airflow component creates.
+                    "network_dataplane": "cilium",
+                    "network_policy": "cilium",
+                    "service_cidr": settings.service_cidr,
+                    "dns_service_ip": str(svc.network_address + 10),
+                },
+                oidc_issuer_profile={"enabled": True},
+                security_profile={"workload_identity": {"enabled": True}},
+                storage_profile={"file_csi_driver": {"enabled": True}},
+                auto_upgrade_profile={"upgrade_channel": "patch"},
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+            )
+            self.name = cluster.name
+            self.oidc_issuer_url = cluster.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else "")
+            created = [cluster]
+        creds = containerservice.list_managed_cluster_user_credentials_output(
+            resource_group_name=rg, resource_name=self.name, opts=pulumi.InvokeOutputOptions(parent=self))
+        config = pulumi.Output.secret(creds.kubeconfigs[0].value.apply(_decode))
+        if created:
+            self.kubeconfig = config
+        self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=config,
+                                     opts=pulumi.ResourceOptions(parent=self, depends_on=created))
+        self.register_outputs({"name": self.name})

@@ -1,0 +1,159 @@
+"""Azure storage for Airflow: an Azure Files share as the ReadWriteMany DAG volume (static PV bound
+to the share, nothing provisioned dynamically) and Blob task logs written through a user-assigned
+managed identity federated with Airflow's service accounts (workload identity, no account keys)."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import pulumi
+import pulumi_azure_native.authorization as authorization
+import pulumi_azure_native.managedidentity as managedidentity
+import pulumi_azure_native.storage as storage
+import pulumi_kubernetes as k8s
+
+from components.azure_network import AzureVnet
+from components.endpoints import RemoteLogs
+from components.k8s import labels
+from stacks.config import AzureDags
+
+# Built-in role "Storage Blob Data Contributor".
+BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+WORKLOAD_IDENTITY_CLIENT_ID = "azure.workload.identity/client-id"
+WORKLOAD_IDENTITY_USE = "azure.workload.identity/use"
+
+
+def account_name(prefix: str, stack: str) -> str:
+    """Storage account names: 3-24 lowercase letters and digits, globally unique."""
+    return (prefix + "".join(c for c in stack.lower() if c.isalnum()))[:24]
+
+
+class AzureFilesDagVolume(pulumi.ComponentResource):
+    """NFS (default: premium FileStorage, no account keys, POSIX permissions, reachable only through
+    a private endpoint) or SMB (account key in a Kubernetes Secret, as the CSI driver requires)."""
+
+    claim_name: pulumi.Output[str]
+    volume_handle: pulumi.Output[str]
+
+    def __init__(self, name: str, *, settings: AzureDags, account: str, net: AzureVnet, location: str,
+                 namespace: pulumi.Input[str], instance: str, zone_redundant: bool, protect: bool,
+                 tags: dict[str, str], opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("airflow-k8s:azure:DagVolume", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        nfs = settings.protocol == "nfs"
+        acct = storage.StorageAccount(
+            f"{name}-account", account_name=account, resource_group_name=net.resource_group, location=location,
+            kind="FileStorage", sku={"name": "Premium_ZRS" if zone_redundant else "Premium_LRS"},
+            # NFS shares refuse "secure transfer required": the private endpoint is the boundary.
+            enable_https_traffic_only=not nfs, minimum_tls_version="TLS1_2", public_network_access="Disabled",
+            allow_blob_public_access=False, allow_shared_key_access=not nfs,
+            network_rule_set={"default_action": "Deny", "bypass": "None"},
+            tags=tags, opts=pulumi.ResourceOptions(parent=self, protect=protect))
+        share = storage.FileShare(
+            f"{name}-share", account_name=acct.name, resource_group_name=net.resource_group, share_name="dags",
+            share_quota=settings.quota_gib, enabled_protocols="NFS" if nfs else "SMB",
+            root_squash="NoRootSquash" if nfs else None,
+            opts=pulumi.ResourceOptions(parent=self, protect=protect))
+        net.private_endpoint(name, target_id=acct.id, group="file", zone="privatelink.file.core.windows.net",
+                             location=location, parent=self)
+        handle = pulumi.Output.concat(net.resource_group, "#", acct.name, "#", share.name)
+        csi: dict = {
+            "driver": "file.csi.azure.com",
+            "volumeHandle": handle,
+            "volumeAttributes": {"resourceGroup": net.resource_group, "storageAccount": acct.name,
+                                 "shareName": share.name, "protocol": "nfs" if nfs else "smb"},
+        }
+        mount_options = ["nconnect=4", "noresvport", "actimeo=30"] if nfs else [
+            "dir_mode=0775", "file_mode=0664", "uid=50000", "gid=0", "mfsymlinks", "cache=strict", "nosharesock"]
+        if not nfs:
+            keys = storage.list_storage_account_keys_output(
+                account_name=acct.name, resource_group_name=net.resource_group,
+                opts=pulumi.InvokeOutputOptions(parent=self))
+            secret = k8s.core.v1.Secret(
+                f"{name}-smb-key",
+                metadata={"name": f"{instance}-dags-smb", "namespace": namespace, "labels": labels(instance, "dags")},
+                string_data={"azurestorageaccountname": acct.name,
+                             "azurestorageaccountkey": pulumi.Output.secret(keys.keys[0].value)},
+                opts=child)
+            csi["nodeStageSecretRef"] = {"name": secret.metadata["name"], "namespace": namespace}
+        pv = k8s.core.v1.PersistentVolume(
+            f"{name}-pv",
+            metadata={"name": f"{instance}-dags", "labels": labels(instance, "dags")},
+            spec={"capacity": {"storage": f"{settings.quota_gib}Gi"}, "accessModes": ["ReadWriteMany"],
+                  "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "", "csi": csi,
+                  "mountOptions": mount_options},
+            opts=child)
+        pvc = k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-pvc",
+            metadata={"name": f"{instance}-dags", "namespace": namespace, "labels": labels(instance, "dags")},
+            spec={"accessModes": ["ReadWriteMany"], "storageClassName": "", "volumeName": pv.metadata["name"],
+                  "resources": {"requests": {"storage": f"{settings.quota_gib}Gi"}}},
+            opts=child)
+        self.claim_name = pvc.metadata["name"]
+        self.volume_handle = handle
+        self.register_outputs({"volume_handle": handle})
+
+
+class BlobTaskLogs(pulumi.ComponentResource):
+    """A private log container, expiry, and one user-assigned identity federated with each log
+    writer's service account, allowed Blob Data Contributor on that container only."""
+
+    remote_logs: RemoteLogs
+    client_id: pulumi.Output[str]
+
+    def __init__(self, name: str, *, account: str, resource_group: pulumi.Input[str], location: str,
+                 oidc_issuer_url: pulumi.Input[str], namespace: str, service_accounts: dict[str, str],
+                 retention_days: int, zone_redundant: bool, protect: bool, tags: dict[str, str],
+                 opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("airflow-k8s:azure:TaskLogs", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        acct = storage.StorageAccount(
+            f"{name}-account", account_name=account, resource_group_name=resource_group, location=location,
+            kind="StorageV2", sku={"name": "Standard_ZRS" if zone_redundant else "Standard_LRS"},
+            enable_https_traffic_only=True, minimum_tls_version="TLS1_2", allow_blob_public_access=False,
+            # Entra ID only: no account key can be used, so none can leak into Airflow's config.
+            allow_shared_key_access=False, default_to_o_auth_authentication=True,
+            tags=tags, opts=pulumi.ResourceOptions(parent=self, protect=protect))
+        container = storage.BlobContainer(
+            f"{name}-container", account_name=acct.name, resource_group_name=resource_group,
+            container_name="airflow-logs", public_access="None",
+            opts=pulumi.ResourceOptions(parent=self, protect=protect))
+        storage.ManagementPolicy(
+            f"{name}-expiry", account_name=acct.name, resource_group_name=resource_group,
+            management_policy_name="default",
+            policy={"rules": [{"name": "expire-task-logs", "enabled": True, "type": "Lifecycle", "definition": {
+                "filters": {"blob_types": ["blockBlob"], "prefix_match": ["airflow-logs/"]},
+                "actions": {"base_blob": {"delete": {"days_after_modification_greater_than": retention_days}}}}}]},
+            opts=child)
+        identity = managedidentity.UserAssignedIdentity(
+            f"{name}-identity", resource_name_=f"{account}-logs", resource_group_name=resource_group,
+            location=location, tags=tags, opts=child)
+        previous: list[pulumi.Resource] = []
+        for component, sa in sorted(service_accounts.items()):
+            # Azure refuses concurrent writes of federated credentials on one identity: chain them.
+            cred = managedidentity.FederatedIdentityCredential(
+                f"{name}-federation-{component}", resource_name_=identity.name, resource_group_name=resource_group,
+                federated_identity_credential_resource_name=f"{component}", issuer=oidc_issuer_url,
+                subject=f"system:serviceaccount:{namespace}:{sa}", audiences=["api://AzureADTokenExchange"],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=previous))
+            previous = [cred]
+        client = authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        authorization.RoleAssignment(
+            f"{name}-blob-writer", principal_id=identity.principal_id, principal_type="ServicePrincipal",
+            role_definition_id=pulumi.Output.concat(
+                "/subscriptions/", client.subscription_id,
+                "/providers/Microsoft.Authorization/roleDefinitions/", BLOB_DATA_CONTRIBUTOR),
+            scope=container.id, opts=child)
+        self.client_id = identity.client_id
+        connection = pulumi.Output.all(acct.name, identity.client_id, client.tenant_id).apply(lambda a: json.dumps({
+            "conn_type": "wasb",
+            "host": f"https://{a[0]}.blob.core.windows.net",
+            "extra": {"managed_identity_client_id": a[1], "workload_identity_tenant_id": a[2]},
+        }))
+        self.remote_logs = RemoteLogs(
+            base_folder="wasb-airflow-logs", conn_id="azure_task_logs", connection=connection,
+            extra_env={"AIRFLOW__AZURE_REMOTE_LOGGING__REMOTE_WASB_LOG_CONTAINER": container.name},
+        )
+        self.location = pulumi.Output.concat("https://", acct.name, ".blob.core.windows.net/", container.name)
+        self.register_outputs({"container": container.name})

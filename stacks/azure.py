@@ -1,0 +1,98 @@
+"""The `azure` stack: AKS (created or existing) with workload identity, PostgreSQL Flexible Server,
+Azure Managed Redis, Azure Files as the DAG volume, Blob task logs through workload identity."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import pulumi
+import pulumi_azure_native as azure_native
+import pulumi_azure_native.resources as resources
+
+from components.airflow import DagSource
+from components.azure_aks import AksCluster
+from components.azure_data import FlexiblePostgres, ManagedRedis
+from components.azure_network import AzureVnet
+from components.azure_storage import (
+    WORKLOAD_IDENTITY_CLIENT_ID,
+    WORKLOAD_IDENTITY_USE,
+    AzureFilesDagVolume,
+    BlobTaskLogs,
+    account_name,
+)
+from components.endpoints import BrokerEndpoint
+from stacks.aws import LOG_COMPONENTS
+from stacks.common import INSTANCE, compose, make_namespace, roles
+from stacks.config import StackConfig
+
+
+def build(cfg: StackConfig) -> dict[str, Any]:
+    z = cfg.azure
+    assert z is not None  # the config model guarantees it for cloud 'azure'
+    stack = pulumi.get_stack()
+    name = f"airflow-{stack}"
+    tags = {"app": "airflow-k8s", "pulumi-stack": stack, **z.tags}
+    # Explicit location: nothing depends on the ambient `az` defaults.
+    provider_az = azure_native.Provider("azure-native", location=z.region)
+    az_opts = pulumi.ResourceOptions(providers=[provider_az])
+    zone_redundant = z.protect  # production: zone-redundant storage; test stacks: locally redundant
+
+    rg = resources.ResourceGroup("resource-group", resource_group_name=name, location=z.region, tags=tags, opts=az_opts)
+    net = AzureVnet("network", settings=z.network, resource_group=rg.name, location=z.region, tags=tags, opts=az_opts)
+    aks = AksCluster(
+        "aks", settings=z.cluster, cluster_name=z.cluster.existing_name or name, resource_group=rg.name,
+        location=z.region, subnet_id=net.aks_subnet.id, tags=tags, depends_on=net.subnets, opts=az_opts,
+    )
+    provider = aks.provider
+    d = cfg.airflow.dags
+    git_writer = d.source == "volume" and d.git is not None
+    present = set(roles(cfg, git_writer).components)
+    writers = {c: f"{INSTANCE}-{c}" for c in LOG_COMPONENTS if c in present}
+    logs = BlobTaskLogs(
+        "logs", account=account_name("aflogs", stack), resource_group=rg.name, location=z.region,
+        oidc_issuer_url=aks.oidc_issuer_url, namespace=cfg.kubernetes.namespace, service_accounts=writers,
+        retention_days=z.log_retention_days, zone_redundant=zone_redundant, protect=z.protect, tags=tags, opts=az_opts,
+    )
+    # Workload identity needs both: the client id on the service account, the label on the pod.
+    annotations = {c: {WORKLOAD_IDENTITY_CLIENT_ID: logs.client_id} for c in writers}
+    pod_labels = {c: {WORKLOAD_IDENTITY_USE: "true"} for c in writers}
+    ns = make_namespace(cfg, provider, git_writer, annotations)
+
+    db = FlexiblePostgres("database", settings=z.database, server_name=name, net=net, location=z.region,
+                          protect=z.protect, tags=tags, opts=az_opts)
+    broker: Optional[BrokerEndpoint] = None
+    if "CeleryExecutor" in cfg.airflow.executors:
+        broker = ManagedRedis("broker", settings=z.broker, cluster_name=name, net=net, location=z.region, tags=tags,
+                              opts=az_opts).endpoint
+
+    claim: Optional[pulumi.Input[str]] = d.claim_name
+    dag_volume: Optional[pulumi.Input[str]] = d.claim_name
+    if d.source == "volume" and claim is None:
+        files = AzureFilesDagVolume(
+            "dags", settings=z.dags, account=account_name("afdags", stack), net=net, location=z.region,
+            namespace=ns.namespace, instance=INSTANCE, zone_redundant=zone_redundant, protect=z.protect, tags=tags,
+            opts=pulumi.ResourceOptions(providers=[provider_az, provider], depends_on=[ns]),
+        )
+        claim, dag_volume = files.claim_name, files.volume_handle
+
+    airflow = compose(
+        cfg, provider=provider, database=db.endpoint, broker=broker,
+        dags=DagSource(kind=d.source, claim_name=claim, git_writer=git_writer),
+        remote_logs=logs.remote_logs, pod_labels=pod_labels, namespace=ns,
+    )
+    k = cfg.kubernetes
+    cluster = z.cluster.existing_name or name
+    group = z.cluster.existing_resource_group or name
+    return {
+        "namespace": ns.namespace,
+        "uiUrl": "http://localhost:8080" if cfg.airflow.api_server.service_type == "ClusterIP" else airflow.api_url,
+        "uiAccess": f"az aks get-credentials --resource-group {group} --name {cluster} && "
+                    f"kubectl -n {k.namespace} port-forward svc/{airflow.api_service_name} 8080:8080",
+        "adminUser": cfg.airflow.auth.admin_user,
+        "adminPassword": airflow.secrets.admin_password,
+        "kubeconfig": aks.kubeconfig,
+        "databaseEndpoint": pulumi.Output.concat(db.endpoint.host, ":", str(db.endpoint.port)),
+        "brokerEndpoint": pulumi.Output.concat(broker.host, ":", str(broker.port)) if broker else None,
+        "dagVolume": dag_volume,
+        "logLocation": logs.location,
+    }
