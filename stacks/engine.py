@@ -72,7 +72,7 @@ class StackMocks(pulumi.runtime.Mocks):
             return {"kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(kubeconfig.encode()).decode()}]}
         if args.token == "azure-native:containerservice:getManagedCluster":
             return {"name": args.args["resourceName"], "location": "westeurope",
-                    "oidcIssuerProfile": {"enabled": True, "issuerUrl": "https://oidc.mock/existing/"}}
+                    "oidcIssuerProfile": {"enabled": True, "issuerURL": "https://oidc.mock/existing/"}}
         if args.token == "azure-native:redisenterprise:listDatabaseKeys":
             return {"primaryKey": mock_secret("redis-primary-key", 44), "secondaryKey": mock_secret("redis-2", 44)}
         if args.token == "azure-native:storage:listStorageAccountKeys":
@@ -119,7 +119,7 @@ def _aws_outputs(typ: str, name: str, state: dict[str, Any]) -> dict[str, Any]:
 
 def _azure_outputs(typ: str, name: str, state: dict[str, Any]) -> dict[str, Any]:
     """Computed outputs the Azure Resource Manager returns."""
-    out: dict[str, Any] = {"id": f"/subscriptions/mock/resourceGroups/mock/providers/{typ.split(':')[1]}/{name}"}
+    out: dict[str, Any] = {}
     for key in ("resourceGroupName", "accountName", "serverName", "clusterName", "resourceName", "privateZoneName",
                 "virtualNetworkName", "privateEndpointName", "shareName", "containerName", "databaseName"):
         if key in state and key != "resourceGroupName":
@@ -127,7 +127,7 @@ def _azure_outputs(typ: str, name: str, state: dict[str, Any]) -> dict[str, Any]
     if typ == "azure-native:resources:ResourceGroup":
         out["name"] = state.get("resourceGroupName", name)
     elif typ == "azure-native:containerservice:ManagedCluster":
-        out["oidcIssuerProfile"] = {"enabled": True, "issuerUrl": f"https://oidc.mock/{name}/"}
+        out["oidcIssuerProfile"] = {"enabled": True, "issuerURL": f"https://oidc.mock/{name}/"}
     elif typ == "azure-native:dbforpostgresql:Server":
         out["fullyQualifiedDomainName"] = f"{state.get('serverName', name)}.postgres.database.azure.com"
     elif typ == "azure-native:redisenterprise:RedisEnterprise":
