@@ -64,6 +64,10 @@ class AzureFilesDagVolume(pulumi.ComponentResource):
             "volumeAttributes": {"resourceGroup": net.resource_group, "storageAccount": acct.name,
                                  "shareName": share.name, "protocol": "nfs" if nfs else "smb"},
         }
+        if nfs:
+            # A new NFS share's root belongs to root; the driver sets these permissions on mount so
+            # the git-sync writer (uid 50000, gid 0) can write while everyone else only reads.
+            csi["volumeAttributes"]["mountPermissions"] = "0775"
         mount_options = ["nconnect=4", "noresvport", "actimeo=30"] if nfs else [
             "dir_mode=0775", "file_mode=0664", "uid=50000", "gid=0", "mfsymlinks", "cache=strict", "nosharesock"]
         if not nfs:
