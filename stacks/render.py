@@ -166,12 +166,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config value, e.g. airflow.executor=KubernetesExecutor")
     ap.add_argument("--reveal-secrets", action="store_true", help="write mock secret values (tests only)")
+    ap.add_argument("--graph", action="store_true", help="print a mermaid diagram of the stack's pieces "
+                    "and their dependencies (and write DIR/graph.mmd with --out)")
     args = ap.parse_args(argv)
     try:
         run = run_stack(args.stack, args.overrides)
     except RenderError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.graph:
+        from stacks.graph import mermaid
+
+        picture = mermaid(run)
+        print(picture)
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "graph.mmd").write_text(picture + "\n")
+        return 0
     print(tree(run))
     if args.out:
         files = write(run, args.out, reveal=args.reveal_secrets)
