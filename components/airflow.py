@@ -44,7 +44,8 @@ TRIGGERER_LOG_PORT = 8794
 FLOWER_PORT = 5555
 STATSD_PORT = 9125
 STATSD_METRICS_PORT = 9102
-GIT_ROOT_LINK = "repo"  # git-sync's symlink (relative) to the current checkout
+GIT_ROOT_LINK = "repo"
+GIT_SYNC_HTTP_PORT = 8081  # git-sync's symlink (relative) to the current checkout
 
 AUTH_MANAGERS = {
     "fab": "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager",
@@ -620,6 +621,14 @@ class Airflow(pulumi.ComponentResource):
         """The single writer of the DAG volume: one git-sync replica, Recreate so two never overlap."""
         comp = "git-sync"
         container = self._git_sync_container("git-sync", False, self._s.dags.folder)
+        # git-sync's HTTP endpoint answers 5xx until the first sync, 200 after: one probe for all three.
+        container["env"] += [{"name": "GITSYNC_HTTP_BIND", "value": f":{GIT_SYNC_HTTP_PORT}"},
+                             {"name": "GITSYNC_HTTP_PROBE", "value": "true"}]
+        container["ports"] = [{"name": "http", "containerPort": GIT_SYNC_HTTP_PORT, "protocol": "TCP"}]
+        probe = {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 30, "timeoutSeconds": 5}
+        container["startupProbe"] = {**probe, "periodSeconds": 10, "failureThreshold": 60}  # a first clone can be slow
+        container["livenessProbe"] = {**probe, "failureThreshold": 10}
+        container["readinessProbe"] = probe
         k8s.apps.v1.Deployment(
             f"{self._name}-git-sync",
             metadata={"name": f"{self._inst}-git-sync", "namespace": self._a.namespace,

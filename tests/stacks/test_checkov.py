@@ -1,0 +1,52 @@
+"""Security gate: checkov over the rendered manifests of every stack file, against a committed,
+reasoned skip list (tests/checkov-skips.yaml)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stacks.render import stack_names, write
+from tests.render import render
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECKOV = Path(os.environ.get("CHECKOV_BIN", ROOT / ".ci" / ".checkov-venv" / "bin" / "checkov"))
+SKIPS: dict[str, str] = yaml.safe_load((ROOT / "tests" / "checkov-skips.yaml").read_text())
+SEEN: set[str] = set()
+
+
+def checkov_failures(manifests: Path) -> list[tuple[str, str]]:
+    assert CHECKOV.exists(), f"no checkov at {CHECKOV}: `bash .ci/run` installs it in its own venv"
+    done = subprocess.run(
+        [str(CHECKOV), "-d", str(manifests), "--framework", "kubernetes", "--quiet", "--compact",
+         "--skip-download", "-o", "json"],
+        capture_output=True, text=True, timeout=600)
+    report = json.loads(done.stdout)
+    report = report if isinstance(report, dict) else report[0]
+    assert report["summary"]["parsing_errors"] == 0, report["summary"]
+    assert report["summary"]["passed"] > 100  # it really checked something
+    return [(f["check_id"], f["resource"]) for f in report["results"]["failed_checks"]]
+
+
+def test_every_skip_has_a_reason() -> None:
+    assert all(isinstance(reason, str) and len(reason) > 40 for reason in SKIPS.values())
+
+
+@pytest.mark.parametrize("stack", stack_names())
+def test_checkov_passes_except_reasoned_skips(stack: str, tmp_path: Path) -> None:
+    write(render(stack), tmp_path)
+    failures = checkov_failures(tmp_path / "manifests")
+    SEEN.update(check for check, _ in failures)
+    unexpected = sorted({f"{check} on {resource}" for check, resource in failures if check not in SKIPS})
+    assert not unexpected, "checkov failures not in tests/checkov-skips.yaml:\n" + "\n".join(unexpected)
+
+
+def test_no_stale_skips() -> None:
+    """Runs after the per-stack tests (file order): a skip nothing needs any more must go."""
+    assert SEEN, "the per-stack checkov tests did not run first"
+    assert set(SKIPS) <= SEEN, f"skips no stack needs: {sorted(set(SKIPS) - SEEN)}"
