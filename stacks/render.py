@@ -166,6 +166,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config value, e.g. airflow.executor=KubernetesExecutor")
     ap.add_argument("--reveal-secrets", action="store_true", help="write mock secret values (tests only)")
+    ap.add_argument("--teardown", action="store_true", help="print what `pulumi destroy` would remove, in "
+                    "order, and what could block it or leave something behind (exit 1 if anything blocks)")
     ap.add_argument("--graph", action="store_true", help="print a mermaid diagram of the stack's pieces "
                     "and their dependencies (and write DIR/graph.mmd with --out)")
     args = ap.parse_args(argv)
@@ -174,6 +176,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except RenderError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.teardown:
+        from stacks.teardown import findings, report
+
+        print(report(run))
+        return 1 if any(f.severity == "blocks" for f in findings(run)) else 0
     if args.graph:
         from stacks.graph import mermaid
 
