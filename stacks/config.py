@@ -51,6 +51,8 @@ class _Model(BaseModel):
         populate_by_name=False,
         frozen=True,
         validate_default=True,
+        # `--set aws.database.engineVersion=17.7` and YAML `ref: 3.1` arrive as numbers.
+        coerce_numbers_to_str=True,
     )
 
 

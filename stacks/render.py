@@ -166,6 +166,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config value, e.g. airflow.executor=KubernetesExecutor")
     ap.add_argument("--reveal-secrets", action="store_true", help="write mock secret values (tests only)")
+    ap.add_argument("--diff-against", metavar="REF", help="render the stack at git REF too and print what "
+                    "changes (exit 3 on a destructive change unless --allow-destructive)")
+    ap.add_argument("--allow-destructive", action="store_true", help="with --diff-against: exit 0 anyway")
     ap.add_argument("--teardown", action="store_true", help="print what `pulumi destroy` would remove, in "
                     "order, and what could block it or leave something behind (exit 1 if anything blocks)")
     ap.add_argument("--graph", action="store_true", help="print a mermaid diagram of the stack's pieces "
@@ -176,6 +179,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except RenderError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.diff_against:
+        from stacks.diff import at_ref, compare, format_changes
+
+        try:
+            old = at_ref(args.stack, args.diff_against, args.overrides)
+        except RuntimeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        new = [{**r.to_json()} for r in run.resources]
+        changes = compare(old, new)
+        print(format_changes(args.stack, args.diff_against, changes))
+        destructive = [c for c in changes if c.destructive]
+        if destructive and not args.allow_destructive:
+            print(f"\n{len(destructive)} destructive change(s): review them, then pass --allow-destructive",
+                  file=sys.stderr)
+            return 3
+        return 0
     if args.teardown:
         from stacks.teardown import findings, report
 

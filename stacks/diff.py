@@ -1,0 +1,175 @@
+"""Offline diff of a stack between a git ref and the working tree: what would this change do?
+
+    python -m stacks.render STACK --diff-against REF [--allow-destructive]
+
+Renders the stack at REF (in a temporary git worktree, with this same Python) and in the working
+tree, and reports per resource: created, deleted, changed (the changed fields; secrets stay masked,
+so a changed secret value is not visible) and renamed (a changed URN: Pulumi replaces it unless an
+alias names the old URN). Changes that would replace or delete a stateful resource are flagged and
+make the command exit 3 unless --allow-destructive is given.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Resources whose loss loses data or identity, and the input fields whose change replaces them.
+# (Kubernetes: metadata.name/namespace always replace; claims and volumes have immutable specs.)
+STATEFUL: dict[str, tuple[str, ...]] = {
+    "aws:rds/instance:Instance": ("identifier", "engine", "dbName", "username", "storageEncrypted", "kmsKeyId",
+                                  "availabilityZone", "dbSubnetGroupName"),
+    "aws:elasticache/replicationGroup:ReplicationGroup": ("replicationGroupId", "atRestEncryptionEnabled", "kmsKeyId",
+                                                          "subnetGroupName"),
+    "aws:efs/fileSystem:FileSystem": ("encrypted", "performanceMode", "kmsKeyId", "creationToken", "availabilityZoneName"),
+    "aws:s3/bucket:Bucket": ("bucket", "bucketPrefix", "objectLockEnabled"),
+    "azure-native:dbforpostgresql:Server": ("serverName", "resourceGroupName", "location", "administratorLogin"),
+    "azure-native:redisenterprise:RedisEnterprise": ("clusterName", "resourceGroupName", "location"),
+    "azure-native:redisenterprise:Database": ("databaseName", "clusteringPolicy", "port"),
+    "azure-native:storage:StorageAccount": ("accountName", "resourceGroupName", "location", "kind"),
+    "azure-native:storage:FileShare": ("shareName", "accountName", "enabledProtocols"),
+    "azure-native:storage:BlobContainer": ("containerName", "accountName"),
+    "kubernetes:core/v1:PersistentVolume": ("metadata.name", "spec"),
+    "kubernetes:core/v1:PersistentVolumeClaim": ("metadata.name", "metadata.namespace", "spec.storageClassName",
+                                                 "spec.volumeName", "spec.accessModes"),
+    "kubernetes:core/v1:Namespace": ("metadata.name",),
+    "kubernetes:apps/v1:StatefulSet": ("metadata.name", "metadata.namespace", "spec.volumeClaimTemplates"),
+}
+
+
+@dataclass
+class Change:
+    kind: str  # created | deleted | changed | renamed
+    urn: str
+    type: str
+    fields: list[str] = field(default_factory=list)
+    old_urn: Optional[str] = None
+    destructive: Optional[str] = None  # why, when it would delete or replace a stateful resource
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Leaf paths: `spec.template.spec.containers[scheduler].image`; list items by name when named."""
+    out: dict[str, Any] = {}
+    if isinstance(obj, dict) and obj:
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(obj, list) and obj:
+        for i, v in enumerate(obj):
+            key = v.get("name") if isinstance(v, dict) and isinstance(v.get("name"), str) else i
+            out.update(_flatten(v, f"{prefix}[{key}]"))
+        return out
+    return {prefix: obj}
+
+
+def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    a, b = _flatten(old), _flatten(new)
+    return sorted(k for k in set(a) | set(b) if a.get(k, "<unset>") != b.get(k, "<unset>"))
+
+
+def _covers(key: str, f: str) -> bool:
+    return f == key or f.startswith(key + ".") or f.startswith(key + "[")
+
+
+def _replacing(type_: str, fields: list[str], ignored: list[str]) -> list[str]:
+    """Changed fields that replace a stateful resource, unless the program tells Pulumi to ignore them."""
+    keys = STATEFUL.get(type_, ())
+    return [f for f in fields if any(_covers(k, f) for k in keys) and not any(_covers(i, f) for i in ignored)]
+
+
+def _identity(r: dict[str, Any]) -> str:
+    """What stays the same when only the URN moves (a rename or re-parent)."""
+    return json.dumps({"type": r["type"], "inputs": r["inputs"]}, sort_keys=True)
+
+
+def compare(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[Change]:
+    """Resource-level changes between two renders (`resources.json` entries)."""
+    before = {r["urn"]: r for r in old}
+    after = {r["urn"]: r for r in new}
+    changes: list[Change] = []
+    gone = {u: r for u, r in before.items() if u not in after}
+    came = {u: r for u, r in after.items() if u not in before}
+    # A new URN that lists a vanished one as an alias is a move Pulumi tracks: not a change.
+    for u, r in list(came.items()):
+        aliases = json.dumps(r.get("options", {}).get("aliases", []))
+        moved = [g for g in gone if g in aliases]
+        if moved:
+            came.pop(u)
+            gone.pop(moved[0])
+    by_identity = {_identity(r): u for u, r in gone.items()}
+    for u, r in sorted(came.items()):
+        old_urn = by_identity.get(_identity(r))
+        if old_urn is None:  # same type and name under a new parent also counts as a rename
+            old_urn = next((g for g, o in gone.items() if o["type"] == r["type"] and o["name"] == r["name"]), None)
+        if old_urn is not None and old_urn in gone:
+            gone.pop(old_urn)
+            why = "a changed URN is a replacement" if r["type"] in STATEFUL else None
+            changes.append(Change("renamed", u, r["type"], changed_fields(before[old_urn]["inputs"], r["inputs"]),
+                                  old_urn=old_urn, destructive=why))
+        else:
+            changes.append(Change("created", u, r["type"]))
+    for u, r in sorted(gone.items()):
+        changes.append(Change("deleted", u, r["type"], destructive="deleted" if r["type"] in STATEFUL else None))
+    for u in sorted(set(before) & set(after)):
+        fields = changed_fields(before[u]["inputs"], after[u]["inputs"])
+        opts = changed_fields(before[u].get("options", {}), after[u].get("options", {}))
+        if fields or opts:
+            replacing = _replacing(before[u]["type"], fields, after[u].get("options", {}).get("ignoreChanges", []))
+            changes.append(Change("changed", u, before[u]["type"], fields + [f"options.{o}" for o in opts],
+                                  destructive=f"replaced: {', '.join(replacing)} changed" if replacing else None))
+    return changes
+
+
+def render_json(stack: str, cwd: Path, overrides: list[str]) -> list[dict[str, Any]]:
+    """Render `stack` from the checkout at `cwd` with this Python; return its resources."""
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-m", "stacks.render", stack, "--out", out]
+        for o in overrides:
+            cmd += ["--set", o]
+        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"render of {stack} in {cwd} failed:\n{done.stderr.strip()[-2000:]}")
+        return json.loads((Path(out) / "resources.json").read_text())["resources"]
+
+
+def at_ref(stack: str, ref: str, overrides: list[str]) -> list[dict[str, Any]]:
+    """Render `stack` as it is at git `ref` (a detached worktree, removed afterwards)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "tree"
+        add = subprocess.run(["git", "worktree", "add", "--detach", str(tree), ref], cwd=ROOT, capture_output=True,
+                             text=True)
+        if add.returncode != 0:
+            raise RuntimeError(f"cannot check out {ref!r}: {add.stderr.strip()}")
+        try:
+            if not (tree / "stacks" / f"Pulumi.{stack}.yaml").exists():
+                return []  # the stack is new in this change
+            return render_json(stack, tree, overrides)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True)
+
+
+def format_changes(stack: str, ref: str, changes: list[Change]) -> str:
+    if not changes:
+        return f"{stack}: no changes against {ref}"
+    short = lambda u: u.split("::", 2)[-1]  # noqa: E731 - drop the stack and project
+    lines = [f"{stack}: {len(changes)} change(s) against {ref}"]
+    for c in sorted(changes, key=lambda c: ("deleted", "renamed", "changed", "created").index(c.kind)):
+        mark = {"created": "+", "deleted": "-", "changed": "~", "renamed": ">"}[c.kind]
+        line = f"  {mark} {c.kind:8} {short(c.urn)}"
+        if c.old_urn:
+            line += f"  (was {short(c.old_urn)}; Pulumi replaces it unless an alias names the old URN)"
+        lines.append(line)
+        for f in c.fields[:12]:
+            lines.append(f"        {f}")
+        if len(c.fields) > 12:
+            lines.append(f"        ... {len(c.fields) - 12} more")
+        if c.destructive:
+            lines.append(f"      !!! DESTRUCTIVE ({c.destructive}): data or identity would be lost")
+    return "\n".join(lines)

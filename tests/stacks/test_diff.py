@@ -1,0 +1,98 @@
+"""`render --diff-against`: created / deleted / changed / renamed, and destructive changes flagged."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stacks.diff import compare
+from tests.render import render
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def resources(stack: str, *overrides: str) -> list[dict]:
+    return [r.to_json() for r in render(stack, *overrides).resources]
+
+
+def kinds(changes) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for c in changes:
+        out.setdefault(c.kind, set()).add(c.urn.rsplit("::", 1)[-1])
+    return out
+
+
+def test_identical_renders_have_no_changes() -> None:
+    assert compare(resources("aws-dev"), resources("aws-dev")) == []
+
+
+def test_created_and_deleted() -> None:
+    base, more = resources("local"), resources("local", "airflow.statsd.enabled=true")
+    assert kinds(compare(base, more))["created"] == {"airflow-statsd", "airflow-statsd-svc", "airflow-netpol-statsd",
+                                                     "namespace-sa-statsd"}
+    assert kinds(compare(more, base))["deleted"] == {"airflow-statsd", "airflow-statsd-svc", "airflow-netpol-statsd",
+                                                     "namespace-sa-statsd"}
+    assert not [c for c in compare(more, base) if c.destructive]  # nothing stateful went
+
+
+def test_changed_fields_are_precise_and_secrets_stay_masked() -> None:
+    changes = compare(resources("local"), resources("local", "airflow.image.tag=3.3.3"))
+    sched = next(c for c in changes if c.urn.endswith("::airflow-scheduler"))
+    assert "spec.template.spec.containers[scheduler].image" in sched.fields
+    assert not any(c.destructive for c in changes)
+
+
+def test_replacing_a_stateful_resource_is_destructive() -> None:
+    changes = compare(resources("aws-dev"), resources("aws-dev", "kubernetes.namespace=airflow2"))
+    destructive = {c.urn.rsplit("::", 1)[-1] for c in changes if c.destructive}
+    assert {"namespace-namespace", "dags-pvc"} <= destructive
+
+
+def test_deleting_a_stateful_resource_is_destructive() -> None:
+    changes = compare(resources("aws-dev"), resources("aws-dev", "airflow.dags={source: image}"))
+    deleted = {c.urn.rsplit("::", 1)[-1]: c for c in changes if c.kind == "deleted"}
+    assert deleted["dags-fs"].destructive == "deleted" and deleted["dags-pv"].destructive == "deleted"
+
+
+def test_ignored_changes_are_not_destructive() -> None:
+    """The in-cluster StatefulSets ignore volumeClaimTemplates, so a size change replaces nothing."""
+    changes = compare(resources("local"), resources("local", "database.inCluster.storageSize=20Gi"))
+    pg = next(c for c in changes if c.urn.endswith("::postgres-statefulset"))
+    assert any(f.startswith("spec.volumeClaimTemplates") for f in pg.fields) and pg.destructive is None
+
+
+def test_renamed_resource_and_alias() -> None:
+    old = resources("aws-dev")
+    new = copy.deepcopy(old)
+    db = next(r for r in new if r["name"] == "database-instance")
+    old_urn = db["urn"]
+    db["urn"] = old_urn.replace("::database-instance", "::metadata-db")
+    db["name"] = "metadata-db"
+    [renamed] = [c for c in compare(old, new) if c.kind == "renamed"]
+    assert renamed.old_urn == old_urn and renamed.destructive
+    db["options"]["aliases"] = [{"urn": old_urn}]
+    assert compare(old, new) == []  # an alias names the old URN: Pulumi moves it, nothing to report
+
+
+def test_cli_against_a_git_ref(tmp_path: Path) -> None:
+    """A real branch: clone, change a stack file, commit, diff against the parent commit."""
+    clone = tmp_path / "repo"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    stack_file = clone / "stacks" / "Pulumi.aws-dev.yaml"
+    stack_file.write_text(stack_file.read_text().replace("      replicas: 0  # single node", "      replicas: 1  # single node"))
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    subprocess.run(["git", "commit", "-qam", "two cache nodes"], cwd=clone, check=True, env=env)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "stacks.render", "aws-dev", *a], cwd=clone,  # noqa: E731
+                                    capture_output=True, text=True)
+    out = run("--diff-against", "HEAD~1")
+    assert out.returncode == 0, out.stderr
+    assert "broker-group" in out.stdout and "numCacheClusters" in out.stdout and "automaticFailoverEnabled" in out.stdout
+    assert "DESTRUCTIVE" not in out.stdout
+    bad = run("--diff-against", "no-such-ref")
+    assert bad.returncode == 2 and "cannot check out 'no-such-ref'" in bad.stderr
