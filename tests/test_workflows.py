@@ -1,0 +1,80 @@
+"""The GitHub workflows: well-formed, pinned, least-privileged, and every script they call exists."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@(v\d+\.\d+\.\d+|[0-9a-f]{40})$")
+
+
+def load(path: Path) -> dict[str, Any]:
+    doc = yaml.safe_load(path.read_text())
+    doc["on"] = doc.pop(True, doc.get("on"))  # YAML 1.1 reads the key `on` as true
+    return doc
+
+
+def steps(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for job in doc["jobs"].values() for s in job.get("steps", [])]
+
+
+def test_there_are_the_workflows_the_team_needs() -> None:
+    assert {p.stem for p in WORKFLOWS} == {"ci", "pr-diff", "pr-diff-comment", "preview", "review-env", "destroy"}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_well_formed_and_least_privileged(path: Path) -> None:
+    doc = load(path)
+    assert doc["name"] and doc["on"] and doc["jobs"]
+    assert "permissions" in doc, "declare permissions: the default token is too broad"
+    for name, job in doc["jobs"].items():
+        assert job["runs-on"].startswith("ubuntu-") and job["timeout-minutes"] <= 90, name
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_every_action_is_pinned_to_an_exact_version(path: Path) -> None:
+    for step in steps(load(path)):
+        if "uses" in step:
+            assert PINNED.match(step["uses"]), f"{path.name}: {step['uses']} is not an exact version or commit"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_every_referenced_script_exists(path: Path) -> None:
+    for step in steps(load(path)):
+        for ref in re.findall(r"(?:bash\s+)?(\.(?:ci|github)/[\w./-]+)", step.get("run", "")):
+            assert (ROOT / ref).is_file(), f"{path.name} runs {ref}, which does not exist"
+    assert all((ROOT / s).is_file() for s in ("requirements.txt",))
+
+
+def test_the_ci_workflow_runs_the_readme_test_command() -> None:
+    runs = [s.get("run", "") for s in steps(load(ROOT / ".github/workflows/ci.yml"))]
+    assert "bash .ci/run" in runs
+    assert "bash .ci/run" in (ROOT / "README.md").read_text()
+
+
+def test_forks_get_the_offline_diff_but_never_credentials() -> None:
+    diff = load(ROOT / ".github/workflows/pr-diff.yml")
+    assert diff["permissions"] == {"contents": "read"} and "secrets." not in (ROOT / ".github/workflows/pr-diff.yml").read_text()
+    for name in ("preview", "review-env"):
+        for job in load(ROOT / f".github/workflows/{name}.yml")["jobs"].values():
+            assert "head.repo.full_name == github.repository" in job["if"]
+
+
+def test_no_long_lived_cloud_keys() -> None:
+    text = "\n".join(p.read_text() for p in WORKFLOWS)
+    assert "aws-access-key-id" not in text and "AZURE_CLIENT_SECRET" not in text and "creds:" not in text
+    assert "id-token: write" in text  # OIDC to AWS and Azure
+
+
+@pytest.mark.parametrize("stack,ok", [("aws-dev", True), ("azure-dev", True), ("review-pr-12", True),
+                                       ("aws-prod", False), ("azure-prod", False), ("review-pr-x", False)])
+def test_only_test_stacks_can_be_destroyed_by_automation(stack: str, ok: bool) -> None:
+    done = subprocess.run(["bash", str(ROOT / ".github/scripts/check-test-stack.sh"), stack], capture_output=True)
+    assert (done.returncode == 0) == ok
