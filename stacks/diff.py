@@ -24,6 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # Resources whose loss loses data or identity, and the input fields whose change replaces them.
 # (Kubernetes: metadata.name/namespace always replace; claims and volumes have immutable specs.)
 STATEFUL: dict[str, tuple[str, ...]] = {
+    # The network and the cluster: replacing them replaces everything that lives in them.
+    "aws:ec2/vpc:Vpc": ("cidrBlock",),
+    "aws:ec2/subnet:Subnet": ("cidrBlock", "availabilityZone", "vpcId"),
+    "aws:eks/cluster:Cluster": ("name", "vpcConfig.subnetIds", "kubernetesNetworkConfig"),
+    "azure-native:containerservice:ManagedCluster": ("resourceName", "dnsPrefix", "networkProfile"),
     "aws:rds/instance:Instance": ("identifier", "engine", "dbName", "username", "storageEncrypted", "kmsKeyId",
                                   "availabilityZone", "dbSubnetGroupName"),
     "aws:elasticache/replicationGroup:ReplicationGroup": ("replicationGroupId", "atRestEncryptionEnabled", "kmsKeyId",

@@ -95,3 +95,9 @@ def test_cli_against_a_git_ref(tmp_path: Path) -> None:
     assert "DESTRUCTIVE" not in out.stdout
     bad = run("--diff-against", "no-such-ref")
     assert bad.returncode == 2 and "cannot check out 'no-such-ref'" in bad.stderr
+
+
+def test_renumbering_the_network_is_destructive() -> None:
+    changes = compare(resources("aws-dev"), resources("aws-dev", "aws.network.cidr=10.44.0.0/16"))
+    flagged = {c.urn.rsplit("::", 1)[-1] for c in changes if c.destructive}
+    assert "network-vpc" in flagged and "network-private-eu-west-1a" in flagged
