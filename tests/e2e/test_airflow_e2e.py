@@ -197,6 +197,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
         yield d
     finally:
         d.stop()
+        TIMINGS["end"] = time.time()
 
 
 def test_login_needs_the_generated_admin_password(stack: Deployment) -> None:
