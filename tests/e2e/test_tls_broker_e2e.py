@@ -4,14 +4,13 @@ real TLS-only Redis: the same DAG must succeed, and the certificate check must r
 from __future__ import annotations
 
 import subprocess
+import time
 from typing import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 
 from tests.e2e.harness import AIRFLOW_VENV
-import time
-
 from tests.e2e.test_airflow_e2e import EXPECTED, TIMINGS, Deployment
 from tests.render import named, render
 
