@@ -15,7 +15,7 @@ from components.aws_eks import EksCluster
 from components.aws_network import AwsVpc
 from components.aws_storage import EfsDagVolume, S3TaskLogs
 from components.endpoints import BrokerEndpoint
-from stacks.common import INSTANCE, compose, make_namespace, roles
+from stacks.common import INSTANCE, compose, make_namespace, outputs, roles
 from stacks.config import StackConfig
 
 # Who reads or writes task logs in S3 (the api-server reads them for the UI).
@@ -82,17 +82,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         dags=DagSource(kind=d.source, claim_name=claim, git_writer=git_writer),
         remote_logs=logs.remote_logs, namespace=ns,
     )
-    k = cfg.kubernetes
-    return {
-        "namespace": ns.namespace,
-        "uiUrl": "http://localhost:8080" if cfg.airflow.api_server.service_type == "ClusterIP" else airflow.api_url,
-        "uiAccess": f"aws eks update-kubeconfig --region {a.region} --name {cluster_name} && "
-                    f"kubectl -n {k.namespace} port-forward svc/{airflow.api_service_name} 8080:8080",
-        "adminUser": cfg.airflow.auth.admin_user,
-        "adminPassword": airflow.secrets.admin_password,
-        "kubeconfig": eks.kubeconfig,
-        "databaseEndpoint": pulumi.Output.concat(db.endpoint.host, ":", str(db.endpoint.port)),
-        "brokerEndpoint": pulumi.Output.concat(broker.host, ":", str(broker.port)) if broker else None,
-        "dagVolume": dag_volume,
-        "logLocation": logs.remote_logs.base_folder,
-    }
+    forward = f"kubectl -n {cfg.kubernetes.namespace} port-forward svc/{airflow.api_service_name} 8080:8080"
+    return outputs(
+        cfg, namespace=ns, airflow=airflow, database=db.endpoint, broker=broker,
+        ui_access=f"aws eks update-kubeconfig --region {a.region} --name {cluster_name} && {forward}",
+        dag_volume=dag_volume, log_location=logs.remote_logs.base_folder, kubeconfig=eks.kubeconfig,
+    )

@@ -22,7 +22,7 @@ from components.azure_storage import (
 )
 from components.endpoints import BrokerEndpoint
 from stacks.aws import LOG_COMPONENTS
-from stacks.common import INSTANCE, compose, make_namespace, roles
+from stacks.common import INSTANCE, compose, make_namespace, outputs, roles
 from stacks.config import StackConfig
 
 
@@ -80,19 +80,11 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         dags=DagSource(kind=d.source, claim_name=claim, git_writer=git_writer),
         remote_logs=logs.remote_logs, pod_labels=pod_labels, namespace=ns,
     )
-    k = cfg.kubernetes
     cluster = z.cluster.existing_name or name
     group = z.cluster.existing_resource_group or name
-    return {
-        "namespace": ns.namespace,
-        "uiUrl": "http://localhost:8080" if cfg.airflow.api_server.service_type == "ClusterIP" else airflow.api_url,
-        "uiAccess": f"az aks get-credentials --resource-group {group} --name {cluster} && "
-                    f"kubectl -n {k.namespace} port-forward svc/{airflow.api_service_name} 8080:8080",
-        "adminUser": cfg.airflow.auth.admin_user,
-        "adminPassword": airflow.secrets.admin_password,
-        "kubeconfig": aks.kubeconfig,
-        "databaseEndpoint": pulumi.Output.concat(db.endpoint.host, ":", str(db.endpoint.port)),
-        "brokerEndpoint": pulumi.Output.concat(broker.host, ":", str(broker.port)) if broker else None,
-        "dagVolume": dag_volume,
-        "logLocation": logs.location,
-    }
+    forward = f"kubectl -n {cfg.kubernetes.namespace} port-forward svc/{airflow.api_service_name} 8080:8080"
+    return outputs(
+        cfg, namespace=ns, airflow=airflow, database=db.endpoint, broker=broker,
+        ui_access=f"az aks get-credentials --resource-group {group} --name {cluster} && {forward}",
+        dag_volume=dag_volume, log_location=logs.location, kubeconfig=aks.kubeconfig,
+    )

@@ -6,7 +6,7 @@ A cloud stack builds its database, broker, DAG volume and identities, then calls
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import pulumi
 
@@ -111,3 +111,34 @@ def make_namespace(
         annotations=annotations,
         opts=pulumi.ResourceOptions(providers=[provider]),
     )
+
+
+def outputs(
+    cfg: StackConfig,
+    *,
+    namespace: AirflowNamespace,
+    airflow: Airflow,
+    database: DatabaseEndpoint,
+    broker: Optional[BrokerEndpoint],
+    ui_access: str,
+    dag_volume: Optional[pulumi.Input[str]],
+    log_location: pulumi.Input[str],
+    kubeconfig: Optional[pulumi.Output[str]] = None,
+) -> dict[str, Any]:
+    """The stack outputs, under the same names for every cloud (None values are not exported)."""
+
+    def endpoint(host: pulumi.Input[str], port: pulumi.Input[int]) -> pulumi.Output[str]:
+        return pulumi.Output.concat(host, ":", pulumi.Output.from_input(port).apply(str))
+
+    return {
+        "namespace": namespace.namespace,
+        "uiUrl": "http://localhost:8080" if cfg.airflow.api_server.service_type == "ClusterIP" else airflow.api_url,
+        "uiAccess": ui_access,
+        "adminUser": cfg.airflow.auth.admin_user,
+        "adminPassword": airflow.secrets.admin_password,
+        "kubeconfig": kubeconfig,
+        "databaseEndpoint": endpoint(database.host, database.port),
+        "brokerEndpoint": endpoint(broker.host, broker.port) if broker else None,
+        "dagVolume": dag_volume,
+        "logLocation": log_location,
+    }

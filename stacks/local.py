@@ -16,7 +16,7 @@ from components.endpoints import BrokerEndpoint, DatabaseEndpoint
 from components.k8s import labels
 from components.postgres import InClusterPostgres
 from components.redis import InClusterRedis
-from stacks.common import INSTANCE, compose, make_namespace
+from stacks.common import INSTANCE, compose, make_namespace, outputs
 from stacks.config import StackConfig
 
 
@@ -84,17 +84,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         cfg, provider=provider, database=database, broker=broker,
         dags=DagSource(kind=d.source, claim_name=claim, git_writer=git_writer), namespace=ns,
     )
-    port_forward = f"kubectl --context {k.context} -n {k.namespace} port-forward svc/{airflow.api_service_name} 8080:8080"
-    return {
-        "namespace": ns.namespace,
-        "uiUrl": "http://localhost:8080" if cfg.airflow.api_server.service_type == "ClusterIP" else airflow.api_url,
-        "uiAccess": port_forward,
-        "adminUser": cfg.airflow.auth.admin_user,
-        "adminPassword": airflow.secrets.admin_password,
-        "databaseEndpoint": pulumi.Output.concat(database.host, ":", pulumi.Output.from_input(database.port).apply(str)),
-        "brokerEndpoint": (
-            pulumi.Output.concat(broker.host, ":", pulumi.Output.from_input(broker.port).apply(str)) if broker else None
-        ),
-        "dagVolume": claim,
-        "logLocation": "worker log servers (no remote logging on the local stack)",
-    }
+    return outputs(
+        cfg, namespace=ns, airflow=airflow, database=database, broker=broker,
+        ui_access=f"kubectl --context {k.context} -n {k.namespace} port-forward "
+                  f"svc/{airflow.api_service_name} 8080:8080",
+        dag_volume=claim, log_location="worker log servers (no remote logging on the local stack)",
+    )

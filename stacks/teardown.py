@@ -54,7 +54,8 @@ def destroy_order(run: engine.Run) -> list[engine.Resource]:
     return order
 
 
-def _ancestors(run: engine.Run, urn: str) -> set[str]:
+def ancestors(run: engine.Run, urn: str) -> set[str]:
+    """Everything `urn` depends on, transitively (dependencies, provider, parent)."""
     by_urn = {r.urn: r for r in run.resources}
     seen: set[str] = set()
     todo = [urn]
@@ -95,7 +96,7 @@ def findings(run: engine.Run) -> list[Finding]:
             kind = i["kind"]
             if kind == "Service" and (i.get("spec") or {}).get("type") != "LoadBalancer":
                 continue
-            before = _ancestors(run, r.urn)
+            before = ancestors(run, r.urn)
             late = [n.name for n in network if n.urn not in before]
             if late:
                 out.append(Finding("blocks", r.urn, f"{kind} makes a cloud load balancer but is not ordered before "

@@ -9,6 +9,7 @@ import kubernetes_validate
 import pytest
 
 from stacks import engine
+from stacks.teardown import ancestors
 from tests.render import K8S_VERSIONS, dumps, named, objects, render
 from tests.stacks.test_invariants import _secret_leaves
 
@@ -28,23 +29,6 @@ def of_type(run: engine.Run, suffix: str) -> list[engine.Resource]:
 def one(run: engine.Run, suffix: str) -> engine.Resource:
     [r] = of_type(run, suffix)
     return r
-
-
-def ancestors(run: engine.Run, urn: str) -> set[str]:
-    """Everything `urn` depends on, transitively (dependencies, provider, parent's dependencies)."""
-    by_urn = {r.urn: r for r in run.resources}
-    seen: set[str] = set()
-    todo = [urn]
-    while todo:
-        r = by_urn.get(todo.pop())
-        if r is None:
-            continue
-        nxt = list(r.dependencies) + ([r.provider] if r.provider else []) + ([r.parent] if r.parent else [])
-        for u in nxt:
-            if u not in seen:
-                seen.add(u)
-                todo.append(u)
-    return seen
 
 
 @pytest.mark.parametrize("stack", STACKS)

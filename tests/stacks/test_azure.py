@@ -8,8 +8,8 @@ import kubernetes_validate
 import pytest
 
 from stacks import engine
+from stacks.teardown import ancestors
 from tests.render import K8S_VERSIONS, dumps, named, objects, pod_spec, render, workloads
-from tests.stacks.test_aws import ancestors
 from tests.stacks.test_invariants import _secret_leaves
 
 STACKS = ["azure-dev", "azure-prod"]

@@ -6,7 +6,8 @@ import pytest
 
 from stacks import engine
 from stacks.main import program
-from stacks.render import RenderError, load_stack_config, main as render_main
+from stacks.render import RenderError, load_stack_config
+from stacks.render import main as render_main
 
 CASES = [
     # (override, expected key path in message, expected explanation fragment)

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from stacks.diff import compare
 from tests.render import render
 
