@@ -26,14 +26,14 @@ REDIS_PORT = 10000  # Azure Managed Redis serves TLS on 10000 only
 class FlexiblePostgres(pulumi.ComponentResource):
     endpoint: DatabaseEndpoint
 
-    def __init__(self, name: str, *, settings: AzureDatabase, server_name: str, net: AzureVnet, location: str,
+    def __init__(self, name: str, *, settings: AzureDatabase, server_name: pulumi.Input[str], net: AzureVnet, location: str,
                  protect: bool, tags: dict[str, str], opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("airflow-k8s:azure:Database", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         password = random.RandomPassword(f"{name}-password", length=32, special=True,
                                          override_special="!#%&*()-_=+[]{}<>:?", opts=child)
         # Private access: the server lives in the delegated subnet and resolves through this zone.
-        zone = net.private_zone(name, f"{server_name}.private.postgres.database.azure.com", self)
+        zone = net.private_zone(name, pulumi.Output.concat(server_name, ".private.postgres.database.azure.com"), self)
         self.server = postgresql.Server(
             f"{name}-server",
             server_name=server_name,
@@ -67,7 +67,7 @@ class FlexiblePostgres(pulumi.ComponentResource):
 class ManagedRedis(pulumi.ComponentResource):
     endpoint: BrokerEndpoint
 
-    def __init__(self, name: str, *, settings: AzureBroker, cluster_name: str, net: AzureVnet, location: str,
+    def __init__(self, name: str, *, settings: AzureBroker, cluster_name: pulumi.Input[str], net: AzureVnet, location: str,
                  tags: dict[str, str], opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("airflow-k8s:azure:Broker", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)

@@ -39,7 +39,7 @@ class AzureVnet(pulumi.ComponentResource):
         self.subnets = [self.aks_subnet, self.postgres_subnet, self.endpoints_subnet]
         self.register_outputs({"vnet_id": self.vnet.id})
 
-    def private_zone(self, name: str, zone: str, parent: pulumi.Resource) -> privatedns.PrivateZone:
+    def private_zone(self, name: str, zone: pulumi.Input[str], parent: pulumi.Resource) -> privatedns.PrivateZone:
         """A private DNS zone linked to this VNet."""
         z = privatedns.PrivateZone(f"{name}-zone", private_zone_name=zone, resource_group_name=self.resource_group,
                                    location="Global", opts=pulumi.ResourceOptions(parent=parent))

@@ -24,9 +24,10 @@ WORKLOAD_IDENTITY_CLIENT_ID = "azure.workload.identity/client-id"
 WORKLOAD_IDENTITY_USE = "azure.workload.identity/use"
 
 
-def account_name(prefix: str, stack: str) -> str:
-    """Storage account names: 3-24 lowercase letters and digits, globally unique."""
-    return (prefix + "".join(c for c in stack.lower() if c.isalnum()))[:24]
+def account_name(prefix: str, stack: str, suffix: pulumi.Input[str]) -> pulumi.Output[str]:
+    """Storage account names: 3-24 lowercase letters and digits, globally unique (hence the suffix,
+    generated once per stack and kept in state)."""
+    return pulumi.Output.concat((prefix + "".join(c for c in stack.lower() if c.isalnum()))[:18], suffix)
 
 
 class AzureFilesDagVolume(pulumi.ComponentResource):
@@ -36,7 +37,7 @@ class AzureFilesDagVolume(pulumi.ComponentResource):
     claim_name: pulumi.Output[str]
     volume_handle: pulumi.Output[str]
 
-    def __init__(self, name: str, *, settings: AzureDags, account: str, net: AzureVnet, location: str,
+    def __init__(self, name: str, *, settings: AzureDags, account: pulumi.Input[str], net: AzureVnet, location: str,
                  namespace: pulumi.Input[str], instance: str, zone_redundant: bool, protect: bool,
                  tags: dict[str, str], opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("airflow-k8s:azure:DagVolume", name, None, opts)
@@ -106,7 +107,7 @@ class BlobTaskLogs(pulumi.ComponentResource):
     remote_logs: RemoteLogs
     client_id: pulumi.Output[str]
 
-    def __init__(self, name: str, *, account: str, resource_group: pulumi.Input[str], location: str,
+    def __init__(self, name: str, *, account: pulumi.Input[str], resource_group: pulumi.Input[str], location: str,
                  oidc_issuer_url: pulumi.Input[str], namespace: str, service_accounts: dict[str, str],
                  retention_days: int, zone_redundant: bool, protect: bool, tags: dict[str, str],
                  opts: Optional[pulumi.ResourceOptions] = None) -> None:
@@ -131,7 +132,7 @@ class BlobTaskLogs(pulumi.ComponentResource):
                 "actions": {"base_blob": {"delete": {"days_after_modification_greater_than": retention_days}}}}}]},
             opts=child)
         identity = managedidentity.UserAssignedIdentity(
-            f"{name}-identity", resource_name_=f"{account}-logs", resource_group_name=resource_group,
+            f"{name}-identity", resource_name_=pulumi.Output.concat(account, "-logs"), resource_group_name=resource_group,
             location=location, tags=tags, opts=child)
         previous: list[pulumi.Resource] = []
         for component, sa in sorted(service_accounts.items()):

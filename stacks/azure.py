@@ -8,6 +8,7 @@ from typing import Any, Optional
 import pulumi
 import pulumi_azure_native as azure_native
 import pulumi_azure_native.resources as resources
+import pulumi_random as random
 
 from components.airflow import DagSource
 from components.azure_aks import AksCluster
@@ -37,6 +38,10 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     az_opts = pulumi.ResourceOptions(providers=[provider_az])
     zone_redundant = z.protect  # production: zone-redundant storage; test stacks: locally redundant
 
+    # PostgreSQL, Redis and storage account names are DNS names, unique across all of Azure: a short
+    # suffix generated once per stack (kept in state) keeps two teams' `azure-dev` apart.
+    unique = random.RandomString("unique-suffix", length=6, special=False, upper=False, opts=az_opts).result
+    global_name = pulumi.Output.concat(name, "-", unique)
     rg = resources.ResourceGroup("resource-group", resource_group_name=name, location=z.region, tags=tags, opts=az_opts)
     net = AzureVnet("network", settings=z.network, resource_group=rg.name, location=z.region, tags=tags, opts=az_opts)
     aks = AksCluster(
@@ -49,7 +54,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     present = set(roles(cfg, git_writer).components)
     writers = {c: f"{INSTANCE}-{c}" for c in LOG_COMPONENTS if c in present}
     logs = BlobTaskLogs(
-        "logs", account=account_name("aflogs", stack), resource_group=rg.name, location=z.region,
+        "logs", account=account_name("aflogs", stack, unique), resource_group=rg.name, location=z.region,
         oidc_issuer_url=aks.oidc_issuer_url, namespace=cfg.kubernetes.namespace, service_accounts=writers,
         retention_days=z.log_retention_days, zone_redundant=zone_redundant, protect=z.protect, tags=tags, opts=az_opts,
     )
@@ -58,18 +63,18 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     pod_labels = {c: {WORKLOAD_IDENTITY_USE: "true"} for c in writers}
     ns = make_namespace(cfg, provider, git_writer, annotations)
 
-    db = FlexiblePostgres("database", settings=z.database, server_name=name, net=net, location=z.region,
+    db = FlexiblePostgres("database", settings=z.database, server_name=global_name, net=net, location=z.region,
                           protect=z.protect, tags=tags, opts=az_opts)
     broker: Optional[BrokerEndpoint] = None
     if "CeleryExecutor" in cfg.airflow.executors:
-        broker = ManagedRedis("broker", settings=z.broker, cluster_name=name, net=net, location=z.region, tags=tags,
+        broker = ManagedRedis("broker", settings=z.broker, cluster_name=global_name, net=net, location=z.region, tags=tags,
                               opts=az_opts).endpoint
 
     claim: Optional[pulumi.Input[str]] = d.claim_name
     dag_volume: Optional[pulumi.Input[str]] = d.claim_name
     if d.source == "volume" and claim is None:
         files = AzureFilesDagVolume(
-            "dags", settings=z.dags, account=account_name("afdags", stack), net=net, location=z.region,
+            "dags", settings=z.dags, account=account_name("afdags", stack, unique), net=net, location=z.region,
             namespace=ns.namespace, instance=INSTANCE, zone_redundant=zone_redundant, protect=z.protect, tags=tags,
             opts=pulumi.ResourceOptions(providers=[provider_az, provider], depends_on=[ns]),
         )

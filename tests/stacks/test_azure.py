@@ -116,7 +116,7 @@ def test_log_identity_is_federated_with_log_writers_and_scoped_to_the_container(
 def test_nfs_share_is_a_static_pv_without_keys_and_smb_uses_a_secret() -> None:
     run = render("azure-dev")
     pv = named(run, "PersistentVolume", "airflow-dags")
-    assert pv["spec"]["csi"]["volumeHandle"] == "airflow-azure-dev#afdagsazuredev#dags"
+    assert pv["spec"]["csi"]["volumeHandle"] == "airflow-azure-dev#afdagsazuredev994464#dags"  # mock suffix
     assert "nodeStageSecretRef" not in pv["spec"]["csi"]
     assert named(run, "PersistentVolumeClaim", "airflow-dags")["spec"]["volumeName"] == "airflow-dags"
     assert one(run, "storage:FileShare").inputs["enabledProtocols"] == "NFS"
@@ -199,3 +199,15 @@ def test_bad_azure_input(override: str, key: str, fragment: str) -> None:
     run = engine.run(program, config=config, secret_keys=keys, stack="azure-dev")
     assert run.error is not None and key + ":" in str(run.error) and fragment in str(run.error), str(run.error)
     assert run.resources == []
+
+
+def test_globally_unique_names_carry_a_per_stack_suffix() -> None:
+    """Server, cache and storage account names are DNS names across all of Azure."""
+    run = render("azure-dev")
+    [suffix] = [r for r in run.resources if r.type == "random:index/randomString:RandomString"]
+    assert suffix.inputs["upper"] is False and suffix.inputs["special"] is False
+    server = one(run, "dbforpostgresql:Server").inputs["serverName"]
+    cache = one(run, "redisenterprise:RedisEnterprise").inputs["clusterName"]
+    accounts = [a.inputs["accountName"] for a in of_type(run, "storage:StorageAccount")]
+    assert server == cache == "airflow-azure-dev-994464"  # the mock's suffix
+    assert all(a.endswith("994464") and len(a) <= 24 and a.isalnum() and a.islower() for a in accounts)
