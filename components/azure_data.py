@@ -78,7 +78,8 @@ class ManagedRedis(pulumi.ComponentResource):
         db = redisenterprise.Database(
             f"{name}-db", cluster_name=cluster.name, resource_group_name=net.resource_group, database_name="default",
             client_protocol="Encrypted", port=REDIS_PORT,
-            # kombu has no Redis Cluster support; NoCluster cannot be changed after creation.
+            # kombu has no Redis Cluster support. The SDK documents that only a NoCluster database can
+            # change its policy; once clustered it never comes back, so a change here is a replacement.
             clustering_policy="NoCluster",
             eviction_policy="NoEviction",  # a broker must never drop queued tasks
             access_keys_authentication="Enabled",
