@@ -14,6 +14,7 @@ from typing import Any, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
+from pydantic import Field
 
 from components.endpoints import DatabaseEndpoint
 from components.k8s import (
@@ -27,7 +28,7 @@ from components.k8s import (
     selector,
     single_port_service,
 )
-from stacks.config import InClusterDatabase
+from components.settings import Quantity, Resources, SettingsModel, resources_field
 
 COMPONENT = "postgresql"
 PORT = 5432
@@ -53,6 +54,13 @@ _PG_ISREADY = ["pg_isready", "--host=127.0.0.1", f"--port={PORT}", f"--username=
 
 # Characters that need URL-encoding are kept on purpose, so every consumer is forced to encode.
 PASSWORD_SPECIALS = "!#$%&*()-_=+[]{}<>:?@/"
+
+
+class InClusterDatabase(SettingsModel):
+    image: str = Field("postgres:17.6", description="PostgreSQL image (official), exact tag.")
+    storage_size: Quantity = Field("8Gi", description="Data volume size.")
+    storage_class: Optional[str] = Field(None, description="StorageClass of the data volume; unset: cluster default.")
+    resources: Resources = resources_field("250m", "512Mi", "1Gi")
 
 
 class InClusterPostgres(pulumi.ComponentResource):

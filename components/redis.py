@@ -13,6 +13,7 @@ from typing import Any, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
+from pydantic import Field
 
 from components.endpoints import BrokerEndpoint
 from components.k8s import (
@@ -26,7 +27,7 @@ from components.k8s import (
     selector,
     single_port_service,
 )
-from stacks.config import InClusterBroker
+from components.settings import Resources, SettingsModel, resources_field
 
 COMPONENT = "redis"
 PORT = 6379
@@ -63,6 +64,11 @@ def redis_conf(password: str) -> str:
             "",
         ]
     )
+
+
+class InClusterBroker(SettingsModel):
+    image: str = Field("redis:7.4.6", description="Redis image (official), exact tag.")
+    resources: Resources = resources_field("100m", "256Mi", "512Mi")
 
 
 class InClusterRedis(pulumi.ComponentResource):

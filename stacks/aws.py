@@ -9,11 +9,11 @@ import pulumi
 import pulumi_aws as aws
 
 from components.airflow import AIRFLOW_GID, AIRFLOW_UID, DagSource
-from components.aws_broker import ElastiCacheBroker
-from components.aws_database import RdsPostgres
-from components.aws_eks import EksCluster
-from components.aws_network import AwsVpc
-from components.aws_storage import EfsDagVolume, S3TaskLogs
+from components.aws.broker import ElastiCacheBroker
+from components.aws.database import RdsPostgres
+from components.aws.eks import EksCluster
+from components.aws.network import AwsVpc
+from components.aws.storage import EfsDagVolume, S3TaskLogs
 from components.endpoints import BrokerEndpoint
 from stacks.common import INSTANCE, compose, make_namespace, outputs, roles
 from stacks.config import StackConfig

@@ -11,10 +11,11 @@ import pulumi_azure_native.resources as resources
 import pulumi_random as random
 
 from components.airflow import DagSource
-from components.azure_aks import AksCluster
-from components.azure_data import FlexiblePostgres, ManagedRedis
-from components.azure_network import AzureVnet
-from components.azure_storage import (
+from components.azure.aks import AksCluster
+from components.azure.broker import ManagedRedis
+from components.azure.database import FlexiblePostgres
+from components.azure.network import AzureVnet
+from components.azure.storage import (
     WORKLOAD_IDENTITY_CLIENT_ID,
     WORKLOAD_IDENTITY_USE,
     AzureFilesDagVolume,

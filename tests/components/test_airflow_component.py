@@ -13,7 +13,7 @@ import pulumi_kubernetes as k8s
 import pytest
 
 from components.airflow import Airflow, AirflowArgs, DagSource
-from components.airflow_secrets import broker_url, database_url, fernet_from_base64
+from components.airflow.secrets import broker_url, database_url, fernet_from_base64
 from components.endpoints import BrokerEndpoint, DatabaseEndpoint, RemoteLogs
 from stacks import engine
 from stacks.config import parse

@@ -11,9 +11,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-from components.postgres import PASSWORD_SPECIALS, PGDATA, InClusterPostgres
+from components.postgres import PASSWORD_SPECIALS, PGDATA, InClusterDatabase, InClusterPostgres
 from stacks import engine
-from stacks.config import InClusterDatabase
 from tests.render import K8S_VERSIONS, dumps, env_of
 
 COMPONENT = "airflow-k8s:incluster:Postgres"

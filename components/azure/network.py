@@ -3,13 +3,44 @@ one for private endpoints, plus the private DNS zones that make private endpoint
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Optional
 
 import pulumi
 import pulumi_azure_native.network as network
 import pulumi_azure_native.privatedns as privatedns
+from pydantic import Field, model_validator
+from pydantic.alias_generators import to_camel
 
-from stacks.config import AzureNetwork
+from components.settings import SettingsModel, bad
+
+
+class AzureNetwork(SettingsModel):
+    address_space: str = Field("10.50.0.0/16", description="VNet address space.")
+    aks_subnet: str = Field("10.50.0.0/18", description="Subnet for AKS nodes.")
+    postgres_subnet: str = Field("10.50.64.0/24", description="Subnet delegated to PostgreSQL Flexible Server.")
+    endpoints_subnet: str = Field("10.50.65.0/24", description="Subnet for private endpoints (Redis, Files).")
+
+    @model_validator(mode="after")
+    def _layout(self) -> "AzureNetwork":
+        try:
+            space = ipaddress.ip_network(self.address_space)
+        except ValueError as e:
+            raise bad("addressSpace", str(e)) from None
+        nets = {}
+        for key in ("aks_subnet", "postgres_subnet", "endpoints_subnet"):
+            alias = to_camel(key)
+            try:
+                net = ipaddress.ip_network(getattr(self, key))
+            except ValueError as e:
+                raise bad(alias, str(e)) from None
+            if not net.subnet_of(space):  # type: ignore[arg-type]
+                raise bad(alias, f"{net} is not inside the address space {space}")
+            for other, onet in nets.items():
+                if net.overlaps(onet):
+                    raise bad(alias, f"{net} overlaps {other} {onet}")
+            nets[alias] = net
+        return self
 
 
 class AzureVnet(pulumi.ComponentResource):

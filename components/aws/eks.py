@@ -4,13 +4,44 @@ existing one by name; either way, the explicit Kubernetes provider built from it
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import Literal, Optional
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
+from pydantic import Field, model_validator
 
-from stacks.config import AwsCluster
+from components.settings import SettingsModel, bad
+
+
+class AwsCluster(SettingsModel):
+    existing_name: Optional[str] = Field(
+        None,
+        description="Use this existing EKS cluster instead of creating one; it needs the eks-pod-identity-agent and "
+        "aws-efs-csi-driver add-ons.",
+    )
+    version: str = Field("1.33", pattern=r"^1\.(3[1-5])$", description="Kubernetes version of a created cluster.")
+    service_cidr: str = Field("172.20.0.0/16", description="Service IPv4 CIDR of a created cluster.")
+    node_instance_types: list[str] = Field(default_factory=lambda: ["m6i.xlarge"], description="Node instance types.")
+    node_min: int = Field(3, ge=1, le=100, description="Minimum nodes.")
+    node_desired: int = Field(3, ge=1, le=100, description="Desired nodes.")
+    node_max: int = Field(6, ge=1, le=100, description="Maximum nodes.")
+    node_disk_gib: int = Field(50, ge=20, le=2000, description="Node root volume size.")
+    public_endpoint: bool = Field(True, description="Expose the API server endpoint publicly (with IAM auth).")
+    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 3653] = Field(
+        90, description="Days the control-plane logs (api, audit, authenticator) are kept in CloudWatch."
+    )
+    public_access_cidrs: list[str] = Field(
+        default_factory=lambda: ["0.0.0.0/0"], description="Who may reach a public API endpoint."
+    )
+
+    @model_validator(mode="after")
+    def _nodes(self) -> "AwsCluster":
+        if not self.node_min <= self.node_desired <= self.node_max:
+            raise bad("nodeDesired", f"must satisfy nodeMin <= nodeDesired <= nodeMax (got {self.node_min}, "
+                      f"{self.node_desired}, {self.node_max})")
+        return self
+
 
 EKS_TRUST = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"Service": "eks.amazonaws.com"}, "Action": ["sts:AssumeRole", "sts:TagSession"]}]}

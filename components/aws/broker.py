@@ -6,17 +6,36 @@ replication group with cluster mode disabled, never ElastiCache Serverless.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
+from pydantic import Field, field_validator
 
-from components.aws_network import cluster_only_security_group
+from components.aws.instance_classes import check_class
+from components.aws.network import cluster_only_security_group
 from components.endpoints import BrokerEndpoint
-from stacks.config import AwsBroker
+from components.settings import SettingsModel
 
 PORT = 6379
+
+
+CACHE_FAMILIES = {"t3", "t4g", "m5", "m6g", "m7g", "r5", "r6g", "r6gd", "r7g", "c7gn"}
+
+
+class AwsBroker(SettingsModel):
+    engine: Literal["valkey", "redis"] = Field(
+        "valkey", description="ElastiCache engine; Valkey is the Redis-compatible open-source default."
+    )
+    engine_version: str = Field("8.1", pattern=r"^\d+\.\d+$", description="Engine version.")
+    node_type: str = Field("cache.m7g.large", description="Cache node type.")
+    replicas: int = Field(1, ge=0, le=5, description="Read replicas; at least one enables automatic failover.")
+
+    @field_validator("node_type")
+    @classmethod
+    def _node(cls, v: str) -> str:
+        return check_class(v, "cache", CACHE_FAMILIES)
 
 
 class ElastiCacheBroker(pulumi.ComponentResource):

@@ -10,8 +10,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.aws_eks import POD_IDENTITY_TRUST
-from components.aws_network import cluster_only_security_group
+from components.aws.eks import POD_IDENTITY_TRUST
+from components.aws.network import cluster_only_security_group
 from components.endpoints import RemoteLogs
 from components.k8s import labels
 

@@ -2,17 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
+from pydantic import Field, field_validator
 
-from components.aws_network import cluster_only_security_group
+from components.aws.instance_classes import check_class
+from components.aws.network import cluster_only_security_group
 from components.endpoints import DatabaseEndpoint
-from stacks.config import AwsDatabase
+from components.settings import SettingsModel
 
 PORT = 5432
+
+
+# RDS PostgreSQL instance families (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/Concepts.DBInstanceClass.Support.html).
+RDS_FAMILIES = {
+    "t3", "t4g", "m5", "m5d", "m6g", "m6gd", "m6i", "m6id", "m6in", "m6idn", "m7g", "m7gd", "m7i", "m8g",
+    "r5", "r5b", "r5d", "r6g", "r6gd", "r6i", "r6id", "r6in", "r6idn", "r7g", "r7gd", "r7i", "r8g",
+    "x2g", "x2idn", "x2iedn", "x2iezn", "z1d",
+}
+
+
+class AwsDatabase(SettingsModel):
+    instance_class: str = Field("db.m7g.large", description="RDS instance class.")
+    engine_version: str = Field("17.6", pattern=r"^1[4-8](\.\d+)?$", description="PostgreSQL version.")
+    allocated_storage_gib: int = Field(50, ge=20, le=65536, description="Initial storage.")
+    max_allocated_storage_gib: int = Field(200, ge=20, le=65536, description="Storage autoscaling ceiling.")
+    multi_az: bool = Field(True, description="Standby in a second zone.")
+    backup_retention_days: int = Field(7, ge=1, le=35, description="Automated backups kept (never 0).")
+    performance_insights: bool = Field(True, description="Performance Insights.")
+    monitoring_interval_seconds: Literal[0, 1, 5, 10, 15, 30, 60] = Field(
+        60, description="Enhanced monitoring interval (0 turns it off)."
+    )
+
+    @field_validator("instance_class")
+    @classmethod
+    def _class(cls, v: str) -> str:
+        return check_class(v, "db", RDS_FAMILIES)
 
 
 class RdsPostgres(pulumi.ComponentResource):

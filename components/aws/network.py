@@ -5,12 +5,53 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 import pulumi
 import pulumi_aws as aws
+from pydantic import Field, field_validator, model_validator
 
-from stacks.config import AwsNetwork
+from components.settings import SettingsModel, bad
+
+
+class AwsSubnet(SettingsModel):
+    id: str = Field(..., pattern=r"^subnet-[0-9a-f]{8,17}$", description="Subnet id.")
+    availability_zone: str = Field(..., pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d[a-z]$", description="Its availability zone.")
+
+
+class AwsNetwork(SettingsModel):
+    vpc_id: Optional[str] = Field(None, pattern=r"^vpc-[0-9a-f]{8,17}$", description="Existing VPC; unset creates one.")
+    private_subnets: list[AwsSubnet] = Field(
+        default_factory=list, description="Existing private subnets (with vpcId), at least two zones."
+    )
+    cidr: str = Field("10.40.0.0/16", description="CIDR of the VPC the stack creates.")
+    availability_zones: list[str] = Field(
+        default_factory=list, description="Zones for a created VPC (at least two, in the region)."
+    )
+    nat_gateways: Literal["single", "perZone"] = Field(
+        "perZone", description="NAT gateways of a created VPC: one per zone (HA) or a single one (cheaper)."
+    )
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, v: str) -> str:
+        net = ipaddress.ip_network(v, strict=True)
+        if net.version != 4 or not 16 <= net.prefixlen <= 20:
+            raise ValueError("must be an IPv4 CIDR from /16 to /20 (subnets are carved from it)")
+        return v
+
+    @model_validator(mode="after")
+    def _shape(self) -> "AwsNetwork":
+        if self.vpc_id:
+            zones = {s.availability_zone for s in self.private_subnets}
+            if len(zones) < 2:
+                raise bad("privateSubnets", f"need subnets in at least two availability zones (got {sorted(zones)})")
+        else:
+            if self.private_subnets:
+                raise bad("privateSubnets", "only with an existing vpcId")
+            if len(set(self.availability_zones)) < 2 or len(set(self.availability_zones)) != len(self.availability_zones):
+                raise bad("availabilityZones", f"need at least two distinct zones (got {self.availability_zones})")
+        return self
 
 
 @dataclass(frozen=True)

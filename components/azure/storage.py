@@ -5,18 +5,27 @@ managed identity federated with Airflow's service accounts (workload identity, n
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import Literal, Optional
 
 import pulumi
 import pulumi_azure_native.authorization as authorization
 import pulumi_azure_native.managedidentity as managedidentity
 import pulumi_azure_native.storage as storage
 import pulumi_kubernetes as k8s
+from pydantic import Field
 
-from components.azure_network import AzureVnet
+from components.azure.network import AzureVnet
 from components.endpoints import RemoteLogs
 from components.k8s import labels
-from stacks.config import AzureDags
+from components.settings import SettingsModel
+
+
+class AzureDags(SettingsModel):
+    protocol: Literal["nfs", "smb"] = Field(
+        "nfs", description="Azure Files protocol: NFS (premium, no account keys, POSIX permissions) or SMB (account key)."
+    )
+    quota_gib: int = Field(100, ge=1, le=102400, description="Share quota (premium shares start at 100 GiB).")
+
 
 # Built-in role "Storage Blob Data Contributor".
 BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"

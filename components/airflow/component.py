@@ -22,11 +22,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from components import airflow_secrets as sec
-from components.airflow_secrets import AirflowSecrets
+from components.airflow import secrets as sec
+from components.airflow.secrets import AirflowSecrets
+from components.airflow.settings import AirflowSettings
 from components.endpoints import BrokerEndpoint, DatabaseEndpoint, RemoteLogs
 from components.k8s import container_security, labels, pod_security, resources, selector, spread
-from stacks.config import AirflowSettings
 
 # The official image runs as airflow (50000) with group root (0); files it writes must stay
 # group-readable for the next process, so the pod's fsGroup is 0 as in the image.

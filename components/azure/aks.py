@@ -5,13 +5,35 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-from typing import Optional
+from typing import Literal, Optional
 
 import pulumi
 import pulumi_azure_native.containerservice as containerservice
 import pulumi_kubernetes as k8s
+from pydantic import Field, model_validator
 
-from stacks.config import AzureCluster
+from components.settings import SettingsModel, bad
+
+
+class AzureCluster(SettingsModel):
+    existing_name: Optional[str] = Field(None, description="Use this existing AKS cluster (OIDC issuer and workload "
+                                         "identity enabled) instead of creating one.")
+    existing_resource_group: Optional[str] = Field(None, description="Resource group of the existing cluster.")
+    version: str = Field("1.33", pattern=r"^1\.(3[1-5])$", description="Kubernetes version of a created cluster.")
+    service_cidr: str = Field("172.21.0.0/16", description="Service CIDR of a created cluster.")
+    node_vm_size: str = Field("Standard_D4ds_v5", pattern=r"^Standard_[A-Za-z0-9_]+$", description="Node VM size.")
+    node_min: int = Field(3, ge=1, le=100, description="Minimum nodes (autoscaler).")
+    node_max: int = Field(6, ge=1, le=100, description="Maximum nodes (autoscaler).")
+    zones: list[Literal["1", "2", "3"]] = Field(default_factory=lambda: ["1", "2", "3"],
+                                               description="Availability zones of the node pool.")
+
+    @model_validator(mode="after")
+    def _shape(self) -> "AzureCluster":
+        if bool(self.existing_name) != bool(self.existing_resource_group):
+            raise bad("existingResourceGroup", "set both existingName and existingResourceGroup, or neither")
+        if self.node_min > self.node_max:
+            raise bad("nodeMin", f"must not exceed nodeMax ({self.node_min} > {self.node_max})")
+        return self
 
 
 def _decode(value: str) -> str:

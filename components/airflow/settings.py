@@ -1,0 +1,200 @@
+"""The Airflow component's settings (`airflow-k8s:airflow`): every field typed, defaulted to what a
+production user would choose, and described where it is declared (the README's reference is
+generated from these descriptions)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, Optional
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from components.settings import DnsLabel, Quantity, Resources, SettingsModel, bad, defaults, resources_field
+
+# The one place the Airflow version is set: the image tag (and the e2e lock file tracks it).
+AIRFLOW_VERSION = "3.3.2"
+
+
+class Image(SettingsModel):
+    repository: str = Field("apache/airflow", description="Airflow image repository.")
+    tag: str = Field(
+        AIRFLOW_VERSION,
+        description="Exact Airflow image tag; a new tag gives a new migration Job.",
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
+    )
+    pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="Image pull policy."
+    )
+
+    @field_validator("tag")
+    @classmethod
+    def _no_latest(cls, v: str) -> str:
+        if v == "latest":
+            raise ValueError("must be an exact tag such as '3.3.2', not 'latest'")
+        return v
+
+
+class Component(SettingsModel):
+    replicas: int = Field(2, ge=1, le=50, description="Replicas.")
+    resources: Resources = resources_field("250m", "512Mi", "1Gi")
+
+
+class ApiServer(Component):
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+        "ClusterIP", description="Service type of the UI/API; LoadBalancer creates a cloud load balancer."
+    )
+    resources: Resources = resources_field("250m", "1Gi", "2Gi")
+
+
+class Scheduler(Component):
+    resources: Resources = resources_field("500m", "1Gi", "2Gi")
+
+
+class DagProcessor(Component):
+    replicas: int = Field(1, ge=1, le=20, description="Replicas.")
+    resources: Resources = resources_field("250m", "1Gi", "2Gi")
+
+
+class Triggerer(Component):
+    pass
+
+
+class Workers(Component):
+    replicas: int = Field(2, ge=0, le=200, description="Celery worker replicas (0 to scale to none).")
+    concurrency: int = Field(16, ge=1, le=256, description="Celery worker concurrency per replica.")
+    resources: Resources = resources_field("500m", "1Gi", "2Gi")
+    storage_size: Optional[Quantity] = Field(
+        None, description="Per-worker log volume (PVC) size; unset means an emptyDir."
+    )
+
+
+class Flower(SettingsModel):
+    enabled: bool = Field(False, description="Run Celery Flower (needs the Celery executor).")
+    resources: Resources = resources_field("100m", "256Mi", "512Mi")
+
+
+class Statsd(SettingsModel):
+    enabled: bool = Field(False, description="Run a statsd exporter and send Airflow metrics to it.")
+    image: str = Field("quay.io/prometheus/statsd-exporter:v0.28.0", description="statsd-exporter image.")
+
+
+class Auth(SettingsModel):
+    manager: Literal["fab", "simple"] = Field(
+        "fab",
+        description="'fab': FabAuthManager with a generated admin; 'simple': SimpleAuthManager, local play only.",
+    )
+    admin_user: str = Field("admin", pattern=r"^[A-Za-z0-9_.@-]{1,64}$", description="Admin user name.")
+    admin_email: str = Field("admin@example.com", description="Admin e-mail (FAB only).")
+
+
+class GitSource(SettingsModel):
+    repo: str = Field(..., description="Git URL of the DAG repository (https:// or ssh).")
+    ref: str = Field("main", description="Branch, tag or commit to check out.")
+    sub_path: str = Field("", description="Folder inside the repository that holds the DAGs.")
+    period_seconds: int = Field(60, ge=5, le=3600, description="How often git-sync pulls.")
+    credentials_secret: Optional[DnsLabel] = Field(
+        None,
+        description="Existing Secret in the namespace with GITSYNC_USERNAME/GITSYNC_PASSWORD (https) keys.",
+    )
+    image: str = Field("registry.k8s.io/git-sync/git-sync:v4.4.2", description="git-sync image.")
+
+    @field_validator("repo")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^(https://|ssh://|git@|file://)\S+$", v):
+            raise ValueError("must be a git URL starting with https://, ssh://, git@ or file://")
+        return v
+
+
+class Dags(SettingsModel):
+    source: Literal["volume", "gitSync", "image", "bundle"] = Field(
+        "volume",
+        description=(
+            "'volume': a ReadWriteMany claim mounted read-only (optionally filled by one git-sync writer); "
+            "'gitSync': git-sync sidecars, no volume; 'image': DAGs baked into the image; "
+            "'bundle': Airflow 3 GitDagBundle."
+        ),
+    )
+    claim_name: Optional[DnsLabel] = Field(
+        None, description="Existing claim to mount (volume source); unset lets the stack provide one."
+    )
+    git: Optional[GitSource] = Field(
+        None, description="Git repository: fills the volume (volume), feeds sidecars (gitSync) or the bundle."
+    )
+    folder: str = Field("/opt/airflow/dags", description="Where DAGs appear inside Airflow containers.")
+
+    @model_validator(mode="after")
+    def _needs_git(self) -> "Dags":
+        if self.source in ("gitSync", "bundle") and self.git is None:
+            raise bad("git", f"source '{self.source}' needs 'git' (repo, ref, subPath)")
+        if self.source in ("gitSync", "bundle", "image") and self.claim_name:
+            raise bad("claimName", f"only applies to source 'volume', not '{self.source}'")
+        return self
+
+
+class PodOperator(SettingsModel):
+    enabled: bool = Field(
+        False,
+        description="Tasks use KubernetesPodOperator: workers, task pods and triggerer may launch pods.",
+    )
+
+
+class AirflowSettings(SettingsModel):
+    image: Image = Field(default_factory=defaults(Image), description="Airflow image.")
+    executor: Literal["CeleryExecutor", "KubernetesExecutor", "CeleryExecutor,KubernetesExecutor"] = Field(
+        "CeleryExecutor", description="Executor(s); both at once route tasks by queue."
+    )
+    auth: Auth = Field(default_factory=defaults(Auth), description="Authentication.")
+    api_server: ApiServer = Field(default_factory=defaults(ApiServer), description="api-server.")
+    scheduler: Scheduler = Field(default_factory=defaults(Scheduler), description="Scheduler.")
+    dag_processor: DagProcessor = Field(
+        default_factory=defaults(DagProcessor), description="DAG processor."
+    )
+    triggerer: Triggerer = Field(default_factory=defaults(Triggerer), description="Triggerer.")
+    workers: Workers = Field(default_factory=defaults(Workers), description="Celery workers.")
+    flower: Flower = Field(default_factory=defaults(Flower), description="Celery Flower.")
+    statsd: Statsd = Field(default_factory=defaults(Statsd), description="Metrics.")
+    dags: Dags = Field(default_factory=defaults(Dags), description="Where DAGs come from.")
+    pod_operator: PodOperator = Field(
+        default_factory=defaults(PodOperator), description="KubernetesPodOperator support."
+    )
+    migration_timeout_minutes: int = Field(
+        15, ge=1, le=120, description="How long `pulumi up` waits for the migration Job."
+    )
+    variables: dict[str, str] = Field(
+        default_factory=dict, description="Airflow Variables, injected as AIRFLOW_VAR_<NAME> (plain values)."
+    )
+    connections: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Airflow Connections as URIs or JSON, injected as AIRFLOW_CONN_<ID> from a Secret.",
+    )
+    config: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra airflow.cfg settings as 'section.key' -> value (non-secret; becomes AIRFLOW__S__K).",
+    )
+
+    @field_validator("variables", "connections")
+    @classmethod
+    def _env_names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for k in v:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k):
+                raise ValueError(f"name {k!r} must be letters, digits and '_' (it becomes an env variable)")
+        return v
+
+    @field_validator("config")
+    @classmethod
+    def _cfg_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        for k in v:
+            if not re.match(r"^[a-z_]+\.[a-z0-9_]+$", k):
+                raise ValueError(f"key {k!r} must be 'section.option' in lower case, e.g. 'core.parallelism'")
+        return v
+
+    @property
+    def executors(self) -> list[str]:
+        return self.executor.split(",")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> "AirflowSettings":
+        if self.flower.enabled and "CeleryExecutor" not in self.executors:
+            raise bad("flower.enabled", f"needs the CeleryExecutor (executor is '{self.executor}')")
+        return self

@@ -1,0 +1,1 @@
+"""Azure pieces: network, AKS, PostgreSQL Flexible Server, Managed Redis, Files and Blob logs, each with its settings."""

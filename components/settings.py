@@ -1,0 +1,66 @@
+"""The building blocks every component's typed settings are made of.
+
+Each component declares its settings model next to itself (the pulumi-eks habit: the args type lives
+with the component and documents every field). They share the conventions here: camelCase keys,
+unknown keys rejected, frozen values, and `bad()` for an error about one sub-key that the stack's
+error formatting (stacks/config.py) turns into a full key path.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+QUANTITY = r"^([+]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+
+
+def bad(key: str, message: str) -> ValueError:
+    """A cross-field error that names the sub-key it is about (relative to the model raising it)."""
+    return ValueError(f"[{key}] {message}")
+
+
+class SettingsModel(BaseModel):
+    """Base of every settings model: camelCase keys, unknown keys are errors, values frozen."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=False,
+        frozen=True,
+        validate_default=True,
+        # `--set aws.database.engineVersion=17.7` and YAML `ref: 3.1` arrive as numbers.
+        coerce_numbers_to_str=True,
+    )
+
+
+Quantity = Annotated[str, Field(pattern=QUANTITY)]
+DnsLabel = Annotated[str, Field(pattern=DNS1123_LABEL, max_length=63)]
+
+
+def defaults(model: type[SettingsModel]) -> Any:
+    """A `default_factory` giving `model` with all its own defaults (and validated like input)."""
+    return lambda: model.model_validate({})
+
+
+class Resources(SettingsModel):
+    """Requests and limits for one container."""
+
+    cpu_request: Quantity = Field("250m", description="CPU request.")
+    memory_request: Quantity = Field("512Mi", description="Memory request.")
+    cpu_limit: Optional[Quantity] = Field(
+        None, description="CPU limit; unset by default so a busy component is throttled, not capped."
+    )
+    memory_limit: Quantity = Field("1Gi", description="Memory limit (also the OOM bound).")
+
+
+def resources_field(cpu: str, mem: str, mem_limit: str) -> Any:
+    """A `resources` field whose defaults are these requests and memory limit."""
+    return Field(
+        default_factory=lambda: Resources.model_validate(
+            {"cpuRequest": cpu, "memoryRequest": mem, "memoryLimit": mem_limit}
+        ),
+        description="Requests and limits.",
+    )
