@@ -1,5 +1,4 @@
-"""Shared Kubernetes building blocks: labels, hardened security contexts, resources, child options,
-and the small objects every single-port data server (PostgreSQL, Redis) needs.
+"""Shared Kubernetes building blocks: labels, hardened security contexts, resources, spreading.
 
 Every pod this project makes goes through `pod_security()` and
 `container_security()`, so the production defaults live in one place.
@@ -8,9 +7,6 @@ Every pod this project makes goes through `pod_security()` and
 from __future__ import annotations
 
 from typing import Any, Optional
-
-import pulumi
-import pulumi_kubernetes as k8s
 
 PART_OF = "airflow-k8s"
 
@@ -75,51 +71,3 @@ def spread(instance: str, component: str) -> list[dict[str, Any]]:
         }
         for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
     ]
-
-
-def child(parent: pulumi.Resource, **kw: Any) -> pulumi.ResourceOptions:
-    """Options for a child: parented to the component (which carries the provider)."""
-    return pulumi.ResourceOptions(parent=parent, **kw)
-
-
-def private_service_account(parent: pulumi.Resource, name: str, meta: dict[str, Any]) -> k8s.core.v1.ServiceAccount:
-    """A ServiceAccount with no token mounted, for a server that never calls the Kubernetes API."""
-    return k8s.core.v1.ServiceAccount(
-        f"{name}-serviceaccount", metadata=meta, automount_service_account_token=False, opts=child(parent)
-    )
-
-
-def single_port_service(parent: pulumi.Resource, name: str, meta: dict[str, Any], match: dict[str, str],
-                        port_name: str, port: int) -> Any:
-    """A ClusterIP Service rather than a headless one: its address survives the pod being
-    rescheduled, so clients holding a resolved address keep working."""
-    return k8s.core.v1.Service(
-        f"{name}-service",
-        metadata=meta,
-        spec={
-            "type": "ClusterIP",
-            "selector": match,
-            "ports": [{"name": port_name, "port": port, "targetPort": port_name, "protocol": "TCP"}],
-        },
-        opts=child(parent),
-    )
-
-
-def allow_from_instance(parent: pulumi.Resource, name: str, meta: dict[str, Any], match: dict[str, str],
-                        instance: str, port: int) -> Any:
-    """A NetworkPolicy admitting only this Airflow instance's pods, on one port."""
-    return k8s.networking.v1.NetworkPolicy(
-        f"{name}-networkpolicy",
-        metadata=meta,
-        spec={
-            "podSelector": {"matchLabels": match},
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                {
-                    "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/instance": instance}}}],
-                    "ports": [{"port": port, "protocol": "TCP"}],
-                }
-            ],
-        },
-        opts=child(parent),
-    )

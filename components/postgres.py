@@ -9,26 +9,14 @@ by `secretKeyRef` only.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import pulumi
-import pulumi_kubernetes as k8s
-import pulumi_random as random
 from pydantic import Field
 
 from components.endpoints import DatabaseEndpoint
-from components.k8s import (
-    allow_from_instance,
-    child,
-    container_security,
-    labels,
-    pod_security,
-    private_service_account,
-    resources,
-    selector,
-    single_port_service,
-)
 from components.settings import Quantity, Resources, SettingsModel, resources_field
+from components.single_server import SingleServer
 
 COMPONENT = "postgresql"
 PORT = 5432
@@ -95,138 +83,66 @@ class InClusterPostgres(pulumi.ComponentResource):
             opts: options of the component; pass the Kubernetes provider as `providers=[...]`.
         """
         super().__init__("airflow-k8s:incluster:Postgres", name, None, opts)
-        obj_name = f"{instance}-{COMPONENT}"
-        meta: dict[str, Any] = {"name": obj_name, "namespace": namespace, "labels": labels(instance, COMPONENT)}
-        match = selector(instance, COMPONENT)
-
-        # The image applies POSTGRES_PASSWORD only when it initialises an empty volume: the inputs
-        # below must never change, or the new password would not match the existing database.
-        password = random.RandomPassword(
-            f"{name}-password",
-            length=32,
-            special=True,
-            override_special=PASSWORD_SPECIALS,
-            min_lower=1,
-            min_upper=1,
-            min_numeric=1,
-            min_special=1,
-            opts=child(self),
-        )
-
-        self.secret = k8s.core.v1.Secret(
-            f"{name}-secret",
-            metadata=meta,
-            type="Opaque",
-            string_data={PASSWORD_KEY: password.result},
-            opts=child(self),
-        )
-
-        # The server needs no Kubernetes API access: its own account, no token mounted.
-        account = private_service_account(self, name, meta)
-
-        self.service = single_port_service(self, name, meta, match, "postgresql", PORT)
-
-        container: dict[str, Any] = {
-            "name": "postgresql",
-            "image": settings.image,
-            "imagePullPolicy": "IfNotPresent",
-            "ports": [{"name": "postgresql", "containerPort": PORT, "protocol": "TCP"}],
-            "env": [
-                {"name": "POSTGRES_USER", "value": USER},
-                {"name": "POSTGRES_DB", "value": DATABASE},
-                {
-                    "name": "POSTGRES_PASSWORD",
-                    "valueFrom": {"secretKeyRef": {"name": self.secret.metadata.name, "key": PASSWORD_KEY}},
-                },
-                {"name": "PGDATA", "value": PGDATA},
-            ],
-            "securityContext": container_security(read_only_root=True),
-            "resources": resources(settings.resources),
-            "volumeMounts": [
-                {"name": "data", "mountPath": DATA_MOUNT},
-                # The read-only root leaves only these writable: the socket and lock file, and scratch.
-                {"name": "run", "mountPath": "/var/run/postgresql"},
-                {"name": "tmp", "mountPath": "/tmp"},
-            ],
-            # initdb on slow storage can take minutes; the startup probe allows five.
-            "startupProbe": _exec_probe(_PG_ISREADY, period=5, failures=60),
-            "readinessProbe": _exec_probe(_PG_ISREADY, period=10, failures=3),
-            "livenessProbe": _exec_probe(_PG_ISREADY, period=20, failures=6),
-            "lifecycle": {
-                # Kubernetes stops containers with SIGTERM, which is PostgreSQL's "smart" shutdown: it
-                # waits for every client to disconnect, and Airflow's pools never do, so the pod would be
-                # killed at the grace period and recover on restart. A fast shutdown ends sessions cleanly
-                # (the image sets STOPSIGNAL SIGINT for the same reason, which Kubernetes ignores).
-                "preStop": {"exec": {"command": ["pg_ctl", "stop", "--mode=fast", "--wait", "--timeout=60"]}},
-            },
-        }
-
-        self.stateful_set = k8s.apps.v1.StatefulSet(
-            f"{name}-statefulset",
-            metadata=meta,
-            spec={
-                "serviceName": self.service.metadata.name,
-                "replicas": 1,
-                "revisionHistoryLimit": 5,
-                "selector": {"matchLabels": match},
-                # `pulumi destroy` leaves no volume behind; scaling to zero keeps the data.
-                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
-                "template": {
-                    "metadata": {"labels": labels(instance, COMPONENT)},
-                    "spec": {
-                        "serviceAccountName": account.metadata.name,
-                        "automountServiceAccountToken": False,
-                        # Other Services' variables are noise here (and a Service named `postgres`
-                        # would inject POSTGRES_PORT, which the image reads).
-                        "enableServiceLinks": False,
-                        "securityContext": pod_security(UID, GID, fs_group=GID),
-                        "terminationGracePeriodSeconds": 90,
-                        "containers": [container],
-                        "volumes": [
-                            {"name": "run", "emptyDir": {"sizeLimit": "16Mi"}},
-                            {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
-                        ],
-                    },
-                },
-                "volumeClaimTemplates": [
+        server = SingleServer(self, name, namespace=namespace, instance=instance, component=COMPONENT, port=PORT,
+                              password_specials=PASSWORD_SPECIALS)  # fmt: skip
+        # The image applies POSTGRES_PASSWORD only when it initialises an empty volume.
+        self.secret = server.secret({PASSWORD_KEY: server.password.result})
+        account = server.service_account()
+        self.service = server.service()
+        container = server.container(
+            image=settings.image,
+            res=settings.resources,
+            probe_command=_PG_ISREADY,
+            extra={
+                "env": [
+                    {"name": "POSTGRES_USER", "value": USER},
+                    {"name": "POSTGRES_DB", "value": DATABASE},
                     {
-                        "metadata": {"name": "data", "labels": labels(instance, COMPONENT)},
-                        "spec": {
-                            "accessModes": ["ReadWriteOnce"],
-                            "resources": {"requests": {"storage": settings.storage_size}},
-                            **({"storageClassName": settings.storage_class} if settings.storage_class else {}),
-                        },
-                    }
+                        "name": "POSTGRES_PASSWORD",
+                        "valueFrom": {"secretKeyRef": {"name": self.secret.metadata.name, "key": PASSWORD_KEY}},
+                    },
+                    {"name": "PGDATA", "value": PGDATA},
                 ],
+                "volumeMounts": [
+                    {"name": "data", "mountPath": DATA_MOUNT},
+                    # The read-only root leaves only these writable: the socket and lock file, and scratch.
+                    {"name": "run", "mountPath": "/var/run/postgresql"},
+                    {"name": "tmp", "mountPath": "/tmp"},
+                ],
+                "lifecycle": {
+                    # Kubernetes stops containers with SIGTERM, which is PostgreSQL's "smart" shutdown: it
+                    # waits for every client to disconnect, and Airflow's pools never do, so the pod would be
+                    # killed at the grace period and recover on restart. A fast shutdown ends sessions cleanly
+                    # (the image sets STOPSIGNAL SIGINT for the same reason, which Kubernetes ignores).
+                    "preStop": {"exec": {"command": ["pg_ctl", "stop", "--mode=fast", "--wait", "--timeout=60"]}},
+                },
             },
-            # Claim templates are immutable, so the provider would replace the StatefulSet on a size or
-            # class change, and the Delete retention policy would then delete the database's volume.
-            # Ignore such changes instead: grow the claim in place (`kubectl edit pvc`) if needed.
-            opts=child(self, ignore_changes=["spec.volumeClaimTemplates"]),
         )
-
+        self.stateful_set = server.stateful_set(
+            service=self.service,
+            account=account,
+            container=container,
+            volumes=[
+                {"name": "run", "emptyDir": {"sizeLimit": "16Mi"}},
+                {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+            ],
+            uid=UID,
+            gid=GID,
+            data_size=settings.storage_size,
+            storage_class=settings.storage_class,
+            pod_extra={"terminationGracePeriodSeconds": 90},
+        )
         if network_policy:
-            allow_from_instance(self, name, meta, match, instance, PORT)
+            server.network_policy()
 
-        host = pulumi.Output.concat(self.service.metadata.name, ".", namespace, ".svc.cluster.local")
         self.endpoint = DatabaseEndpoint(
-            host=host,
+            host=server.host,
             port=PORT,
             name=DATABASE,
             user=USER,
-            password=pulumi.Output.secret(password.result),
+            password=pulumi.Output.secret(server.password.result),
             # Traffic never leaves the cluster network and this server has no certificate to offer.
             sslmode="disable",
             depends_on=[self.stateful_set],
         )
-        self.register_outputs({"host": host, "port": PORT, "secretName": self.secret.metadata.name})
-
-
-def _exec_probe(command: list[str], *, period: int, failures: int) -> dict[str, Any]:
-    """An exec probe: `pg_isready` asks the server itself, where a TCP probe only sees an open port."""
-    return {
-        "exec": {"command": command},
-        "periodSeconds": period,
-        "timeoutSeconds": 5,
-        "failureThreshold": failures,
-    }
+        self.register_outputs({"host": server.host, "port": PORT, "secretName": self.secret.metadata.name})

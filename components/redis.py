@@ -8,26 +8,14 @@ reachable only from this instance's pods. The password lives in a Secret that al
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import pulumi
-import pulumi_kubernetes as k8s
-import pulumi_random as random
 from pydantic import Field
 
 from components.endpoints import BrokerEndpoint
-from components.k8s import (
-    allow_from_instance,
-    child,
-    container_security,
-    labels,
-    pod_security,
-    private_service_account,
-    resources,
-    selector,
-    single_port_service,
-)
 from components.settings import Resources, SettingsModel, resources_field
+from components.single_server import SingleServer
 
 COMPONENT = "redis"
 PORT = 6379
@@ -103,130 +91,61 @@ class InClusterRedis(pulumi.ComponentResource):
             opts: options of the component; pass the Kubernetes provider as `providers=[...]`.
         """
         super().__init__("airflow-k8s:incluster:Redis", name, None, opts)
-        obj_name = f"{instance}-{COMPONENT}"
-        meta: dict[str, Any] = {"name": obj_name, "namespace": namespace, "labels": labels(instance, COMPONENT)}
-        match = selector(instance, COMPONENT)
-
-        password = random.RandomPassword(
-            f"{name}-password",
-            length=32,
-            special=True,
-            override_special=PASSWORD_SPECIALS,
-            min_lower=1,
-            min_upper=1,
-            min_numeric=1,
-            min_special=1,
-            opts=child(self),
-        )
-
-        self.secret = k8s.core.v1.Secret(
-            f"{name}-secret",
-            metadata=meta,
-            type="Opaque",
-            # `result` is a secret Output, so the rendered config stays one too.
-            string_data={PASSWORD_KEY: password.result, CONFIG_KEY: password.result.apply(redis_conf)},
-            opts=child(self),
-        )
-
-        # The server needs no Kubernetes API access: its own account, no token mounted.
-        account = private_service_account(self, name, meta)
-
-        self.service = single_port_service(self, name, meta, match, "redis", PORT)
-
-        container: dict[str, Any] = {
-            "name": "redis",
-            "image": settings.image,
-            "imagePullPolicy": "IfNotPresent",
-            # `args`, not `command`: the image's entrypoint still sets a private umask for the data files.
-            "args": ["redis-server", f"{CONFIG_DIR}/{CONFIG_KEY}"],
-            "ports": [{"name": "redis", "containerPort": PORT, "protocol": "TCP"}],
-            "env": [
-                {
-                    "name": "REDISCLI_AUTH",
-                    "valueFrom": {"secretKeyRef": {"name": self.secret.metadata.name, "key": PASSWORD_KEY}},
-                },
-            ],
-            "securityContext": container_security(read_only_root=True),
-            "resources": resources(settings.resources),
-            "volumeMounts": [
-                {"name": "data", "mountPath": DATA_DIR},
-                {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-            ],
+        server = SingleServer(self, name, namespace=namespace, instance=instance, component=COMPONENT, port=PORT,
+                              password_specials=PASSWORD_SPECIALS)  # fmt: skip
+        password = server.password.result
+        # `result` is a secret Output, so the rendered config stays one too.
+        self.secret = server.secret({PASSWORD_KEY: password, CONFIG_KEY: password.apply(redis_conf)})
+        account = server.service_account()
+        self.service = server.service()
+        container = server.container(
+            image=settings.image,
+            res=settings.resources,
             # Loading a large append-only file answers LOADING for a while; the startup probe allows it.
-            "startupProbe": _exec_probe(_PING, period=5, failures=60),
-            "readinessProbe": _exec_probe(_PING, period=10, failures=3),
-            "livenessProbe": _exec_probe(_PING, period=20, failures=6),
-        }
-
-        self.stateful_set = k8s.apps.v1.StatefulSet(
-            f"{name}-statefulset",
-            metadata=meta,
-            spec={
-                "serviceName": self.service.metadata.name,
-                "replicas": 1,
-                "revisionHistoryLimit": 5,
-                "selector": {"matchLabels": match},
-                # `pulumi destroy` leaves no volume behind; scaling to zero keeps the queue.
-                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
-                "template": {
-                    "metadata": {"labels": labels(instance, COMPONENT)},
-                    "spec": {
-                        "serviceAccountName": account.metadata.name,
-                        "automountServiceAccountToken": False,
-                        # Other Services' variables are noise here (a Service named `redis` would
-                        # inject REDIS_PORT=tcp://...).
-                        "enableServiceLinks": False,
-                        # fsGroup makes the data volume writable and the config readable by group 999.
-                        "securityContext": pod_security(UID, GID, fs_group=GID),
-                        "containers": [container],
-                        "volumes": [
-                            {
-                                "name": "config",
-                                "secret": {
-                                    "secretName": self.secret.metadata.name,
-                                    # Only the config file; owner root, group fsGroup, nobody else.
-                                    "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}],
-                                    "defaultMode": 0o440,
-                                },
-                            },
-                        ],
-                    },
-                },
-                "volumeClaimTemplates": [
+            probe_command=_PING,
+            extra={
+                # `args`, not `command`: the image's entrypoint still sets a private umask for the data files.
+                "args": ["redis-server", f"{CONFIG_DIR}/{CONFIG_KEY}"],
+                "env": [
                     {
-                        "metadata": {"name": "data", "labels": labels(instance, COMPONENT)},
-                        "spec": {
-                            "accessModes": ["ReadWriteOnce"],
-                            "resources": {"requests": {"storage": DATA_SIZE}},
-                        },
-                    }
+                        "name": "REDISCLI_AUTH",
+                        "valueFrom": {"secretKeyRef": {"name": self.secret.metadata.name, "key": PASSWORD_KEY}},
+                    },
+                ],
+                "volumeMounts": [
+                    {"name": "data", "mountPath": DATA_DIR},
+                    {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                 ],
             },
-            # Claim templates are immutable: a change would make the provider replace the StatefulSet
-            # and the Delete retention policy would take the volume (and queued messages) with it.
-            opts=child(self, ignore_changes=["spec.volumeClaimTemplates"]),
         )
-
+        self.stateful_set = server.stateful_set(
+            service=self.service,
+            account=account,
+            container=container,
+            volumes=[
+                {
+                    "name": "config",
+                    "secret": {
+                        "secretName": self.secret.metadata.name,
+                        # Only the config file; owner root, group fsGroup (999), nobody else.
+                        "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}],
+                        "defaultMode": 0o440,
+                    },
+                },
+            ],
+            uid=UID,
+            gid=GID,
+            data_size=DATA_SIZE,
+        )
         if network_policy:
-            allow_from_instance(self, name, meta, match, instance, PORT)
+            server.network_policy()
 
-        host = pulumi.Output.concat(self.service.metadata.name, ".", namespace, ".svc.cluster.local")
         self.endpoint = BrokerEndpoint(
-            host=host,
+            host=server.host,
             port=PORT,
-            password=pulumi.Output.secret(password.result),
+            password=pulumi.Output.secret(password),
             # In-cluster traffic to a server that has no certificate.
             tls=False,
             depends_on=[self.stateful_set],
         )
-        self.register_outputs({"host": host, "port": PORT, "secretName": self.secret.metadata.name})
-
-
-def _exec_probe(command: list[str], *, period: int, failures: int) -> dict[str, Any]:
-    """An exec probe: `redis-cli ping` checks the server answers, where a TCP probe only sees an open port."""
-    return {
-        "exec": {"command": command},
-        "periodSeconds": period,
-        "timeoutSeconds": 5,
-        "failureThreshold": failures,
-    }
+        self.register_outputs({"host": server.host, "port": PORT, "secretName": self.secret.metadata.name})

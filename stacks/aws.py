@@ -15,11 +15,8 @@ from components.aws.eks import EksCluster
 from components.aws.network import AwsVpc
 from components.aws.storage import EfsDagVolume, S3TaskLogs
 from components.endpoints import BrokerEndpoint
-from stacks.common import INSTANCE, compose, make_namespace, outputs, roles
+from stacks.common import INSTANCE, compose, make_namespace, outputs, roster
 from stacks.config import StackConfig
-
-# Who reads or writes task logs in S3 (the api-server reads them for the UI).
-LOG_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", "worker", "task")
 
 
 def build(cfg: StackConfig) -> dict[str, Any]:
@@ -71,10 +68,11 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         )
         claim, dag_volume = efs.claim_name, efs.volume_handle
 
-    present = set(roles(cfg, git_writer).components)
+    # Who reads or writes task logs (the api-server reads them for the UI): the components table says.
+    log_users = roster(cfg, git_writer).task_log_users
     logs = S3TaskLogs(
         "logs", cluster_name=eks.name, namespace=cfg.kubernetes.namespace, region=a.region,
-        service_accounts={c: ns.service_accounts[c] for c in LOG_COMPONENTS if c in present},
+        service_accounts={c: ns.service_accounts[c] for c in log_users},
         retention_days=a.log_retention_days, protect=a.protect, tags=tags, opts=aws_opts,
     )
     airflow = compose(

@@ -23,8 +23,7 @@ from components.azure.storage import (
     account_name,
 )
 from components.endpoints import BrokerEndpoint
-from stacks.aws import LOG_COMPONENTS
-from stacks.common import INSTANCE, compose, make_namespace, outputs, roles
+from stacks.common import INSTANCE, compose, make_namespace, outputs, roster
 from stacks.config import StackConfig
 
 
@@ -52,8 +51,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     provider = aks.provider
     d = cfg.airflow.dags
     git_writer = d.source == "volume" and d.git is not None
-    present = set(roles(cfg, git_writer).components)
-    writers = {c: f"{INSTANCE}-{c}" for c in LOG_COMPONENTS if c in present}
+    # Who reads or writes task logs (the api-server reads them for the UI): the components table says.
+    log_users = roster(cfg, git_writer).task_log_users
+    writers = {c: f"{INSTANCE}-{c}" for c in log_users}
     logs = BlobTaskLogs(
         "logs", account=account_name("aflogs", stack, unique), resource_group=rg.name, location=z.region,
         oidc_issuer_url=aks.oidc_issuer_url, namespace=cfg.kubernetes.namespace, service_accounts=writers,

@@ -5,12 +5,12 @@ A cloud stack builds its database, broker, DAG volume and identities, then calls
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 import pulumi
 
 from components.airflow import Airflow, AirflowArgs, DagSource
+from components.airflow.roster import Roster
 from components.endpoints import BrokerEndpoint, DatabaseEndpoint, RemoteLogs
 from components.namespace import AirflowNamespace
 from stacks.config import StackConfig
@@ -18,44 +18,9 @@ from stacks.config import StackConfig
 INSTANCE = "airflow"
 
 
-@dataclass(frozen=True)
-class Roles:
-    """Which components exist and which may touch pods, derived from the executors and operators."""
-
-    components: list[str]
-    pod_launchers: list[str]  # pods in the Airflow namespace (KubernetesExecutor)
-    task_pod_launchers: list[str]  # KubernetesPodOperator pods (task namespace, if any)
-    pod_log_readers: list[str]
-
-
-def roles(cfg: StackConfig, git_writer: bool) -> Roles:
-    a = cfg.airflow
-    celery = "CeleryExecutor" in a.executors
-    kube = "KubernetesExecutor" in a.executors
-    comps = ["api-server", "scheduler", "dag-processor", "triggerer", "migrate"]
-    if a.auth.manager == "fab":
-        comps.append("create-user")
-    if celery:
-        comps.append("worker")
-    if kube:
-        comps.append("task")
-    if git_writer:
-        comps.append("git-sync")
-    if celery and a.flower.enabled:
-        comps.append("flower")
-    if a.statsd.enabled:
-        comps.append("statsd")
-    kpo: list[str] = []
-    if a.pod_operator.enabled:
-        # Whoever runs task code may launch pods; the triggerer watches deferred pods.
-        kpo = [c for c in ("worker", "task") if c in comps] + ["triggerer"]
-    return Roles(
-        components=comps,
-        pod_launchers=["scheduler"] if kube else [],
-        task_pod_launchers=kpo,
-        # The api-server reads logs of running KubernetesExecutor pods from the Kubernetes API.
-        pod_log_readers=["api-server"] if kube else [],
-    )
+def roster(cfg: StackConfig, git_writer: bool) -> Roster:
+    """Which Airflow components this stack has and what each may do (components/airflow/roster.py)."""
+    return Roster.of(cfg.airflow, git_writer)
 
 
 def compose(
@@ -98,7 +63,7 @@ def make_namespace(
     git_writer: bool,
     annotations: Optional[Mapping[str, Mapping[str, pulumi.Input[str]]]] = None,
 ) -> AirflowNamespace:
-    r = roles(cfg, git_writer)
+    r = roster(cfg, git_writer)
     return AirflowNamespace(
         "namespace",
         namespace=cfg.kubernetes.namespace,

@@ -15,18 +15,18 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from components.airflow.roster import (
+    ADMIN_PASSWORD,
+    API_SECRET_KEY,
+    BROKER_URL,
+    FERNET_KEY,
+    JWT_SECRET,
+    RESULT_BACKEND,
+    SIMPLE_AUTH_PASSWORDS,
+    SQL_ALCHEMY_CONN,
+)
 from components.endpoints import BrokerEndpoint, DatabaseEndpoint
 from components.k8s import labels
-
-# Keys of the Secret; the Airflow component refers to them by these names only.
-FERNET_KEY = "fernet-key"
-JWT_SECRET = "jwt-secret"
-API_SECRET_KEY = "api-secret-key"
-SQL_ALCHEMY_CONN = "sql-alchemy-conn"
-RESULT_BACKEND = "result-backend"
-BROKER_URL = "broker-url"
-ADMIN_PASSWORD = "admin-password"
-SIMPLE_AUTH_PASSWORDS = "simple-auth-passwords.json"
 
 
 def _q(value: str) -> str:

@@ -13,20 +13,20 @@ import pulumi_kubernetes as k8s
 import pytest
 
 from components.airflow import Airflow, AirflowArgs, DagSource
+from components.airflow.roster import TABLE
 from components.airflow.secrets import broker_url, database_url, fernet_from_base64
+from components.airflow.settings import AirflowSettings
 from components.endpoints import BrokerEndpoint, DatabaseEndpoint, RemoteLogs
 from stacks import engine
-from stacks.config import parse
 from tests.render import K8S_VERSIONS, containers, env_of
 
-COMPONENTS = ["api-server", "scheduler", "dag-processor", "triggerer", "worker", "task", "migrate",
-              "create-user", "git-sync", "flower", "statsd"]
+COMPONENTS = [c.name for c in TABLE]
 GIT = {"repo": "https://example.com/dags.git", "ref": "main", "subPath": "dags"}
 
 
 def build(airflow: Optional[dict[str, Any]] = None, dags: Optional[DagSource] = None, broker: bool = True,
           remote_logs: Optional[RemoteLogs] = None) -> engine.Run:
-    settings = parse({"kubernetes": {"context": "x"}, "airflow": airflow or {}}).airflow
+    settings = AirflowSettings.model_validate(airflow or {})
 
     def prog() -> None:
         p = k8s.Provider("k8s", context="kind-test")

@@ -8,11 +8,13 @@ import kubernetes_validate
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.airflow.roster import TABLE
 from components.namespace import POD_LAUNCHER_RULES, PSA_LABELS, AirflowNamespace
 from stacks import engine
 from tests.render import K8S_VERSIONS
 
-COMPONENTS = ["api-server", "scheduler", "dag-processor", "triggerer", "worker", "task", "migrate"]
+# Every Airflow component the table knows, as the stacks pass them.
+COMPONENTS = [c.name for c in TABLE]
 
 
 def build(task_namespace: Optional[str] = None, launchers: Sequence[str] = ("scheduler",),

@@ -1,0 +1,107 @@
+"""The one-shot Jobs: the metadata-DB migration every workload waits for, and the FAB admin user.
+
+A Job's name carries a hash of the image: its pod template is immutable, and a new Job is what makes
+an upgrade (a new image or Airflow version) migrate again before the workloads roll.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.airflow import roster
+from components.airflow.pods import PodFactory
+from components.airflow.settings import AirflowSettings
+from components.k8s import labels
+
+Json = dict[str, Any]
+
+
+def image_hash(image: str) -> str:
+    """Short, stable hash naming per-image Jobs (a new image means a new Job, so a new migration)."""
+    return hashlib.sha256(image.encode()).hexdigest()[:8]
+
+
+class Jobs:
+    """Makes the Jobs as children of one component resource."""
+
+    def __init__(
+        self,
+        parent: pulumi.Resource,
+        name: str,
+        instance: str,
+        namespace: pulumi.Input[str],
+        settings: AirflowSettings,
+        pods: PodFactory,
+        database_ready: list[pulumi.Resource],
+    ) -> None:
+        self._parent = parent
+        self._name = name
+        self._instance = instance
+        self._namespace = namespace
+        self._settings = settings
+        self._pods = pods
+        self._database_ready = database_ready
+
+    def _job(
+        self,
+        component: str,
+        args: list[str],
+        depends: list[pulumi.Resource],
+        timeout_min: int,
+        extra_env: Optional[list[Json]] = None,
+    ) -> k8s.batch.v1.Job:
+        vols, mounts = self._pods.volumes(component, logs=False)
+        container = self._pods.container(component, args, self._settings.scheduler.resources, mounts)
+        if extra_env:
+            container["env"] = container["env"] + extra_env
+        spec = self._pods.pod_spec(component, [container], vols, mounts, wait=False, restart="Never")
+        return k8s.batch.v1.Job(
+            f"{self._name}-{component}",
+            metadata={
+                "name": f"{self._instance}-{component}-{image_hash(self._pods.image)}",
+                "namespace": self._namespace,
+                "labels": labels(self._instance, component),
+            },
+            spec={
+                "backoffLimit": 4,
+                "activeDeadlineSeconds": timeout_min * 60,
+                "template": {"metadata": self._pods.meta(component), "spec": spec},
+            },
+            opts=pulumi.ResourceOptions(
+                parent=self._parent,
+                depends_on=[*depends, *self._database_ready],
+                custom_timeouts=pulumi.CustomTimeouts(create=f"{timeout_min}m", update=f"{timeout_min}m"),
+                # Replace rather than patch: the pod template of a Job cannot change in place.
+                delete_before_replace=False,
+            ),
+        )
+
+    def migration(self, secrets: pulumi.Resource) -> k8s.batch.v1.Job:
+        """`airflow db migrate`, once the database and the Secret exist."""
+        return self._job("migrate", ["db", "migrate"], [secrets], self._settings.migration_timeout_minutes)
+
+    def create_user(self, migration: pulumi.Resource) -> k8s.batch.v1.Job:
+        """The FAB admin with the generated password, after the migration."""
+        auth = self._settings.auth
+        script = (
+            'airflow users create --role Admin --username "$ADMIN_USER" --email "$ADMIN_EMAIL" '
+            '--firstname Admin --lastname User --password "$ADMIN_PASSWORD" '
+            '|| airflow users reset-password --username "$ADMIN_USER" --password "$ADMIN_PASSWORD"'
+        )
+        # The image's entrypoint runs `bash -c ...` as given; an existing admin gets the password reset
+        # to the generated one, so the stack output is always the password that works.
+        return self._job(
+            "create-user",
+            ["bash", "-c", script],
+            [migration],
+            10,
+            extra_env=[
+                {"name": "ADMIN_USER", "value": auth.admin_user},
+                {"name": "ADMIN_EMAIL", "value": auth.admin_email},
+                self._pods.env.secret_ref("create-user", roster.ADMIN_PASSWORD, "ADMIN_PASSWORD"),
+            ],
+        )

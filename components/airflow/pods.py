@@ -1,0 +1,195 @@
+"""Pod specs for Airflow's components: containers, volumes, init containers, probes, security.
+
+Every Airflow pod (long-running, Job or KubernetesExecutor task) is made here, so the rules hold in
+one place: non-root with no privilege escalation, no capabilities and seccomp RuntimeDefault; the DAG
+volume read-only (only the git-sync writer mounts it read-write); a token only for the components
+the table says call the Kubernetes API; the env the table grants each component.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import pulumi
+
+from components.airflow.env import CONFIG_DIR, GIT_ROOT_LINK, LOGS, AirflowEnv
+from components.airflow.roster import Roster
+from components.airflow.settings import AirflowSettings, GitSource, Resources
+from components.k8s import container_security, labels, pod_security, resources
+
+# The official image runs as airflow (50000) with group root (0); files it writes must stay
+# group-readable for the next process, so the pod's fsGroup is 0 as in the image.
+AIRFLOW_UID = 50000
+AIRFLOW_GID = 0
+
+Json = dict[str, Any]
+
+
+class PodFactory:
+    """Builds containers and pod specs for one Airflow instance."""
+
+    def __init__(
+        self,
+        *,
+        settings: AirflowSettings,
+        roster: Roster,
+        env: AirflowEnv,
+        instance: str,
+        dag_source: str,
+        claim_name: Optional[pulumi.Input[str]],
+        service_accounts: Mapping[str, pulumi.Input[str]],
+        pod_labels: Mapping[str, Mapping[str, str]],
+    ) -> None:
+        self.settings = settings
+        self.roster = roster
+        self.env = env
+        self._instance = instance
+        self.dag_source = dag_source
+        self._claim_name = claim_name
+        self._service_accounts = service_accounts
+        self._pod_labels = pod_labels
+        self.image = f"{settings.image.repository}:{settings.image.tag}"
+
+    def service_account(self, component: str) -> pulumi.Input[str]:
+        try:
+            return self._service_accounts[component]
+        except KeyError:
+            raise ValueError(f"no service account for component {component!r}") from None
+
+    def volumes(self, component: str, logs: bool = True) -> tuple[list[Json], list[Json]]:
+        """Volumes and mounts of an Airflow container: writable scratch, logs, and DAGs read-only."""
+        vols: list[Json] = [{"name": "tmp", "emptyDir": {}}, {"name": "config", "emptyDir": {}}]
+        mounts: list[Json] = [{"name": "tmp", "mountPath": "/tmp"}, {"name": "config", "mountPath": CONFIG_DIR}]
+        if logs:
+            vols.append({"name": "logs", "emptyDir": {}})
+            mounts.append({"name": "logs", "mountPath": LOGS})
+        if self.roster.dags(component) in ("runs", "mounted"):
+            folder = self.settings.dags.folder
+            if self.dag_source == "volume":
+                vols.append(
+                    {"name": "dags", "persistentVolumeClaim": {"claimName": self._claim_name, "readOnly": True}}
+                )
+                mounts.append({"name": "dags", "mountPath": folder, "readOnly": True})
+            elif self.dag_source == "gitSync":
+                vols.append({"name": "dags", "emptyDir": {}})
+                mounts.append({"name": "dags", "mountPath": folder, "readOnly": True})
+        return vols, mounts
+
+    def git_sync_container(self, name: str, one_time: bool) -> Json:
+        """git-sync into the DAG folder: an init container (one sync) or a sidecar (keeps pulling)."""
+        g: Optional[GitSource] = self.settings.dags.git
+        assert g is not None  # the settings model requires `git` for every source that syncs
+        mount_path = self.settings.dags.folder
+        env: list[Json] = [
+            {"name": "GITSYNC_REPO", "value": g.repo},
+            {"name": "GITSYNC_REF", "value": g.ref},
+            {"name": "GITSYNC_ROOT", "value": mount_path},
+            {"name": "GITSYNC_LINK", "value": GIT_ROOT_LINK},
+            {"name": "GITSYNC_DEPTH", "value": "1"},
+            {"name": "GITSYNC_PERIOD", "value": f"{g.period_seconds}s"},
+            {"name": "GITSYNC_ONE_TIME", "value": "true" if one_time else "false"},
+            {"name": "HOME", "value": "/tmp"},
+        ]
+        if g.credentials_secret:
+            for var in ("GITSYNC_USERNAME", "GITSYNC_PASSWORD"):
+                env.append({"name": var, "valueFrom": {"secretKeyRef": {"name": g.credentials_secret, "key": var}}})
+        return {
+            "name": name,
+            "image": g.image,
+            "imagePullPolicy": "IfNotPresent",
+            "env": env,
+            "securityContext": container_security(),
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+            "volumeMounts": [{"name": "dags", "mountPath": mount_path}, {"name": "tmp", "mountPath": "/tmp"}],
+        }
+
+    def container(
+        self,
+        component: str,
+        args: list[str],
+        res: Resources,
+        mounts: list[Json],
+        *,
+        name: Optional[str] = None,
+        probe: Optional[Json] = None,
+        startup: Optional[Json] = None,
+    ) -> Json:
+        """An Airflow container of `component`, with the env and ports the table gives it."""
+        c: Json = {
+            "name": name or component,
+            "image": self.image,
+            "imagePullPolicy": self.settings.image.pull_policy,
+            "env": self.env.for_component(component),
+            "securityContext": container_security(),
+            "resources": resources(res),
+            "volumeMounts": mounts,
+        }
+        if args:  # task pods get their args from the executor
+            c["args"] = args
+        ports = self.roster.ports(component)
+        if ports:
+            c["ports"] = [{"name": p.name, "containerPort": p.number, "protocol": p.protocol} for p in ports]
+        if probe:
+            c["livenessProbe"] = probe
+            c["readinessProbe"] = {**probe, "initialDelaySeconds": 10}
+        if startup:
+            c["startupProbe"] = startup
+        return c
+
+    def _wait_for_migrations(self, component: str, mounts: list[Json]) -> Json:
+        """An init container that blocks until the DB schema matches this image (belt and braces
+        with the Pulumi dependency on the Job: a pod restarted mid-upgrade waits too)."""
+        return {
+            "name": "wait-for-migrations",
+            "image": self.image,
+            "imagePullPolicy": self.settings.image.pull_policy,
+            "args": ["db", "check-migrations", "--migration-wait-timeout=600"],
+            "env": self.env.for_component(component),
+            "securityContext": container_security(),
+            "resources": resources(self.settings.scheduler.resources),
+            "volumeMounts": [m for m in mounts if m["name"] in ("tmp", "config")],
+        }
+
+    def pod_spec(
+        self,
+        component: str,
+        containers: list[Json],
+        vols: list[Json],
+        mounts: list[Json],
+        *,
+        wait: bool = True,
+        restart: Optional[str] = None,
+    ) -> Json:
+        """The pod spec of an Airflow workload or Job: migrations awaited, git-sync where DAGs run."""
+        init: list[Json] = [self._wait_for_migrations(component, mounts)] if wait else []
+        if self.dag_source == "gitSync" and self.roster.dags(component) == "runs":
+            init.append(self.git_sync_container("git-sync-init", True))
+            containers = containers + [self.git_sync_container("git-sync", False)]
+        spec: Json = {
+            "serviceAccountName": self.service_account(component),
+            "automountServiceAccountToken": self.roster.calls_kubernetes_api(component),
+            "securityContext": pod_security(AIRFLOW_UID, AIRFLOW_GID, fs_group=AIRFLOW_GID),
+            "containers": containers,
+            "volumes": vols,
+            "terminationGracePeriodSeconds": 60,
+        }
+        if init:
+            spec["initContainers"] = init
+        if restart:
+            spec["restartPolicy"] = restart
+        return spec
+
+    def meta(self, component: str) -> Json:
+        """Pod metadata: the component's labels plus any the stack adds (e.g. workload identity)."""
+        return {"labels": {**labels(self._instance, component), **dict(self._pod_labels.get(component, {}))}}
+
+
+def jobs_check(job_type: str) -> Json:
+    """A probe running `airflow jobs check`: it starts a Python interpreter, so generous timeouts."""
+    return {
+        "exec": {"command": ["airflow", "jobs", "check", "--job-type", job_type, "--local"]},
+        "initialDelaySeconds": 30,
+        "periodSeconds": 60,
+        "timeoutSeconds": 45,
+        "failureThreshold": 5,
+    }

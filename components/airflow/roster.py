@@ -1,0 +1,223 @@
+"""The one table of Airflow's components: what each is, when it exists, and what it may do.
+
+Every question of the kind "which components launch pods / write task logs / need DAGs / get which
+secrets / listen on which port" is answered here and nowhere else: the namespace's service accounts
+and RBAC, the token mounts, the workloads' ports and Services, the NetworkPolicies, the per-pod env
+and a cloud's log-writer identities all read this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+from components.airflow.settings import AirflowSettings
+
+# Keys of the generated Airflow Secret (components/airflow/secrets.py); here so the table can say
+# which component gets which.
+FERNET_KEY = "fernet-key"
+JWT_SECRET = "jwt-secret"
+API_SECRET_KEY = "api-secret-key"
+SQL_ALCHEMY_CONN = "sql-alchemy-conn"
+RESULT_BACKEND = "result-backend"
+BROKER_URL = "broker-url"
+ADMIN_PASSWORD = "admin-password"
+SIMPLE_AUTH_PASSWORDS = "simple-auth-passwords.json"
+# Not one key: every `airflow.connections` entry, as AIRFLOW_CONN_<ID>.
+CONNECTIONS = "connections"
+
+# What every Airflow process is handed today. Narrowing this per component (a Job needs neither the
+# broker nor the connections) is a behaviour change of its own; the table is where it happens.
+AIRFLOW_RUNTIME_SECRETS = frozenset(
+    {FERNET_KEY, JWT_SECRET, API_SECRET_KEY, SQL_ALCHEMY_CONN, BROKER_URL, RESULT_BACKEND, CONNECTIONS}
+)
+
+DagUse = Literal["runs", "mounted", "writes", "none"]
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    number: int
+    protocol: Literal["TCP", "UDP"] = "TCP"
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """The facts about a stack that decide which components exist and what they may do."""
+
+    celery: bool
+    kubernetes_executor: bool
+    pod_operator: bool
+    fab: bool
+    simple_auth: bool
+    git_writer: bool
+    flower: bool
+    statsd: bool
+
+    @classmethod
+    def of(cls, settings: AirflowSettings, git_writer: bool) -> Conditions:
+        celery = "CeleryExecutor" in settings.executors
+        return cls(
+            celery=celery,
+            kubernetes_executor="KubernetesExecutor" in settings.executors,
+            pod_operator=settings.pod_operator.enabled,
+            fab=settings.auth.manager == "fab",
+            simple_auth=settings.auth.manager == "simple",
+            git_writer=git_writer,
+            flower=celery and settings.flower.enabled,
+            statsd=settings.statsd.enabled,
+        )
+
+
+def _always(_: Conditions) -> bool:
+    return True
+
+
+def _never(_: Conditions) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class AirflowComponent:
+    """One row of the table.
+
+    Attributes:
+        name: the component label, the ServiceAccount suffix and the workload name suffix.
+        exists: whether the stack has this component (a ServiceAccount, and a workload if it runs).
+        image: whose image it runs: Airflow's, git-sync's or the statsd exporter's.
+        launches_pods: creates pods in the Airflow namespace (the scheduler under KubernetesExecutor).
+        launches_task_pods: runs task code that may create KubernetesPodOperator pods (in the task
+            namespace when there is one); the triggerer watches deferred ones.
+        reads_pod_logs: reads running task pods' logs from the Kubernetes API (the api-server).
+        task_logs: reads or writes remote task logs, so it needs the cloud's log identity.
+        ports: what it listens on; its Service and NetworkPolicy expose these.
+        dags: 'runs' parses or runs DAG code (git-sync sidecars under the gitSync source); 'mounted'
+            gets the DAG volume read-only without running DAGs; 'writes' is the single writer; 'none'.
+        secrets: keys of the generated Secret its containers receive, by reference only.
+        extra_secrets: keys it receives on top, and when.
+    """
+
+    name: str
+    exists: Callable[[Conditions], bool]
+    image: Literal["airflow", "git-sync", "statsd"] = "airflow"
+    launches_pods: Callable[[Conditions], bool] = _never
+    launches_task_pods: Callable[[Conditions], bool] = _never
+    reads_pod_logs: Callable[[Conditions], bool] = _never
+    task_logs: bool = False
+    ports: tuple[Port, ...] = ()
+    dags: DagUse = "none"
+    secrets: frozenset[str] = AIRFLOW_RUNTIME_SECRETS
+    extra_secrets: tuple[tuple[str, Callable[[Conditions], bool]], ...] = field(default=())
+
+    def calls_kubernetes_api(self, c: Conditions) -> bool:
+        """Only these get a service-account token mounted."""
+        return self.launches_pods(c) or self.launches_task_pods(c) or self.reads_pod_logs(c)
+
+    def port(self, name: str) -> Port:
+        return next(p for p in self.ports if p.name == name)
+
+    def secret_keys(self, c: Conditions) -> frozenset[str]:
+        return self.secrets | {key for key, when in self.extra_secrets if when(c)}
+
+
+def _kpo(c: Conditions) -> bool:
+    return c.pod_operator
+
+
+def _kube(c: Conditions) -> bool:
+    return c.kubernetes_executor
+
+
+# The order is the order ServiceAccounts are declared in (part of nothing but readability).
+TABLE: tuple[AirflowComponent, ...] = (
+    AirflowComponent(
+        "api-server", _always, reads_pod_logs=_kube, task_logs=True, ports=(Port("api", 8080),), dags="mounted",
+        extra_secrets=((SIMPLE_AUTH_PASSWORDS, lambda c: c.simple_auth),),
+    ),
+    AirflowComponent("scheduler", _always, launches_pods=_kube, task_logs=True, dags="runs"),
+    AirflowComponent("dag-processor", _always, task_logs=True, dags="runs"),
+    AirflowComponent(
+        "triggerer", _always, launches_task_pods=_kpo, task_logs=True, ports=(Port("triggerer-logs", 8794),),
+        dags="runs",
+    ),
+    AirflowComponent("migrate", _always),
+    AirflowComponent("create-user", lambda c: c.fab, extra_secrets=((ADMIN_PASSWORD, _always),)),
+    AirflowComponent(
+        "worker", lambda c: c.celery, launches_task_pods=_kpo, task_logs=True, ports=(Port("worker-logs", 8793),),
+        dags="runs",
+    ),
+    # KubernetesExecutor task pods, made from the pod template.
+    AirflowComponent("task", _kube, launches_task_pods=_kpo, task_logs=True, dags="runs"),
+    # The single writer of the DAG volume (source `volume` with `git`).
+    AirflowComponent(
+        "git-sync", lambda c: c.git_writer, image="git-sync", ports=(Port("http", 8081),), dags="writes",
+        secrets=frozenset(),
+    ),
+    AirflowComponent("flower", lambda c: c.flower, ports=(Port("flower", 5555),), dags="mounted"),
+    AirflowComponent(
+        "statsd", lambda c: c.statsd, image="statsd", ports=(Port("statsd", 9125, "UDP"), Port("metrics", 9102)),
+        secrets=frozenset(),
+    ),
+)
+
+BY_NAME = {c.name: c for c in TABLE}
+
+
+def component(name: str) -> AirflowComponent:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise ValueError(f"{name!r} is not an Airflow component ({', '.join(BY_NAME)})") from None
+
+
+@dataclass(frozen=True)
+class Roster:
+    """The table applied to one stack's settings: the questions callers ask, answered."""
+
+    conditions: Conditions
+
+    @classmethod
+    def of(cls, settings: AirflowSettings, git_writer: bool) -> Roster:
+        return cls(Conditions.of(settings, git_writer))
+
+    @property
+    def components(self) -> list[str]:
+        return [c.name for c in TABLE if c.exists(self.conditions)]
+
+    def _where(self, question: Callable[[AirflowComponent], bool]) -> list[str]:
+        return [c.name for c in TABLE if c.exists(self.conditions) and question(c)]
+
+    @property
+    def pod_launchers(self) -> list[str]:
+        """Create pods in the Airflow namespace."""
+        return self._where(lambda c: c.launches_pods(self.conditions))
+
+    @property
+    def task_pod_launchers(self) -> list[str]:
+        """Create KubernetesPodOperator pods (in the task namespace, if there is one)."""
+        return self._where(lambda c: c.launches_task_pods(self.conditions))
+
+    @property
+    def pod_log_readers(self) -> list[str]:
+        return self._where(lambda c: c.reads_pod_logs(self.conditions))
+
+    @property
+    def task_log_users(self) -> list[str]:
+        """Read or write remote task logs: a cloud gives exactly these its log identity."""
+        return self._where(lambda c: c.task_logs)
+
+    def calls_kubernetes_api(self, name: str) -> bool:
+        return component(name).calls_kubernetes_api(self.conditions)
+
+    def secret_keys(self, name: str) -> frozenset[str]:
+        return component(name).secret_keys(self.conditions)
+
+    def dags(self, name: str) -> DagUse:
+        return component(name).dags
+
+    def port(self, name: str, port: str) -> Port:
+        return component(name).port(port)
+
+    def ports(self, name: str) -> tuple[Port, ...]:
+        return component(name).ports

@@ -1,0 +1,131 @@
+"""The one way this package makes a long-running workload: a Deployment or a StatefulSet with its
+labels, selector and disruption budget, and the Services that expose a component's ports (which the
+components table declares)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.airflow.pods import PodFactory
+from components.airflow.roster import Roster
+from components.k8s import labels, selector, spread
+
+Json = dict[str, Any]
+
+# Never fewer ready replicas than asked for during a rollout: one extra pod at a time.
+ROLLING_UPDATE: Json = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+
+
+@dataclass
+class Workload:
+    """What varies between the workloads; everything else is the same for all of them.
+
+    Attributes:
+        component: the component (labels, selector, object name `<instance>-<component>`).
+        replicas: replicas; two or more also get a PodDisruptionBudget.
+        pod: the pod spec (from PodFactory).
+        kind: Deployment, or StatefulSet for components whose pods need a stable DNS name.
+        strategy: a Deployment's update strategy; None leaves Kubernetes' default.
+        revision_history: old ReplicaSets/revisions kept; None leaves Kubernetes' default.
+        spread: spread replicas over nodes and zones (soft).
+        service_name: a StatefulSet's governing (headless) Service.
+        claim_templates: a StatefulSet's volume claim templates; deleted with it.
+        depends_on: what must be ready first (the migration Job).
+    """
+
+    component: str
+    replicas: int
+    pod: Json
+    kind: Literal["Deployment", "StatefulSet"] = "Deployment"
+    strategy: Optional[Json] = field(default_factory=lambda: dict(ROLLING_UPDATE))
+    revision_history: Optional[int] = 5
+    spread: bool = True
+    service_name: Optional[pulumi.Input[str]] = None
+    claim_templates: list[Json] = field(default_factory=list)
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+
+
+class WorkloadBuilder:
+    """Makes workloads and Services as children of one component resource."""
+
+    def __init__(
+        self, parent: pulumi.Resource, name: str, instance: str, namespace: pulumi.Input[str], roster: Roster
+    ) -> None:
+        self._parent = parent
+        self._name = name
+        self._instance = instance
+        self._namespace = namespace
+        self._roster = roster
+
+    def _metadata(self, component: str) -> Json:
+        return {
+            "name": f"{self._instance}-{component}",
+            "namespace": self._namespace,
+            "labels": labels(self._instance, component),
+        }
+
+    def workload(self, w: Workload, pods: PodFactory) -> pulumi.CustomResource:
+        pod = dict(w.pod)
+        if w.spread:
+            pod["topologySpreadConstraints"] = spread(self._instance, w.component)
+        spec: Json = {
+            "replicas": w.replicas,
+            "selector": {"matchLabels": selector(self._instance, w.component)},
+            "template": {"metadata": pods.meta(w.component), "spec": pod},
+        }
+        if w.revision_history is not None:
+            spec["revisionHistoryLimit"] = w.revision_history
+        opts = pulumi.ResourceOptions(parent=self._parent, depends_on=w.depends_on)
+        resource: pulumi.CustomResource
+        if w.kind == "Deployment":
+            if w.strategy is not None:
+                spec["strategy"] = w.strategy
+            resource = k8s.apps.v1.Deployment(
+                f"{self._name}-{w.component}", metadata=self._metadata(w.component), spec=spec, opts=opts
+            )
+        else:
+            spec["serviceName"] = w.service_name
+            spec["podManagementPolicy"] = "Parallel"
+            if w.claim_templates:
+                spec["volumeClaimTemplates"] = w.claim_templates
+                # `pulumi destroy` must leave no volume behind.
+                spec["persistentVolumeClaimRetentionPolicy"] = {"whenDeleted": "Delete", "whenScaled": "Delete"}
+            resource = k8s.apps.v1.StatefulSet(
+                f"{self._name}-{w.component}", metadata=self._metadata(w.component), spec=spec, opts=opts
+            )
+        if w.replicas >= 2:
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{self._name}-{w.component}-pdb",
+                metadata=self._metadata(w.component),
+                spec={"maxUnavailable": 1, "selector": {"matchLabels": selector(self._instance, w.component)}},
+                opts=pulumi.ResourceOptions(parent=self._parent),
+            )
+        return resource
+
+    def service(
+        self, component: str, *, headless: bool = False, service_type: Optional[str] = "ClusterIP"
+    ) -> k8s.core.v1.Service:
+        """A Service for every port the table gives `component`. Headless (with not-ready pods
+        published) gives each StatefulSet pod a DNS name, for fetching logs from it."""
+        spec: Json = {
+            "selector": selector(self._instance, component),
+            "ports": [
+                {"name": p.name, "port": p.number, "targetPort": p.name, "protocol": p.protocol}
+                for p in self._roster.ports(component)
+            ],
+        }
+        if headless:
+            spec["clusterIP"] = "None"
+            spec["publishNotReadyAddresses"] = True
+        elif service_type is not None:
+            spec["type"] = service_type
+        return k8s.core.v1.Service(
+            f"{self._name}-{component}-svc",
+            metadata=self._metadata(component),
+            spec=spec,
+            opts=pulumi.ResourceOptions(parent=self._parent),
+        )
