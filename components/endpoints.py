@@ -16,7 +16,20 @@ SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-
 
 @dataclass(frozen=True)
 class DatabaseEndpoint:
-    """Where the Airflow metadata database lives and how to log in to it."""
+    """Where the Airflow metadata database lives and how to log in to it.
+
+    Made by RdsPostgres, FlexiblePostgres and InClusterPostgres, or by the local stack from
+    `database.external`; the Airflow component turns it into its SQLAlchemy and Celery result URLs.
+
+    Attributes:
+        host: DNS name or address of the PostgreSQL server.
+        port: TCP port (5432 for every server this project makes).
+        name: the database name.
+        user: the login role.
+        password: the role's password, always a secret Output.
+        sslmode: libpq `sslmode` for the connection URLs; the cloud databases say `require`.
+        depends_on: resources the endpoint is only usable after; the migration Job waits for them.
+    """
 
     host: pulumi.Input[str]
     port: pulumi.Input[int]
@@ -30,7 +43,21 @@ class DatabaseEndpoint:
 
 @dataclass(frozen=True)
 class BrokerEndpoint:
-    """A non-clustered Redis-compatible endpoint for Celery (kombu has no Redis Cluster support)."""
+    """A non-clustered Redis-compatible endpoint for Celery (kombu has no Redis Cluster support).
+
+    Made by ElastiCacheBroker, ManagedRedis and InClusterRedis, or by the local stack from
+    `broker.external`; the Airflow component turns it into Celery's broker URL.
+
+    Attributes:
+        host: DNS name or address of the Redis primary.
+        port: TCP port (6379 on ElastiCache and in-cluster, 10000 on Azure Managed Redis).
+        password: the AUTH password or access key as a secret Output; None for no AUTH.
+        tls: connect with `rediss://`.
+        db: the Redis database number in the URL.
+        cert_reqs: kombu's `ssl_cert_reqs`, used only with `tls`.
+        depends_on: resources the endpoint is only usable after (kept for callers; the Airflow
+            component waits only on the database's).
+    """
 
     host: pulumi.Input[str]
     port: pulumi.Input[int]
@@ -44,7 +71,16 @@ class BrokerEndpoint:
 
 @dataclass(frozen=True)
 class RemoteLogs:
-    """Remote task-log storage: Airflow's `[logging] remote_base_log_folder` and its connection."""
+    """Remote task-log storage: Airflow's `[logging] remote_base_log_folder` and its connection.
+
+    Made by S3TaskLogs and BlobTaskLogs; the Airflow component sets these as environment variables.
+
+    Attributes:
+        base_folder: `[logging] remote_base_log_folder` (e.g. `s3://<bucket>/logs`).
+        conn_id: `[logging] remote_log_conn_id`; the connection is set as `AIRFLOW_CONN_<CONN_ID>`.
+        connection: the connection's URI or JSON; it holds no keys, the pod's cloud identity signs in.
+        extra_env: further environment variables for the log handler.
+    """
 
     base_folder: pulumi.Input[str]
     conn_id: str
@@ -56,7 +92,12 @@ class RemoteLogs:
 
 @dataclass(frozen=True)
 class ServiceAccountAnnotations:
-    """Per-component ServiceAccount annotations and pod labels (IRSA / Pod Identity / workload identity)."""
+    """Per-component ServiceAccount annotations and pod labels (IRSA / Pod Identity / workload identity).
+
+    Attributes:
+        annotations: component name -> annotations of its ServiceAccount.
+        pod_labels: component name -> extra labels on its pods.
+    """
 
     annotations: dict[str, dict[str, pulumi.Input[str]]] = field(default_factory=dict)
     pod_labels: dict[str, dict[str, str]] = field(default_factory=dict)

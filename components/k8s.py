@@ -10,6 +10,12 @@ from typing import Any, Optional
 
 PART_OF = "airflow-k8s"
 
+# A Kubernetes object, or a part of one, as a manifest: camelCase, as the API and `kubectl` spell it.
+# pulumi-kubernetes takes manifests as inputs, but its TypedDicts spell the keys in snake_case, so a
+# type checker cannot check manifests: they are typed Any here, and the tests validate every rendered
+# object strictly against the Kubernetes schemas instead.
+Manifest = Any
+
 
 def labels(instance: str, component: str) -> dict[str, str]:
     """Recommended labels; `component` + `instance` are the selector."""
@@ -71,3 +77,14 @@ def spread(instance: str, component: str) -> list[dict[str, Any]]:
         }
         for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
     ]
+
+
+def static_claim(volume_name: Any, size: str) -> Manifest:
+    """The spec of a ReadWriteMany claim bound to one static PersistentVolume: no StorageClass, so
+    nothing is provisioned dynamically and nothing exists outside Pulumi's state."""
+    return {
+        "accessModes": ["ReadWriteMany"],
+        "storageClassName": "",
+        "volumeName": volume_name,
+        "resources": {"requests": {"storage": size}},
+    }

@@ -12,7 +12,7 @@ from typing import Mapping, Optional, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.k8s import labels
+from components.k8s import Manifest, labels
 
 # Pod Security Admission: every pod this project makes meets `restricted`; enforce it.
 PSA_LABELS = {
@@ -36,7 +36,20 @@ POD_LOG_READER_RULES = [
 
 
 class AirflowNamespace(pulumi.ComponentResource):
-    """Namespace(s), ServiceAccounts and the pod-launcher / log-reader Roles."""
+    """Namespace(s), ServiceAccounts and the pod-launcher / log-reader Roles.
+
+    Both namespaces enforce the `restricted` Pod Security Standard. Only components that call the
+    Kubernetes API (pod launchers and log readers) get a ServiceAccount token mounted.
+
+    Attributes:
+        namespace: name of the Airflow namespace (an Output, so dependants wait for it to exist).
+        namespace_resource: the Namespace object itself.
+        service_accounts: component name -> ServiceAccount name (`<instance>-<component>`); the
+            stacks hand it to the Airflow component and give the task-log writers a cloud identity.
+        task_namespace: name of the KubernetesPodOperator namespace, or None when there is none.
+        task_service_account: the `<instance>-task-runner` ServiceAccount (no token, no API rights) in
+            the task namespace, or None.
+    """
 
     namespace: pulumi.Output[str]
     task_namespace: Optional[pulumi.Output[str]]
@@ -57,6 +70,35 @@ class AirflowNamespace(pulumi.ComponentResource):
         annotations: Optional[Mapping[str, Mapping[str, pulumi.Input[str]]]] = None,
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
+        """Create the namespace(s), one ServiceAccount per component, and the Roles they need.
+
+        The stacks call this through `stacks.common.make_namespace`, which passes the components
+        table's (components/airflow/roster.py) lists for the configured executors and DAG source.
+
+        Args:
+            name: Pulumi name prefix of the children (`<name>-namespace`, `<name>-sa-<component>`,
+                `<name>-role-pod-launcher`, ...).
+            namespace: the Kubernetes namespace to create for Airflow (config `kubernetes.namespace`).
+            instance: the Airflow instance name: the `app.kubernetes.io/instance` label and the prefix of
+                every object name (`<instance>-<component>`, `<instance>-pod-launcher`, ...).
+            components: the Airflow components that get a ServiceAccount each.
+            pod_launchers: components that create pods in the Airflow namespace (the scheduler under
+                KubernetesExecutor); bound to the pod-launcher Role there.
+            task_pod_launchers: components that create KubernetesPodOperator pods; bound to a
+                pod-launcher Role in `task_namespace` if it is set, else in the Airflow namespace.
+            pod_log_readers: components that read pod logs (the api-server, for running
+                KubernetesExecutor task pods); bound to the read-only pod-log-reader Role.
+            task_namespace: a second namespace for KubernetesPodOperator pods (config
+                `kubernetes.taskNamespace`), with a `<instance>-task-runner` ServiceAccount that has no
+                token and no API rights; None: those pods run in the Airflow namespace.
+            annotations: ServiceAccount annotations by component name; components not listed get none.
+                The Azure stack passes the workload identity client id of the task-log writers.
+            opts: options of the component; pass the Kubernetes provider as `providers=[...]`.
+
+        Raises:
+            ValueError: a member of `pod_launchers`, `task_pod_launchers` or `pod_log_readers` is not
+                one of `components` (checked before any resource is registered).
+        """
         for role, members in (("pod_launchers", pod_launchers), ("task_pod_launchers", task_pod_launchers),
                               ("pod_log_readers", pod_log_readers)):
             unknown = sorted(set(members) - set(components))
@@ -125,7 +167,7 @@ class AirflowNamespace(pulumi.ComponentResource):
         suffix: str,
         role_name: str,
         namespace: pulumi.Input[str],
-        rules: list[dict],
+        rules: list[Manifest],
         members: Sequence[str],
         instance: str,
     ) -> None:
@@ -139,10 +181,11 @@ class AirflowNamespace(pulumi.ComponentResource):
             rules=rules,
             opts=child,
         )
+        role_ref: Manifest = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role.metadata["name"]}
         k8s.rbac.v1.RoleBinding(
             f"{name}-binding-{suffix}",
             metadata={"name": role_name, "namespace": namespace, "labels": labels(instance, "rbac")},
-            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role.metadata["name"]},
+            role_ref=role_ref,
             subjects=[
                 {"kind": "ServiceAccount", "name": self.service_accounts[m], "namespace": self.namespace}
                 for m in sorted(members)

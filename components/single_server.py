@@ -14,13 +14,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.k8s import container_security, labels, pod_security, resources, selector
+from components.k8s import Manifest, container_security, labels, pod_security, resources, selector
 from components.settings import Resources
 
-Json = dict[str, Any]
 
-
-def exec_probe(command: list[str], *, period: int, failures: int) -> Json:
+def exec_probe(command: list[str], *, period: int, failures: int) -> Manifest:
     """An exec probe: asking the server itself, where a TCP probe only sees an open port."""
     return {"exec": {"command": command}, "periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": failures}
 
@@ -46,7 +44,7 @@ class SingleServer:
         self._instance = instance
         self.component = component
         self.port = port
-        self.meta: Json = {"name": f"{instance}-{component}", "namespace": namespace, "labels": labels(instance, component)}
+        self.meta: Manifest = {"name": f"{instance}-{component}", "namespace": namespace, "labels": labels(instance, component)}
         self.match = selector(instance, component)
         # Generated once and kept in state. A server applies its password only when it initialises
         # an empty volume, so these inputs must never change.
@@ -80,24 +78,18 @@ class SingleServer:
     def service(self) -> k8s.core.v1.Service:
         """A ClusterIP Service rather than a headless one: its address survives the pod being
         rescheduled, so clients holding a resolved address keep working. Sets `host`, its DNS name."""
-        service = k8s.core.v1.Service(
-            f"{self._name}-service",
-            metadata=self.meta,
-            spec={
-                "type": "ClusterIP",
-                "selector": self.match,
-                "ports": [
-                    {"name": self.component, "port": self.port, "targetPort": self.component, "protocol": "TCP"}
-                ],
-            },
-            opts=self._child(),
-        )
+        spec: Manifest = {
+            "type": "ClusterIP",
+            "selector": self.match,
+            "ports": [{"name": self.component, "port": self.port, "targetPort": self.component, "protocol": "TCP"}],
+        }
+        service = k8s.core.v1.Service(f"{self._name}-service", metadata=self.meta, spec=spec, opts=self._child())
         self.host = pulumi.Output.concat(service.metadata.name, ".", self._namespace, ".svc.cluster.local")
         return service
 
     def container(
-        self, *, image: str, res: Resources, probe_command: list[str], extra: Json
-    ) -> Json:
+        self, *, image: str, res: Resources, probe_command: list[str], extra: Manifest
+    ) -> Manifest:
         """The server's container: hardened, its one port, startup/readiness/liveness from one
         command (the startup probe allows five minutes: initialisation or a large file to load)."""
         return {
@@ -118,18 +110,15 @@ class SingleServer:
         *,
         service: k8s.core.v1.Service,
         account: k8s.core.v1.ServiceAccount,
-        container: Json,
-        volumes: list[Json],
+        container: Manifest,
+        volumes: list[Manifest],
         uid: int,
         gid: int,
         data_size: str,
         storage_class: Optional[str] = None,
-        pod_extra: Optional[Json] = None,
+        pod_extra: Optional[Manifest] = None,
     ) -> k8s.apps.v1.StatefulSet:
-        return k8s.apps.v1.StatefulSet(
-            f"{self._name}-statefulset",
-            metadata=self.meta,
-            spec={
+        spec: Manifest = {
                 "serviceName": service.metadata.name,
                 "replicas": 1,
                 "revisionHistoryLimit": 5,
@@ -161,7 +150,11 @@ class SingleServer:
                         },
                     }
                 ],
-            },
+            }
+        return k8s.apps.v1.StatefulSet(
+            f"{self._name}-statefulset",
+            metadata=self.meta,
+            spec=spec,
             # Claim templates are immutable, so the provider would replace the StatefulSet on a size or
             # class change, and the Delete retention policy would then delete the data volume with it.
             # Ignore such changes instead: grow the claim in place (`kubectl edit pvc`) if needed.
@@ -170,18 +163,16 @@ class SingleServer:
 
     def network_policy(self) -> k8s.networking.v1.NetworkPolicy:
         """Only this Airflow instance's pods, on the server's one port."""
+        spec: Manifest = {
+            "podSelector": {"matchLabels": self.match},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/instance": self._instance}}}],
+                    "ports": [{"port": self.port, "protocol": "TCP"}],
+                }
+            ],
+        }
         return k8s.networking.v1.NetworkPolicy(
-            f"{self._name}-networkpolicy",
-            metadata=self.meta,
-            spec={
-                "podSelector": {"matchLabels": self.match},
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    {
-                        "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/instance": self._instance}}}],
-                        "ports": [{"port": self.port, "protocol": "TCP"}],
-                    }
-                ],
-            },
-            opts=self._child(),
+            f"{self._name}-networkpolicy", metadata=self.meta, spec=spec, opts=self._child()
         )

@@ -20,6 +20,7 @@ import re
 from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from components.airflow.settings import AIRFLOW_VERSION, AirflowSettings
 from components.aws.broker import AwsBroker
@@ -239,7 +240,7 @@ def _loc_to_key(loc: tuple[Any, ...]) -> str:
     return f"{PROJECT}:" + ".".join(parts) if parts else PROJECT
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: ErrorDetails) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":

@@ -13,7 +13,7 @@ import pulumi_kubernetes as k8s
 
 from components.airflow import DagSource
 from components.endpoints import BrokerEndpoint, DatabaseEndpoint
-from components.k8s import labels
+from components.k8s import Manifest, labels
 from components.postgres import InClusterPostgres
 from components.redis import InClusterRedis
 from stacks.common import INSTANCE, compose, make_namespace, outputs
@@ -61,6 +61,11 @@ def build(cfg: StackConfig) -> dict[str, Any]:
 
     claim: Optional[pulumi.Input[str]] = d.claim_name
     if d.source == "volume" and claim is None:
+        spec: Manifest = {
+            "accessModes": [k.dag_volume_access_mode],
+            "resources": {"requests": {"storage": k.dag_volume_size}},
+            **({"storageClassName": k.dag_volume_storage_class} if k.dag_volume_storage_class else {}),
+        }
         pvc = k8s.core.v1.PersistentVolumeClaim(
             "dags",
             metadata={
@@ -71,11 +76,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
                 # it; without this Pulumi would wait on it forever.
                 "annotations": {"pulumi.com/skipAwait": "true"},
             },
-            spec={
-                "accessModes": [k.dag_volume_access_mode],
-                "resources": {"requests": {"storage": k.dag_volume_size}},
-                **({"storageClassName": k.dag_volume_storage_class} if k.dag_volume_storage_class else {}),
-            },
+            spec=spec,
             opts=child_opts,
         )
         claim = pvc.metadata["name"]

@@ -35,11 +35,10 @@ from components.airflow.secrets import AirflowSecrets
 from components.airflow.settings import AirflowSettings
 from components.airflow.workloads import Workload, WorkloadBuilder
 from components.endpoints import BrokerEndpoint, DatabaseEndpoint, RemoteLogs
-from components.k8s import container_security, pod_security
+from components.k8s import Manifest, container_security, pod_security
 
 __all__ = ["AIRFLOW_GID", "AIRFLOW_UID", "Airflow", "AirflowArgs", "DagSource"]
 
-Json = dict[str, Any]
 
 
 @dataclass
@@ -206,11 +205,11 @@ class Airflow(pulumi.ComponentResource):
         args: list[str],
         depends: list[pulumi.Resource],
         *,
-        probe: Optional[Json] = None,
+        probe: Optional[Manifest] = None,
         template: bool = False,
-        extra_vols: Optional[list[Json]] = None,
-        extra_mounts: Optional[list[Json]] = None,
-        startup: Optional[Json] = None,
+        extra_vols: Optional[list[Manifest]] = None,
+        extra_mounts: Optional[list[Manifest]] = None,
+        startup: Optional[Manifest] = None,
     ) -> pulumi.CustomResource:
         """An Airflow Deployment: replicas behind a rolling update that never drops below the count."""
         vols, mounts = self._pods.volumes(component)
@@ -255,7 +254,7 @@ class Airflow(pulumi.ComponentResource):
         args: list[str],
         depends: list[pulumi.Resource],
         *,
-        probe: Optional[Json] = None,
+        probe: Optional[Manifest] = None,
         storage: Optional[str] = None,
     ) -> None:
         """A StatefulSet with a headless Service: each pod's FQDN resolves, so the api-server can

@@ -7,7 +7,7 @@ an upgrade (a new image or Airflow version) migrate again before the workloads r
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Optional
+from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -15,9 +15,7 @@ import pulumi_kubernetes as k8s
 from components.airflow import roster
 from components.airflow.pods import PodFactory
 from components.airflow.settings import AirflowSettings
-from components.k8s import labels
-
-Json = dict[str, Any]
+from components.k8s import Manifest, labels
 
 
 def image_hash(image: str) -> str:
@@ -52,13 +50,18 @@ class Jobs:
         args: list[str],
         depends: list[pulumi.Resource],
         timeout_min: int,
-        extra_env: Optional[list[Json]] = None,
+        extra_env: Optional[list[Manifest]] = None,
     ) -> k8s.batch.v1.Job:
         vols, mounts = self._pods.volumes(component, logs=False)
         container = self._pods.container(component, args, self._settings.scheduler.resources, mounts)
         if extra_env:
             container["env"] = container["env"] + extra_env
-        spec = self._pods.pod_spec(component, [container], vols, mounts, wait=False, restart="Never")
+        pod = self._pods.pod_spec(component, [container], vols, mounts, wait=False, restart="Never")
+        spec: Manifest = {
+            "backoffLimit": 4,
+            "activeDeadlineSeconds": timeout_min * 60,
+            "template": {"metadata": self._pods.meta(component), "spec": pod},
+        }
         return k8s.batch.v1.Job(
             f"{self._name}-{component}",
             metadata={
@@ -66,11 +69,7 @@ class Jobs:
                 "namespace": self._namespace,
                 "labels": labels(self._instance, component),
             },
-            spec={
-                "backoffLimit": 4,
-                "activeDeadlineSeconds": timeout_min * 60,
-                "template": {"metadata": self._pods.meta(component), "spec": spec},
-            },
+            spec=spec,
             opts=pulumi.ResourceOptions(
                 parent=self._parent,
                 depends_on=[*depends, *self._database_ready],

@@ -3,21 +3,17 @@ and each rule opens a port the components table declares."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.airflow.roster import Roster
-from components.k8s import labels, selector
-
-Json = dict[str, Any]
+from components.k8s import Manifest, labels, selector
 
 
 def network_policies(
     parent: pulumi.Resource, name: str, instance: str, namespace: pulumi.Input[str], roster: Roster
 ) -> None:
-    def policy(suffix: str, spec: Json) -> None:
+    def policy(suffix: str, spec: Manifest) -> None:
         k8s.networking.v1.NetworkPolicy(
             f"{name}-netpol-{suffix}",
             metadata={"name": f"{instance}-{suffix}", "namespace": namespace, "labels": labels(instance, "network")},
@@ -25,10 +21,10 @@ def network_policies(
             opts=pulumi.ResourceOptions(parent=parent),
         )
 
-    def pods_of(component: str) -> Json:
+    def pods_of(component: str) -> Manifest:
         return {"matchLabels": selector(instance, component)}
 
-    def port(component: str, port_name: str) -> Json:
+    def port(component: str, port_name: str) -> Manifest:
         p = roster.port(component, port_name)
         return {"port": p.number, "protocol": p.protocol}
 

@@ -8,21 +8,20 @@ the table says call the Kubernetes API; the env the table grants each component.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Mapping, Optional
 
 import pulumi
 
 from components.airflow.env import CONFIG_DIR, GIT_ROOT_LINK, LOGS, AirflowEnv
 from components.airflow.roster import Roster
 from components.airflow.settings import AirflowSettings, GitSource, Resources
-from components.k8s import container_security, labels, pod_security, resources
+from components.k8s import Manifest, container_security, labels, pod_security, resources
 
 # The official image runs as airflow (50000) with group root (0); files it writes must stay
 # group-readable for the next process, so the pod's fsGroup is 0 as in the image.
 AIRFLOW_UID = 50000
 AIRFLOW_GID = 0
 
-Json = dict[str, Any]
 
 
 class PodFactory:
@@ -56,10 +55,10 @@ class PodFactory:
         except KeyError:
             raise ValueError(f"no service account for component {component!r}") from None
 
-    def volumes(self, component: str, logs: bool = True) -> tuple[list[Json], list[Json]]:
+    def volumes(self, component: str, logs: bool = True) -> tuple[list[Manifest], list[Manifest]]:
         """Volumes and mounts of an Airflow container: writable scratch, logs, and DAGs read-only."""
-        vols: list[Json] = [{"name": "tmp", "emptyDir": {}}, {"name": "config", "emptyDir": {}}]
-        mounts: list[Json] = [{"name": "tmp", "mountPath": "/tmp"}, {"name": "config", "mountPath": CONFIG_DIR}]
+        vols: list[Manifest] = [{"name": "tmp", "emptyDir": {}}, {"name": "config", "emptyDir": {}}]
+        mounts: list[Manifest] = [{"name": "tmp", "mountPath": "/tmp"}, {"name": "config", "mountPath": CONFIG_DIR}]
         if logs:
             vols.append({"name": "logs", "emptyDir": {}})
             mounts.append({"name": "logs", "mountPath": LOGS})
@@ -75,12 +74,12 @@ class PodFactory:
                 mounts.append({"name": "dags", "mountPath": folder, "readOnly": True})
         return vols, mounts
 
-    def git_sync_container(self, name: str, one_time: bool) -> Json:
+    def git_sync_container(self, name: str, one_time: bool) -> Manifest:
         """git-sync into the DAG folder: an init container (one sync) or a sidecar (keeps pulling)."""
         g: Optional[GitSource] = self.settings.dags.git
         assert g is not None  # the settings model requires `git` for every source that syncs
         mount_path = self.settings.dags.folder
-        env: list[Json] = [
+        env: list[Manifest] = [
             {"name": "GITSYNC_REPO", "value": g.repo},
             {"name": "GITSYNC_REF", "value": g.ref},
             {"name": "GITSYNC_ROOT", "value": mount_path},
@@ -108,14 +107,14 @@ class PodFactory:
         component: str,
         args: list[str],
         res: Resources,
-        mounts: list[Json],
+        mounts: list[Manifest],
         *,
         name: Optional[str] = None,
-        probe: Optional[Json] = None,
-        startup: Optional[Json] = None,
-    ) -> Json:
+        probe: Optional[Manifest] = None,
+        startup: Optional[Manifest] = None,
+    ) -> Manifest:
         """An Airflow container of `component`, with the env and ports the table gives it."""
-        c: Json = {
+        c: Manifest = {
             "name": name or component,
             "image": self.image,
             "imagePullPolicy": self.settings.image.pull_policy,
@@ -136,7 +135,7 @@ class PodFactory:
             c["startupProbe"] = startup
         return c
 
-    def _wait_for_migrations(self, component: str, mounts: list[Json]) -> Json:
+    def _wait_for_migrations(self, component: str, mounts: list[Manifest]) -> Manifest:
         """An init container that blocks until the DB schema matches this image (belt and braces
         with the Pulumi dependency on the Job: a pod restarted mid-upgrade waits too)."""
         return {
@@ -153,19 +152,19 @@ class PodFactory:
     def pod_spec(
         self,
         component: str,
-        containers: list[Json],
-        vols: list[Json],
-        mounts: list[Json],
+        containers: list[Manifest],
+        vols: list[Manifest],
+        mounts: list[Manifest],
         *,
         wait: bool = True,
         restart: Optional[str] = None,
-    ) -> Json:
+    ) -> Manifest:
         """The pod spec of an Airflow workload or Job: migrations awaited, git-sync where DAGs run."""
-        init: list[Json] = [self._wait_for_migrations(component, mounts)] if wait else []
+        init: list[Manifest] = [self._wait_for_migrations(component, mounts)] if wait else []
         if self.dag_source == "gitSync" and self.roster.dags(component) == "runs":
             init.append(self.git_sync_container("git-sync-init", True))
             containers = containers + [self.git_sync_container("git-sync", False)]
-        spec: Json = {
+        spec: Manifest = {
             "serviceAccountName": self.service_account(component),
             "automountServiceAccountToken": self.roster.calls_kubernetes_api(component),
             "securityContext": pod_security(AIRFLOW_UID, AIRFLOW_GID, fs_group=AIRFLOW_GID),
@@ -179,12 +178,12 @@ class PodFactory:
             spec["restartPolicy"] = restart
         return spec
 
-    def meta(self, component: str) -> Json:
+    def meta(self, component: str) -> Manifest:
         """Pod metadata: the component's labels plus any the stack adds (e.g. workload identity)."""
         return {"labels": {**labels(self._instance, component), **dict(self._pod_labels.get(component, {}))}}
 
 
-def jobs_check(job_type: str) -> Json:
+def jobs_check(job_type: str) -> Manifest:
     """A probe running `airflow jobs check`: it starts a Python interpreter, so generous timeouts."""
     return {
         "exec": {"command": ["airflow", "jobs", "check", "--job-type", job_type, "--local"]},

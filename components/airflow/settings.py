@@ -191,7 +191,7 @@ class AirflowSettings(SettingsModel):
 
     @property
     def executors(self) -> list[str]:
-        return self.executor.split(",")
+        return str(self.executor).split(",")
 
     @model_validator(mode="after")
     def _coherent(self) -> "AirflowSettings":

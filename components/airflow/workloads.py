@@ -5,19 +5,17 @@ components table declares)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Literal, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.airflow.pods import PodFactory
 from components.airflow.roster import Roster
-from components.k8s import labels, selector, spread
-
-Json = dict[str, Any]
+from components.k8s import Manifest, labels, selector, spread
 
 # Never fewer ready replicas than asked for during a rollout: one extra pod at a time.
-ROLLING_UPDATE: Json = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+ROLLING_UPDATE: Manifest = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
 
 
 @dataclass
@@ -39,13 +37,13 @@ class Workload:
 
     component: str
     replicas: int
-    pod: Json
+    pod: Manifest
     kind: Literal["Deployment", "StatefulSet"] = "Deployment"
-    strategy: Optional[Json] = field(default_factory=lambda: dict(ROLLING_UPDATE))
+    strategy: Optional[Manifest] = field(default_factory=lambda: dict(ROLLING_UPDATE))
     revision_history: Optional[int] = 5
     spread: bool = True
     service_name: Optional[pulumi.Input[str]] = None
-    claim_templates: list[Json] = field(default_factory=list)
+    claim_templates: list[Manifest] = field(default_factory=list)
     depends_on: list[pulumi.Resource] = field(default_factory=list)
 
 
@@ -61,7 +59,7 @@ class WorkloadBuilder:
         self._namespace = namespace
         self._roster = roster
 
-    def _metadata(self, component: str) -> Json:
+    def _metadata(self, component: str) -> Manifest:
         return {
             "name": f"{self._instance}-{component}",
             "namespace": self._namespace,
@@ -72,7 +70,7 @@ class WorkloadBuilder:
         pod = dict(w.pod)
         if w.spread:
             pod["topologySpreadConstraints"] = spread(self._instance, w.component)
-        spec: Json = {
+        spec: Manifest = {
             "replicas": w.replicas,
             "selector": {"matchLabels": selector(self._instance, w.component)},
             "template": {"metadata": pods.meta(w.component), "spec": pod},
@@ -98,10 +96,11 @@ class WorkloadBuilder:
                 f"{self._name}-{w.component}", metadata=self._metadata(w.component), spec=spec, opts=opts
             )
         if w.replicas >= 2:
+            budget: Manifest = {"maxUnavailable": 1, "selector": {"matchLabels": selector(self._instance, w.component)}}
             k8s.policy.v1.PodDisruptionBudget(
                 f"{self._name}-{w.component}-pdb",
                 metadata=self._metadata(w.component),
-                spec={"maxUnavailable": 1, "selector": {"matchLabels": selector(self._instance, w.component)}},
+                spec=budget,
                 opts=pulumi.ResourceOptions(parent=self._parent),
             )
         return resource
@@ -111,7 +110,7 @@ class WorkloadBuilder:
     ) -> k8s.core.v1.Service:
         """A Service for every port the table gives `component`. Headless (with not-ready pods
         published) gives each StatefulSet pod a DNS name, for fetching logs from it."""
-        spec: Json = {
+        spec: Manifest = {
             "selector": selector(self._instance, component),
             "ports": [
                 {"name": p.name, "port": p.number, "targetPort": p.name, "protocol": p.protocol}

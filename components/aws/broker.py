@@ -25,6 +25,8 @@ CACHE_FAMILIES = {"t3", "t4g", "m5", "m6g", "m7g", "r5", "r6g", "r6gd", "r7g", "
 
 
 class AwsBroker(SettingsModel):
+    """`aws.broker`: the ElastiCache replication group of the Celery broker."""
+
     engine: Literal["valkey", "redis"] = Field(
         "valkey", description="ElastiCache engine; Valkey is the Redis-compatible open-source default."
     )
@@ -39,11 +41,38 @@ class AwsBroker(SettingsModel):
 
 
 class ElastiCacheBroker(pulumi.ComponentResource):
+    """An ElastiCache replication group (cluster mode disabled) with TLS required, encryption at rest
+    and a generated AUTH token, in its own subnet group and a security group open to the cluster only.
+
+    Attributes:
+        endpoint: the primary's address on port 6379 with TLS (certificate verified) and the AUTH
+            token as a secret Output; the aws stack passes it to the Airflow component.
+        group: the ReplicationGroup.
+    """
+
     endpoint: BrokerEndpoint
 
     def __init__(self, name: str, *, settings: AwsBroker, identifier: str, vpc_id: pulumi.Input[str],
                  subnet_ids: list[pulumi.Input[str]], client_security_group_id: pulumi.Input[str],
                  tags: dict[str, str], opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        """Create the broker.
+
+        Args:
+            name: Pulumi name prefix of the children (`<name>-auth-token`, `<name>-sg`, `<name>-subnets`,
+                `<name>-group`).
+            settings: engine, engine version, node type and read replicas (config `aws.broker`). With
+                one replica or more, automatic failover and Multi-AZ are on; with none, both are off.
+            identifier: the replication group id in AWS, unique in the account and region; the stack
+                passes `airflow-<stack>`.
+            vpc_id: the VPC the security group is made in.
+            subnet_ids: subnets of the cache subnet group, where the nodes land; the stack passes the
+                VPC's private subnets.
+            client_security_group_id: the security group whose members may connect on 6379 (the EKS
+                cluster SG); no CIDR is ever admitted.
+            tags: tags on each AWS resource; the stack passes none, its provider's default tags cover them.
+            opts: options of the component; pass the AWS provider as `providers=[...]` (the stack also
+                makes it depend on the network's subnets).
+        """
         super().__init__("airflow-k8s:aws:Broker", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         # AUTH tokens: 16-128 characters, symbols limited to ! & # $ ^ < > -.

@@ -26,6 +26,8 @@ RDS_FAMILIES = {
 
 
 class AwsDatabase(SettingsModel):
+    """`aws.database`: the RDS PostgreSQL instance."""
+
     instance_class: str = Field("db.m7g.large", description="RDS instance class.")
     engine_version: str = Field("17.6", pattern=r"^1[4-8](\.\d+)?$", description="PostgreSQL version.")
     allocated_storage_gib: int = Field(50, ge=20, le=65536, description="Initial storage.")
@@ -44,13 +46,44 @@ class AwsDatabase(SettingsModel):
 
 
 class RdsPostgres(pulumi.ComponentResource):
-    """A PostgreSQL instance reachable only from the cluster's security group."""
+    """A PostgreSQL instance reachable only from the cluster's security group.
+
+    gp3 storage, encrypted, not publicly accessible, `rds.force_ssl` on, automated backups kept,
+    database and user both `airflow` with a generated password.
+
+    Attributes:
+        endpoint: the instance's address on 5432 with `sslmode=require` and the password as a secret
+            Output; the aws stack passes it to the Airflow component.
+        instance: the RDS Instance.
+    """
 
     endpoint: DatabaseEndpoint
 
     def __init__(self, name: str, *, settings: AwsDatabase, identifier: str, vpc_id: pulumi.Input[str],
                  subnet_ids: list[pulumi.Input[str]], client_security_group_id: pulumi.Input[str], protect: bool,
                  tags: dict[str, str], opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        """Create the database.
+
+        Args:
+            name: Pulumi name prefix of the children (`<name>-password`, `<name>-sg`, `<name>-subnets`,
+                `<name>-params`, `<name>-instance`, ...).
+            settings: instance class, engine version, storage, Multi-AZ, backups and monitoring (config
+                `aws.database`); the parameter group's family follows the major version.
+            identifier: the RDS instance identifier, unique in the account and region; the stack passes
+                `airflow-<stack>`. A kept final snapshot is named `<identifier>-final`.
+            vpc_id: the VPC the security group is made in.
+            subnet_ids: subnets of the DB subnet group (RDS wants at least two zones); the stack passes
+                the VPC's private subnets.
+            client_security_group_id: the security group whose members may connect on 5432 (the EKS
+                cluster SG); no CIDR is ever admitted.
+            protect: production safety (config `aws.protect`): deletion protection and Pulumi `protect`
+                on the instance, a final snapshot and the automated backups kept on delete, changes
+                applied in the maintenance window. False (test stacks): none of that, changes applied
+                immediately, so `pulumi destroy` removes everything in one go.
+            tags: tags on each AWS resource; the stack passes none, its provider's default tags cover them.
+            opts: options of the component; pass the AWS provider as `providers=[...]` (the stack also
+                makes it depend on the network's subnets).
+        """
         super().__init__("airflow-k8s:aws:Database", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         # A generated password kept in state, not `manage_master_user_password`: RDS rotates a managed

@@ -15,6 +15,8 @@ from components.settings import SettingsModel, bad
 
 
 class AwsCluster(SettingsModel):
+    """`aws.cluster`: the EKS cluster, created with its node group or an existing one by name."""
+
     existing_name: Optional[str] = Field(
         None,
         description="Use this existing EKS cluster instead of creating one; it needs the eks-pod-identity-agent and "
@@ -71,7 +73,21 @@ def kubeconfig(name: pulumi.Input[str], endpoint: pulumi.Input[str], ca: pulumi.
 
 
 class EksCluster(pulumi.ComponentResource):
-    """The cluster Airflow runs on, and the Kubernetes provider for it."""
+    """The cluster Airflow runs on, and the Kubernetes provider for it.
+
+    A created cluster has API access entries (the creator is admin), control-plane logs in a log
+    group the stack owns, one managed node group in the private subnets, and the
+    eks-pod-identity-agent and aws-efs-csi-driver add-ons. An existing cluster is only looked up.
+
+    Attributes:
+        name: the cluster name; S3TaskLogs makes its Pod Identity associations in it.
+        security_group_id: the EKS cluster security group; the data services admit only its members.
+        provider: the Kubernetes provider for the cluster, authenticating with `aws eks get-token` (the
+            AWS CLI must be where Pulumi runs); on a created cluster it waits for the nodes and add-ons.
+        kubeconfig: the same kubeconfig as a secret Output for the stack output, for a created cluster
+            only; None for an existing one.
+        created: what the provider waits for (node group and add-ons); empty for an existing cluster.
+    """
 
     name: pulumi.Output[str]
     security_group_id: pulumi.Output[str]
@@ -82,6 +98,24 @@ class EksCluster(pulumi.ComponentResource):
                  subnet_ids: list[pulumi.Input[str]], public_subnet_ids: list[pulumi.Input[str]],
                  depends_on: list[pulumi.Resource], tags: dict[str, str],
                  opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        """Create the cluster, or look up `settings.existing_name`, and build its provider.
+
+        Args:
+            name: Pulumi name prefix of the children (`<name>-cluster`, `<name>-nodes`, `<name>-k8s`, ...).
+            settings: version, service CIDR, nodes, endpoint access and log retention (config
+                `aws.cluster`); with `existing_name` set, nothing is created and only that name is used.
+            cluster_name: the EKS name of a created cluster, also in its log group
+                `/aws/eks/<cluster_name>/cluster`; the stack passes `airflow-<stack>` (or the existing
+                name, which is then unused here).
+            region: the AWS region, written into the kubeconfig's `aws eks get-token` command.
+            subnet_ids: private subnets for the control plane's interfaces and the node group.
+            public_subnet_ids: public subnets, given to the control plane only so that the cluster (and
+                the load balancers it makes there) is deleted before them; none for an existing VPC.
+            depends_on: what a created cluster must be created after and deleted before; the stack
+                passes the network's subnets and NAT gateways (`Subnets.resources`).
+            tags: tags on each AWS resource; the stack passes none, its provider's default tags cover them.
+            opts: options of the component; pass the AWS provider as `providers=[...]`.
+        """
         super().__init__("airflow-k8s:aws:EksCluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.created: list[pulumi.Resource] = []

@@ -15,11 +15,15 @@ from components.settings import SettingsModel, bad
 
 
 class AwsSubnet(SettingsModel):
+    """`aws.network.privateSubnets[]`: one existing private subnet."""
+
     id: str = Field(..., pattern=r"^subnet-[0-9a-f]{8,17}$", description="Subnet id.")
     availability_zone: str = Field(..., pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d[a-z]$", description="Its availability zone.")
 
 
 class AwsNetwork(SettingsModel):
+    """`aws.network`: the VPC, created or an existing one with its private subnets."""
+
     vpc_id: Optional[str] = Field(None, pattern=r"^vpc-[0-9a-f]{8,17}$", description="Existing VPC; unset creates one.")
     private_subnets: list[AwsSubnet] = Field(
         default_factory=list, description="Existing private subnets (with vpcId), at least two zones."
@@ -56,6 +60,16 @@ class AwsNetwork(SettingsModel):
 
 @dataclass(frozen=True)
 class Subnets:
+    """What the rest of the aws stack needs from the network.
+
+    Attributes:
+        vpc_id: the VPC's id.
+        vpc_cidr: its CIDR block (looked up for an existing VPC).
+        private_ids: private subnet ids: the cluster, its nodes and the data services live there.
+        public_ids: public subnet ids (load balancers only); empty for an existing VPC.
+        resources: created subnets and NAT gateways; empty for an existing VPC.
+    """
+
     vpc_id: pulumi.Input[str]
     vpc_cidr: pulumi.Input[str]
     private_ids: list[pulumi.Input[str]]
@@ -75,12 +89,31 @@ def carve(cidr: str, zones: int) -> tuple[list[str], list[str]]:
 
 
 class AwsVpc(pulumi.ComponentResource):
-    """A created VPC, or a thin record of an existing one."""
+    """A created VPC, or a thin record of an existing one.
+
+    A created VPC gets, per zone, a public subnet (load balancers only, no public IPs on launch) and
+    a larger private subnet routed through a NAT gateway (one per zone, or one in the first zone).
+
+    Attributes:
+        subnets: the VPC, its subnets and what must outlive the cluster and data services.
+    """
 
     subnets: Subnets
 
     def __init__(self, name: str, settings: AwsNetwork, cluster_name: str, tags: dict[str, str],
                  opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        """Create the VPC, or record `settings.vpc_id` and its private subnets.
+
+        Args:
+            name: Pulumi name prefix of the children (`<name>-vpc`, `<name>-private-<zone>`,
+                `<name>-nat-<zone>`, ...).
+            settings: CIDR, zones and NAT layout, or the existing VPC (config `aws.network`).
+            cluster_name: the EKS cluster's name: the `Name` tags, and the subnets'
+                `kubernetes.io/cluster/<cluster_name>: shared` tag that lets its load balancers find them.
+                An existing VPC's subnets are not tagged.
+            tags: tags on each AWS resource; the stack passes none, its provider's default tags cover them.
+            opts: options of the component; pass the AWS provider as `providers=[...]`.
+        """
         super().__init__("airflow-k8s:aws:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         if settings.vpc_id:

@@ -13,7 +13,7 @@ import pulumi_kubernetes as k8s
 from components.aws.eks import POD_IDENTITY_TRUST
 from components.aws.network import cluster_only_security_group
 from components.endpoints import RemoteLogs
-from components.k8s import labels
+from components.k8s import Manifest, labels, static_claim
 
 NFS_PORT = 2049
 
@@ -21,7 +21,14 @@ NFS_PORT = 2049
 class EfsDagVolume(pulumi.ComponentResource):
     """An encrypted EFS file system, a mount target per private subnet, an access point owned by the
     Airflow uid/gid, and a static PersistentVolume + claim bound to it: nothing is provisioned
-    dynamically, so nothing exists outside Pulumi's state."""
+    dynamically, so nothing exists outside Pulumi's state.
+
+    Attributes:
+        claim_name: the PersistentVolumeClaim's name (`<instance>-dags`), for the Airflow component.
+        file_system_id: the EFS file system id.
+        volume_handle: the CSI volume handle `<file system id>::<access point id>`, the stack's
+            `dagVolume` output.
+    """
 
     claim_name: pulumi.Output[str]
     file_system_id: pulumi.Output[str]
@@ -30,6 +37,28 @@ class EfsDagVolume(pulumi.ComponentResource):
                  client_security_group_id: pulumi.Input[str], namespace: pulumi.Input[str], instance: str,
                  uid: int, gid: int, size: str, protect: bool, tags: dict[str, str],
                  opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        """Create the file system, its mount targets and access point, and the PV and PVC.
+
+        Args:
+            name: Pulumi name prefix of the children (`<name>-fs`, `<name>-mount-<i>`, `<name>-pv`, ...).
+            vpc_id: the VPC the security group is made in.
+            subnet_ids: one mount target is made in each; EFS allows one per zone. The stack passes the
+                VPC's private subnets.
+            client_security_group_id: the security group whose members may mount over NFS (2049): the
+                EKS cluster SG.
+            namespace: namespace of the claim (the Airflow namespace); the PV is cluster-scoped.
+            instance: the Airflow instance name: PV and PVC are `<instance>-dags`, the file system's
+                `Name` tag too.
+            uid: POSIX user the access point forces on every request and owner of its root `/dags`
+                (mode 0775); the stack passes Airflow's (50000).
+            gid: POSIX group, likewise; the stack passes Airflow's (0).
+            size: Kubernetes quantity for the PV's capacity and the claim's request (config
+                `kubernetes.dagVolumeSize`); EFS is elastic, so it limits nothing.
+            protect: Pulumi `protect` on the file system (config `aws.protect`).
+            tags: tags on each AWS resource; the stack passes none, its provider's default tags cover them.
+            opts: options of the component; pass the AWS and Kubernetes providers as `providers=[...]`
+                (the stack also makes it depend on the namespace and the network's subnets).
+        """
         super().__init__("airflow-k8s:aws:DagVolume", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         fs = aws.efs.FileSystem(
@@ -51,25 +80,24 @@ class EfsDagVolume(pulumi.ComponentResource):
                                                                "permissions": "0775"}},
             tags=tags, opts=child,
         )
+        pv_spec: Manifest = {
+            "capacity": {"storage": size},  # EFS is elastic; Kubernetes requires a number
+            "accessModes": ["ReadWriteMany"],
+            "persistentVolumeReclaimPolicy": "Retain",  # the file system's lifecycle is Pulumi's
+            "storageClassName": "",
+            "csi": {"driver": "efs.csi.aws.com", "volumeHandle": pulumi.Output.concat(fs.id, "::", ap.id)},
+            "mountOptions": ["tls"],
+        }
         pv = k8s.core.v1.PersistentVolume(
             f"{name}-pv",
             metadata={"name": f"{instance}-dags", "labels": labels(instance, "dags")},
-            spec={
-                "capacity": {"storage": size},  # EFS is elastic; Kubernetes requires a number
-                "accessModes": ["ReadWriteMany"],
-                "persistentVolumeReclaimPolicy": "Retain",  # the file system's lifecycle is Pulumi's
-                "storageClassName": "",
-                "csi": {"driver": "efs.csi.aws.com",
-                        "volumeHandle": pulumi.Output.concat(fs.id, "::", ap.id)},
-                "mountOptions": ["tls"],
-            },
+            spec=pv_spec,
             opts=pulumi.ResourceOptions(parent=self, depends_on=targets),
         )
         pvc = k8s.core.v1.PersistentVolumeClaim(
             f"{name}-pvc",
             metadata={"name": f"{instance}-dags", "namespace": namespace, "labels": labels(instance, "dags")},
-            spec={"accessModes": ["ReadWriteMany"], "storageClassName": "", "volumeName": pv.metadata["name"],
-                  "resources": {"requests": {"storage": size}}},
+            spec=static_claim(pv.metadata["name"], size),
             opts=child,
         )
         self.claim_name = pvc.metadata["name"]
@@ -84,7 +112,13 @@ class S3TaskLogs(pulumi.ComponentResource):
 
     EKS Pod Identity rather than IRSA: no OIDC provider to create or keep in step with the cluster,
     associations are plain API objects that work the same on a created or an existing cluster, and
-    the role's trust policy does not name the cluster."""
+    the role's trust policy does not name the cluster.
+
+    Attributes:
+        remote_logs: base folder `s3://<bucket>/logs` and the key-less `aws_task_logs` connection,
+            for the Airflow component.
+        bucket_name: the bucket's generated name (prefix `airflow-logs-`).
+    """
 
     remote_logs: RemoteLogs
     bucket_name: pulumi.Output[str]
@@ -92,6 +126,23 @@ class S3TaskLogs(pulumi.ComponentResource):
     def __init__(self, name: str, *, cluster_name: pulumi.Input[str], namespace: str, region: str,
                  service_accounts: dict[str, pulumi.Input[str]], retention_days: int, protect: bool,
                  tags: dict[str, str], opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        """Create the bucket, its role and the Pod Identity associations.
+
+        Args:
+            name: Pulumi name prefix of the children (`<name>-bucket`, `<name>-role`,
+                `<name>-identity-<component>`, ...).
+            cluster_name: the EKS cluster the associations are made in; the stack passes the cluster
+                component's `name` Output, so they wait for the cluster.
+            namespace: namespace of the service accounts (config `kubernetes.namespace`).
+            region: the bucket's region (the AWS provider's), written into the connection for boto3.
+            service_accounts: component name -> ServiceAccount name; each gets an association with the
+                role. The stack passes the components that read or write task logs.
+            retention_days: days after which log objects expire (config `aws.logRetentionDays`).
+            protect: Pulumi `protect` on the bucket (config `aws.protect`); when false, the bucket is
+                emptied on destroy instead.
+            tags: tags on each AWS resource; the stack passes none, its provider's default tags cover them.
+            opts: options of the component; pass the AWS provider as `providers=[...]`.
+        """
         super().__init__("airflow-k8s:aws:TaskLogs", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         bucket = aws.s3.Bucket(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-from typing import Literal, Optional
+from typing import Literal, Optional, Sequence
 
 import pulumi
 import pulumi_azure_native.containerservice as containerservice
@@ -16,6 +16,8 @@ from components.settings import SettingsModel, bad
 
 
 class AzureCluster(SettingsModel):
+    """`azure.cluster`: the AKS cluster, created or an existing one by name and resource group."""
+
     existing_name: Optional[str] = Field(None, description="Use this existing AKS cluster (OIDC issuer and workload "
                                          "identity enabled) instead of creating one.")
     existing_resource_group: Optional[str] = Field(None, description="Resource group of the existing cluster.")
@@ -41,6 +43,21 @@ def _decode(value: str) -> str:
 
 
 class AksCluster(pulumi.ComponentResource):
+    """The cluster Airflow runs on, and the Kubernetes provider for it.
+
+    A created cluster has one autoscaling system node pool across the configured zones, Azure CNI
+    overlay with Cilium (which enforces the NetworkPolicies), the OIDC issuer, workload identity, the
+    Azure Files CSI driver and patch auto-upgrades. An existing cluster is only looked up.
+
+    Attributes:
+        name: the cluster name.
+        oidc_issuer_url: the cluster's OIDC issuer ("" if it has none); BlobTaskLogs federates with it.
+        provider: the Kubernetes provider built from the cluster's user credentials; on a created
+            cluster it waits for the cluster.
+        kubeconfig: the same kubeconfig as a secret Output for the stack output, for a created cluster
+            only; None for an existing one.
+    """
+
     name: pulumi.Output[str]
     oidc_issuer_url: pulumi.Output[str]
     provider: k8s.Provider
@@ -48,7 +65,25 @@ class AksCluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, *, settings: AzureCluster, cluster_name: str, resource_group: pulumi.Input[str],
                  location: str, subnet_id: Optional[pulumi.Input[str]], tags: dict[str, str],
-                 depends_on: list[pulumi.Resource], opts: Optional[pulumi.ResourceOptions] = None) -> None:
+                 depends_on: Sequence[pulumi.Resource], opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        """Create the cluster, or look up `settings.existing_name`, and build its provider.
+
+        Args:
+            name: Pulumi name prefix of the children (`<name>-cluster`, `<name>-k8s`).
+            settings: version, service CIDR, node size, count and zones (config `azure.cluster`); with
+                `existing_name` set, that cluster is looked up in `existing_resource_group` and nothing
+                is created.
+            cluster_name: the AKS name and DNS prefix of a created cluster; the stack passes
+                `airflow-<stack>` (or the existing name, which is then unused here).
+            resource_group: resource group of a created cluster (the stack's own group); unused for an
+                existing one.
+            location: Azure region of a created cluster.
+            subnet_id: the subnet the nodes join (the VNet's AKS subnet); None lets AKS make its own network.
+            tags: tags on the created cluster.
+            depends_on: what a created cluster must be created after and deleted before; the stack
+                passes the VNet's subnets.
+            opts: options of the component; pass the Azure provider as `providers=[...]`.
+        """
         super().__init__("airflow-k8s:azure:AksCluster", name, None, opts)
         if settings.existing_name:
             rg: pulumi.Input[str] = settings.existing_resource_group or ""
@@ -69,7 +104,7 @@ class AksCluster(pulumi.ComponentResource):
                 location=location,
                 dns_prefix=cluster_name,
                 kubernetes_version=settings.version,
-                identity={"type": "SystemAssigned"},
+                identity={"type": containerservice.ResourceIdentityType.SYSTEM_ASSIGNED},
                 enable_rbac=True,
                 agent_pool_profiles=[{
                     "name": "system",

@@ -29,6 +29,8 @@ AZURE_REDIS_SKUS = {
 
 
 class AzureBroker(SettingsModel):
+    """`azure.broker`: the Azure Managed Redis cluster of the Celery broker."""
+
     sku: str = Field("Balanced_B1", description="Azure Managed Redis SKU.")
 
     @field_validator("sku")
@@ -41,10 +43,32 @@ class AzureBroker(SettingsModel):
 
 
 class ManagedRedis(pulumi.ComponentResource):
+    """An Azure Managed Redis cluster with one non-clustered, no-eviction database on the TLS port,
+    public network access off, reachable through a private endpoint in the VNet.
+
+    Attributes:
+        endpoint: the cluster's host name on port 10000 with TLS (certificate verified) and the
+            database's primary access key as a secret Output; the azure stack passes it to Airflow.
+    """
+
     endpoint: BrokerEndpoint
 
     def __init__(self, name: str, *, settings: AzureBroker, cluster_name: pulumi.Input[str], net: AzureVnet, location: str,
                  tags: dict[str, str], opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        """Create the broker.
+
+        Args:
+            name: Pulumi name prefix of the children (`<name>-cluster`, `<name>-db`, and the private
+                endpoint's `<name>-endpoint`, `<name>-zone`, ...).
+            settings: the SKU (config `azure.broker`).
+            cluster_name: the Redis cluster's name, part of its DNS host name and so unique across
+                Azure; the stack passes `airflow-<stack>-<suffix>`.
+            net: the VNet: its resource group holds the cluster, its endpoints subnet the private
+                endpoint, registered in a linked `privatelink.redis.azure.net` zone.
+            location: Azure region of the cluster and the private endpoint.
+            tags: tags on the cluster.
+            opts: options of the component; pass the Azure provider as `providers=[...]`.
+        """
         super().__init__("airflow-k8s:azure:Broker", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         cluster = redisenterprise.RedisEnterprise(

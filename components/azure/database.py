@@ -16,6 +16,8 @@ from components.settings import SettingsModel, bad
 
 
 class AzureDatabase(SettingsModel):
+    """`azure.database`: the PostgreSQL Flexible Server."""
+
     tier: Literal["Burstable", "GeneralPurpose", "MemoryOptimized"] = Field("GeneralPurpose", description="Compute tier.")
     sku_name: str = Field("Standard_D2ds_v5", pattern=r"^Standard_(B|D|E)[0-9]+[a-z]*(_v[0-9])?$",
                           description="Compute SKU (Standard_B*, Standard_D*, Standard_E*).")
@@ -36,10 +38,36 @@ class AzureDatabase(SettingsModel):
 
 
 class FlexiblePostgres(pulumi.ComponentResource):
+    """A PostgreSQL Flexible Server in the VNet's delegated subnet (no public access), with
+    `require_secure_transport` on, password auth for the `airflow` administrator (a generated
+    password) and an `airflow` database.
+
+    Attributes:
+        endpoint: the server's FQDN on 5432 with `sslmode=require` and the password as a secret
+            Output, usable once the database exists; the azure stack passes it to Airflow.
+        server: the Flexible Server.
+    """
+
     endpoint: DatabaseEndpoint
 
     def __init__(self, name: str, *, settings: AzureDatabase, server_name: pulumi.Input[str], net: AzureVnet, location: str,
                  protect: bool, tags: dict[str, str], opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        """Create the database.
+
+        Args:
+            name: Pulumi name prefix of the children (`<name>-password`, `<name>-zone`, `<name>-server`,
+                `<name>-db`, ...).
+            settings: tier, SKU, version, storage, backups and high availability (config `azure.database`).
+            server_name: the server's name, part of its DNS name and so unique across Azure; the stack
+                passes `airflow-<stack>-<suffix>`. The private DNS zone is
+                `<server_name>.private.postgres.database.azure.com`.
+            net: the VNet: its resource group holds the server, its PostgreSQL subnet is the delegated
+                one, the private DNS zone is linked to it; the server waits for all its subnets.
+            location: Azure region of the server.
+            protect: Pulumi `protect` on the server (config `azure.protect`).
+            tags: tags on the server.
+            opts: options of the component; pass the Azure provider as `providers=[...]`.
+        """
         super().__init__("airflow-k8s:azure:Database", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         password = random.RandomPassword(f"{name}-password", length=32, special=True,

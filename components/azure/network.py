@@ -16,6 +16,8 @@ from components.settings import SettingsModel, bad
 
 
 class AzureNetwork(SettingsModel):
+    """`azure.network`: the VNet's address space and its three subnets."""
+
     address_space: str = Field("10.50.0.0/16", description="VNet address space.")
     aks_subnet: str = Field("10.50.0.0/18", description="Subnet for AKS nodes.")
     postgres_subnet: str = Field("10.50.64.0/24", description="Subnet delegated to PostgreSQL Flexible Server.")
@@ -44,8 +46,31 @@ class AzureNetwork(SettingsModel):
 
 
 class AzureVnet(pulumi.ComponentResource):
+    """A VNet with three subnets (AKS nodes; one delegated to PostgreSQL Flexible Server; private
+    endpoints), and the helpers the data services use to add private DNS zones and endpoints to it.
+
+    Attributes:
+        resource_group: the resource group it was given; the data services create their resources in it.
+        vnet: the VirtualNetwork.
+        aks_subnet: the subnet AKS nodes join.
+        postgres_subnet: the subnet delegated to `Microsoft.DBforPostgreSQL/flexibleServers`.
+        endpoints_subnet: the subnet of the private endpoints (Redis, Files).
+        subnets: all three; the cluster and the database server are created after them.
+    """
+
     def __init__(self, name: str, *, settings: AzureNetwork, resource_group: pulumi.Input[str], location: str,
                  tags: dict[str, str], opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        """Create the VNet and its subnets, one after another.
+
+        Args:
+            name: Pulumi name prefix of the children (`<name>-vnet`, `<name>-aks`, `<name>-postgres`,
+                `<name>-endpoints`).
+            settings: address space and subnet prefixes (config `azure.network`).
+            resource_group: the resource group of the VNet (the stack's own group).
+            location: Azure region of the VNet.
+            tags: tags on the VNet.
+            opts: options of the component; pass the Azure provider as `providers=[...]`.
+        """
         super().__init__("airflow-k8s:azure:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.resource_group = resource_group

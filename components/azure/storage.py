@@ -16,11 +16,13 @@ from pydantic import Field
 
 from components.azure.network import AzureVnet
 from components.endpoints import RemoteLogs
-from components.k8s import labels
+from components.k8s import Manifest, labels, static_claim
 from components.settings import SettingsModel
 
 
 class AzureDags(SettingsModel):
+    """`azure.dags`: the Azure Files share of the DAG volume."""
+
     protocol: Literal["nfs", "smb"] = Field(
         "nfs", description="Azure Files protocol: NFS (premium, no account keys, POSIX permissions) or SMB (account key)."
     )
@@ -40,8 +42,16 @@ def account_name(prefix: str, stack: str, suffix: pulumi.Input[str]) -> pulumi.O
 
 
 class AzureFilesDagVolume(pulumi.ComponentResource):
-    """NFS (default: premium FileStorage, no account keys, POSIX permissions, reachable only through
-    a private endpoint) or SMB (account key in a Kubernetes Secret, as the CSI driver requires)."""
+    """A `dags` share in its own storage account, bound to a static PersistentVolume and claim.
+
+    NFS (default: premium FileStorage, no account keys, POSIX permissions, reachable only through
+    a private endpoint) or SMB (account key in a Kubernetes Secret, as the CSI driver requires).
+
+    Attributes:
+        claim_name: the PersistentVolumeClaim's name (`<instance>-dags`), for the Airflow component.
+        volume_handle: the CSI volume handle `<resource group>#<account>#<share>`, the stack's
+            `dagVolume` output.
+    """
 
     claim_name: pulumi.Output[str]
     volume_handle: pulumi.Output[str]
@@ -49,6 +59,25 @@ class AzureFilesDagVolume(pulumi.ComponentResource):
     def __init__(self, name: str, *, settings: AzureDags, account: pulumi.Input[str], net: AzureVnet, location: str,
                  namespace: pulumi.Input[str], instance: str, zone_redundant: bool, protect: bool,
                  tags: dict[str, str], opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        """Create the account, share and private endpoint, and the PV and PVC.
+
+        Args:
+            name: Pulumi name prefix of the children (`<name>-account`, `<name>-share`, `<name>-pv`, ...).
+            settings: protocol and quota (config `azure.dags`); the quota in GiB is also the PV's capacity.
+            account: the storage account name: 3-24 lowercase letters and digits, unique across Azure;
+                the stack passes `account_name("afdags", stack, suffix)`.
+            net: the VNet: its resource group holds the account, its endpoints subnet the private
+                endpoint, registered in a linked `privatelink.file.core.windows.net` zone.
+            location: Azure region of the account and the private endpoint.
+            namespace: namespace of the claim (and of the SMB key Secret); the PV is cluster-scoped.
+            instance: the Airflow instance name: PV and PVC are `<instance>-dags`, the SMB key Secret
+                `<instance>-dags-smb`.
+            zone_redundant: Premium_ZRS instead of Premium_LRS; the stack passes `azure.protect`.
+            protect: Pulumi `protect` on the account and the share (config `azure.protect`).
+            tags: tags on the account.
+            opts: options of the component; pass the Azure and Kubernetes providers as `providers=[...]`
+                (the stack also makes it depend on the namespace).
+        """
         super().__init__("airflow-k8s:azure:DagVolume", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         nfs = settings.protocol == "nfs"
@@ -58,7 +87,7 @@ class AzureFilesDagVolume(pulumi.ComponentResource):
             # NFS shares refuse "secure transfer required": the private endpoint is the boundary.
             enable_https_traffic_only=not nfs, minimum_tls_version="TLS1_2", public_network_access="Disabled",
             allow_blob_public_access=False, allow_shared_key_access=not nfs,
-            network_rule_set={"default_action": "Deny", "bypass": "None"},
+            network_rule_set={"default_action": storage.DefaultAction.DENY, "bypass": storage.Bypass.NONE},
             tags=tags, opts=pulumi.ResourceOptions(parent=self, protect=protect))
         share = storage.FileShare(
             f"{name}-share", account_name=acct.name, resource_group_name=net.resource_group, share_name="dags",
@@ -91,18 +120,17 @@ class AzureFilesDagVolume(pulumi.ComponentResource):
                              "azurestorageaccountkey": pulumi.Output.secret(keys.keys[0].value)},
                 opts=child)
             csi["nodeStageSecretRef"] = {"name": secret.metadata["name"], "namespace": namespace}
+        pv_spec: Manifest = {
+            "capacity": {"storage": f"{settings.quota_gib}Gi"}, "accessModes": ["ReadWriteMany"],
+            "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "", "csi": csi, "mountOptions": mount_options,
+        }  # fmt: skip
         pv = k8s.core.v1.PersistentVolume(
-            f"{name}-pv",
-            metadata={"name": f"{instance}-dags", "labels": labels(instance, "dags")},
-            spec={"capacity": {"storage": f"{settings.quota_gib}Gi"}, "accessModes": ["ReadWriteMany"],
-                  "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "", "csi": csi,
-                  "mountOptions": mount_options},
+            f"{name}-pv", metadata={"name": f"{instance}-dags", "labels": labels(instance, "dags")}, spec=pv_spec,
             opts=child)
         pvc = k8s.core.v1.PersistentVolumeClaim(
             f"{name}-pvc",
             metadata={"name": f"{instance}-dags", "namespace": namespace, "labels": labels(instance, "dags")},
-            spec={"accessModes": ["ReadWriteMany"], "storageClassName": "", "volumeName": pv.metadata["name"],
-                  "resources": {"requests": {"storage": f"{settings.quota_gib}Gi"}}},
+            spec=static_claim(pv.metadata["name"], f"{settings.quota_gib}Gi"),
             opts=child)
         self.claim_name = pvc.metadata["name"]
         self.volume_handle = handle
@@ -111,7 +139,15 @@ class AzureFilesDagVolume(pulumi.ComponentResource):
 
 class BlobTaskLogs(pulumi.ComponentResource):
     """A private log container, expiry, and one user-assigned identity federated with each log
-    writer's service account, allowed Blob Data Contributor on that container only."""
+    writer's service account, allowed Blob Data Contributor on that container only.
+
+    Attributes:
+        remote_logs: base folder `wasb-airflow-logs`, the key-less `azure_task_logs` connection (the
+            identity's client id and tenant) and the container name, for the Airflow component.
+        client_id: the identity's client id; the stack puts it on the log writers' ServiceAccounts
+            (`azure.workload.identity/client-id`).
+        location: the container's URL, the stack's `logLocation` output.
+    """
 
     remote_logs: RemoteLogs
     client_id: pulumi.Output[str]
@@ -120,6 +156,29 @@ class BlobTaskLogs(pulumi.ComponentResource):
                  oidc_issuer_url: pulumi.Input[str], namespace: str, service_accounts: dict[str, str],
                  retention_days: int, zone_redundant: bool, protect: bool, tags: dict[str, str],
                  opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        """Create the account, container, expiry, identity, federated credentials and role assignment.
+
+        Args:
+            name: Pulumi name prefix of the children (`<name>-account`, `<name>-container`,
+                `<name>-identity`, `<name>-federation-<component>`, ...).
+            account: the storage account name: 3-24 lowercase letters and digits, unique across Azure;
+                the stack passes `account_name("aflogs", stack, suffix)`. The identity is `<account>-logs`.
+            resource_group: the resource group of the account and the identity (the stack's own group).
+            location: Azure region of the account and the identity.
+            oidc_issuer_url: the AKS cluster's OIDC issuer, which the federated credentials trust.
+            namespace: namespace of the service accounts (config `kubernetes.namespace`), part of each
+                credential's subject `system:serviceaccount:<namespace>:<service account>`.
+            service_accounts: component name -> ServiceAccount name; each gets a federated credential
+                named after the component. The stack passes `<instance>-<component>` for the components
+                that read or write task logs: plain names, because the namespace component needs this
+                one's `client_id` for their annotations.
+            retention_days: days after their last change that blobs under `airflow-logs/` are deleted
+                (config `azure.logRetentionDays`).
+            zone_redundant: Standard_ZRS instead of Standard_LRS; the stack passes `azure.protect`.
+            protect: Pulumi `protect` on the account and the container (config `azure.protect`).
+            tags: tags on the account and the identity.
+            opts: options of the component; pass the Azure provider as `providers=[...]`.
+        """
         super().__init__("airflow-k8s:azure:TaskLogs", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         acct = storage.StorageAccount(
@@ -131,7 +190,7 @@ class BlobTaskLogs(pulumi.ComponentResource):
             tags=tags, opts=pulumi.ResourceOptions(parent=self, protect=protect))
         container = storage.BlobContainer(
             f"{name}-container", account_name=acct.name, resource_group_name=resource_group,
-            container_name="airflow-logs", public_access="None",
+            container_name="airflow-logs", public_access=storage.PublicAccess.NONE,
             opts=pulumi.ResourceOptions(parent=self, protect=protect))
         storage.ManagementPolicy(
             f"{name}-expiry", account_name=acct.name, resource_group_name=resource_group,

@@ -189,6 +189,7 @@ def test_all_objects_strictly_valid_with_everything_on(version: str) -> None:
 def test_database_url_round_trips_any_password(password: str) -> None:
     url = database_url("postgresql+psycopg2", "us@r", password, "db.local", 5432, "airflow", "require")
     parts = urlsplit(url)
+    assert parts.password is not None and parts.username is not None
     assert unquote(parts.password) == password and unquote(parts.username) == "us@r"
     assert "$" not in url and parts.hostname == "db.local" and parts.query == "sslmode=require"
 

@@ -162,7 +162,7 @@ class Deployment:
             time.sleep(0.5)
         raise TimeoutError(f"{task_id} never ran:\n{self.logs()}")
 
-    def task_states(self, run_id: str, dag_id: str = DAG_ID) -> dict[str, Any]:
+    def task_states(self, run_id: str, dag_id: str = DAG_ID) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         status, body = self.api.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")
         assert status == 200, body
         states: dict[str, Any] = {}
@@ -170,15 +170,11 @@ class Deployment:
             states.setdefault(ti["task_id"], set()).add(ti["state"])
         return {k: v.pop() if len(v) == 1 else sorted(v) for k, v in states.items()}, body["task_instances"]
 
-
-def _task_log(self: Deployment, run_id: str, task_id: str, try_number: int) -> str:
-    status, body = self.api.call(
-        "GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}?full_content=true")
-    assert status == 200, body
-    return str(body)
-
-
-Deployment.task_log = _task_log  # type: ignore[attr-defined]
+    def task_log(self, run_id: str, task_id: str, try_number: int) -> str:
+        status, body = self.api.call(
+            "GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}?full_content=true")
+        assert status == 200, body
+        return str(body)
 
 
 @pytest.fixture(scope="module")

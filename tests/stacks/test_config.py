@@ -43,7 +43,7 @@ def test_pulumi_yaml_declares_only_model_keys_and_puts_stacks_in_stacks_dir() ->
 def test_secret_fields_are_secretstr_and_never_printed() -> None:
     c = parse({"kubernetes": {"context": "x"}, "database": {"mode": "external",
                "external": {"host": "h", "password": "hunter2hunter2"}}})
-    assert isinstance(c.database.external.password, SecretStr)
+    assert c.database.external is not None and isinstance(c.database.external.password, SecretStr)
     assert "hunter2" not in repr(c) and "hunter2" not in str(c.model_dump())
 
 
@@ -68,6 +68,7 @@ def test_reads_pulumi_config_including_secret_keys() -> None:
     assert run.error is None
     cfg = seen["cfg"]
     assert isinstance(cfg, StackConfig)
+    assert cfg.database.external is not None
     assert cfg.database.external.password.get_secret_value() == "pw-from-secret"
 
 
