@@ -15,8 +15,8 @@ import pytest
 from components.airflow import Airflow, AirflowArgs, DagSource
 from components.airflow.secrets import broker_url, database_url, fernet_from_base64
 from components.endpoints import BrokerEndpoint, DatabaseEndpoint, RemoteLogs
-from stacks import engine
 from stacks.config import parse
+from stacks.tooling import engine
 from tests.render import K8S_VERSIONS, containers, env_of
 
 COMPONENTS = ["api-server", "scheduler", "dag-processor", "triggerer", "worker", "task", "migrate",

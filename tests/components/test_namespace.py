@@ -9,7 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.namespace import POD_LAUNCHER_RULES, PSA_LABELS, AirflowNamespace
-from stacks import engine
+from stacks.tooling import engine
 from tests.render import K8S_VERSIONS
 
 COMPONENTS = ["api-server", "scheduler", "dag-processor", "triggerer", "worker", "task", "migrate"]

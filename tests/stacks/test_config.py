@@ -8,8 +8,8 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from stacks import configdoc, engine
 from stacks.config import AIRFLOW_VERSION, PROJECT, ConfigError, StackConfig, from_pulumi_config, parse
+from stacks.tooling import configdoc, engine
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stacks import graph
-from stacks.render import main as render_main
+from stacks.tooling import graph
+from stacks.tooling.render import main as render_main
 from tests.render import render
 
 

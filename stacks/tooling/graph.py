@@ -10,9 +10,9 @@ import re
 import sys
 from pathlib import Path
 
-from stacks import engine
+from stacks.tooling import engine
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 # The stack file whose picture the README shows for each cloud.
 README_STACKS = {"local": "local", "aws": "aws-prod", "azure": "azure-prod"}
 
@@ -74,7 +74,7 @@ def current_block(text: str, stack: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from stacks.render import run_stack
+    from stacks.tooling.render import run_stack
 
     text = README.read_text()
     for stack in README_STACKS.values():

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from stacks import engine
+from stacks.tooling import engine
 
 Severity = Literal["blocks", "leaves", "note"]
 # Kubernetes objects that make cloud resources the Pulumi state does not hold.
