@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-ROOT = Path(__file__).resolve().parents[2]
+from stacks.tooling import ROOT
 
 # Resources whose loss loses data or identity, and the input fields whose change replaces them.
 # (Kubernetes: metadata.name/namespace always replace; claims and volumes have immutable specs.)

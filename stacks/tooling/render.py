@@ -1,4 +1,4 @@
-"""Offline render: run the real program for a stack file under recording mocks.
+"""Offline render: run the real program for a stack file under recording mocks, and write it.
 
     python -m stacks.render STACK --out DIR [--set KEY=VALUE ...] [--reveal-secrets]
 
@@ -11,19 +11,17 @@ YAML, so `true`, `3` and `{...}` work). `--reveal-secrets` shows the mock values
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
-import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import yaml
 
 from stacks.config import PROJECT, ConfigError
-from stacks.tooling import engine
+from stacks.tooling import ROOT, engine
 
-STACKS_DIR = Path(__file__).resolve().parents[1]
+STACKS_DIR = ROOT / "stacks"
 
 
 class RenderError(Exception):
@@ -157,65 +155,3 @@ def tree(run: engine.Run) -> str:
 
     walk(None, 0)
     return "\n".join(lines)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m stacks.render", description=__doc__.split("\n\n")[0])
-    ap.add_argument("stack", help=f"stack file to render (one of: {', '.join(stack_names())})")
-    ap.add_argument("--out", type=Path, help="directory for resources.json and manifests/")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a config value, e.g. airflow.executor=KubernetesExecutor")
-    ap.add_argument("--reveal-secrets", action="store_true", help="write mock secret values (tests only)")
-    ap.add_argument("--diff-against", metavar="REF", help="render the stack at git REF too and print what "
-                    "changes (exit 3 on a destructive change unless --allow-destructive)")
-    ap.add_argument("--allow-destructive", action="store_true", help="with --diff-against: exit 0 anyway")
-    ap.add_argument("--teardown", action="store_true", help="print what `pulumi destroy` would remove, in "
-                    "order, and what could block it or leave something behind (exit 1 if anything blocks)")
-    ap.add_argument("--graph", action="store_true", help="print a mermaid diagram of the stack's pieces "
-                    "and their dependencies (and write DIR/graph.mmd with --out)")
-    args = ap.parse_args(argv)
-    try:
-        run = run_stack(args.stack, args.overrides)
-    except RenderError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.diff_against:
-        from stacks.tooling.diff import at_ref, compare, format_changes
-
-        try:
-            old = at_ref(args.stack, args.diff_against, args.overrides)
-        except RuntimeError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        new = [{**r.to_json()} for r in run.resources]
-        changes = compare(old, new)
-        print(format_changes(args.stack, args.diff_against, changes))
-        destructive = [c for c in changes if c.destructive]
-        if destructive and not args.allow_destructive:
-            print(f"\n{len(destructive)} destructive change(s): review them, then pass --allow-destructive",
-                  file=sys.stderr)
-            return 3
-        return 0
-    if args.teardown:
-        from stacks.tooling.teardown import findings, report
-
-        print(report(run))
-        return 1 if any(f.severity == "blocks" for f in findings(run)) else 0
-    if args.graph:
-        from stacks.tooling.graph import mermaid
-
-        picture = mermaid(run)
-        print(picture)
-        if args.out:
-            args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / "graph.mmd").write_text(picture + "\n")
-        return 0
-    print(tree(run))
-    if args.out:
-        files = write(run, args.out, reveal=args.reveal_secrets)
-        print(f"\n{len(run.resources)} resources, {len(files)} Kubernetes manifests written to {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

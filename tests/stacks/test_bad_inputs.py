@@ -6,8 +6,8 @@ import pytest
 
 from stacks.main import program
 from stacks.tooling import engine
+from stacks.tooling.cli import main as render_main
 from stacks.tooling.render import RenderError, load_stack_config
-from stacks.tooling.render import main as render_main
 
 CASES = [
     # (override, expected key path in message, expected explanation fragment)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stacks.tooling.render import main as render_main
+from stacks.tooling.cli import main as render_main
 from stacks.tooling.teardown import _edges, destroy_order, findings
 from tests.render import render
 
