@@ -7,6 +7,7 @@ diff       what a change does to a stack, against a git ref
 teardown   what `pulumi destroy` would remove, and what could block it or leave something behind
 graph      a mermaid picture of a render
 configdoc  the README's config reference, from the typed model
+clouds/    each provider's facts for the above: mock outputs and invokes, stateful types, destroy blockers
 """
 
 from pathlib import Path

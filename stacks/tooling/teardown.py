@@ -2,20 +2,17 @@
 reason it could be blocked or leave something behind.
 
     python -m stacks.render STACK --teardown
+
+What blocks or outlives a destroy beyond the resource options is each cloud's facts
+(stacks/tooling/clouds/), as are the network and cluster types a load balancer must go before.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-from stacks.tooling import engine
-
-Severity = Literal["blocks", "leaves", "note"]
-# Kubernetes objects that make cloud resources the Pulumi state does not hold.
-_CLOUD_MAKERS = ("Service", "Ingress")
-_NETWORK_AND_CLUSTER = ("aws:ec2/subnet:Subnet", "aws:ec2/vpc:Vpc", "aws:eks/cluster:Cluster",
-                        "azure-native:network:Subnet", "azure-native:containerservice:ManagedCluster")
+from stacks.tooling import clouds, engine
+from stacks.tooling.clouds.facts import Severity
 
 
 @dataclass(frozen=True)
@@ -68,53 +65,29 @@ def ancestors(run: engine.Run, urn: str) -> set[str]:
     return seen
 
 
+@dataclass(frozen=True)
+class _View:
+    """The `DestroyView` a cloud's destroy checks see."""
+
+    run: engine.Run
+    network: tuple[engine.Resource, ...]
+
+    def ancestors(self, urn: str) -> set[str]:
+        return ancestors(self.run, urn)
+
+
 def findings(run: engine.Run) -> list[Finding]:
+    network_types = {t for facts in clouds.ALL for t in facts.network_and_cluster}
+    view = _View(run, tuple(r for r in run.resources if r.type in network_types))
     out: list[Finding] = []
-    log_groups = {r.inputs.get("name") for r in run.by_type("aws:cloudwatch/logGroup:LogGroup")}
-    network = [r for r in run.resources if r.type in _NETWORK_AND_CLUSTER]
     for r in run.resources:
-        i = r.inputs
         if r.options.get("protect"):
             out.append(Finding("blocks", r.urn, "protected: destroy refuses until `pulumi state unprotect`"))
         if r.options.get("retainOnDelete"):
             out.append(Finding("leaves", r.urn, "retainOnDelete: removed from the state, kept in the cloud"))
-        if r.type == "aws:rds/instance:Instance":
-            if i.get("deletionProtection"):
-                out.append(Finding("blocks", r.urn, "RDS deletion protection is on"))
-            if not i.get("skipFinalSnapshot"):
-                out.append(Finding("leaves", r.urn, f"final snapshot {i.get('finalSnapshotIdentifier')!r} is kept "
-                                   "(and a second destroy of a recreated stack would collide with it)"))
-        if r.type == "aws:s3/bucket:Bucket" and not i.get("forceDestroy"):
-            out.append(Finding("blocks", r.urn, "bucket is not force_destroy: a non-empty bucket cannot be deleted"))
-        if r.type == "aws:eks/cluster:Cluster" and i.get("enabledClusterLogTypes"):
-            name = f"/aws/eks/{i.get('name')}/cluster"
-            if name not in log_groups:
-                out.append(Finding("leaves", r.urn, f"EKS creates log group {name} outside the state"))
-        if r.type == "azure-native:authorization:ManagementLockByScope":
-            out.append(Finding("blocks", r.urn, "management lock"))
-        if r.is_kubernetes and i.get("kind") in _CLOUD_MAKERS:
-            kind = i["kind"]
-            if kind == "Service" and (i.get("spec") or {}).get("type") != "LoadBalancer":
-                continue
-            before = ancestors(run, r.urn)
-            late = [n.name for n in network if n.urn not in before]
-            if late:
-                out.append(Finding("blocks", r.urn, f"{kind} makes a cloud load balancer but is not ordered before "
-                                   f"{', '.join(late)}: their deletion can fail on its leftovers"))
-            else:
-                out.append(Finding("note", r.urn, f"{kind} makes a cloud load balancer outside the state; it is "
-                                   "deleted before the cluster and network it lives in"))
-        if r.is_kubernetes and i.get("kind") == "PersistentVolumeClaim":
-            spec = i.get("spec") or {}
-            if spec.get("storageClassName") != "" and not spec.get("volumeName"):
-                out.append(Finding("note", r.urn, "dynamically provisioned: its volume follows the StorageClass "
-                                   "reclaim policy (Delete on the usual defaults)"))
-        if r.is_kubernetes and i.get("kind") == "StatefulSet":
-            spec = i.get("spec") or {}
-            if spec.get("volumeClaimTemplates"):
-                policy = (spec.get("persistentVolumeClaimRetentionPolicy") or {}).get("whenDeleted", "Retain")
-                if policy != "Delete":
-                    out.append(Finding("leaves", r.urn, "volume claims are retained when the StatefulSet is deleted"))
+        facts = clouds.facts_for(r.type)
+        if facts is not None:
+            out += [Finding(severity, r.urn, message) for severity, message in facts.destroy_checks(r, view)]
     return out
 
 
