@@ -9,7 +9,7 @@ settings belong in the stack files under stacks/.
 Each component's own settings are declared next to it in components/ (Airflow in
 components/airflow/settings.py, EKS in components/aws/eks.py, ...); this module adds only what
 belongs to a stack: the target cluster, external endpoints, a cloud's region, protection and tags.
-The README's config reference is generated from the whole model (`python -m stacks.configdoc`).
+The README's config reference is generated from the whole model (`python -m stacks.render --write-readme`).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ import functools
 import json
 from typing import Any, Iterator, Optional
 
-from stacks import engine
-from stacks.render import run_stack
+from stacks.tooling import engine
+from stacks.tooling.render import run_stack
 
 # Kubernetes versions the README says are supported; every rendered object is validated against each.
 K8S_VERSIONS = ["1.31", "1.32", "1.33", "1.34", "1.35"]

@@ -17,7 +17,7 @@ from components.airflow.roster import TABLE
 from components.airflow.secrets import broker_url, database_url, fernet_from_base64
 from components.airflow.settings import AirflowSettings
 from components.endpoints import BrokerEndpoint, DatabaseEndpoint, RemoteLogs
-from stacks import engine
+from stacks.tooling import engine
 from tests.render import K8S_VERSIONS, containers, env_of
 
 COMPONENTS = [c.name for c in TABLE]

@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 
 from components.airflow.roster import TABLE
 from components.namespace import POD_LAUNCHER_RULES, PSA_LABELS, AirflowNamespace
-from stacks import engine
+from stacks.tooling import engine
 from tests.render import K8S_VERSIONS
 
 # Every Airflow component the table knows, as the stacks pass them.

@@ -12,7 +12,7 @@ import pulumi_kubernetes as k8s
 import pytest
 
 from components.postgres import PASSWORD_SPECIALS, PGDATA, InClusterDatabase, InClusterPostgres
-from stacks import engine
+from stacks.tooling import engine
 from tests.render import K8S_VERSIONS, dumps, env_of
 
 COMPONENT = "airflow-k8s:incluster:Postgres"

@@ -12,7 +12,7 @@ import pulumi_kubernetes as k8s
 import pytest
 
 from components.redis import PASSWORD_SPECIALS, InClusterBroker, InClusterRedis, redis_conf
-from stacks import engine
+from stacks.tooling import engine
 from tests.render import K8S_VERSIONS, dumps, env_of
 
 COMPONENT = "airflow-k8s:incluster:Redis"

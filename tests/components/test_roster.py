@@ -10,7 +10,7 @@ import pytest
 
 from components.airflow.roster import BY_NAME, TABLE, Roster
 from components.airflow.settings import AirflowSettings
-from stacks import engine
+from stacks.tooling import engine
 from tests.render import containers, is_airflow, objects, pod_spec, render, workloads
 from tests.stacks.test_local_render import VARIANTS
 

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import pytest
 
 from stacks.config import AIRFLOW_VERSION
-from stacks.render import run_stack
+from stacks.tooling.render import run_stack
 from tests.e2e.harness import AIRFLOW_VENV, E2E, Api, Cluster, Postgres, Process, Redis, airflow_containers
 
 DB_PASSWORD = "e2e$db@pw/1:%x"  # '$', '@', '/', ':', '%' all need URL-encoding

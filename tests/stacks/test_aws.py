@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 import kubernetes_validate
 import pytest
 
-from stacks import engine
-from stacks.teardown import ancestors
+from stacks.tooling import engine
+from stacks.tooling.teardown import ancestors
 from tests.render import K8S_VERSIONS, dumps, named, objects, render
 from tests.stacks.test_invariants import _secret_leaves
 
@@ -224,7 +224,7 @@ BAD = [
 @pytest.mark.parametrize("override,key,fragment", BAD)
 def test_bad_aws_input(override: str, key: str, fragment: str) -> None:
     from stacks.main import program
-    from stacks.render import load_stack_config
+    from stacks.tooling.render import load_stack_config
 
     config, keys = load_stack_config("aws-dev", [override])
     run = engine.run(program, config=config, secret_keys=keys, stack="aws-dev")

@@ -7,8 +7,8 @@ from urllib.parse import urlsplit
 import kubernetes_validate
 import pytest
 
-from stacks import engine
-from stacks.teardown import ancestors
+from stacks.tooling import engine
+from stacks.tooling.teardown import ancestors
 from tests.render import K8S_VERSIONS, dumps, named, objects, pod_spec, render, workloads
 from tests.stacks.test_invariants import _secret_leaves
 
@@ -193,7 +193,7 @@ BAD = [
 @pytest.mark.parametrize("override,key,fragment", BAD)
 def test_bad_azure_input(override: str, key: str, fragment: str) -> None:
     from stacks.main import program
-    from stacks.render import load_stack_config
+    from stacks.tooling.render import load_stack_config
 
     config, keys = load_stack_config("azure-dev", [override])
     run = engine.run(program, config=config, secret_keys=keys, stack="azure-dev")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from stacks import engine
 from stacks.main import program
-from stacks.render import RenderError, load_stack_config
-from stacks.render import main as render_main
+from stacks.tooling import engine
+from stacks.tooling.cli import main as render_main
+from stacks.tooling.render import RenderError, load_stack_config
 
 CASES = [
     # (override, expected key path in message, expected explanation fragment)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stacks.render import stack_names, write
+from stacks.tooling.render import stack_names, write
 from tests.render import render
 
 ROOT = Path(__file__).resolve().parents[2]

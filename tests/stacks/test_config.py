@@ -8,15 +8,15 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from stacks import configdoc, engine
 from stacks.config import AIRFLOW_VERSION, PROJECT, ConfigError, StackConfig, from_pulumi_config, parse
+from stacks.tooling import configdoc, engine
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_readme_config_reference_is_current() -> None:
     section = configdoc.current_readme_section((ROOT / "README.md").read_text())
-    assert section == configdoc.reference(), "stale: run `python -m stacks.configdoc --write`"
+    assert section == configdoc.reference(), "stale: run `python -m stacks.render --write-readme`"
 
 
 def test_every_key_has_a_description() -> None:

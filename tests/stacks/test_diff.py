@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stacks.diff import compare
+from stacks.tooling.diff import compare
 from tests.render import render
 
 ROOT = Path(__file__).resolve().parents[2]

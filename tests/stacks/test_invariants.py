@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from stacks import engine
+from stacks.tooling import engine
 from tests.render import (
     component,
     containers,

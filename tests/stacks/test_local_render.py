@@ -9,8 +9,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from stacks.render import main as render_main
-from stacks.render import stack_names
+from stacks.tooling.cli import main as render_main
+from stacks.tooling.render import stack_names
 from tests.render import K8S_VERSIONS, named, objects, pod_spec, render
 
 VARIANTS = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stacks.render import main as render_main
-from stacks.teardown import _edges, destroy_order, findings
+from stacks.tooling.cli import main as render_main
+from stacks.tooling.teardown import _edges, destroy_order, findings
 from tests.render import render
 
 

@@ -6,7 +6,8 @@ Renders the stack at REF (in a temporary git worktree, with this same Python) an
 tree, and reports per resource: created, deleted, changed (the changed fields; secrets stay masked,
 so a changed secret value is not visible) and renamed (a changed URN: Pulumi replaces it unless an
 alias names the old URN). Changes that would replace or delete a stateful resource are flagged and
-make the command exit 3 unless --allow-destructive is given.
+make the command exit 3 unless --allow-destructive is given. Which types are stateful, and which
+fields replace them, each cloud's facts say (stacks/tooling/clouds/).
 """
 
 from __future__ import annotations
@@ -19,34 +20,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-ROOT = Path(__file__).resolve().parent.parent
+from stacks.tooling import ROOT
+from stacks.tooling.clouds import facts_for
 
-# Resources whose loss loses data or identity, and the input fields whose change replaces them.
-# (Kubernetes: metadata.name/namespace always replace; claims and volumes have immutable specs.)
-STATEFUL: dict[str, tuple[str, ...]] = {
-    # The network and the cluster: replacing them replaces everything that lives in them.
-    "aws:ec2/vpc:Vpc": ("cidrBlock",),
-    "aws:ec2/subnet:Subnet": ("cidrBlock", "availabilityZone", "vpcId"),
-    "aws:eks/cluster:Cluster": ("name", "vpcConfig.subnetIds", "kubernetesNetworkConfig"),
-    "azure-native:containerservice:ManagedCluster": ("resourceName", "dnsPrefix", "networkProfile"),
-    "aws:rds/instance:Instance": ("identifier", "engine", "dbName", "username", "storageEncrypted", "kmsKeyId",
-                                  "availabilityZone", "dbSubnetGroupName"),
-    "aws:elasticache/replicationGroup:ReplicationGroup": ("replicationGroupId", "atRestEncryptionEnabled", "kmsKeyId",
-                                                          "subnetGroupName"),
-    "aws:efs/fileSystem:FileSystem": ("encrypted", "performanceMode", "kmsKeyId", "creationToken", "availabilityZoneName"),
-    "aws:s3/bucket:Bucket": ("bucket", "bucketPrefix", "objectLockEnabled"),
-    "azure-native:dbforpostgresql:Server": ("serverName", "resourceGroupName", "location", "administratorLogin"),
-    "azure-native:redisenterprise:RedisEnterprise": ("clusterName", "resourceGroupName", "location"),
-    "azure-native:redisenterprise:Database": ("databaseName", "clusteringPolicy", "port"),
-    "azure-native:storage:StorageAccount": ("accountName", "resourceGroupName", "location", "kind"),
-    "azure-native:storage:FileShare": ("shareName", "accountName", "enabledProtocols"),
-    "azure-native:storage:BlobContainer": ("containerName", "accountName"),
-    "kubernetes:core/v1:PersistentVolume": ("metadata.name", "spec"),
-    "kubernetes:core/v1:PersistentVolumeClaim": ("metadata.name", "metadata.namespace", "spec.storageClassName",
-                                                 "spec.volumeName", "spec.accessModes"),
-    "kubernetes:core/v1:Namespace": ("metadata.name",),
-    "kubernetes:apps/v1:StatefulSet": ("metadata.name", "metadata.namespace", "spec.volumeClaimTemplates"),
-}
+
+def stateful_fields(type_token: str) -> Optional[tuple[str, ...]]:
+    """For a type whose loss loses data or identity, the input fields whose change replaces it
+    (each cloud's facts list them); None for any other type."""
+    facts = facts_for(type_token)
+    return facts.stateful.get(type_token) if facts is not None else None
+
+
+def _stateful(type_token: str) -> bool:
+    return stateful_fields(type_token) is not None
 
 
 @dataclass
@@ -85,7 +71,7 @@ def _covers(key: str, f: str) -> bool:
 
 def _replacing(type_: str, fields: list[str], ignored: list[str]) -> list[str]:
     """Changed fields that replace a stateful resource, unless the program tells Pulumi to ignore them."""
-    keys = STATEFUL.get(type_, ())
+    keys = stateful_fields(type_) or ()
     return [f for f in fields if any(_covers(k, f) for k in keys) and not any(_covers(i, f) for i in ignored)]
 
 
@@ -115,13 +101,13 @@ def compare(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[Change
             old_urn = next((g for g, o in gone.items() if o["type"] == r["type"] and o["name"] == r["name"]), None)
         if old_urn is not None and old_urn in gone:
             gone.pop(old_urn)
-            why = "a changed URN is a replacement" if r["type"] in STATEFUL else None
+            why = "a changed URN is a replacement" if _stateful(r["type"]) else None
             changes.append(Change("renamed", u, r["type"], changed_fields(before[old_urn]["inputs"], r["inputs"]),
                                   old_urn=old_urn, destructive=why))
         else:
             changes.append(Change("created", u, r["type"]))
     for u, r in sorted(gone.items()):
-        changes.append(Change("deleted", u, r["type"], destructive="deleted" if r["type"] in STATEFUL else None))
+        changes.append(Change("deleted", u, r["type"], destructive="deleted" if _stateful(r["type"]) else None))
     for u in sorted(set(before) & set(after)):
         fields = changed_fields(before[u]["inputs"], after[u]["inputs"])
         opts = changed_fields(before[u].get("options", {}), after[u].get("options", {}))

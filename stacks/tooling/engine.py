@@ -3,13 +3,12 @@
 This is the engine behind `python -m stacks.render` and every test: a `MockMonitor` subclass keeps
 each RegisterResource request whole (type, name, parent, dependencies, provider, options) and its
 inputs as the provider would get them (camelCase, secrets still marked), so a render can mask them.
+What a provider would compute (outputs, invoke results) each cloud's facts say (stacks/tooling/clouds/).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -22,6 +21,10 @@ from pulumi.runtime import rpc
 from pulumi.runtime import settings as rsettings
 from pulumi.runtime import stack as rstack
 
+from stacks.tooling import clouds
+from stacks.tooling.clouds import kubernetes
+from stacks.tooling.clouds.facts import mock_secret as mock_secret  # re-exported: renders and tests use it
+
 SECRET = "[secret]"
 UNKNOWN = "[unknown]"
 _SECRET_SIG = rpc._special_secret_sig
@@ -29,60 +32,20 @@ _RESOURCE_SIG = rpc._special_resource_sig
 _UNKNOWN = rpc.UNKNOWN
 
 
-def mock_secret(seed: str, n: int = 24) -> str:
-    """A deterministic stand-in for a generated secret, with characters that need URL-encoding."""
-    h = hashlib.sha256(seed.encode()).hexdigest()
-    return (h[: n - 6] + "$@/%+:")[:n] if n >= 8 else h[:n]
-
-
 class StackMocks(pulumi.runtime.Mocks):
-    """Outputs a real provider would compute, made deterministic."""
+    """Outputs a real provider would compute, made deterministic: each cloud's facts say which."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
         state = dict(args.inputs)
-        t = args.typ
-        if t == "random:index/randomPassword:RandomPassword":
-            state["result"] = mock_secret(args.name, int(args.inputs.get("length", 24)))
-        elif t == "random:index/randomBytes:RandomBytes":
-            raw = hashlib.sha256(args.name.encode()).digest()[: int(args.inputs.get("length", 32))]
-            # Force '+' and '/' into the standard alphabet so URL-safe conversion is exercised.
-            raw = b"\xfb\xff" + raw[2:]
-            state["base64"] = base64.b64encode(raw).decode()
-            state["hex"] = raw.hex()
-        elif t == "random:index/randomString:RandomString":
-            state["result"] = hashlib.sha256(args.name.encode()).hexdigest()[: int(args.inputs.get("length", 8))]
-        elif t.startswith("aws:"):
-            state.update(_aws_outputs(t, args.name, state))
-        elif t.startswith("azure-native:"):
-            state.update(_azure_outputs(t, args.name, state))
-        elif t.startswith("kubernetes:") and "metadata" in state:
-            meta = dict(state.get("metadata") or {})
-            meta.setdefault("name", args.name)
-            state["metadata"] = meta
+        facts = clouds.facts_for(args.typ)
+        if facts is not None:
+            state.update(facts.mock_outputs(args.typ, args.name, state))
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
-        # Look-ups an existing-infrastructure stack makes; shaped like the provider's results.
-        if args.token == "aws:eks/getCluster:getCluster":
-            return {"name": args.args["name"], "endpoint": f"https://{args.args['name']}.eks.mock",
-                    "certificateAuthorities": [{"data": "bW9jay1jYQ=="}],
-                    "vpcConfig": {"clusterSecurityGroupId": "sg-0mockcluster"}}
-        if args.token == "azure-native:containerservice:listManagedClusterUserCredentials":
-            kubeconfig = f"apiVersion: v1\nkind: Config\nclusters:\n- name: {args.args['resourceName']}\n"
-            return {"kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(kubeconfig.encode()).decode()}]}
-        if args.token == "azure-native:containerservice:getManagedCluster":
-            return {"name": args.args["resourceName"], "location": "westeurope",
-                    "oidcIssuerProfile": {"enabled": True, "issuerURL": "https://oidc.mock/existing/"}}
-        if args.token == "azure-native:redisenterprise:listDatabaseKeys":
-            return {"primaryKey": mock_secret("redis-primary-key", 44), "secondaryKey": mock_secret("redis-2", 44)}
-        if args.token == "azure-native:storage:listStorageAccountKeys":
-            return {"keys": [{"keyName": "key1", "value": mock_secret("storage-key", 64), "permissions": "FULL"}]}
-        if args.token == "azure-native:authorization:getClientConfig":
-            return {"clientId": "00000000-0000-0000-0000-00000000c11e", "objectId": "00000000-0000-0000-0000-0000000000b1",
-                    "subscriptionId": "00000000-0000-0000-0000-000000005ub0", "tenantId": "00000000-0000-0000-0000-00000000fe11"}
-        if args.token == "aws:ec2/getVpc:getVpc":
-            return {"id": args.args["id"], "cidrBlock": "10.90.0.0/16"}
-        return {}
+        facts = clouds.facts_for(args.token)
+        invoke = facts.mock_invokes.get(args.token) if facts is not None else None
+        return invoke(args.args) if invoke is not None else {}
 
 
 def _mask(v: Any) -> Any:
@@ -92,49 +55,6 @@ def _mask(v: Any) -> Any:
     if isinstance(v, list):
         return [_mask(x) for x in v]
     return SECRET
-
-
-def _aws_outputs(typ: str, name: str, state: dict[str, Any]) -> dict[str, Any]:
-    """Computed outputs a real AWS provider returns, so dependants get realistic values."""
-    arn = f"arn:aws:mock:::{name}"
-    out: dict[str, Any] = {"arn": arn}
-    if typ == "aws:iam/role:Role":
-        out["name"] = name
-    elif typ == "aws:eks/cluster:Cluster":
-        out.update(endpoint=f"https://{name}.eks.mock", certificateAuthority={"data": "bW9jay1jYQ=="},
-                   vpcConfig={**(state.get("vpcConfig") or {}), "clusterSecurityGroupId": f"sg-{name}"})
-    elif typ == "aws:rds/instance:Instance":
-        out.update(address=f"{state.get('identifier', name)}.mock.eu-west-1.rds.amazonaws.com",
-                   endpoint=f"{state.get('identifier', name)}.mock:5432")
-    elif typ == "aws:elasticache/replicationGroup:ReplicationGroup":
-        out["primaryEndpointAddress"] = f"master.{state.get('replicationGroupId', name)}.mock.cache.amazonaws.com"
-    elif typ == "aws:s3/bucket:Bucket":
-        out["bucket"] = state.get("bucket") or f"{state.get('bucketPrefix', '')}{hashlib.sha256(name.encode()).hexdigest()[:12]}"
-        out["arn"] = f"arn:aws:s3:::{out['bucket']}"
-    elif typ in ("aws:rds/subnetGroup:SubnetGroup", "aws:rds/parameterGroup:ParameterGroup",
-                 "aws:elasticache/subnetGroup:SubnetGroup"):
-        out["name"] = state.get("name", name)
-    return out
-
-
-def _azure_outputs(typ: str, name: str, state: dict[str, Any]) -> dict[str, Any]:
-    """Computed outputs the Azure Resource Manager returns."""
-    out: dict[str, Any] = {}
-    for key in ("resourceGroupName", "accountName", "serverName", "clusterName", "resourceName", "privateZoneName",
-                "virtualNetworkName", "privateEndpointName", "shareName", "containerName", "databaseName"):
-        if key in state and key != "resourceGroupName":
-            out["name"] = state[key]
-    if typ == "azure-native:resources:ResourceGroup":
-        out["name"] = state.get("resourceGroupName", name)
-    elif typ == "azure-native:containerservice:ManagedCluster":
-        out["oidcIssuerProfile"] = {"enabled": True, "issuerURL": f"https://oidc.mock/{name}/"}
-    elif typ == "azure-native:dbforpostgresql:Server":
-        out["fullyQualifiedDomainName"] = f"{state.get('serverName', name)}.postgres.database.azure.com"
-    elif typ == "azure-native:redisenterprise:RedisEnterprise":
-        out["hostName"] = f"{state.get('clusterName', name)}.westeurope.redis.azure.net"
-    elif typ == "azure-native:managedidentity:UserAssignedIdentity":
-        out.update(clientId=f"{name}-client-id", principalId=f"{name}-principal-id")
-    return out
 
 
 def _decode(v: Any, reveal: bool) -> Any:
@@ -195,7 +115,7 @@ class Resource:
 
     @property
     def is_kubernetes(self) -> bool:
-        return self.type.startswith("kubernetes:") and self.custom
+        return self.type.startswith(kubernetes.PREFIX) and self.custom
 
     def manifest(self, reveal: bool = False) -> dict[str, Any]:
         return self.revealed if reveal else self.inputs

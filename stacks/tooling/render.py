@@ -1,0 +1,157 @@
+"""Offline render: run the real program for a stack file under recording mocks, and write it.
+
+    python -m stacks.render STACK --out DIR [--set KEY=VALUE ...] [--reveal-secrets]
+
+Writes DIR/resources.json (every resource: urn, type, name, parent, dependencies, provider,
+options, inputs with secrets as "[secret]"), DIR/manifests/ (each Kubernetes object as YAML,
+masked the same way) and prints the resource tree. No cloud credentials or Pulumi CLI needed.
+`--set airflow.executor=KubernetesExecutor` overrides a stack-file value (the value is read as
+YAML, so `true`, `3` and `{...}` work). `--reveal-secrets` shows the mock values (for tests).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import yaml
+
+from stacks.config import PROJECT, ConfigError
+from stacks.tooling import ROOT, engine
+
+STACKS_DIR = ROOT / "stacks"
+
+
+class RenderError(Exception):
+    """A render that could not run: bad config, unknown stack, bad --set."""
+
+
+def stack_names() -> list[str]:
+    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in STACKS_DIR.glob("Pulumi.*.yaml"))
+
+
+def load_stack_config(stack: str, overrides: Sequence[str] = ()) -> tuple[dict[str, str], list[str]]:
+    """The stack file's config as the Pulumi CLI would pass it: one JSON string per key.
+
+    `secure:` values cannot be decrypted here; they become a mock secret and stay secret.
+    """
+    path = STACKS_DIR / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        raise RenderError(f"no stack file {path.name} in stacks/ (have: {', '.join(stack_names())})")
+    doc = yaml.safe_load(path.read_text()) or {}
+    values: dict[str, Any] = copy.deepcopy(doc.get("config") or {})
+    secret_keys: set[str] = set()
+
+    def unsecure(key: str, v: Any) -> Any:
+        if isinstance(v, dict) and set(v) == {"secure"}:
+            secret_keys.add(key)
+            return engine.mock_secret(f"config:{key}")
+        if isinstance(v, dict):
+            return {k: unsecure(key, x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [unsecure(key, x) for x in v]
+        return v
+
+    values = {k: unsecure(k, v) for k, v in values.items()}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise RenderError(f"--set {item!r}: expected KEY=VALUE, e.g. airflow.executor=KubernetesExecutor")
+        if ":" not in key.split(".")[0]:
+            key = f"{PROJECT}:{key}"
+        top, *path = key.split(".")
+        value = yaml.safe_load(raw) if raw else ""
+        if not path:
+            values[top] = value
+            continue
+        node = values.setdefault(top, {})
+        if not isinstance(node, dict):
+            raise RenderError(f"--set {item!r}: {top} is not an object")
+        for p in path[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise RenderError(f"--set {item!r}: {p} is not an object")
+        node[path[-1]] = value
+    config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+    return config, sorted(secret_keys)
+
+
+def run_stack(stack: str, overrides: Sequence[str] = ()) -> engine.Run:
+    """Render a stack file; raises RenderError (with the config message) on bad input."""
+    from stacks.main import program
+
+    config, secret_keys = load_stack_config(stack, overrides)
+    run = engine.run(program, config=config, secret_keys=secret_keys, stack=stack)
+    if run.error is not None:
+        raise RenderError(_message(run.error)) from None
+    return run
+
+
+def _message(err: BaseException) -> str:
+    if isinstance(err, (ConfigError,)) or type(err).__name__ == "RunError":
+        return str(err)
+    return f"{type(err).__name__}: {err}"
+
+
+def manifest_filename(index: int, obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace") or "_cluster"
+    return f"{index:03d}-{obj.get('kind', 'Object').lower()}-{ns}-{meta.get('name', 'unnamed')}.yaml"
+
+
+_TOP = ("apiVersion", "kind", "metadata", "spec", "type", "data", "stringData")
+
+
+def ordered(obj: Any, top: bool = True) -> Any:
+    """Stable key order for reviewable files: the usual manifest head first, the rest sorted
+    (the engine's protobuf maps come back in no useful order)."""
+    if isinstance(obj, dict):
+        head = [k for k in _TOP if k in obj] if top else []
+        keys = head + sorted(k for k in obj if k not in head)
+        if not top and "name" in obj:
+            keys = ["name"] + [k for k in keys if k != "name"]
+        return {k: ordered(obj[k], top=False) for k in keys}
+    if isinstance(obj, list):
+        return [ordered(x, top=False) for x in obj]
+    return obj
+
+
+def write(run: engine.Run, out: Path, reveal: bool = False) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "resources": [
+            {**r.to_json(), "inputs": r.manifest(reveal)} for r in run.resources
+        ],
+        "outputs": run.revealed_outputs if reveal else run.outputs,
+    }
+    (out / "resources.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    mdir = out / "manifests"
+    mdir.mkdir(exist_ok=True)
+    for old in mdir.glob("*.yaml"):
+        old.unlink()
+    written = []
+    for i, r in enumerate(run.kubernetes()):
+        obj = r.manifest(reveal)
+        p = mdir / manifest_filename(i, obj)
+        p.write_text(yaml.safe_dump(ordered(obj), sort_keys=False))
+        written.append(p)
+    return written
+
+
+def tree(run: engine.Run) -> str:
+    children: dict[Optional[str], list[engine.Resource]] = {}
+    urns = {r.urn for r in run.resources}
+    for r in run.resources:
+        parent = r.parent if r.parent in urns else None
+        children.setdefault(parent, []).append(r)
+    lines: list[str] = []
+
+    def walk(parent: Optional[str], depth: int) -> None:
+        for r in children.get(parent, []):
+            lines.append(f"{'  ' * depth}{r.type}  {r.name}")
+            walk(r.urn, depth + 1)
+
+    walk(None, 0)
+    return "\n".join(lines)
