@@ -7,7 +7,7 @@ component only these values. Passwords are always Pulumi secret Outputs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 import pulumi
 
@@ -61,7 +61,7 @@ class BrokerEndpoint:
 
     host: pulumi.Input[str]
     port: pulumi.Input[int]
-    password: Optional[pulumi.Output[str]]  # secret Output, or None for an unauthenticated broker
+    password: pulumi.Output[str] | None  # secret Output, or None for an unauthenticated broker
     tls: bool = False
     db: int = 0
     # kombu's `ssl_cert_reqs` for rediss:// URLs; without it kombu silently skips the check.

@@ -6,7 +6,7 @@ Every pod this project makes goes through `pod_security()` and
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 PART_OF = "airflow-k8s"
 
@@ -32,7 +32,7 @@ def selector(instance: str, component: str) -> dict[str, str]:
     return {"app.kubernetes.io/instance": instance, "app.kubernetes.io/component": component}
 
 
-def pod_security(uid: int, gid: int, fs_group: Optional[int] = None) -> dict[str, Any]:
+def pod_security(uid: int, gid: int, fs_group: int | None = None) -> dict[str, Any]:
     """Pod-level securityContext: non-root, fixed ids, seccomp RuntimeDefault."""
     ctx: dict[str, Any] = {
         "runAsNonRoot": True,

@@ -7,7 +7,7 @@ optional task namespace holds KubernetesPodOperator pods, whose ServiceAccount h
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -52,9 +52,9 @@ class AirflowNamespace(pulumi.ComponentResource):
     """
 
     namespace: pulumi.Output[str]
-    task_namespace: Optional[pulumi.Output[str]]
+    task_namespace: pulumi.Output[str] | None
     service_accounts: dict[str, pulumi.Output[str]]
-    task_service_account: Optional[pulumi.Output[str]]
+    task_service_account: pulumi.Output[str] | None
 
     def __init__(
         self,
@@ -66,9 +66,9 @@ class AirflowNamespace(pulumi.ComponentResource):
         pod_launchers: Sequence[str] = (),
         task_pod_launchers: Sequence[str] = (),
         pod_log_readers: Sequence[str] = (),
-        task_namespace: Optional[str] = None,
-        annotations: Optional[Mapping[str, Mapping[str, pulumi.Input[str]]]] = None,
-        opts: Optional[pulumi.ResourceOptions] = None,
+        task_namespace: str | None = None,
+        annotations: Mapping[str, Mapping[str, pulumi.Input[str]]] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """Create the namespace(s), one ServiceAccount per component, and the Roles they need.
 
@@ -99,8 +99,11 @@ class AirflowNamespace(pulumi.ComponentResource):
             ValueError: a member of `pod_launchers`, `task_pod_launchers` or `pod_log_readers` is not
                 one of `components` (checked before any resource is registered).
         """
-        for role, members in (("pod_launchers", pod_launchers), ("task_pod_launchers", task_pod_launchers),
-                              ("pod_log_readers", pod_log_readers)):
+        for role, members in (
+            ("pod_launchers", pod_launchers),
+            ("task_pod_launchers", task_pod_launchers),
+            ("pod_log_readers", pod_log_readers),
+        ):
             unknown = sorted(set(members) - set(components))
             if unknown:
                 raise ValueError(f"{role}: {unknown} are not components ({sorted(components)})")
@@ -144,21 +147,45 @@ class AirflowNamespace(pulumi.ComponentResource):
             self.task_namespace = task_ns.metadata["name"]
             runner = k8s.core.v1.ServiceAccount(
                 f"{name}-sa-task-runner",
-                metadata={"name": f"{instance}-task-runner", "namespace": self.task_namespace,
-                          "labels": labels(instance, "task-runner")},
+                metadata={
+                    "name": f"{instance}-task-runner",
+                    "namespace": self.task_namespace,
+                    "labels": labels(instance, "task-runner"),
+                },
                 automount_service_account_token=False,
                 opts=child,
             )
             self.task_service_account = runner.metadata["name"]
-            self._role(name, "task-pod-launcher", f"{instance}-pod-launcher", self.task_namespace,
-                       POD_LAUNCHER_RULES, task_pod_launchers, instance)
+            self._role(
+                name,
+                "task-pod-launcher",
+                f"{instance}-pod-launcher",
+                self.task_namespace,
+                POD_LAUNCHER_RULES,
+                task_pod_launchers,
+                instance,
+            )
         else:
             main_launchers += [c for c in task_pod_launchers if c not in main_launchers]
 
-        self._role(name, "pod-launcher", f"{instance}-pod-launcher", self.namespace, POD_LAUNCHER_RULES,
-                   main_launchers, instance)
-        self._role(name, "pod-log-reader", f"{instance}-pod-log-reader", self.namespace, POD_LOG_READER_RULES,
-                   pod_log_readers, instance)
+        self._role(
+            name,
+            "pod-launcher",
+            f"{instance}-pod-launcher",
+            self.namespace,
+            POD_LAUNCHER_RULES,
+            main_launchers,
+            instance,
+        )
+        self._role(
+            name,
+            "pod-log-reader",
+            f"{instance}-pod-log-reader",
+            self.namespace,
+            POD_LOG_READER_RULES,
+            pod_log_readers,
+            instance,
+        )
         self.register_outputs({"namespace": self.namespace, "service_accounts": self.service_accounts})
 
     def _role(

@@ -9,8 +9,6 @@ by `secretKeyRef` only.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import pulumi
 from pydantic import Field
 
@@ -47,7 +45,7 @@ PASSWORD_SPECIALS = "!#$%&*()-_=+[]{}<>:?@/"
 class InClusterDatabase(SettingsModel):
     image: str = Field("postgres:17.6", description="PostgreSQL image (official), exact tag.")
     storage_size: Quantity = Field("8Gi", description="Data volume size.")
-    storage_class: Optional[str] = Field(None, description="StorageClass of the data volume; unset: cluster default.")
+    storage_class: str | None = Field(None, description="StorageClass of the data volume; unset: cluster default.")
     resources: Resources = resources_field("250m", "512Mi", "1Gi")
 
 
@@ -69,7 +67,7 @@ class InClusterPostgres(pulumi.ComponentResource):
         instance: str,
         settings: InClusterDatabase,
         network_policy: bool = True,
-        opts: Optional[pulumi.ResourceOptions] = None,
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """Create the database.
 

@@ -8,8 +8,6 @@ reachable only from this instance's pods. The password lives in a Secret that al
 
 from __future__ import annotations
 
-from typing import Optional
-
 import pulumi
 from pydantic import Field
 
@@ -77,7 +75,7 @@ class InClusterRedis(pulumi.ComponentResource):
         instance: str,
         settings: InClusterBroker,
         network_policy: bool = True,
-        opts: Optional[pulumi.ResourceOptions] = None,
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """Create the broker.
 

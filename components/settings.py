@@ -8,7 +8,7 @@ error formatting (stacks/config.py) turns into a full key path.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -50,7 +50,7 @@ class Resources(SettingsModel):
 
     cpu_request: Quantity = Field("250m", description="CPU request.")
     memory_request: Quantity = Field("512Mi", description="Memory request.")
-    cpu_limit: Optional[Quantity] = Field(
+    cpu_limit: Quantity | None = Field(
         None, description="CPU limit; unset by default so a busy component is throttled, not capped."
     )
     memory_limit: Quantity = Field("1Gi", description="Memory limit (also the OOM bound).")

@@ -8,7 +8,7 @@ mounts, its probe command and its endpoint.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -44,7 +44,11 @@ class SingleServer:
         self._instance = instance
         self.component = component
         self.port = port
-        self.meta: Manifest = {"name": f"{instance}-{component}", "namespace": namespace, "labels": labels(instance, component)}
+        self.meta: Manifest = {
+            "name": f"{instance}-{component}",
+            "namespace": namespace,
+            "labels": labels(instance, component),
+        }
         self.match = selector(instance, component)
         # Generated once and kept in state. A server applies its password only when it initialises
         # an empty volume, so these inputs must never change.
@@ -87,9 +91,7 @@ class SingleServer:
         self.host = pulumi.Output.concat(service.metadata.name, ".", self._namespace, ".svc.cluster.local")
         return service
 
-    def container(
-        self, *, image: str, res: Resources, probe_command: list[str], extra: Manifest
-    ) -> Manifest:
+    def container(self, *, image: str, res: Resources, probe_command: list[str], extra: Manifest) -> Manifest:
         """The server's container: hardened, its one port, startup/readiness/liveness from one
         command (the startup probe allows five minutes: initialisation or a large file to load)."""
         return {
@@ -115,42 +117,42 @@ class SingleServer:
         uid: int,
         gid: int,
         data_size: str,
-        storage_class: Optional[str] = None,
-        pod_extra: Optional[Manifest] = None,
+        storage_class: str | None = None,
+        pod_extra: Manifest | None = None,
     ) -> k8s.apps.v1.StatefulSet:
         spec: Manifest = {
-                "serviceName": service.metadata.name,
-                "replicas": 1,
-                "revisionHistoryLimit": 5,
-                "selector": {"matchLabels": self.match},
-                # `pulumi destroy` leaves no volume behind; scaling to zero keeps the data.
-                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
-                "template": {
-                    "metadata": {"labels": labels(self._instance, self.component)},
-                    "spec": {
-                        "serviceAccountName": account.metadata.name,
-                        "automountServiceAccountToken": False,
-                        # Other Services' variables are noise here, and a Service named like the image
-                        # (`postgres`, `redis`) would inject variables it reads (POSTGRES_PORT, ...).
-                        "enableServiceLinks": False,
-                        # fsGroup makes the data volume writable by the image's user.
-                        "securityContext": pod_security(uid, gid, fs_group=gid),
-                        **(pod_extra or {}),
-                        "containers": [container],
-                        "volumes": volumes,
-                    },
+            "serviceName": service.metadata.name,
+            "replicas": 1,
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": self.match},
+            # `pulumi destroy` leaves no volume behind; scaling to zero keeps the data.
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
+            "template": {
+                "metadata": {"labels": labels(self._instance, self.component)},
+                "spec": {
+                    "serviceAccountName": account.metadata.name,
+                    "automountServiceAccountToken": False,
+                    # Other Services' variables are noise here, and a Service named like the image
+                    # (`postgres`, `redis`) would inject variables it reads (POSTGRES_PORT, ...).
+                    "enableServiceLinks": False,
+                    # fsGroup makes the data volume writable by the image's user.
+                    "securityContext": pod_security(uid, gid, fs_group=gid),
+                    **(pod_extra or {}),
+                    "containers": [container],
+                    "volumes": volumes,
                 },
-                "volumeClaimTemplates": [
-                    {
-                        "metadata": {"name": "data", "labels": labels(self._instance, self.component)},
-                        "spec": {
-                            "accessModes": ["ReadWriteOnce"],
-                            "resources": {"requests": {"storage": data_size}},
-                            **({"storageClassName": storage_class} if storage_class else {}),
-                        },
-                    }
-                ],
-            }
+            },
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data", "labels": labels(self._instance, self.component)},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": data_size}},
+                        **({"storageClassName": storage_class} if storage_class else {}),
+                    },
+                }
+            ],
+        }
         return k8s.apps.v1.StatefulSet(
             f"{self._name}-statefulset",
             metadata=self.meta,

@@ -3,7 +3,7 @@ AUTH, EFS as the ReadWriteMany DAG volume, S3 task logs written through EKS Pod 
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -26,7 +26,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     # Explicit region: nothing depends on the ambient AWS profile's region. Tags go on every
     # resource through the provider's default tags, once; components add only their Name tags.
     aws_provider = aws.Provider(
-        "aws", region=a.region, default_tags={"tags": {"app": "airflow-k8s", "pulumi-stack": stack, **a.tags}})
+        "aws", region=a.region, default_tags={"tags": {"app": "airflow-k8s", "pulumi-stack": stack, **a.tags}}
+    )
     tags: dict[str, str] = {}
     aws_opts = pulumi.ResourceOptions(providers=[aws_provider])
     name = f"airflow-{stack}"
@@ -34,9 +35,15 @@ def build(cfg: StackConfig) -> dict[str, Any]:
 
     net = AwsVpc("network", a.network, cluster_name, tags, opts=aws_opts)
     eks = EksCluster(
-        "eks", settings=a.cluster, cluster_name=cluster_name, region=a.region,
-        subnet_ids=net.subnets.private_ids, public_subnet_ids=net.subnets.public_ids,
-        depends_on=net.subnets.resources, tags=tags, opts=aws_opts,
+        "eks",
+        settings=a.cluster,
+        cluster_name=cluster_name,
+        region=a.region,
+        subnet_ids=net.subnets.private_ids,
+        public_subnet_ids=net.subnets.public_ids,
+        depends_on=net.subnets.resources,
+        tags=tags,
+        opts=aws_opts,
     )
     provider = eks.provider
     d = cfg.airflow.dags
@@ -45,25 +52,44 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     data_opts = pulumi.ResourceOptions(providers=[aws_provider], depends_on=net.subnets.resources)
 
     db = RdsPostgres(
-        "database", settings=a.database, identifier=name, vpc_id=net.subnets.vpc_id,
-        subnet_ids=net.subnets.private_ids, client_security_group_id=eks.security_group_id,
-        protect=a.protect, tags=tags, opts=data_opts,
+        "database",
+        settings=a.database,
+        identifier=name,
+        vpc_id=net.subnets.vpc_id,
+        subnet_ids=net.subnets.private_ids,
+        client_security_group_id=eks.security_group_id,
+        protect=a.protect,
+        tags=tags,
+        opts=data_opts,
     )
-    broker: Optional[BrokerEndpoint] = None
+    broker: BrokerEndpoint | None = None
     if "CeleryExecutor" in cfg.airflow.executors:
         broker = ElastiCacheBroker(
-            "broker", settings=a.broker, identifier=name, vpc_id=net.subnets.vpc_id,
-            subnet_ids=net.subnets.private_ids, client_security_group_id=eks.security_group_id,
-            tags=tags, opts=data_opts,
+            "broker",
+            settings=a.broker,
+            identifier=name,
+            vpc_id=net.subnets.vpc_id,
+            subnet_ids=net.subnets.private_ids,
+            client_security_group_id=eks.security_group_id,
+            tags=tags,
+            opts=data_opts,
         ).endpoint
 
-    claim: Optional[pulumi.Input[str]] = d.claim_name
-    dag_volume: Optional[pulumi.Input[str]] = d.claim_name
+    claim: pulumi.Input[str] | None = d.claim_name
+    dag_volume: pulumi.Input[str] | None = d.claim_name
     if d.source == "volume" and claim is None:
         efs = EfsDagVolume(
-            "dags", vpc_id=net.subnets.vpc_id, subnet_ids=net.subnets.private_ids,
-            client_security_group_id=eks.security_group_id, namespace=ns.namespace, instance=INSTANCE,
-            uid=AIRFLOW_UID, gid=AIRFLOW_GID, size=cfg.kubernetes.dag_volume_size, protect=a.protect, tags=tags,
+            "dags",
+            vpc_id=net.subnets.vpc_id,
+            subnet_ids=net.subnets.private_ids,
+            client_security_group_id=eks.security_group_id,
+            namespace=ns.namespace,
+            instance=INSTANCE,
+            uid=AIRFLOW_UID,
+            gid=AIRFLOW_GID,
+            size=cfg.kubernetes.dag_volume_size,
+            protect=a.protect,
+            tags=tags,
             opts=pulumi.ResourceOptions(providers=[aws_provider, provider], depends_on=[ns, *net.subnets.resources]),
         )
         claim, dag_volume = efs.claim_name, efs.volume_handle
@@ -71,18 +97,34 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     # Who reads or writes task logs (the api-server reads them for the UI): the components table says.
     log_users = roster(cfg, git_writer).task_log_users
     logs = S3TaskLogs(
-        "logs", cluster_name=eks.name, namespace=cfg.kubernetes.namespace, region=a.region,
+        "logs",
+        cluster_name=eks.name,
+        namespace=cfg.kubernetes.namespace,
+        region=a.region,
         service_accounts={c: ns.service_accounts[c] for c in log_users},
-        retention_days=a.log_retention_days, protect=a.protect, tags=tags, opts=aws_opts,
+        retention_days=a.log_retention_days,
+        protect=a.protect,
+        tags=tags,
+        opts=aws_opts,
     )
     airflow = compose(
-        cfg, provider=provider, database=db.endpoint, broker=broker,
+        cfg,
+        provider=provider,
+        database=db.endpoint,
+        broker=broker,
         dags=DagSource(kind=d.source, claim_name=claim, git_writer=git_writer),
-        remote_logs=logs.remote_logs, namespace=ns,
+        remote_logs=logs.remote_logs,
+        namespace=ns,
     )
     forward = f"kubectl -n {cfg.kubernetes.namespace} port-forward svc/{airflow.api_service_name} 8080:8080"
     return outputs(
-        cfg, namespace=ns, airflow=airflow, database=db.endpoint, broker=broker,
+        cfg,
+        namespace=ns,
+        airflow=airflow,
+        database=db.endpoint,
+        broker=broker,
         ui_access=f"aws eks update-kubeconfig --region {a.region} --name {cluster_name} && {forward}",
-        dag_volume=dag_volume, log_location=logs.remote_logs.base_folder, kubeconfig=eks.kubeconfig,
+        dag_volume=dag_volume,
+        log_location=logs.remote_logs.base_folder,
+        kubeconfig=eks.kubeconfig,
     )

@@ -3,7 +3,7 @@ Azure Managed Redis, Azure Files as the DAG volume, Blob task logs through workl
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import pulumi
 import pulumi_azure_native as azure_native
@@ -45,8 +45,15 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     rg = resources.ResourceGroup("resource-group", resource_group_name=name, location=z.region, tags=tags, opts=az_opts)
     net = AzureVnet("network", settings=z.network, resource_group=rg.name, location=z.region, tags=tags, opts=az_opts)
     aks = AksCluster(
-        "aks", settings=z.cluster, cluster_name=z.cluster.existing_name or name, resource_group=rg.name,
-        location=z.region, subnet_id=net.aks_subnet.id, tags=tags, depends_on=net.subnets, opts=az_opts,
+        "aks",
+        settings=z.cluster,
+        cluster_name=z.cluster.existing_name or name,
+        resource_group=rg.name,
+        location=z.region,
+        subnet_id=net.aks_subnet.id,
+        tags=tags,
+        depends_on=net.subnets,
+        opts=az_opts,
     )
     provider = aks.provider
     d = cfg.airflow.dags
@@ -55,42 +62,79 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     log_users = roster(cfg, git_writer).task_log_users
     writers = {c: f"{INSTANCE}-{c}" for c in log_users}
     logs = BlobTaskLogs(
-        "logs", account=account_name("aflogs", stack, unique), resource_group=rg.name, location=z.region,
-        oidc_issuer_url=aks.oidc_issuer_url, namespace=cfg.kubernetes.namespace, service_accounts=writers,
-        retention_days=z.log_retention_days, zone_redundant=zone_redundant, protect=z.protect, tags=tags, opts=az_opts,
+        "logs",
+        account=account_name("aflogs", stack, unique),
+        resource_group=rg.name,
+        location=z.region,
+        oidc_issuer_url=aks.oidc_issuer_url,
+        namespace=cfg.kubernetes.namespace,
+        service_accounts=writers,
+        retention_days=z.log_retention_days,
+        zone_redundant=zone_redundant,
+        protect=z.protect,
+        tags=tags,
+        opts=az_opts,
     )
     # Workload identity needs both: the client id on the service account, the label on the pod.
     annotations = {c: {WORKLOAD_IDENTITY_CLIENT_ID: logs.client_id} for c in writers}
     pod_labels = {c: {WORKLOAD_IDENTITY_USE: "true"} for c in writers}
     ns = make_namespace(cfg, provider, git_writer, annotations)
 
-    db = FlexiblePostgres("database", settings=z.database, server_name=global_name, net=net, location=z.region,
-                          protect=z.protect, tags=tags, opts=az_opts)
-    broker: Optional[BrokerEndpoint] = None
+    db = FlexiblePostgres(
+        "database",
+        settings=z.database,
+        server_name=global_name,
+        net=net,
+        location=z.region,
+        protect=z.protect,
+        tags=tags,
+        opts=az_opts,
+    )
+    broker: BrokerEndpoint | None = None
     if "CeleryExecutor" in cfg.airflow.executors:
-        broker = ManagedRedis("broker", settings=z.broker, cluster_name=global_name, net=net, location=z.region, tags=tags,
-                              opts=az_opts).endpoint
+        broker = ManagedRedis(
+            "broker", settings=z.broker, cluster_name=global_name, net=net, location=z.region, tags=tags, opts=az_opts
+        ).endpoint
 
-    claim: Optional[pulumi.Input[str]] = d.claim_name
-    dag_volume: Optional[pulumi.Input[str]] = d.claim_name
+    claim: pulumi.Input[str] | None = d.claim_name
+    dag_volume: pulumi.Input[str] | None = d.claim_name
     if d.source == "volume" and claim is None:
         files = AzureFilesDagVolume(
-            "dags", settings=z.dags, account=account_name("afdags", stack, unique), net=net, location=z.region,
-            namespace=ns.namespace, instance=INSTANCE, zone_redundant=zone_redundant, protect=z.protect, tags=tags,
+            "dags",
+            settings=z.dags,
+            account=account_name("afdags", stack, unique),
+            net=net,
+            location=z.region,
+            namespace=ns.namespace,
+            instance=INSTANCE,
+            zone_redundant=zone_redundant,
+            protect=z.protect,
+            tags=tags,
             opts=pulumi.ResourceOptions(providers=[provider_az, provider], depends_on=[ns]),
         )
         claim, dag_volume = files.claim_name, files.volume_handle
 
     airflow = compose(
-        cfg, provider=provider, database=db.endpoint, broker=broker,
+        cfg,
+        provider=provider,
+        database=db.endpoint,
+        broker=broker,
         dags=DagSource(kind=d.source, claim_name=claim, git_writer=git_writer),
-        remote_logs=logs.remote_logs, pod_labels=pod_labels, namespace=ns,
+        remote_logs=logs.remote_logs,
+        pod_labels=pod_labels,
+        namespace=ns,
     )
     cluster = z.cluster.existing_name or name
     group = z.cluster.existing_resource_group or name
     forward = f"kubectl -n {cfg.kubernetes.namespace} port-forward svc/{airflow.api_service_name} 8080:8080"
     return outputs(
-        cfg, namespace=ns, airflow=airflow, database=db.endpoint, broker=broker,
+        cfg,
+        namespace=ns,
+        airflow=airflow,
+        database=db.endpoint,
+        broker=broker,
         ui_access=f"az aks get-credentials --resource-group {group} --name {cluster} && {forward}",
-        dag_volume=dag_volume, log_location=logs.location, kubeconfig=aks.kubeconfig,
+        dag_volume=dag_volume,
+        log_location=logs.location,
+        kubeconfig=aks.kubeconfig,
     )

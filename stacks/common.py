@@ -5,7 +5,8 @@ A cloud stack builds its database, broker, DAG volume and identities, then calls
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import pulumi
 
@@ -28,12 +29,12 @@ def compose(
     *,
     provider: pulumi.ProviderResource,
     database: DatabaseEndpoint,
-    broker: Optional[BrokerEndpoint],
+    broker: BrokerEndpoint | None,
     dags: DagSource,
-    remote_logs: Optional[RemoteLogs] = None,
-    annotations: Optional[Mapping[str, Mapping[str, pulumi.Input[str]]]] = None,
-    pod_labels: Optional[Mapping[str, Mapping[str, str]]] = None,
-    namespace: Optional[AirflowNamespace] = None,
+    remote_logs: RemoteLogs | None = None,
+    annotations: Mapping[str, Mapping[str, pulumi.Input[str]]] | None = None,
+    pod_labels: Mapping[str, Mapping[str, str]] | None = None,
+    namespace: AirflowNamespace | None = None,
 ) -> Airflow:
     """Namespace + RBAC (unless the stack made it already) and the Airflow component."""
     k = cfg.kubernetes
@@ -61,7 +62,7 @@ def make_namespace(
     cfg: StackConfig,
     provider: pulumi.ProviderResource,
     git_writer: bool,
-    annotations: Optional[Mapping[str, Mapping[str, pulumi.Input[str]]]] = None,
+    annotations: Mapping[str, Mapping[str, pulumi.Input[str]]] | None = None,
 ) -> AirflowNamespace:
     r = roster(cfg, git_writer)
     return AirflowNamespace(
@@ -84,11 +85,11 @@ def outputs(
     namespace: AirflowNamespace,
     airflow: Airflow,
     database: DatabaseEndpoint,
-    broker: Optional[BrokerEndpoint],
+    broker: BrokerEndpoint | None,
     ui_access: str,
-    dag_volume: Optional[pulumi.Input[str]],
+    dag_volume: pulumi.Input[str] | None,
     log_location: pulumi.Input[str],
-    kubeconfig: Optional[pulumi.Output[str]] = None,
+    kubeconfig: pulumi.Output[str] | None = None,
 ) -> dict[str, Any]:
     """The stack outputs, under the same names for every cloud (None values are not exported)."""
 

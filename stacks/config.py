@@ -17,7 +17,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from typing import Any, Literal, Optional, Union
+import types
+import typing
+from typing import Any, Literal, Union
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
@@ -63,10 +65,10 @@ class Database(SettingsModel):
     in_cluster: InClusterDatabase = Field(
         default_factory=defaults(InClusterDatabase), description="In-cluster PostgreSQL."
     )
-    external: Optional[ExternalDatabase] = Field(None, description="An existing PostgreSQL server.")
+    external: ExternalDatabase | None = Field(None, description="An existing PostgreSQL server.")
 
     @model_validator(mode="after")
-    def _mode(self) -> "Database":
+    def _mode(self) -> Database:
         if self.mode == "external" and self.external is None:
             raise bad("external", "mode 'external' needs 'external' (host, password, ...)")
         return self
@@ -75,7 +77,7 @@ class Database(SettingsModel):
 class ExternalBroker(SettingsModel):
     host: str = Field(..., min_length=1, description="Redis host (a non-clustered endpoint).")
     port: int = Field(6379, ge=1, le=65535, description="Port.")
-    password: Optional[SecretStr] = Field(None, description="AUTH password (secret).")
+    password: SecretStr | None = Field(None, description="AUTH password (secret).")
     tls: bool = Field(False, description="Connect with TLS (rediss://).")
     db: int = Field(0, ge=0, le=15, description="Redis database number.")
 
@@ -84,32 +86,26 @@ class Broker(SettingsModel):
     mode: Literal["inCluster", "external"] = Field(
         "inCluster", description="'inCluster': a password-protected Redis; 'external': connect to `external`."
     )
-    in_cluster: InClusterBroker = Field(
-        default_factory=defaults(InClusterBroker), description="In-cluster Redis."
-    )
-    external: Optional[ExternalBroker] = Field(None, description="An existing Redis-compatible broker.")
+    in_cluster: InClusterBroker = Field(default_factory=defaults(InClusterBroker), description="In-cluster Redis.")
+    external: ExternalBroker | None = Field(None, description="An existing Redis-compatible broker.")
 
     @model_validator(mode="after")
-    def _mode(self) -> "Broker":
+    def _mode(self) -> Broker:
         if self.mode == "external" and self.external is None:
             raise bad("external", "mode 'external' needs 'external' (host, password, ...)")
         return self
 
 
 class KubernetesSettings(SettingsModel):
-    context: Optional[str] = Field(
-        None, description="kubeconfig context to deploy into (required for the local stack)."
-    )
-    kubeconfig: Optional[str] = Field(
-        None, description="Path to the kubeconfig file; unset uses the default search path."
-    )
+    context: str | None = Field(None, description="kubeconfig context to deploy into (required for the local stack).")
+    kubeconfig: str | None = Field(None, description="Path to the kubeconfig file; unset uses the default search path.")
     namespace: DnsLabel = Field("airflow", description="Namespace for Airflow.")
-    task_namespace: Optional[DnsLabel] = Field(
+    task_namespace: DnsLabel | None = Field(
         None, description="Separate namespace for KubernetesPodOperator task pods (no API rights there)."
     )
     network_policies: bool = Field(True, description="Create NetworkPolicies (default deny + allow lists).")
     dag_volume_size: Quantity = Field("1Gi", description="Size of the DAG volume the stack creates.")
-    dag_volume_storage_class: Optional[str] = Field(
+    dag_volume_storage_class: str | None = Field(
         None, description="StorageClass for the DAG volume; unset: the cluster default."
     )
     dag_volume_access_mode: Literal["ReadWriteMany", "ReadWriteOnce"] = Field(
@@ -118,10 +114,11 @@ class KubernetesSettings(SettingsModel):
     )
 
     @model_validator(mode="after")
-    def _ns(self) -> "KubernetesSettings":
+    def _ns(self) -> KubernetesSettings:
         if self.task_namespace is not None and self.task_namespace == self.namespace:
             raise bad("taskNamespace", "must differ from namespace (or be left unset)")
         return self
+
 
 # ---- AWS -------------------------------------------------------------------------------------
 
@@ -143,13 +140,15 @@ class AwsSettings(SettingsModel):
     tags: dict[str, str] = Field(default_factory=dict, description="Tags on every AWS resource.")
 
     @model_validator(mode="after")
-    def _coherent(self) -> "AwsSettings":
+    def _coherent(self) -> AwsSettings:
         for z in self.network.availability_zones + [s.availability_zone for s in self.network.private_subnets]:
             if not (z.startswith(self.region) and len(z) == len(self.region) + 1):
                 raise bad("network.availabilityZones", f"zone {z!r} is not in region {self.region!r}")
         if self.cluster.existing_name and not self.network.vpc_id:
-            raise bad("cluster.existingName", "an existing cluster needs its network: set network.vpcId and "
-                      "network.privateSubnets")
+            raise bad(
+                "cluster.existingName",
+                "an existing cluster needs its network: set network.vpcId and network.privateSubnets",
+            )
         if not self.network.vpc_id:
             vpc = ipaddress.ip_network(self.network.cidr)
             svc = ipaddress.ip_network(self.cluster.service_cidr)
@@ -157,16 +156,43 @@ class AwsSettings(SettingsModel):
                 raise bad("cluster.serviceCidr", f"{svc} overlaps the VPC CIDR {vpc}")
         return self
 
+
 # ---- Azure -----------------------------------------------------------------------------------
 
 # Public-cloud regions with availability zones or otherwise commonly used; a typo here would only
 # surface as an ARM error in the middle of `pulumi up`.
 AZURE_REGIONS = {
-    "australiaeast", "brazilsouth", "canadacentral", "centralindia", "centralus", "eastasia", "eastus", "eastus2",
-    "francecentral", "germanywestcentral", "israelcentral", "italynorth", "japaneast", "koreacentral",
-    "mexicocentral", "newzealandnorth", "northeurope", "norwayeast", "polandcentral", "qatarcentral",
-    "southafricanorth", "southcentralus", "southeastasia", "spaincentral", "swedencentral", "switzerlandnorth",
-    "uaenorth", "uksouth", "westeurope", "westus2", "westus3",
+    "australiaeast",
+    "brazilsouth",
+    "canadacentral",
+    "centralindia",
+    "centralus",
+    "eastasia",
+    "eastus",
+    "eastus2",
+    "francecentral",
+    "germanywestcentral",
+    "israelcentral",
+    "italynorth",
+    "japaneast",
+    "koreacentral",
+    "mexicocentral",
+    "newzealandnorth",
+    "northeurope",
+    "norwayeast",
+    "polandcentral",
+    "qatarcentral",
+    "southafricanorth",
+    "southcentralus",
+    "southeastasia",
+    "spaincentral",
+    "swedencentral",
+    "switzerlandnorth",
+    "uaenorth",
+    "uksouth",
+    "westeurope",
+    "westus2",
+    "westus3",
 }
 
 
@@ -174,13 +200,15 @@ class AzureSettings(SettingsModel):
     region: str = Field(..., description="Azure region, e.g. westeurope.")
     network: AzureNetwork = Field(default_factory=defaults(AzureNetwork), description="VNet.")
     cluster: AzureCluster = Field(default_factory=defaults(AzureCluster), description="AKS.")
-    database: AzureDatabase = Field(default_factory=defaults(AzureDatabase),
-                                    description="PostgreSQL Flexible Server.")
+    database: AzureDatabase = Field(default_factory=defaults(AzureDatabase), description="PostgreSQL Flexible Server.")
     broker: AzureBroker = Field(default_factory=defaults(AzureBroker), description="Azure Managed Redis.")
     dags: AzureDags = Field(default_factory=defaults(AzureDags), description="Azure Files DAG share.")
     log_retention_days: int = Field(90, ge=1, le=3650, description="Days task logs are kept in Blob storage.")
-    protect: bool = Field(True, description="Production safety: Pulumi `protect` on the database, share and log "
-                          "container (and their storage accounts); false for test stacks.")
+    protect: bool = Field(
+        True,
+        description="Production safety: Pulumi `protect` on the database, share and log "
+        "container (and their storage accounts); false for test stacks.",
+    )
     tags: dict[str, str] = Field(default_factory=dict, description="Tags on every Azure resource.")
 
     @field_validator("region")
@@ -191,9 +219,11 @@ class AzureSettings(SettingsModel):
         return v
 
     @model_validator(mode="after")
-    def _coherent(self) -> "AzureSettings":
+    def _coherent(self) -> AzureSettings:
         if ipaddress.ip_network(self.cluster.service_cidr).overlaps(ipaddress.ip_network(self.network.address_space)):
-            raise bad("cluster.serviceCidr", f"{self.cluster.service_cidr} overlaps the VNet {self.network.address_space}")
+            raise bad(
+                "cluster.serviceCidr", f"{self.cluster.service_cidr} overlaps the VNet {self.network.address_space}"
+            )
         if self.dags.protocol == "nfs" and self.dags.quota_gib < 100:
             raise bad("dags.quotaGib", f"premium NFS shares start at 100 GiB (got {self.dags.quota_gib})")
         return self
@@ -202,20 +232,18 @@ class AzureSettings(SettingsModel):
 class StackConfig(SettingsModel):
     """All of `airflow-k8s:*`."""
 
-    cloud: Literal["local", "aws", "azure"] = Field("local", description="Which composition in stacks/ builds this stack.")
-    kubernetes: KubernetesSettings = Field(
-        default_factory=defaults(KubernetesSettings), description="Target cluster."
+    cloud: Literal["local", "aws", "azure"] = Field(
+        "local", description="Which composition in stacks/ builds this stack."
     )
-    airflow: AirflowSettings = Field(
-        default_factory=defaults(AirflowSettings), description="Airflow itself."
-    )
+    kubernetes: KubernetesSettings = Field(default_factory=defaults(KubernetesSettings), description="Target cluster.")
+    airflow: AirflowSettings = Field(default_factory=defaults(AirflowSettings), description="Airflow itself.")
     database: Database = Field(default_factory=defaults(Database), description="Metadata DB.")
     broker: Broker = Field(default_factory=defaults(Broker), description="Celery broker.")
-    aws: Optional[AwsSettings] = Field(None, description="The AWS stack (cloud: aws).")
-    azure: Optional[AzureSettings] = Field(None, description="The Azure stack (cloud: azure).")
+    aws: AwsSettings | None = Field(None, description="The AWS stack (cloud: aws).")
+    azure: AzureSettings | None = Field(None, description="The Azure stack (cloud: azure).")
 
     @model_validator(mode="after")
-    def _per_cloud(self) -> "StackConfig":
+    def _per_cloud(self) -> StackConfig:
         if self.cloud == "local" and not self.kubernetes.context:
             raise bad("kubernetes.context", "the local stack needs a kubeconfig context name")
         if self.cloud == "aws":
@@ -252,10 +280,10 @@ def _describe(err: ErrorDetails) -> str:
     if kind == "missing":
         return "is required"
     msg = err["msg"]
-    return msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
+    return msg[len("Value error, ") :] if msg.startswith("Value error, ") else msg
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> Optional[list[str]]:
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
     """The keys a model accepts at `loc` (for 'unknown key' errors)."""
     cur: Any = model
     for p in loc[:-1]:
@@ -266,7 +294,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> Optional[list
             return None
         ann = f.annotation
         args = [a for a in getattr(ann, "__args__", ()) if a is not type(None)]
-        cur = args[0] if args and getattr(ann, "__origin__", None) is Union else ann
+        cur = args[0] if args and typing.get_origin(ann) in (Union, types.UnionType) else ann
     if isinstance(cur, type) and issubclass(cur, BaseModel):
         return sorted(f.alias for f in cur.model_fields.values() if f.alias)
     return None

@@ -6,7 +6,7 @@ cluster's default StorageClass provides, and an explicit Kubernetes provider for
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -31,35 +31,50 @@ def build(cfg: StackConfig) -> dict[str, Any]:
 
     if cfg.database.mode == "inCluster":
         pg = InClusterPostgres(
-            "postgres", namespace=ns.namespace, instance=INSTANCE, settings=cfg.database.in_cluster,
-            network_policy=k.network_policies, opts=child_opts,
+            "postgres",
+            namespace=ns.namespace,
+            instance=INSTANCE,
+            settings=cfg.database.in_cluster,
+            network_policy=k.network_policies,
+            opts=child_opts,
         )
         database = pg.endpoint
     else:
         x = cfg.database.external
         assert x is not None
         database = DatabaseEndpoint(
-            host=x.host, port=x.port, name=x.name, user=x.user,
-            password=pulumi.Output.secret(x.password.get_secret_value()), sslmode=x.sslmode,
+            host=x.host,
+            port=x.port,
+            name=x.name,
+            user=x.user,
+            password=pulumi.Output.secret(x.password.get_secret_value()),
+            sslmode=x.sslmode,
         )
 
-    broker: Optional[BrokerEndpoint] = None
+    broker: BrokerEndpoint | None = None
     if "CeleryExecutor" in cfg.airflow.executors:
         if cfg.broker.mode == "inCluster":
             redis = InClusterRedis(
-                "redis", namespace=ns.namespace, instance=INSTANCE, settings=cfg.broker.in_cluster,
-                network_policy=k.network_policies, opts=child_opts,
+                "redis",
+                namespace=ns.namespace,
+                instance=INSTANCE,
+                settings=cfg.broker.in_cluster,
+                network_policy=k.network_policies,
+                opts=child_opts,
             )
             broker = redis.endpoint
         else:
             b = cfg.broker.external
             assert b is not None
             broker = BrokerEndpoint(
-                host=b.host, port=b.port, tls=b.tls, db=b.db,
+                host=b.host,
+                port=b.port,
+                tls=b.tls,
+                db=b.db,
                 password=pulumi.Output.secret(b.password.get_secret_value()) if b.password else None,
             )
 
-    claim: Optional[pulumi.Input[str]] = d.claim_name
+    claim: pulumi.Input[str] | None = d.claim_name
     if d.source == "volume" and claim is None:
         spec: Manifest = {
             "accessModes": [k.dag_volume_access_mode],
@@ -82,12 +97,21 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         claim = pvc.metadata["name"]
 
     airflow = compose(
-        cfg, provider=provider, database=database, broker=broker,
-        dags=DagSource(kind=d.source, claim_name=claim, git_writer=git_writer), namespace=ns,
+        cfg,
+        provider=provider,
+        database=database,
+        broker=broker,
+        dags=DagSource(kind=d.source, claim_name=claim, git_writer=git_writer),
+        namespace=ns,
     )
     return outputs(
-        cfg, namespace=ns, airflow=airflow, database=database, broker=broker,
+        cfg,
+        namespace=ns,
+        airflow=airflow,
+        database=database,
+        broker=broker,
         ui_access=f"kubectl --context {k.context} -n {k.namespace} port-forward "
-                  f"svc/{airflow.api_service_name} 8080:8080",
-        dag_volume=claim, log_location="worker log servers (no remote logging on the local stack)",
+        f"svc/{airflow.api_service_name} 8080:8080",
+        dag_volume=claim,
+        log_location="worker log servers (no remote logging on the local stack)",
     )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 from stacks.tooling import engine
 from stacks.tooling.render import run_stack
@@ -25,14 +26,20 @@ def render(stack: str = "local", *overrides: str) -> engine.Run:
     return _cached(stack, tuple(overrides))
 
 
-def objects(run: engine.Run, kind: Optional[str] = None, reveal: bool = False) -> list[dict[str, Any]]:
+def objects(run: engine.Run, kind: str | None = None, reveal: bool = False) -> list[dict[str, Any]]:
     out = [r.manifest(reveal) for r in run.kubernetes()]
     return [o for o in out if kind is None or o.get("kind") == kind]
 
 
 def named(run: engine.Run, kind: str, name: str, reveal: bool = False) -> dict[str, Any]:
-    hits = [o for o in objects(run, kind, reveal) if o["metadata"]["name"] == name or o["metadata"]["name"].startswith(name + "-") and kind == "Job"]
-    assert len(hits) == 1, f"{kind} {name}: {len(hits)} found; have {[o['metadata']['name'] for o in objects(run, kind)]}"
+    hits = [
+        o
+        for o in objects(run, kind, reveal)
+        if o["metadata"]["name"] == name or o["metadata"]["name"].startswith(name + "-") and kind == "Job"
+    ]
+    assert len(hits) == 1, (
+        f"{kind} {name}: {len(hits)} found; have {[o['metadata']['name'] for o in objects(run, kind)]}"
+    )
     return hits[0]
 
 
@@ -67,7 +74,9 @@ def env_of(container: dict[str, Any]) -> dict[str, Any]:
 
 
 def is_airflow(container: dict[str, Any]) -> bool:
-    return str(container.get("image", "")).startswith("apache/airflow:") or "apache/airflow" in str(container.get("image", ""))
+    return str(container.get("image", "")).startswith("apache/airflow:") or "apache/airflow" in str(
+        container.get("image", "")
+    )
 
 
 def component(obj: dict[str, Any]) -> str:

@@ -61,7 +61,10 @@ def test_the_ci_workflow_runs_the_readme_test_command() -> None:
 
 def test_forks_get_the_offline_diff_but_never_credentials() -> None:
     diff = load(ROOT / ".github/workflows/pr-diff.yml")
-    assert diff["permissions"] == {"contents": "read"} and "secrets." not in (ROOT / ".github/workflows/pr-diff.yml").read_text()
+    assert (
+        diff["permissions"] == {"contents": "read"}
+        and "secrets." not in (ROOT / ".github/workflows/pr-diff.yml").read_text()
+    )
     for name in ("preview", "review-env"):
         for job in load(ROOT / f".github/workflows/{name}.yml")["jobs"].values():
             assert "head.repo.full_name == github.repository" in job["if"]
@@ -73,8 +76,17 @@ def test_no_long_lived_cloud_keys() -> None:
     assert "id-token: write" in text  # OIDC to AWS and Azure
 
 
-@pytest.mark.parametrize("stack,ok", [("aws-dev", True), ("azure-dev", True), ("review-pr-12", True),
-                                       ("aws-prod", False), ("azure-prod", False), ("review-pr-x", False)])
+@pytest.mark.parametrize(
+    "stack,ok",
+    [
+        ("aws-dev", True),
+        ("azure-dev", True),
+        ("review-pr-12", True),
+        ("aws-prod", False),
+        ("azure-prod", False),
+        ("review-pr-x", False),
+    ],
+)
 def test_only_test_stacks_can_be_destroyed_by_automation(stack: str, ok: bool) -> None:
     done = subprocess.run(["bash", str(ROOT / ".github/scripts/check-test-stack.sh"), stack], capture_output=True)
     assert (done.returncode == 0) == ok

@@ -18,8 +18,9 @@ workload builder), jobs.py (migration and admin user), network.py (NetworkPolici
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -40,13 +41,12 @@ from components.k8s import Manifest, container_security, pod_security
 __all__ = ["AIRFLOW_GID", "AIRFLOW_UID", "Airflow", "AirflowArgs", "DagSource"]
 
 
-
 @dataclass
 class DagSource:
     """How DAGs reach the pods, resolved by the stack from `airflow.dags`."""
 
     kind: str  # volume | gitSync | image | bundle
-    claim_name: Optional[pulumi.Input[str]] = None  # volume: an existing ReadWriteMany claim
+    claim_name: pulumi.Input[str] | None = None  # volume: an existing ReadWriteMany claim
     git_writer: bool = False  # volume: one git-sync Deployment fills the claim
 
 
@@ -72,12 +72,12 @@ class AirflowArgs:
     instance: str
     settings: AirflowSettings
     database: DatabaseEndpoint
-    broker: Optional[BrokerEndpoint]
+    broker: BrokerEndpoint | None
     dags: DagSource
     service_accounts: Mapping[str, pulumi.Input[str]]
-    remote_logs: Optional[RemoteLogs] = None
+    remote_logs: RemoteLogs | None = None
     pod_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    task_namespace: Optional[pulumi.Input[str]] = None
+    task_namespace: pulumi.Input[str] | None = None
     network_policies: bool = True
 
 
@@ -90,7 +90,7 @@ STATSD_METRICS_PORT = roster.component("statsd").port("metrics").number
 class Airflow(pulumi.ComponentResource):
     """Every Airflow workload in one namespace."""
 
-    def __init__(self, name: str, args: AirflowArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+    def __init__(self, name: str, args: AirflowArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("airflow-k8s:kubernetes:Airflow", name, None, opts)
         settings = args.settings
         self._args = args
@@ -139,14 +139,14 @@ class Airflow(pulumi.ComponentResource):
         )
         self._build = WorkloadBuilder(self, name, args.instance, args.namespace, self._roster)
 
-        self.pod_template: Optional[k8s.core.v1.ConfigMap] = None
+        self.pod_template: k8s.core.v1.ConfigMap | None = None
         if conditions.kubernetes_executor:
             self.pod_template = pod_template_configmap(self, name, args.instance, args.namespace, self._pods)
 
         jobs = Jobs(self, name, args.instance, args.namespace, settings, self._pods, list(args.database.depends_on))
         self.migration = jobs.migration(self.secrets)
         after_migration: list[pulumi.Resource] = [self.migration]
-        self.create_user: Optional[k8s.batch.v1.Job] = jobs.create_user(self.migration) if conditions.fab else None
+        self.create_user: k8s.batch.v1.Job | None = jobs.create_user(self.migration) if conditions.fab else None
 
         if args.dags.kind == "volume" and args.dags.git_writer:
             self._git_writer()
@@ -205,11 +205,11 @@ class Airflow(pulumi.ComponentResource):
         args: list[str],
         depends: list[pulumi.Resource],
         *,
-        probe: Optional[Manifest] = None,
+        probe: Manifest | None = None,
         template: bool = False,
-        extra_vols: Optional[list[Manifest]] = None,
-        extra_mounts: Optional[list[Manifest]] = None,
-        startup: Optional[Manifest] = None,
+        extra_vols: list[Manifest] | None = None,
+        extra_mounts: list[Manifest] | None = None,
+        startup: Manifest | None = None,
     ) -> pulumi.CustomResource:
         """An Airflow Deployment: replicas behind a rolling update that never drops below the count."""
         vols, mounts = self._pods.volumes(component)
@@ -220,7 +220,9 @@ class Airflow(pulumi.ComponentResource):
         mounts += extra_mounts or []
         container = self._pods.container(component, args, res, mounts, probe=probe, startup=startup)
         workload = self._build.workload(
-            Workload(component, replicas, self._pods.pod_spec(component, [container], vols, mounts), depends_on=depends),
+            Workload(
+                component, replicas, self._pods.pod_spec(component, [container], vols, mounts), depends_on=depends
+            ),
             self._pods,
         )
         self.workloads[component] = workload
@@ -254,8 +256,8 @@ class Airflow(pulumi.ComponentResource):
         args: list[str],
         depends: list[pulumi.Resource],
         *,
-        probe: Optional[Manifest] = None,
-        storage: Optional[str] = None,
+        probe: Manifest | None = None,
+        storage: str | None = None,
     ) -> None:
         """A StatefulSet with a headless Service: each pod's FQDN resolves, so the api-server can
         fetch live task logs from it on the log-server port."""
@@ -331,5 +333,7 @@ class Airflow(pulumi.ComponentResource):
                 "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
             }],
         }  # fmt: skip
-        self._build.workload(Workload(component, 1, pod, strategy=None, revision_history=None, spread=False), self._pods)
+        self._build.workload(
+            Workload(component, 1, pod, strategy=None, revision_history=None, spread=False), self._pods
+        )
         self._build.service(component, service_type=None)

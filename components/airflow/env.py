@@ -8,7 +8,8 @@ keys a component receives is the components table's answer (roster.py), never a 
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import pulumi
 
@@ -64,7 +65,7 @@ class AirflowEnv:
         dags_folder: str,
         secret_name: str,
         connection_keys: list[str],
-        remote_logs: Optional[RemoteLogs],
+        remote_logs: RemoteLogs | None,
         instance: str,
         statsd_port: int,
     ) -> None:
@@ -117,7 +118,9 @@ class AirflowEnv:
             plain["AIRFLOW__KUBERNETES_EXECUTOR__DELETE_WORKER_PODS"] = "True"
         if c.simple_auth:
             plain["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = f"{s.auth.admin_user}:admin"
-            plain["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = f"{SIMPLE_AUTH_DIR}/{roster.SIMPLE_AUTH_PASSWORDS}"
+            plain["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = (
+                f"{SIMPLE_AUTH_DIR}/{roster.SIMPLE_AUTH_PASSWORDS}"
+            )
         if s.dags.source == "bundle" and s.dags.git:
             g = s.dags.git
             plain["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(

@@ -7,7 +7,6 @@ an upgrade (a new image or Airflow version) migrate again before the workloads r
 from __future__ import annotations
 
 import hashlib
-from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -50,7 +49,7 @@ class Jobs:
         args: list[str],
         depends: list[pulumi.Resource],
         timeout_min: int,
-        extra_env: Optional[list[Manifest]] = None,
+        extra_env: list[Manifest] | None = None,
     ) -> k8s.batch.v1.Job:
         vols, mounts = self._pods.volumes(component, logs=False)
         container = self._pods.container(component, args, self._settings.scheduler.resources, mounts)

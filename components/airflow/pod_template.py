@@ -32,7 +32,12 @@ def pod_template_object(pods: PodFactory) -> dict[str, Any]:
     }
     if init:
         spec["initContainers"] = init
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "placeholder", **pods.meta(COMPONENT)}, "spec": spec}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "placeholder", **pods.meta(COMPONENT)},
+        "spec": spec,
+    }
 
 
 def pod_template_configmap(
@@ -42,7 +47,11 @@ def pod_template_configmap(
     body = pulumi.Output.from_input(pod_template_object(pods)).apply(lambda obj: yaml.safe_dump(obj, sort_keys=False))
     return k8s.core.v1.ConfigMap(
         f"{name}-pod-template",
-        metadata={"name": f"{instance}-pod-template", "namespace": namespace, "labels": labels(instance, "pod-template")},
+        metadata={
+            "name": f"{instance}-pod-template",
+            "namespace": namespace,
+            "labels": labels(instance, "pod-template"),
+        },
         data={"pod_template_file.yaml": body},
         opts=pulumi.ResourceOptions(parent=parent),
     )

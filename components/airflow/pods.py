@@ -8,7 +8,7 @@ the table says call the Kubernetes API; the env the table grants each component.
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 import pulumi
 
@@ -23,7 +23,6 @@ AIRFLOW_UID = 50000
 AIRFLOW_GID = 0
 
 
-
 class PodFactory:
     """Builds containers and pod specs for one Airflow instance."""
 
@@ -35,7 +34,7 @@ class PodFactory:
         env: AirflowEnv,
         instance: str,
         dag_source: str,
-        claim_name: Optional[pulumi.Input[str]],
+        claim_name: pulumi.Input[str] | None,
         service_accounts: Mapping[str, pulumi.Input[str]],
         pod_labels: Mapping[str, Mapping[str, str]],
     ) -> None:
@@ -76,7 +75,7 @@ class PodFactory:
 
     def git_sync_container(self, name: str, one_time: bool) -> Manifest:
         """git-sync into the DAG folder: an init container (one sync) or a sidecar (keeps pulling)."""
-        g: Optional[GitSource] = self.settings.dags.git
+        g: GitSource | None = self.settings.dags.git
         assert g is not None  # the settings model requires `git` for every source that syncs
         mount_path = self.settings.dags.folder
         env: list[Manifest] = [
@@ -109,9 +108,9 @@ class PodFactory:
         res: Resources,
         mounts: list[Manifest],
         *,
-        name: Optional[str] = None,
-        probe: Optional[Manifest] = None,
-        startup: Optional[Manifest] = None,
+        name: str | None = None,
+        probe: Manifest | None = None,
+        startup: Manifest | None = None,
     ) -> Manifest:
         """An Airflow container of `component`, with the env and ports the table gives it."""
         c: Manifest = {
@@ -157,7 +156,7 @@ class PodFactory:
         mounts: list[Manifest],
         *,
         wait: bool = True,
-        restart: Optional[str] = None,
+        restart: str | None = None,
     ) -> Manifest:
         """The pod spec of an Airflow workload or Job: migrations awaited, git-sync where DAGs run."""
         init: list[Manifest] = [self._wait_for_migrations(component, mounts)] if wait else []

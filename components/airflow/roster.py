@@ -8,8 +8,9 @@ and a cloud's log-writer identities all read this table.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 from components.airflow.settings import AirflowSettings
 
@@ -132,31 +133,51 @@ def _kube(c: Conditions) -> bool:
 # The order is the order ServiceAccounts are declared in (part of nothing but readability).
 TABLE: tuple[AirflowComponent, ...] = (
     AirflowComponent(
-        "api-server", _always, reads_pod_logs=_kube, task_logs=True, ports=(Port("api", 8080),), dags="mounted",
+        "api-server",
+        _always,
+        reads_pod_logs=_kube,
+        task_logs=True,
+        ports=(Port("api", 8080),),
+        dags="mounted",
         extra_secrets=((SIMPLE_AUTH_PASSWORDS, lambda c: c.simple_auth),),
     ),
     AirflowComponent("scheduler", _always, launches_pods=_kube, task_logs=True, dags="runs"),
     AirflowComponent("dag-processor", _always, task_logs=True, dags="runs"),
     AirflowComponent(
-        "triggerer", _always, launches_task_pods=_kpo, task_logs=True, ports=(Port("triggerer-logs", 8794),),
+        "triggerer",
+        _always,
+        launches_task_pods=_kpo,
+        task_logs=True,
+        ports=(Port("triggerer-logs", 8794),),
         dags="runs",
     ),
     AirflowComponent("migrate", _always),
     AirflowComponent("create-user", lambda c: c.fab, extra_secrets=((ADMIN_PASSWORD, _always),)),
     AirflowComponent(
-        "worker", lambda c: c.celery, launches_task_pods=_kpo, task_logs=True, ports=(Port("worker-logs", 8793),),
+        "worker",
+        lambda c: c.celery,
+        launches_task_pods=_kpo,
+        task_logs=True,
+        ports=(Port("worker-logs", 8793),),
         dags="runs",
     ),
     # KubernetesExecutor task pods, made from the pod template.
     AirflowComponent("task", _kube, launches_task_pods=_kpo, task_logs=True, dags="runs"),
     # The single writer of the DAG volume (source `volume` with `git`).
     AirflowComponent(
-        "git-sync", lambda c: c.git_writer, image="git-sync", ports=(Port("http", 8081),), dags="writes",
+        "git-sync",
+        lambda c: c.git_writer,
+        image="git-sync",
+        ports=(Port("http", 8081),),
+        dags="writes",
         secrets=frozenset(),
     ),
     AirflowComponent("flower", lambda c: c.flower, ports=(Port("flower", 5555),), dags="mounted"),
     AirflowComponent(
-        "statsd", lambda c: c.statsd, image="statsd", ports=(Port("statsd", 9125, "UDP"), Port("metrics", 9102)),
+        "statsd",
+        lambda c: c.statsd,
+        image="statsd",
+        ports=(Port("statsd", 9125, "UDP"), Port("metrics", 9102)),
         secrets=frozenset(),
     ),
 )

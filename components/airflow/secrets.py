@@ -8,7 +8,7 @@ connections). Everything stays a Pulumi secret end to end; pods get it by `secre
 from __future__ import annotations
 
 import json
-from typing import Mapping, Optional
+from collections.abc import Mapping
 from urllib.parse import quote
 
 import pulumi
@@ -40,7 +40,7 @@ def database_url(driver: str, user: str, password: str, host: str, port: int, na
     return f"{driver}://{_q(user)}:{_q(password)}@{host}:{port}/{_q(name)}?sslmode={sslmode}"
 
 
-def broker_url(password: Optional[str], host: str, port: int, db: int, tls: bool, cert_reqs: str) -> str:
+def broker_url(password: str | None, host: str, port: int, db: int, tls: bool, cert_reqs: str) -> str:
     """A kombu Redis URL. The password goes after an empty user name (`redis://:pw@`): `redis://pw@`
     would be read as a user name. `rediss://` needs `ssl_cert_reqs`, or kombu skips the check."""
     scheme = "rediss" if tls else "redis"
@@ -64,10 +64,10 @@ class AirflowSecrets(pulumi.ComponentResource):
         namespace: pulumi.Input[str],
         instance: str,
         database: DatabaseEndpoint,
-        broker: Optional[BrokerEndpoint],
+        broker: BrokerEndpoint | None,
         admin_user: str,
         connections: Mapping[str, pulumi.Output[str]],
-        opts: Optional[pulumi.ResourceOptions] = None,
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("airflow-k8s:kubernetes:AirflowSecrets", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -99,7 +99,7 @@ class AirflowSecrets(pulumi.ComponentResource):
         }
         if broker is not None:
             b = broker
-            pw: pulumi.Input[Optional[str]] = b.password if b.password is not None else None
+            pw: pulumi.Input[str | None] = b.password if b.password is not None else None
             data[BROKER_URL] = pulumi.Output.all(pw, b.host, b.port).apply(
                 lambda a: broker_url(a[0], a[1], int(a[2]), b.db, b.tls, b.cert_reqs)
             )

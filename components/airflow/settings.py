@@ -5,7 +5,7 @@ generated from these descriptions)."""
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -22,9 +22,7 @@ class Image(SettingsModel):
         description="Exact Airflow image tag; a new tag gives a new migration Job.",
         pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
     )
-    pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
-        "IfNotPresent", description="Image pull policy."
-    )
+    pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field("IfNotPresent", description="Image pull policy.")
 
     @field_validator("tag")
     @classmethod
@@ -63,7 +61,7 @@ class Workers(Component):
     replicas: int = Field(2, ge=0, le=200, description="Celery worker replicas (0 to scale to none).")
     concurrency: int = Field(16, ge=1, le=256, description="Celery worker concurrency per replica.")
     resources: Resources = resources_field("500m", "1Gi", "2Gi")
-    storage_size: Optional[Quantity] = Field(
+    storage_size: Quantity | None = Field(
         None, description="Per-worker log volume (PVC) size; unset means an emptyDir."
     )
 
@@ -92,7 +90,7 @@ class GitSource(SettingsModel):
     ref: str = Field("main", description="Branch, tag or commit to check out.")
     sub_path: str = Field("", description="Folder inside the repository that holds the DAGs.")
     period_seconds: int = Field(60, ge=5, le=3600, description="How often git-sync pulls.")
-    credentials_secret: Optional[DnsLabel] = Field(
+    credentials_secret: DnsLabel | None = Field(
         None,
         description="Existing Secret in the namespace with GITSYNC_USERNAME/GITSYNC_PASSWORD (https) keys.",
     )
@@ -115,16 +113,16 @@ class Dags(SettingsModel):
             "'bundle': Airflow 3 GitDagBundle."
         ),
     )
-    claim_name: Optional[DnsLabel] = Field(
+    claim_name: DnsLabel | None = Field(
         None, description="Existing claim to mount (volume source); unset lets the stack provide one."
     )
-    git: Optional[GitSource] = Field(
+    git: GitSource | None = Field(
         None, description="Git repository: fills the volume (volume), feeds sidecars (gitSync) or the bundle."
     )
     folder: str = Field("/opt/airflow/dags", description="Where DAGs appear inside Airflow containers.")
 
     @model_validator(mode="after")
-    def _needs_git(self) -> "Dags":
+    def _needs_git(self) -> Dags:
         if self.source in ("gitSync", "bundle") and self.git is None:
             raise bad("git", f"source '{self.source}' needs 'git' (repo, ref, subPath)")
         if self.source in ("gitSync", "bundle", "image") and self.claim_name:
@@ -147,9 +145,7 @@ class AirflowSettings(SettingsModel):
     auth: Auth = Field(default_factory=defaults(Auth), description="Authentication.")
     api_server: ApiServer = Field(default_factory=defaults(ApiServer), description="api-server.")
     scheduler: Scheduler = Field(default_factory=defaults(Scheduler), description="Scheduler.")
-    dag_processor: DagProcessor = Field(
-        default_factory=defaults(DagProcessor), description="DAG processor."
-    )
+    dag_processor: DagProcessor = Field(default_factory=defaults(DagProcessor), description="DAG processor.")
     triggerer: Triggerer = Field(default_factory=defaults(Triggerer), description="Triggerer.")
     workers: Workers = Field(default_factory=defaults(Workers), description="Celery workers.")
     flower: Flower = Field(default_factory=defaults(Flower), description="Celery Flower.")
@@ -194,7 +190,7 @@ class AirflowSettings(SettingsModel):
         return str(self.executor).split(",")
 
     @model_validator(mode="after")
-    def _coherent(self) -> "AirflowSettings":
+    def _coherent(self) -> AirflowSettings:
         if self.flower.enabled and "CeleryExecutor" not in self.executors:
             raise bad("flower.enabled", f"needs the CeleryExecutor (executor is '{self.executor}')")
         return self

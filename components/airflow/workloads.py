@@ -5,7 +5,7 @@ components table declares)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -39,10 +39,10 @@ class Workload:
     replicas: int
     pod: Manifest
     kind: Literal["Deployment", "StatefulSet"] = "Deployment"
-    strategy: Optional[Manifest] = field(default_factory=lambda: dict(ROLLING_UPDATE))
-    revision_history: Optional[int] = 5
+    strategy: Manifest | None = field(default_factory=lambda: dict(ROLLING_UPDATE))
+    revision_history: int | None = 5
     spread: bool = True
-    service_name: Optional[pulumi.Input[str]] = None
+    service_name: pulumi.Input[str] | None = None
     claim_templates: list[Manifest] = field(default_factory=list)
     depends_on: list[pulumi.Resource] = field(default_factory=list)
 
@@ -106,7 +106,7 @@ class WorkloadBuilder:
         return resource
 
     def service(
-        self, component: str, *, headless: bool = False, service_type: Optional[str] = "ClusterIP"
+        self, component: str, *, headless: bool = False, service_type: str | None = "ClusterIP"
     ) -> k8s.core.v1.Service:
         """A Service for every port the table gives `component`. Headless (with not-ready pods
         published) gives each StatefulSet pod a DNS name, for fetching logs from it."""

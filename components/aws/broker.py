@@ -6,7 +6,7 @@ replication group with cluster mode disabled, never ElastiCache Serverless.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 import pulumi
 import pulumi_aws as aws
@@ -52,9 +52,18 @@ class ElastiCacheBroker(pulumi.ComponentResource):
 
     endpoint: BrokerEndpoint
 
-    def __init__(self, name: str, *, settings: AwsBroker, identifier: str, vpc_id: pulumi.Input[str],
-                 subnet_ids: list[pulumi.Input[str]], client_security_group_id: pulumi.Input[str],
-                 tags: dict[str, str], opts: Optional[pulumi.ResourceOptions] = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        settings: AwsBroker,
+        identifier: str,
+        vpc_id: pulumi.Input[str],
+        subnet_ids: list[pulumi.Input[str]],
+        client_security_group_id: pulumi.Input[str],
+        tags: dict[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         """Create the broker.
 
         Args:
@@ -76,11 +85,18 @@ class ElastiCacheBroker(pulumi.ComponentResource):
         super().__init__("airflow-k8s:aws:Broker", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         # AUTH tokens: 16-128 characters, symbols limited to ! & # $ ^ < > -.
-        token = random.RandomPassword(f"{name}-auth-token", length=48, special=True, override_special="!&#$^<>-",
-                                      opts=child)
-        sg = cluster_only_security_group(self, name, vpc_id=vpc_id, port=PORT,
-                                         client_security_group_id=client_security_group_id,
-                                         description="Airflow Celery broker: Redis protocol from the EKS cluster only", tags=tags)
+        token = random.RandomPassword(
+            f"{name}-auth-token", length=48, special=True, override_special="!&#$^<>-", opts=child
+        )
+        sg = cluster_only_security_group(
+            self,
+            name,
+            vpc_id=vpc_id,
+            port=PORT,
+            client_security_group_id=client_security_group_id,
+            description="Airflow Celery broker: Redis protocol from the EKS cluster only",
+            tags=tags,
+        )
         subnets = aws.elasticache.SubnetGroup(f"{name}-subnets", subnet_ids=subnet_ids, tags=tags, opts=child)
         failover = settings.replicas >= 1
         self.group = aws.elasticache.ReplicationGroup(
@@ -107,7 +123,11 @@ class ElastiCacheBroker(pulumi.ComponentResource):
             opts=child,
         )
         self.endpoint = BrokerEndpoint(
-            host=self.group.primary_endpoint_address, port=PORT, password=pulumi.Output.secret(token.result),
-            tls=True, cert_reqs="required", depends_on=[self.group],
+            host=self.group.primary_endpoint_address,
+            port=PORT,
+            password=pulumi.Output.secret(token.result),
+            tls=True,
+            cert_reqs="required",
+            depends_on=[self.group],
         )
         self.register_outputs({"address": self.group.primary_endpoint_address})

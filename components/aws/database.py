@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 import pulumi
 import pulumi_aws as aws
@@ -19,9 +19,38 @@ PORT = 5432
 
 # RDS PostgreSQL instance families (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/Concepts.DBInstanceClass.Support.html).
 RDS_FAMILIES = {
-    "t3", "t4g", "m5", "m5d", "m6g", "m6gd", "m6i", "m6id", "m6in", "m6idn", "m7g", "m7gd", "m7i", "m8g",
-    "r5", "r5b", "r5d", "r6g", "r6gd", "r6i", "r6id", "r6in", "r6idn", "r7g", "r7gd", "r7i", "r8g",
-    "x2g", "x2idn", "x2iedn", "x2iezn", "z1d",
+    "t3",
+    "t4g",
+    "m5",
+    "m5d",
+    "m6g",
+    "m6gd",
+    "m6i",
+    "m6id",
+    "m6in",
+    "m6idn",
+    "m7g",
+    "m7gd",
+    "m7i",
+    "m8g",
+    "r5",
+    "r5b",
+    "r5d",
+    "r6g",
+    "r6gd",
+    "r6i",
+    "r6id",
+    "r6in",
+    "r6idn",
+    "r7g",
+    "r7gd",
+    "r7i",
+    "r8g",
+    "x2g",
+    "x2idn",
+    "x2iedn",
+    "x2iezn",
+    "z1d",
 }
 
 
@@ -59,9 +88,19 @@ class RdsPostgres(pulumi.ComponentResource):
 
     endpoint: DatabaseEndpoint
 
-    def __init__(self, name: str, *, settings: AwsDatabase, identifier: str, vpc_id: pulumi.Input[str],
-                 subnet_ids: list[pulumi.Input[str]], client_security_group_id: pulumi.Input[str], protect: bool,
-                 tags: dict[str, str], opts: Optional[pulumi.ResourceOptions] = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        settings: AwsDatabase,
+        identifier: str,
+        vpc_id: pulumi.Input[str],
+        subnet_ids: list[pulumi.Input[str]],
+        client_security_group_id: pulumi.Input[str],
+        protect: bool,
+        tags: dict[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         """Create the database.
 
         Args:
@@ -88,29 +127,53 @@ class RdsPostgres(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         # A generated password kept in state, not `manage_master_user_password`: RDS rotates a managed
         # one every 7 days, which would break the static connection string Airflow holds.
-        password = random.RandomPassword(f"{name}-password", length=32, special=True,
-                                         override_special="!#%&*()-_=+[]{}<>:?", opts=child)
-        sg = cluster_only_security_group(self, name, vpc_id=vpc_id, port=PORT,
-                                         client_security_group_id=client_security_group_id,
-                                         description="Airflow metadata DB: PostgreSQL from the EKS cluster only", tags=tags)
+        password = random.RandomPassword(
+            f"{name}-password", length=32, special=True, override_special="!#%&*()-_=+[]{}<>:?", opts=child
+        )
+        sg = cluster_only_security_group(
+            self,
+            name,
+            vpc_id=vpc_id,
+            port=PORT,
+            client_security_group_id=client_security_group_id,
+            description="Airflow metadata DB: PostgreSQL from the EKS cluster only",
+            tags=tags,
+        )
         subnets = aws.rds.SubnetGroup(f"{name}-subnets", subnet_ids=subnet_ids, tags=tags, opts=child)
         major = settings.engine_version.split(".")[0]
         params = aws.rds.ParameterGroup(
-            f"{name}-params", family=f"postgres{major}",
+            f"{name}-params",
+            family=f"postgres{major}",
             # Refuse unencrypted connections at the server, whatever a client asks for.
-            parameters=[{"name": "rds.force_ssl", "value": "1"}], tags=tags, opts=child,
+            parameters=[{"name": "rds.force_ssl", "value": "1"}],
+            tags=tags,
+            opts=child,
         )
         monitoring_role = None
         if settings.monitoring_interval_seconds:
             monitoring_role = aws.iam.Role(
                 f"{name}-monitoring-role",
-                assume_role_policy=pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": [{
-                    "Effect": "Allow", "Principal": {"Service": "monitoring.rds.amazonaws.com"},
-                    "Action": "sts:AssumeRole"}]}),
-                tags=tags, opts=child)
+                assume_role_policy=pulumi.Output.json_dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Principal": {"Service": "monitoring.rds.amazonaws.com"},
+                                "Action": "sts:AssumeRole",
+                            }
+                        ],
+                    }
+                ),
+                tags=tags,
+                opts=child,
+            )
             aws.iam.RolePolicyAttachment(
-                f"{name}-monitoring-policy", role=monitoring_role.name,
-                policy_arn="arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole", opts=child)
+                f"{name}-monitoring-policy",
+                role=monitoring_role.name,
+                policy_arn="arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",
+                opts=child,
+            )
         self.instance = aws.rds.Instance(
             f"{name}-instance",
             identifier=identifier,
@@ -147,8 +210,12 @@ class RdsPostgres(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=protect),
         )
         self.endpoint = DatabaseEndpoint(
-            host=self.instance.address, port=PORT, name="airflow", user="airflow",
-            password=pulumi.Output.secret(password.result), sslmode="require",
+            host=self.instance.address,
+            port=PORT,
+            name="airflow",
+            user="airflow",
+            password=pulumi.Output.secret(password.result),
+            sslmode="require",
             depends_on=[self.instance],
         )
         self.register_outputs({"address": self.instance.address})

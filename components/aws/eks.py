@@ -4,7 +4,7 @@ existing one by name; either way, the explicit Kubernetes provider built from it
 from __future__ import annotations
 
 import json
-from typing import Literal, Optional
+from typing import Literal
 
 import pulumi
 import pulumi_aws as aws
@@ -17,7 +17,7 @@ from components.settings import SettingsModel, bad
 class AwsCluster(SettingsModel):
     """`aws.cluster`: the EKS cluster, created with its node group or an existing one by name."""
 
-    existing_name: Optional[str] = Field(
+    existing_name: str | None = Field(
         None,
         description="Use this existing EKS cluster instead of creating one; it needs the eks-pod-identity-agent and "
         "aws-efs-csi-driver add-ons.",
@@ -30,46 +30,88 @@ class AwsCluster(SettingsModel):
     node_max: int = Field(6, ge=1, le=100, description="Maximum nodes.")
     node_disk_gib: int = Field(50, ge=20, le=2000, description="Node root volume size.")
     public_endpoint: bool = Field(True, description="Expose the API server endpoint publicly (with IAM auth).")
-    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 3653] = Field(
-        90, description="Days the control-plane logs (api, audit, authenticator) are kept in CloudWatch."
+    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 3653] = (
+        Field(90, description="Days the control-plane logs (api, audit, authenticator) are kept in CloudWatch.")
     )
     public_access_cidrs: list[str] = Field(
         default_factory=lambda: ["0.0.0.0/0"], description="Who may reach a public API endpoint."
     )
 
     @model_validator(mode="after")
-    def _nodes(self) -> "AwsCluster":
+    def _nodes(self) -> AwsCluster:
         if not self.node_min <= self.node_desired <= self.node_max:
-            raise bad("nodeDesired", f"must satisfy nodeMin <= nodeDesired <= nodeMax (got {self.node_min}, "
-                      f"{self.node_desired}, {self.node_max})")
+            raise bad(
+                "nodeDesired",
+                f"must satisfy nodeMin <= nodeDesired <= nodeMax (got {self.node_min}, "
+                f"{self.node_desired}, {self.node_max})",
+            )
         return self
 
 
-EKS_TRUST = {"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"Service": "eks.amazonaws.com"}, "Action": ["sts:AssumeRole", "sts:TagSession"]}]}
-NODE_TRUST = {"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+EKS_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "eks.amazonaws.com"},
+            "Action": ["sts:AssumeRole", "sts:TagSession"],
+        }
+    ],
+}
+NODE_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
 # EKS Pod Identity: the agent on each node hands these credentials to pods of associated service accounts.
-POD_IDENTITY_TRUST = {"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
-     "Action": ["sts:AssumeRole", "sts:TagSession"]}]}
+POD_IDENTITY_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "pods.eks.amazonaws.com"},
+            "Action": ["sts:AssumeRole", "sts:TagSession"],
+        }
+    ],
+}
 MANAGED = "arn:aws:iam::aws:policy/"
 
 
-def kubeconfig(name: pulumi.Input[str], endpoint: pulumi.Input[str], ca: pulumi.Input[str], region: str) -> pulumi.Output[str]:
+def kubeconfig(
+    name: pulumi.Input[str], endpoint: pulumi.Input[str], ca: pulumi.Input[str], region: str
+) -> pulumi.Output[str]:
     """A kubeconfig that authenticates with `aws eks get-token` (no static credentials in it)."""
-    return pulumi.Output.all(name, endpoint, ca).apply(lambda a: json.dumps({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": a[0], "cluster": {"server": a[1], "certificate-authority-data": a[2]}}],
-        "contexts": [{"name": a[0], "context": {"cluster": a[0], "user": a[0]}}],
-        "current-context": a[0],
-        "users": [{"name": a[0], "user": {"exec": {
-            "apiVersion": "client.authentication.k8s.io/v1beta1",
-            "command": "aws",
-            "args": ["eks", "get-token", "--cluster-name", a[0], "--region", region, "--output", "json"],
-        }}}],
-    }))
+    return pulumi.Output.all(name, endpoint, ca).apply(
+        lambda a: json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": a[0], "cluster": {"server": a[1], "certificate-authority-data": a[2]}}],
+                "contexts": [{"name": a[0], "context": {"cluster": a[0], "user": a[0]}}],
+                "current-context": a[0],
+                "users": [
+                    {
+                        "name": a[0],
+                        "user": {
+                            "exec": {
+                                "apiVersion": "client.authentication.k8s.io/v1beta1",
+                                "command": "aws",
+                                "args": [
+                                    "eks",
+                                    "get-token",
+                                    "--cluster-name",
+                                    a[0],
+                                    "--region",
+                                    region,
+                                    "--output",
+                                    "json",
+                                ],
+                            }
+                        },
+                    }
+                ],
+            }
+        )
+    )
 
 
 class EksCluster(pulumi.ComponentResource):
@@ -92,12 +134,21 @@ class EksCluster(pulumi.ComponentResource):
     name: pulumi.Output[str]
     security_group_id: pulumi.Output[str]
     provider: k8s.Provider
-    kubeconfig: Optional[pulumi.Output[str]]
+    kubeconfig: pulumi.Output[str] | None
 
-    def __init__(self, name: str, *, settings: AwsCluster, cluster_name: str, region: str,
-                 subnet_ids: list[pulumi.Input[str]], public_subnet_ids: list[pulumi.Input[str]],
-                 depends_on: list[pulumi.Resource], tags: dict[str, str],
-                 opts: Optional[pulumi.ResourceOptions] = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        settings: AwsCluster,
+        cluster_name: str,
+        region: str,
+        subnet_ids: list[pulumi.Input[str]],
+        public_subnet_ids: list[pulumi.Input[str]],
+        depends_on: list[pulumi.Resource],
+        tags: dict[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         """Create the cluster, or look up `settings.existing_name`, and build its provider.
 
         Args:
@@ -120,20 +171,27 @@ class EksCluster(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.created: list[pulumi.Resource] = []
         if settings.existing_name:
-            found = aws.eks.get_cluster_output(name=settings.existing_name, opts=pulumi.InvokeOutputOptions(parent=self))
+            found = aws.eks.get_cluster_output(
+                name=settings.existing_name, opts=pulumi.InvokeOutputOptions(parent=self)
+            )
             self.name = pulumi.Output.from_input(settings.existing_name)
             self.security_group_id = found.vpc_config.cluster_security_group_id
             endpoint, ca = found.endpoint, found.certificate_authorities[0].data
             self.kubeconfig = None
         else:
             role = aws.iam.Role(f"{name}-cluster-role", assume_role_policy=json.dumps(EKS_TRUST), tags=tags, opts=child)
-            attach = aws.iam.RolePolicyAttachment(f"{name}-cluster-policy", role=role.name,
-                                                  policy_arn=MANAGED + "AmazonEKSClusterPolicy", opts=child)
+            attach = aws.iam.RolePolicyAttachment(
+                f"{name}-cluster-policy", role=role.name, policy_arn=MANAGED + "AmazonEKSClusterPolicy", opts=child
+            )
             # EKS would create this log group itself on first use, outside Pulumi's state, and
             # `pulumi destroy` would leave it behind; created here, it goes with the stack.
             log_group = aws.cloudwatch.LogGroup(
-                f"{name}-control-plane-logs", name=f"/aws/eks/{cluster_name}/cluster",
-                retention_in_days=settings.log_retention_days, tags=tags, opts=child)
+                f"{name}-control-plane-logs",
+                name=f"/aws/eks/{cluster_name}/cluster",
+                retention_in_days=settings.log_retention_days,
+                tags=tags,
+                opts=child,
+            )
             cluster = aws.eks.Cluster(
                 f"{name}-cluster",
                 name=cluster_name,
@@ -154,9 +212,13 @@ class EksCluster(pulumi.ComponentResource):
                 tags=tags,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[attach, log_group, *depends_on]),
             )
-            node_role = aws.iam.Role(f"{name}-node-role", assume_role_policy=json.dumps(NODE_TRUST), tags=tags, opts=child)
+            node_role = aws.iam.Role(
+                f"{name}-node-role", assume_role_policy=json.dumps(NODE_TRUST), tags=tags, opts=child
+            )
             node_attach = [
-                aws.iam.RolePolicyAttachment(f"{name}-node-{p}", role=node_role.name, policy_arn=MANAGED + p, opts=child)
+                aws.iam.RolePolicyAttachment(
+                    f"{name}-node-{p}", role=node_role.name, policy_arn=MANAGED + p, opts=child
+                )
                 for p in ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")
             ]
             nodes = aws.eks.NodeGroup(
@@ -166,24 +228,38 @@ class EksCluster(pulumi.ComponentResource):
                 subnet_ids=subnet_ids,  # private only
                 instance_types=settings.node_instance_types,
                 disk_size=settings.node_disk_gib,
-                scaling_config={"min_size": settings.node_min, "desired_size": settings.node_desired,
-                                "max_size": settings.node_max},
+                scaling_config={
+                    "min_size": settings.node_min,
+                    "desired_size": settings.node_desired,
+                    "max_size": settings.node_max,
+                },
                 update_config={"max_unavailable": 1},
                 tags=tags,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=node_attach),
             )
-            agent = aws.eks.Addon(f"{name}-pod-identity-agent", cluster_name=cluster.name,
-                                  addon_name="eks-pod-identity-agent", tags=tags,
-                                  opts=pulumi.ResourceOptions(parent=self, depends_on=[nodes]))
-            efs_role = aws.iam.Role(f"{name}-efs-csi-role", assume_role_policy=json.dumps(POD_IDENTITY_TRUST),
-                                    tags=tags, opts=child)
+            agent = aws.eks.Addon(
+                f"{name}-pod-identity-agent",
+                cluster_name=cluster.name,
+                addon_name="eks-pod-identity-agent",
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[nodes]),
+            )
+            efs_role = aws.iam.Role(
+                f"{name}-efs-csi-role", assume_role_policy=json.dumps(POD_IDENTITY_TRUST), tags=tags, opts=child
+            )
             efs_attach = aws.iam.RolePolicyAttachment(
-                f"{name}-efs-csi-policy", role=efs_role.name,
-                policy_arn=MANAGED + "service-role/AmazonEFSCSIDriverPolicy", opts=child)
+                f"{name}-efs-csi-policy",
+                role=efs_role.name,
+                policy_arn=MANAGED + "service-role/AmazonEFSCSIDriverPolicy",
+                opts=child,
+            )
             efs = aws.eks.Addon(
-                f"{name}-efs-csi-driver", cluster_name=cluster.name, addon_name="aws-efs-csi-driver",
+                f"{name}-efs-csi-driver",
+                cluster_name=cluster.name,
+                addon_name="aws-efs-csi-driver",
                 pod_identity_associations=[{"role_arn": efs_role.arn, "service_account": "efs-csi-controller-sa"}],
-                tags=tags, opts=pulumi.ResourceOptions(parent=self, depends_on=[agent, efs_attach]),
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[agent, efs_attach]),
             )
             self.created = [nodes, agent, efs]
             self.name = cluster.name
@@ -193,7 +269,8 @@ class EksCluster(pulumi.ComponentResource):
 
         config = kubeconfig(self.name, endpoint, ca, region)
         self.provider = k8s.Provider(
-            f"{name}-k8s", kubeconfig=config,
+            f"{name}-k8s",
+            kubeconfig=config,
             # Workloads need nodes and the CSI driver before anything is applied.
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.created),
         )

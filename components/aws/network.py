@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 import pulumi
 import pulumi_aws as aws
@@ -18,13 +18,15 @@ class AwsSubnet(SettingsModel):
     """`aws.network.privateSubnets[]`: one existing private subnet."""
 
     id: str = Field(..., pattern=r"^subnet-[0-9a-f]{8,17}$", description="Subnet id.")
-    availability_zone: str = Field(..., pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d[a-z]$", description="Its availability zone.")
+    availability_zone: str = Field(
+        ..., pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d[a-z]$", description="Its availability zone."
+    )
 
 
 class AwsNetwork(SettingsModel):
     """`aws.network`: the VPC, created or an existing one with its private subnets."""
 
-    vpc_id: Optional[str] = Field(None, pattern=r"^vpc-[0-9a-f]{8,17}$", description="Existing VPC; unset creates one.")
+    vpc_id: str | None = Field(None, pattern=r"^vpc-[0-9a-f]{8,17}$", description="Existing VPC; unset creates one.")
     private_subnets: list[AwsSubnet] = Field(
         default_factory=list, description="Existing private subnets (with vpcId), at least two zones."
     )
@@ -45,7 +47,7 @@ class AwsNetwork(SettingsModel):
         return v
 
     @model_validator(mode="after")
-    def _shape(self) -> "AwsNetwork":
+    def _shape(self) -> AwsNetwork:
         if self.vpc_id:
             zones = {s.availability_zone for s in self.private_subnets}
             if len(zones) < 2:
@@ -53,7 +55,9 @@ class AwsNetwork(SettingsModel):
         else:
             if self.private_subnets:
                 raise bad("privateSubnets", "only with an existing vpcId")
-            if len(set(self.availability_zones)) < 2 or len(set(self.availability_zones)) != len(self.availability_zones):
+            if len(set(self.availability_zones)) < 2 or len(set(self.availability_zones)) != len(
+                self.availability_zones
+            ):
                 raise bad("availabilityZones", f"need at least two distinct zones (got {self.availability_zones})")
         return self
 
@@ -100,8 +104,14 @@ class AwsVpc(pulumi.ComponentResource):
 
     subnets: Subnets
 
-    def __init__(self, name: str, settings: AwsNetwork, cluster_name: str, tags: dict[str, str],
-                 opts: Optional[pulumi.ResourceOptions] = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: AwsNetwork,
+        cluster_name: str,
+        tags: dict[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         """Create the VPC, or record `settings.vpc_id` and its private subnets.
 
         Args:
@@ -117,65 +127,118 @@ class AwsVpc(pulumi.ComponentResource):
         super().__init__("airflow-k8s:aws:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         if settings.vpc_id:
-            self.subnets = Subnets(settings.vpc_id, aws.ec2.get_vpc_output(id=settings.vpc_id).cidr_block,
-                                   [s.id for s in settings.private_subnets], [], [])
+            self.subnets = Subnets(
+                settings.vpc_id,
+                aws.ec2.get_vpc_output(id=settings.vpc_id).cidr_block,
+                [s.id for s in settings.private_subnets],
+                [],
+                [],
+            )
             self.register_outputs({"vpc_id": settings.vpc_id})
             return
 
         zones = settings.availability_zones
-        vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=settings.cidr, enable_dns_hostnames=True, enable_dns_support=True,
-                          tags={**tags, "Name": f"{cluster_name}"}, opts=child)
+        vpc = aws.ec2.Vpc(
+            f"{name}-vpc",
+            cidr_block=settings.cidr,
+            enable_dns_hostnames=True,
+            enable_dns_support=True,
+            tags={**tags, "Name": f"{cluster_name}"},
+            opts=child,
+        )
         igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags={**tags, "Name": cluster_name}, opts=child)
         private_cidrs, public_cidrs = carve(settings.cidr, len(zones))
         cluster_tag = {f"kubernetes.io/cluster/{cluster_name}": "shared"}
         public_rt = aws.ec2.RouteTable(
-            f"{name}-public-rt", vpc_id=vpc.id, routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": igw.id}],
-            tags={**tags, "Name": f"{cluster_name}-public"}, opts=child,
+            f"{name}-public-rt",
+            vpc_id=vpc.id,
+            routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": igw.id}],
+            tags={**tags, "Name": f"{cluster_name}-public"},
+            opts=child,
         )
         public, private, nats = [], [], []
         for i, (zone, pub_cidr, priv_cidr) in enumerate(zip(zones, public_cidrs, private_cidrs, strict=True)):
             pub = aws.ec2.Subnet(
-                f"{name}-public-{zone}", vpc_id=vpc.id, cidr_block=pub_cidr, availability_zone=zone,
+                f"{name}-public-{zone}",
+                vpc_id=vpc.id,
+                cidr_block=pub_cidr,
+                availability_zone=zone,
                 map_public_ip_on_launch=False,
                 # Only internet-facing load balancers go here.
                 tags={**tags, **cluster_tag, "Name": f"{cluster_name}-public-{zone}", "kubernetes.io/role/elb": "1"},
                 opts=child,
             )
-            aws.ec2.RouteTableAssociation(f"{name}-public-{zone}", subnet_id=pub.id, route_table_id=public_rt.id,
-                                          opts=child)
+            aws.ec2.RouteTableAssociation(
+                f"{name}-public-{zone}", subnet_id=pub.id, route_table_id=public_rt.id, opts=child
+            )
             public.append(pub)
             if settings.nat_gateways == "perZone" or i == 0:
-                eip = aws.ec2.Eip(f"{name}-nat-{zone}", domain="vpc", tags={**tags, "Name": f"{cluster_name}-nat-{zone}"},
-                                  opts=child)
-                nats.append(aws.ec2.NatGateway(f"{name}-nat-{zone}", allocation_id=eip.id, subnet_id=pub.id,
-                                               tags={**tags, "Name": f"{cluster_name}-{zone}"},
-                                               opts=pulumi.ResourceOptions(parent=self, depends_on=[igw])))
+                eip = aws.ec2.Eip(
+                    f"{name}-nat-{zone}", domain="vpc", tags={**tags, "Name": f"{cluster_name}-nat-{zone}"}, opts=child
+                )
+                nats.append(
+                    aws.ec2.NatGateway(
+                        f"{name}-nat-{zone}",
+                        allocation_id=eip.id,
+                        subnet_id=pub.id,
+                        tags={**tags, "Name": f"{cluster_name}-{zone}"},
+                        opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
+                    )
+                )
             nat = nats[-1]
             priv = aws.ec2.Subnet(
-                f"{name}-private-{zone}", vpc_id=vpc.id, cidr_block=priv_cidr, availability_zone=zone,
-                tags={**tags, **cluster_tag, "Name": f"{cluster_name}-private-{zone}",
-                      "kubernetes.io/role/internal-elb": "1"},
+                f"{name}-private-{zone}",
+                vpc_id=vpc.id,
+                cidr_block=priv_cidr,
+                availability_zone=zone,
+                tags={
+                    **tags,
+                    **cluster_tag,
+                    "Name": f"{cluster_name}-private-{zone}",
+                    "kubernetes.io/role/internal-elb": "1",
+                },
                 opts=child,
             )
             rt = aws.ec2.RouteTable(
-                f"{name}-private-rt-{zone}", vpc_id=vpc.id, routes=[{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat.id}],
-                tags={**tags, "Name": f"{cluster_name}-private-{zone}"}, opts=child,
+                f"{name}-private-rt-{zone}",
+                vpc_id=vpc.id,
+                routes=[{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat.id}],
+                tags={**tags, "Name": f"{cluster_name}-private-{zone}"},
+                opts=child,
             )
             aws.ec2.RouteTableAssociation(f"{name}-private-{zone}", subnet_id=priv.id, route_table_id=rt.id, opts=child)
             private.append(priv)
-        self.subnets = Subnets(vpc.id, vpc.cidr_block, [s.id for s in private], [s.id for s in public],
-                               [*private, *public, *nats])
+        self.subnets = Subnets(
+            vpc.id, vpc.cidr_block, [s.id for s in private], [s.id for s in public], [*private, *public, *nats]
+        )
         self.register_outputs({"vpc_id": vpc.id})
 
 
-def cluster_only_security_group(parent: pulumi.Resource, name: str, *, vpc_id: pulumi.Input[str], port: int,
-                                client_security_group_id: pulumi.Input[str], description: str,
-                                tags: dict[str, str]) -> aws.ec2.SecurityGroup:
+def cluster_only_security_group(
+    parent: pulumi.Resource,
+    name: str,
+    *,
+    vpc_id: pulumi.Input[str],
+    port: int,
+    client_security_group_id: pulumi.Input[str],
+    description: str,
+    tags: dict[str, str],
+) -> aws.ec2.SecurityGroup:
     """A security group admitting one TCP port from the EKS cluster's security group only: data
     services are never open to a CIDR, let alone 0.0.0.0/0."""
     return aws.ec2.SecurityGroup(
-        f"{name}-sg", vpc_id=vpc_id, description=description,
-        ingress=[{"protocol": "tcp", "from_port": port, "to_port": port,
-                  "security_groups": [client_security_group_id], "description": "EKS cluster"}],
-        tags=tags, opts=pulumi.ResourceOptions(parent=parent),
+        f"{name}-sg",
+        vpc_id=vpc_id,
+        description=description,
+        ingress=[
+            {
+                "protocol": "tcp",
+                "from_port": port,
+                "to_port": port,
+                "security_groups": [client_security_group_id],
+                "description": "EKS cluster",
+            }
+        ],
+        tags=tags,
+        opts=pulumi.ResourceOptions(parent=parent),
     )

@@ -4,7 +4,7 @@ identity that lets Airflow's service accounts write those logs (no static keys a
 from __future__ import annotations
 
 import json
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -33,10 +33,22 @@ class EfsDagVolume(pulumi.ComponentResource):
     claim_name: pulumi.Output[str]
     file_system_id: pulumi.Output[str]
 
-    def __init__(self, name: str, *, vpc_id: pulumi.Input[str], subnet_ids: Sequence[pulumi.Input[str]],
-                 client_security_group_id: pulumi.Input[str], namespace: pulumi.Input[str], instance: str,
-                 uid: int, gid: int, size: str, protect: bool, tags: dict[str, str],
-                 opts: Optional[pulumi.ResourceOptions] = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        vpc_id: pulumi.Input[str],
+        subnet_ids: Sequence[pulumi.Input[str]],
+        client_security_group_id: pulumi.Input[str],
+        namespace: pulumi.Input[str],
+        instance: str,
+        uid: int,
+        gid: int,
+        size: str,
+        protect: bool,
+        tags: dict[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         """Create the file system, its mount targets and access point, and the PV and PVC.
 
         Args:
@@ -62,23 +74,38 @@ class EfsDagVolume(pulumi.ComponentResource):
         super().__init__("airflow-k8s:aws:DagVolume", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         fs = aws.efs.FileSystem(
-            f"{name}-fs", encrypted=True, throughput_mode="elastic", performance_mode="generalPurpose",
-            tags={**tags, "Name": f"{instance}-dags"}, opts=pulumi.ResourceOptions(parent=self, protect=protect),
+            f"{name}-fs",
+            encrypted=True,
+            throughput_mode="elastic",
+            performance_mode="generalPurpose",
+            tags={**tags, "Name": f"{instance}-dags"},
+            opts=pulumi.ResourceOptions(parent=self, protect=protect),
         )
-        sg = cluster_only_security_group(self, name, vpc_id=vpc_id, port=NFS_PORT,
-                                         client_security_group_id=client_security_group_id,
-                                         description="Airflow DAG volume: NFS from the EKS cluster only", tags=tags)
+        sg = cluster_only_security_group(
+            self,
+            name,
+            vpc_id=vpc_id,
+            port=NFS_PORT,
+            client_security_group_id=client_security_group_id,
+            description="Airflow DAG volume: NFS from the EKS cluster only",
+            tags=tags,
+        )
         targets = [
-            aws.efs.MountTarget(f"{name}-mount-{i}", file_system_id=fs.id, subnet_id=subnet, security_groups=[sg.id],
-                                opts=child)
+            aws.efs.MountTarget(
+                f"{name}-mount-{i}", file_system_id=fs.id, subnet_id=subnet, security_groups=[sg.id], opts=child
+            )
             for i, subnet in enumerate(subnet_ids)
         ]
         ap = aws.efs.AccessPoint(
-            f"{name}-access-point", file_system_id=fs.id,
+            f"{name}-access-point",
+            file_system_id=fs.id,
             posix_user={"uid": uid, "gid": gid},
-            root_directory={"path": "/dags", "creation_info": {"owner_uid": uid, "owner_gid": gid,
-                                                               "permissions": "0775"}},
-            tags=tags, opts=child,
+            root_directory={
+                "path": "/dags",
+                "creation_info": {"owner_uid": uid, "owner_gid": gid, "permissions": "0775"},
+            },
+            tags=tags,
+            opts=child,
         )
         pv_spec: Manifest = {
             "capacity": {"storage": size},  # EFS is elastic; Kubernetes requires a number
@@ -123,9 +150,19 @@ class S3TaskLogs(pulumi.ComponentResource):
     remote_logs: RemoteLogs
     bucket_name: pulumi.Output[str]
 
-    def __init__(self, name: str, *, cluster_name: pulumi.Input[str], namespace: str, region: str,
-                 service_accounts: dict[str, pulumi.Input[str]], retention_days: int, protect: bool,
-                 tags: dict[str, str], opts: Optional[pulumi.ResourceOptions] = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        cluster_name: pulumi.Input[str],
+        namespace: str,
+        region: str,
+        service_accounts: dict[str, pulumi.Input[str]],
+        retention_days: int,
+        protect: bool,
+        tags: dict[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         """Create the bucket, its role and the Pod Identity associations.
 
         Args:
@@ -146,42 +183,96 @@ class S3TaskLogs(pulumi.ComponentResource):
         super().__init__("airflow-k8s:aws:TaskLogs", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         bucket = aws.s3.Bucket(
-            f"{name}-bucket", bucket_prefix="airflow-logs-",
+            f"{name}-bucket",
+            bucket_prefix="airflow-logs-",
             # A test stack's bucket is emptied on destroy; production's is protected instead.
-            force_destroy=not protect, tags=tags, opts=pulumi.ResourceOptions(parent=self, protect=protect),
+            force_destroy=not protect,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, protect=protect),
         )
-        aws.s3.BucketPublicAccessBlock(f"{name}-public-access", bucket=bucket.id, block_public_acls=True,
-                                       block_public_policy=True, ignore_public_acls=True,
-                                       restrict_public_buckets=True, opts=child)
+        aws.s3.BucketPublicAccessBlock(
+            f"{name}-public-access",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        )
         aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-encryption", bucket=bucket.id,
-            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "aws:kms"}, "bucket_key_enabled": True}],
-            opts=child)
-        aws.s3.BucketOwnershipControls(f"{name}-ownership", bucket=bucket.id,
-                                       rule={"object_ownership": "BucketOwnerEnforced"}, opts=child)
+            f"{name}-encryption",
+            bucket=bucket.id,
+            rules=[
+                {"apply_server_side_encryption_by_default": {"sse_algorithm": "aws:kms"}, "bucket_key_enabled": True}
+            ],
+            opts=child,
+        )
+        aws.s3.BucketOwnershipControls(
+            f"{name}-ownership", bucket=bucket.id, rule={"object_ownership": "BucketOwnerEnforced"}, opts=child
+        )
         aws.s3.BucketLifecycleConfiguration(
-            f"{name}-lifecycle", bucket=bucket.id,
-            rules=[{"id": "expire-task-logs", "status": "Enabled", "filter": {"prefix": ""},
+            f"{name}-lifecycle",
+            bucket=bucket.id,
+            rules=[
+                {
+                    "id": "expire-task-logs",
+                    "status": "Enabled",
+                    "filter": {"prefix": ""},
                     "expiration": {"days": retention_days},
-                    "abort_incomplete_multipart_upload": {"days_after_initiation": 7}}],
-            opts=child)
+                    "abort_incomplete_multipart_upload": {"days_after_initiation": 7},
+                }
+            ],
+            opts=child,
+        )
         aws.s3.BucketPolicy(
-            f"{name}-tls-only", bucket=bucket.id,
-            policy=bucket.arn.apply(lambda arn: json.dumps({"Version": "2012-10-17", "Statement": [{
-                "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-                "Resource": [arn, f"{arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]})),
-            opts=child)
+            f"{name}-tls-only",
+            bucket=bucket.id,
+            policy=bucket.arn.apply(
+                lambda arn: json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Sid": "DenyInsecureTransport",
+                                "Effect": "Deny",
+                                "Principal": "*",
+                                "Action": "s3:*",
+                                "Resource": [arn, f"{arn}/*"],
+                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            }
+                        ],
+                    }
+                )
+            ),
+            opts=child,
+        )
         role = aws.iam.Role(f"{name}-role", assume_role_policy=json.dumps(POD_IDENTITY_TRUST), tags=tags, opts=child)
         aws.iam.RolePolicy(
-            f"{name}-policy", role=role.id,
-            policy=bucket.arn.apply(lambda arn: json.dumps({"Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": arn},
-                {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": f"{arn}/*"}]})),
-            opts=child)
+            f"{name}-policy",
+            role=role.id,
+            policy=bucket.arn.apply(
+                lambda arn: json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": arn},
+                            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": f"{arn}/*"},
+                        ],
+                    }
+                )
+            ),
+            opts=child,
+        )
         for component, sa in sorted(service_accounts.items()):
             aws.eks.PodIdentityAssociation(
-                f"{name}-identity-{component}", cluster_name=cluster_name, namespace=namespace,
-                service_account=sa, role_arn=role.arn, tags=tags, opts=child)
+                f"{name}-identity-{component}",
+                cluster_name=cluster_name,
+                namespace=namespace,
+                service_account=sa,
+                role_arn=role.arn,
+                tags=tags,
+                opts=child,
+            )
         self.bucket_name = bucket.bucket
         self.remote_logs = RemoteLogs(
             base_folder=pulumi.Output.concat("s3://", bucket.bucket, "/logs"),

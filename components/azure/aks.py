@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-from typing import Literal, Optional, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import pulumi
 import pulumi_azure_native.containerservice as containerservice
@@ -18,19 +19,23 @@ from components.settings import SettingsModel, bad
 class AzureCluster(SettingsModel):
     """`azure.cluster`: the AKS cluster, created or an existing one by name and resource group."""
 
-    existing_name: Optional[str] = Field(None, description="Use this existing AKS cluster (OIDC issuer and workload "
-                                         "identity enabled) instead of creating one.")
-    existing_resource_group: Optional[str] = Field(None, description="Resource group of the existing cluster.")
+    existing_name: str | None = Field(
+        None,
+        description="Use this existing AKS cluster (OIDC issuer and workload "
+        "identity enabled) instead of creating one.",
+    )
+    existing_resource_group: str | None = Field(None, description="Resource group of the existing cluster.")
     version: str = Field("1.33", pattern=r"^1\.(3[1-5])$", description="Kubernetes version of a created cluster.")
     service_cidr: str = Field("172.21.0.0/16", description="Service CIDR of a created cluster.")
     node_vm_size: str = Field("Standard_D4ds_v5", pattern=r"^Standard_[A-Za-z0-9_]+$", description="Node VM size.")
     node_min: int = Field(3, ge=1, le=100, description="Minimum nodes (autoscaler).")
     node_max: int = Field(6, ge=1, le=100, description="Maximum nodes (autoscaler).")
-    zones: list[Literal["1", "2", "3"]] = Field(default_factory=lambda: ["1", "2", "3"],
-                                               description="Availability zones of the node pool.")
+    zones: list[Literal["1", "2", "3"]] = Field(
+        default_factory=lambda: ["1", "2", "3"], description="Availability zones of the node pool."
+    )
 
     @model_validator(mode="after")
-    def _shape(self) -> "AzureCluster":
+    def _shape(self) -> AzureCluster:
         if bool(self.existing_name) != bool(self.existing_resource_group):
             raise bad("existingResourceGroup", "set both existingName and existingResourceGroup, or neither")
         if self.node_min > self.node_max:
@@ -61,11 +66,21 @@ class AksCluster(pulumi.ComponentResource):
     name: pulumi.Output[str]
     oidc_issuer_url: pulumi.Output[str]
     provider: k8s.Provider
-    kubeconfig: Optional[pulumi.Output[str]]
+    kubeconfig: pulumi.Output[str] | None
 
-    def __init__(self, name: str, *, settings: AzureCluster, cluster_name: str, resource_group: pulumi.Input[str],
-                 location: str, subnet_id: Optional[pulumi.Input[str]], tags: dict[str, str],
-                 depends_on: Sequence[pulumi.Resource], opts: Optional[pulumi.ResourceOptions] = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        settings: AzureCluster,
+        cluster_name: str,
+        resource_group: pulumi.Input[str],
+        location: str,
+        subnet_id: pulumi.Input[str] | None,
+        tags: dict[str, str],
+        depends_on: Sequence[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         """Create the cluster, or look up `settings.existing_name`, and build its provider.
 
         Args:
@@ -88,8 +103,10 @@ class AksCluster(pulumi.ComponentResource):
         if settings.existing_name:
             rg: pulumi.Input[str] = settings.existing_resource_group or ""
             found = containerservice.get_managed_cluster_output(
-                resource_group_name=rg, resource_name=settings.existing_name,
-                opts=pulumi.InvokeOutputOptions(parent=self))
+                resource_group_name=rg,
+                resource_name=settings.existing_name,
+                opts=pulumi.InvokeOutputOptions(parent=self),
+            )
             self.name = pulumi.Output.from_input(settings.existing_name)
             self.oidc_issuer_url = found.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else "")
             self.kubeconfig = None
@@ -106,19 +123,21 @@ class AksCluster(pulumi.ComponentResource):
                 kubernetes_version=settings.version,
                 identity={"type": containerservice.ResourceIdentityType.SYSTEM_ASSIGNED},
                 enable_rbac=True,
-                agent_pool_profiles=[{
-                    "name": "system",
-                    "mode": "System",
-                    "os_type": "Linux",
-                    "type": "VirtualMachineScaleSets",
-                    "vm_size": settings.node_vm_size,
-                    "count": settings.node_min,
-                    "min_count": settings.node_min,
-                    "max_count": settings.node_max,
-                    "enable_auto_scaling": True,
-                    "availability_zones": settings.zones,
-                    "vnet_subnet_id": subnet_id,
-                }],
+                agent_pool_profiles=[
+                    {
+                        "name": "system",
+                        "mode": "System",
+                        "os_type": "Linux",
+                        "type": "VirtualMachineScaleSets",
+                        "vm_size": settings.node_vm_size,
+                        "count": settings.node_min,
+                        "min_count": settings.node_min,
+                        "max_count": settings.node_max,
+                        "enable_auto_scaling": True,
+                        "availability_zones": settings.zones,
+                        "vnet_subnet_id": subnet_id,
+                    }
+                ],
                 network_profile={
                     "network_plugin": "azure",
                     "network_plugin_mode": "overlay",
@@ -139,10 +158,12 @@ class AksCluster(pulumi.ComponentResource):
             self.oidc_issuer_url = cluster.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else "")
             created = [cluster]
         creds = containerservice.list_managed_cluster_user_credentials_output(
-            resource_group_name=rg, resource_name=self.name, opts=pulumi.InvokeOutputOptions(parent=self))
+            resource_group_name=rg, resource_name=self.name, opts=pulumi.InvokeOutputOptions(parent=self)
+        )
         config = pulumi.Output.secret(creds.kubeconfigs[0].value.apply(_decode))
         if created:
             self.kubeconfig = config
-        self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=config,
-                                     opts=pulumi.ResourceOptions(parent=self, depends_on=created))
+        self.provider = k8s.Provider(
+            f"{name}-k8s", kubeconfig=config, opts=pulumi.ResourceOptions(parent=self, depends_on=created)
+        )
         self.register_outputs({"name": self.name})

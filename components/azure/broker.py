@@ -8,8 +8,6 @@ on a retiring service.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import pulumi
 import pulumi_azure_native.redisenterprise as redisenterprise
 from pydantic import Field, field_validator
@@ -37,8 +35,10 @@ class AzureBroker(SettingsModel):
     @classmethod
     def _sku(cls, v: str) -> str:
         if v not in AZURE_REDIS_SKUS:
-            raise ValueError(f"{v!r} is not an Azure Managed Redis SKU (Balanced_B0..B1000, MemoryOptimized_M10.., "
-                             "ComputeOptimized_X3..)")
+            raise ValueError(
+                f"{v!r} is not an Azure Managed Redis SKU (Balanced_B0..B1000, MemoryOptimized_M10.., "
+                "ComputeOptimized_X3..)"
+            )
         return v
 
 
@@ -53,8 +53,17 @@ class ManagedRedis(pulumi.ComponentResource):
 
     endpoint: BrokerEndpoint
 
-    def __init__(self, name: str, *, settings: AzureBroker, cluster_name: pulumi.Input[str], net: AzureVnet, location: str,
-                 tags: dict[str, str], opts: Optional[pulumi.ResourceOptions] = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        settings: AzureBroker,
+        cluster_name: pulumi.Input[str],
+        net: AzureVnet,
+        location: str,
+        tags: dict[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         """Create the broker.
 
         Args:
@@ -72,25 +81,50 @@ class ManagedRedis(pulumi.ComponentResource):
         super().__init__("airflow-k8s:azure:Broker", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         cluster = redisenterprise.RedisEnterprise(
-            f"{name}-cluster", cluster_name=cluster_name, resource_group_name=net.resource_group, location=location,
-            sku={"name": settings.sku}, minimum_tls_version="1.2", public_network_access="Disabled", tags=tags,
-            opts=child)
+            f"{name}-cluster",
+            cluster_name=cluster_name,
+            resource_group_name=net.resource_group,
+            location=location,
+            sku={"name": settings.sku},
+            minimum_tls_version="1.2",
+            public_network_access="Disabled",
+            tags=tags,
+            opts=child,
+        )
         db = redisenterprise.Database(
-            f"{name}-db", cluster_name=cluster.name, resource_group_name=net.resource_group, database_name="default",
-            client_protocol="Encrypted", port=REDIS_PORT,
+            f"{name}-db",
+            cluster_name=cluster.name,
+            resource_group_name=net.resource_group,
+            database_name="default",
+            client_protocol="Encrypted",
+            port=REDIS_PORT,
             # kombu has no Redis Cluster support. The SDK documents that only a NoCluster database can
             # change its policy; once clustered it never comes back, so a change here is a replacement.
             clustering_policy="NoCluster",
             eviction_policy="NoEviction",  # a broker must never drop queued tasks
             access_keys_authentication="Enabled",
-            opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["clusteringPolicy"]))
-        net.private_endpoint(name, target_id=cluster.id, group="redisEnterprise", zone="privatelink.redis.azure.net",
-                             location=location, parent=self)
+            opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["clusteringPolicy"]),
+        )
+        net.private_endpoint(
+            name,
+            target_id=cluster.id,
+            group="redisEnterprise",
+            zone="privatelink.redis.azure.net",
+            location=location,
+            parent=self,
+        )
         keys = redisenterprise.list_database_keys_output(
-            cluster_name=cluster.name, database_name=db.name, resource_group_name=net.resource_group,
-            opts=pulumi.InvokeOutputOptions(parent=self))
+            cluster_name=cluster.name,
+            database_name=db.name,
+            resource_group_name=net.resource_group,
+            opts=pulumi.InvokeOutputOptions(parent=self),
+        )
         self.endpoint = BrokerEndpoint(
-            host=cluster.host_name, port=REDIS_PORT, password=pulumi.Output.secret(keys.primary_key), tls=True,
-            cert_reqs="required", depends_on=[db],
+            host=cluster.host_name,
+            port=REDIS_PORT,
+            password=pulumi.Output.secret(keys.primary_key),
+            tls=True,
+            cert_reqs="required",
+            depends_on=[db],
         )
         self.register_outputs({"host": cluster.host_name})

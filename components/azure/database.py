@@ -3,7 +3,7 @@ required, resolvable through a private DNS zone linked to the VNet."""
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 import pulumi
 import pulumi_azure_native.dbforpostgresql as postgresql
@@ -18,16 +18,21 @@ from components.settings import SettingsModel, bad
 class AzureDatabase(SettingsModel):
     """`azure.database`: the PostgreSQL Flexible Server."""
 
-    tier: Literal["Burstable", "GeneralPurpose", "MemoryOptimized"] = Field("GeneralPurpose", description="Compute tier.")
-    sku_name: str = Field("Standard_D2ds_v5", pattern=r"^Standard_(B|D|E)[0-9]+[a-z]*(_v[0-9])?$",
-                          description="Compute SKU (Standard_B*, Standard_D*, Standard_E*).")
+    tier: Literal["Burstable", "GeneralPurpose", "MemoryOptimized"] = Field(
+        "GeneralPurpose", description="Compute tier."
+    )
+    sku_name: str = Field(
+        "Standard_D2ds_v5",
+        pattern=r"^Standard_(B|D|E)[0-9]+[a-z]*(_v[0-9])?$",
+        description="Compute SKU (Standard_B*, Standard_D*, Standard_E*).",
+    )
     version: Literal["14", "15", "16", "17"] = Field("17", description="PostgreSQL major version.")
     storage_gib: Literal[32, 64, 128, 256, 512, 1024, 2048, 4096] = Field(64, description="Storage size.")
     backup_retention_days: int = Field(7, ge=7, le=35, description="Backups kept (Azure's minimum is 7).")
     high_availability: bool = Field(True, description="Zone-redundant standby.")
 
     @model_validator(mode="after")
-    def _sku(self) -> "AzureDatabase":
+    def _sku(self) -> AzureDatabase:
         family = self.sku_name.split("_")[1][0]
         want = {"Burstable": "B", "GeneralPurpose": "D", "MemoryOptimized": "E"}[self.tier]
         if family != want:
@@ -50,8 +55,18 @@ class FlexiblePostgres(pulumi.ComponentResource):
 
     endpoint: DatabaseEndpoint
 
-    def __init__(self, name: str, *, settings: AzureDatabase, server_name: pulumi.Input[str], net: AzureVnet, location: str,
-                 protect: bool, tags: dict[str, str], opts: Optional[pulumi.ResourceOptions] = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        settings: AzureDatabase,
+        server_name: pulumi.Input[str],
+        net: AzureVnet,
+        location: str,
+        protect: bool,
+        tags: dict[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         """Create the database.
 
         Args:
@@ -70,8 +85,9 @@ class FlexiblePostgres(pulumi.ComponentResource):
         """
         super().__init__("airflow-k8s:azure:Database", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        password = random.RandomPassword(f"{name}-password", length=32, special=True,
-                                         override_special="!#%&*()-_=+[]{}<>:?", opts=child)
+        password = random.RandomPassword(
+            f"{name}-password", length=32, special=True, override_special="!#%&*()-_=+[]{}<>:?", opts=child
+        )
         # Private access: the server lives in the delegated subnet and resolves through this zone.
         zone = net.private_zone(name, pulumi.Output.concat(server_name, ".private.postgres.database.azure.com"), self)
         self.server = postgresql.Server(
@@ -84,8 +100,11 @@ class FlexiblePostgres(pulumi.ComponentResource):
             storage={"storage_size_gb": settings.storage_gib, "auto_grow": "Enabled"},
             backup={"backup_retention_days": settings.backup_retention_days, "geo_redundant_backup": "Disabled"},
             high_availability={"mode": "ZoneRedundant" if settings.high_availability else "Disabled"},
-            network={"delegated_subnet_resource_id": net.postgres_subnet.id,
-                     "private_dns_zone_arm_resource_id": zone.id, "public_network_access": "Disabled"},
+            network={
+                "delegated_subnet_resource_id": net.postgres_subnet.id,
+                "private_dns_zone_arm_resource_id": zone.id,
+                "public_network_access": "Disabled",
+            },
             auth_config={"password_auth": "Enabled", "active_directory_auth": "Disabled"},
             administrator_login="airflow",
             administrator_login_password=password.result,
@@ -93,12 +112,30 @@ class FlexiblePostgres(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=protect, depends_on=net.subnets),
         )
         postgresql.Configuration(
-            f"{name}-require-tls", server_name=self.server.name, resource_group_name=net.resource_group,
-            configuration_name="require_secure_transport", value="on", source="user-override", opts=child)
-        db = postgresql.Database(f"{name}-db", server_name=self.server.name, resource_group_name=net.resource_group,
-                                 database_name="airflow", charset="UTF8", collation="en_US.utf8", opts=child)
+            f"{name}-require-tls",
+            server_name=self.server.name,
+            resource_group_name=net.resource_group,
+            configuration_name="require_secure_transport",
+            value="on",
+            source="user-override",
+            opts=child,
+        )
+        db = postgresql.Database(
+            f"{name}-db",
+            server_name=self.server.name,
+            resource_group_name=net.resource_group,
+            database_name="airflow",
+            charset="UTF8",
+            collation="en_US.utf8",
+            opts=child,
+        )
         self.endpoint = DatabaseEndpoint(
-            host=self.server.fully_qualified_domain_name, port=5432, name="airflow", user="airflow",
-            password=pulumi.Output.secret(password.result), sslmode="require", depends_on=[db],
+            host=self.server.fully_qualified_domain_name,
+            port=5432,
+            name="airflow",
+            user="airflow",
+            password=pulumi.Output.secret(password.result),
+            sslmode="require",
+            depends_on=[db],
         )
         self.register_outputs({"host": self.server.fully_qualified_domain_name})

@@ -5,7 +5,7 @@ managed identity federated with Airflow's service accounts (workload identity, n
 from __future__ import annotations
 
 import json
-from typing import Literal, Optional
+from typing import Literal
 
 import pulumi
 import pulumi_azure_native.authorization as authorization
@@ -24,7 +24,8 @@ class AzureDags(SettingsModel):
     """`azure.dags`: the Azure Files share of the DAG volume."""
 
     protocol: Literal["nfs", "smb"] = Field(
-        "nfs", description="Azure Files protocol: NFS (premium, no account keys, POSIX permissions) or SMB (account key)."
+        "nfs",
+        description="Azure Files protocol: NFS (premium, no account keys, POSIX permissions) or SMB (account key).",
     )
     quota_gib: int = Field(100, ge=1, le=102400, description="Share quota (premium shares start at 100 GiB).")
 
@@ -56,9 +57,21 @@ class AzureFilesDagVolume(pulumi.ComponentResource):
     claim_name: pulumi.Output[str]
     volume_handle: pulumi.Output[str]
 
-    def __init__(self, name: str, *, settings: AzureDags, account: pulumi.Input[str], net: AzureVnet, location: str,
-                 namespace: pulumi.Input[str], instance: str, zone_redundant: bool, protect: bool,
-                 tags: dict[str, str], opts: Optional[pulumi.ResourceOptions] = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        settings: AzureDags,
+        account: pulumi.Input[str],
+        net: AzureVnet,
+        location: str,
+        namespace: pulumi.Input[str],
+        instance: str,
+        zone_redundant: bool,
+        protect: bool,
+        tags: dict[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         """Create the account, share and private endpoint, and the PV and PVC.
 
         Args:
@@ -82,56 +95,92 @@ class AzureFilesDagVolume(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         nfs = settings.protocol == "nfs"
         acct = storage.StorageAccount(
-            f"{name}-account", account_name=account, resource_group_name=net.resource_group, location=location,
-            kind="FileStorage", sku={"name": "Premium_ZRS" if zone_redundant else "Premium_LRS"},
+            f"{name}-account",
+            account_name=account,
+            resource_group_name=net.resource_group,
+            location=location,
+            kind="FileStorage",
+            sku={"name": "Premium_ZRS" if zone_redundant else "Premium_LRS"},
             # NFS shares refuse "secure transfer required": the private endpoint is the boundary.
-            enable_https_traffic_only=not nfs, minimum_tls_version="TLS1_2", public_network_access="Disabled",
-            allow_blob_public_access=False, allow_shared_key_access=not nfs,
+            enable_https_traffic_only=not nfs,
+            minimum_tls_version="TLS1_2",
+            public_network_access="Disabled",
+            allow_blob_public_access=False,
+            allow_shared_key_access=not nfs,
             network_rule_set={"default_action": storage.DefaultAction.DENY, "bypass": storage.Bypass.NONE},
-            tags=tags, opts=pulumi.ResourceOptions(parent=self, protect=protect))
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, protect=protect),
+        )
         share = storage.FileShare(
-            f"{name}-share", account_name=acct.name, resource_group_name=net.resource_group, share_name="dags",
-            share_quota=settings.quota_gib, enabled_protocols="NFS" if nfs else "SMB",
+            f"{name}-share",
+            account_name=acct.name,
+            resource_group_name=net.resource_group,
+            share_name="dags",
+            share_quota=settings.quota_gib,
+            enabled_protocols="NFS" if nfs else "SMB",
             root_squash="NoRootSquash" if nfs else None,
-            opts=pulumi.ResourceOptions(parent=self, protect=protect))
-        net.private_endpoint(name, target_id=acct.id, group="file", zone="privatelink.file.core.windows.net",
-                             location=location, parent=self)
+            opts=pulumi.ResourceOptions(parent=self, protect=protect),
+        )
+        net.private_endpoint(
+            name,
+            target_id=acct.id,
+            group="file",
+            zone="privatelink.file.core.windows.net",
+            location=location,
+            parent=self,
+        )
         handle = pulumi.Output.concat(net.resource_group, "#", acct.name, "#", share.name)
         csi: dict = {
             "driver": "file.csi.azure.com",
             "volumeHandle": handle,
-            "volumeAttributes": {"resourceGroup": net.resource_group, "storageAccount": acct.name,
-                                 "shareName": share.name, "protocol": "nfs" if nfs else "smb"},
+            "volumeAttributes": {
+                "resourceGroup": net.resource_group,
+                "storageAccount": acct.name,
+                "shareName": share.name,
+                "protocol": "nfs" if nfs else "smb",
+            },
         }
         if nfs:
             # A new NFS share's root belongs to root; the driver sets these permissions on mount so
             # the git-sync writer (uid 50000, gid 0) can write while everyone else only reads.
             csi["volumeAttributes"]["mountPermissions"] = "0775"
-        mount_options = ["nconnect=4", "noresvport", "actimeo=30"] if nfs else [
-            "dir_mode=0775", "file_mode=0664", "uid=50000", "gid=0", "mfsymlinks", "cache=strict", "nosharesock"]
+        mount_options = (
+            ["nconnect=4", "noresvport", "actimeo=30"]
+            if nfs
+            else ["dir_mode=0775", "file_mode=0664", "uid=50000", "gid=0", "mfsymlinks", "cache=strict", "nosharesock"]
+        )
         if not nfs:
             keys = storage.list_storage_account_keys_output(
-                account_name=acct.name, resource_group_name=net.resource_group,
-                opts=pulumi.InvokeOutputOptions(parent=self))
+                account_name=acct.name,
+                resource_group_name=net.resource_group,
+                opts=pulumi.InvokeOutputOptions(parent=self),
+            )
             secret = k8s.core.v1.Secret(
                 f"{name}-smb-key",
                 metadata={"name": f"{instance}-dags-smb", "namespace": namespace, "labels": labels(instance, "dags")},
-                string_data={"azurestorageaccountname": acct.name,
-                             "azurestorageaccountkey": pulumi.Output.secret(keys.keys[0].value)},
-                opts=child)
+                string_data={
+                    "azurestorageaccountname": acct.name,
+                    "azurestorageaccountkey": pulumi.Output.secret(keys.keys[0].value),
+                },
+                opts=child,
+            )
             csi["nodeStageSecretRef"] = {"name": secret.metadata["name"], "namespace": namespace}
         pv_spec: Manifest = {
             "capacity": {"storage": f"{settings.quota_gib}Gi"}, "accessModes": ["ReadWriteMany"],
             "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "", "csi": csi, "mountOptions": mount_options,
         }  # fmt: skip
         pv = k8s.core.v1.PersistentVolume(
-            f"{name}-pv", metadata={"name": f"{instance}-dags", "labels": labels(instance, "dags")}, spec=pv_spec,
-            opts=child)
+            f"{name}-pv",
+            metadata={"name": f"{instance}-dags", "labels": labels(instance, "dags")},
+            spec=pv_spec,
+            opts=child,
+        )
         pvc = k8s.core.v1.PersistentVolumeClaim(
             f"{name}-pvc",
             metadata={"name": f"{instance}-dags", "namespace": namespace, "labels": labels(instance, "dags")},
             spec=static_claim(pv.metadata["name"], f"{settings.quota_gib}Gi"),
-            opts=child)
+            opts=child,
+        )
         self.claim_name = pvc.metadata["name"]
         self.volume_handle = handle
         self.register_outputs({"volume_handle": handle})
@@ -152,10 +201,22 @@ class BlobTaskLogs(pulumi.ComponentResource):
     remote_logs: RemoteLogs
     client_id: pulumi.Output[str]
 
-    def __init__(self, name: str, *, account: pulumi.Input[str], resource_group: pulumi.Input[str], location: str,
-                 oidc_issuer_url: pulumi.Input[str], namespace: str, service_accounts: dict[str, str],
-                 retention_days: int, zone_redundant: bool, protect: bool, tags: dict[str, str],
-                 opts: Optional[pulumi.ResourceOptions] = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        account: pulumi.Input[str],
+        resource_group: pulumi.Input[str],
+        location: str,
+        oidc_issuer_url: pulumi.Input[str],
+        namespace: str,
+        service_accounts: dict[str, str],
+        retention_days: int,
+        zone_redundant: bool,
+        protect: bool,
+        tags: dict[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         """Create the account, container, expiry, identity, federated credentials and role assignment.
 
         Args:
@@ -182,50 +243,101 @@ class BlobTaskLogs(pulumi.ComponentResource):
         super().__init__("airflow-k8s:azure:TaskLogs", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         acct = storage.StorageAccount(
-            f"{name}-account", account_name=account, resource_group_name=resource_group, location=location,
-            kind="StorageV2", sku={"name": "Standard_ZRS" if zone_redundant else "Standard_LRS"},
-            enable_https_traffic_only=True, minimum_tls_version="TLS1_2", allow_blob_public_access=False,
+            f"{name}-account",
+            account_name=account,
+            resource_group_name=resource_group,
+            location=location,
+            kind="StorageV2",
+            sku={"name": "Standard_ZRS" if zone_redundant else "Standard_LRS"},
+            enable_https_traffic_only=True,
+            minimum_tls_version="TLS1_2",
+            allow_blob_public_access=False,
             # Entra ID only: no account key can be used, so none can leak into Airflow's config.
-            allow_shared_key_access=False, default_to_o_auth_authentication=True,
-            tags=tags, opts=pulumi.ResourceOptions(parent=self, protect=protect))
+            allow_shared_key_access=False,
+            default_to_o_auth_authentication=True,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, protect=protect),
+        )
         container = storage.BlobContainer(
-            f"{name}-container", account_name=acct.name, resource_group_name=resource_group,
-            container_name="airflow-logs", public_access=storage.PublicAccess.NONE,
-            opts=pulumi.ResourceOptions(parent=self, protect=protect))
+            f"{name}-container",
+            account_name=acct.name,
+            resource_group_name=resource_group,
+            container_name="airflow-logs",
+            public_access=storage.PublicAccess.NONE,
+            opts=pulumi.ResourceOptions(parent=self, protect=protect),
+        )
         storage.ManagementPolicy(
-            f"{name}-expiry", account_name=acct.name, resource_group_name=resource_group,
+            f"{name}-expiry",
+            account_name=acct.name,
+            resource_group_name=resource_group,
             management_policy_name="default",
-            policy={"rules": [{"name": "expire-task-logs", "enabled": True, "type": "Lifecycle", "definition": {
-                "filters": {"blob_types": ["blockBlob"], "prefix_match": ["airflow-logs/"]},
-                "actions": {"base_blob": {"delete": {"days_after_modification_greater_than": retention_days}}}}}]},
-            opts=child)
+            policy={
+                "rules": [
+                    {
+                        "name": "expire-task-logs",
+                        "enabled": True,
+                        "type": "Lifecycle",
+                        "definition": {
+                            "filters": {"blob_types": ["blockBlob"], "prefix_match": ["airflow-logs/"]},
+                            "actions": {
+                                "base_blob": {"delete": {"days_after_modification_greater_than": retention_days}}
+                            },
+                        },
+                    }
+                ]
+            },
+            opts=child,
+        )
         identity = managedidentity.UserAssignedIdentity(
-            f"{name}-identity", resource_name_=pulumi.Output.concat(account, "-logs"), resource_group_name=resource_group,
-            location=location, tags=tags, opts=child)
+            f"{name}-identity",
+            resource_name_=pulumi.Output.concat(account, "-logs"),
+            resource_group_name=resource_group,
+            location=location,
+            tags=tags,
+            opts=child,
+        )
         previous: list[pulumi.Resource] = []
         for component, sa in sorted(service_accounts.items()):
             # Azure refuses concurrent writes of federated credentials on one identity: chain them.
             cred = managedidentity.FederatedIdentityCredential(
-                f"{name}-federation-{component}", resource_name_=identity.name, resource_group_name=resource_group,
-                federated_identity_credential_resource_name=f"{component}", issuer=oidc_issuer_url,
-                subject=f"system:serviceaccount:{namespace}:{sa}", audiences=["api://AzureADTokenExchange"],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=previous))
+                f"{name}-federation-{component}",
+                resource_name_=identity.name,
+                resource_group_name=resource_group,
+                federated_identity_credential_resource_name=f"{component}",
+                issuer=oidc_issuer_url,
+                subject=f"system:serviceaccount:{namespace}:{sa}",
+                audiences=["api://AzureADTokenExchange"],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=previous),
+            )
             previous = [cred]
         client = authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
         authorization.RoleAssignment(
-            f"{name}-blob-writer", principal_id=identity.principal_id, principal_type="ServicePrincipal",
+            f"{name}-blob-writer",
+            principal_id=identity.principal_id,
+            principal_type="ServicePrincipal",
             role_definition_id=pulumi.Output.concat(
-                "/subscriptions/", client.subscription_id,
-                "/providers/Microsoft.Authorization/roleDefinitions/", BLOB_DATA_CONTRIBUTOR),
-            scope=container.id, opts=child)
+                "/subscriptions/",
+                client.subscription_id,
+                "/providers/Microsoft.Authorization/roleDefinitions/",
+                BLOB_DATA_CONTRIBUTOR,
+            ),
+            scope=container.id,
+            opts=child,
+        )
         self.client_id = identity.client_id
-        connection = pulumi.Output.all(acct.name, identity.client_id, client.tenant_id).apply(lambda a: json.dumps({
-            "conn_type": "wasb",
-            "host": f"https://{a[0]}.blob.core.windows.net",
-            "extra": {"managed_identity_client_id": a[1], "workload_identity_tenant_id": a[2]},
-        }))
+        connection = pulumi.Output.all(acct.name, identity.client_id, client.tenant_id).apply(
+            lambda a: json.dumps(
+                {
+                    "conn_type": "wasb",
+                    "host": f"https://{a[0]}.blob.core.windows.net",
+                    "extra": {"managed_identity_client_id": a[1], "workload_identity_tenant_id": a[2]},
+                }
+            )
+        )
         self.remote_logs = RemoteLogs(
-            base_folder="wasb-airflow-logs", conn_id="azure_task_logs", connection=connection,
+            base_folder="wasb-airflow-logs",
+            conn_id="azure_task_logs",
+            connection=connection,
             extra_env={"AIRFLOW__AZURE_REMOTE_LOGGING__REMOTE_WASB_LOG_CONTAINER": container.name},
         )
         self.location = pulumi.Output.concat("https://", acct.name, ".blob.core.windows.net/", container.name)

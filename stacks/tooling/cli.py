@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from stacks.tooling import README, configdoc, graph
 from stacks.tooling.diff import at_ref, compare, format_changes
@@ -30,8 +30,9 @@ def write_readme() -> int:
     text = README.read_text()
     sections = [(configdoc.BEGIN, configdoc.current_readme_section(text), configdoc.reference())]
     for stack in graph.README_STACKS.values():
-        sections.append((graph.begin_marker(stack), graph.current_block(text, stack),
-                         graph.readme_block(stack, run_stack(stack))))
+        sections.append(
+            (graph.begin_marker(stack), graph.current_block(text, stack), graph.readme_block(stack, run_stack(stack)))
+        )
     for marker, old, new in sections:
         if not old:
             print(f"README.md has no {marker!r} marker", file=sys.stderr)
@@ -41,24 +42,46 @@ def write_readme() -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m stacks.render", description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m stacks.render", description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("stack", nargs="?", help=f"stack file to render (one of: {', '.join(stack_names())})")
     ap.add_argument("--out", type=Path, help="directory for resources.json and manifests/")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a config value, e.g. airflow.executor=KubernetesExecutor")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. airflow.executor=KubernetesExecutor",
+    )
     ap.add_argument("--reveal-secrets", action="store_true", help="write mock secret values (tests only)")
-    ap.add_argument("--diff-against", metavar="REF", help="render the stack at git REF too and print what "
-                    "changes (exit 3 on a destructive change unless --allow-destructive)")
+    ap.add_argument(
+        "--diff-against",
+        metavar="REF",
+        help="render the stack at git REF too and print what "
+        "changes (exit 3 on a destructive change unless --allow-destructive)",
+    )
     ap.add_argument("--allow-destructive", action="store_true", help="with --diff-against: exit 0 anyway")
-    ap.add_argument("--teardown", action="store_true", help="print what `pulumi destroy` would remove, in "
-                    "order, and what could block it or leave something behind (exit 1 if anything blocks)")
-    ap.add_argument("--graph", action="store_true", help="print a mermaid diagram of the stack's pieces "
-                    "and their dependencies (and write DIR/graph.mmd with --out)")
-    ap.add_argument("--config-reference", action="store_true", help="print the README's config reference "
-                    "(takes no STACK)")
-    ap.add_argument("--write-readme", action="store_true", help="regenerate the README's config reference and "
-                    "its resource graph of each cloud (takes no STACK)")
+    ap.add_argument(
+        "--teardown",
+        action="store_true",
+        help="print what `pulumi destroy` would remove, in "
+        "order, and what could block it or leave something behind (exit 1 if anything blocks)",
+    )
+    ap.add_argument(
+        "--graph",
+        action="store_true",
+        help="print a mermaid diagram of the stack's pieces "
+        "and their dependencies (and write DIR/graph.mmd with --out)",
+    )
+    ap.add_argument(
+        "--config-reference", action="store_true", help="print the README's config reference (takes no STACK)"
+    )
+    ap.add_argument(
+        "--write-readme",
+        action="store_true",
+        help="regenerate the README's config reference and its resource graph of each cloud (takes no STACK)",
+    )
     args = ap.parse_args(argv)
     if args.config_reference or args.write_readme:
         if args.stack is not None:
@@ -85,8 +108,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(format_changes(args.stack, args.diff_against, changes))
         destructive = [c for c in changes if c.destructive]
         if destructive and not args.allow_destructive:
-            print(f"\n{len(destructive)} destructive change(s): review them, then pass --allow-destructive",
-                  file=sys.stderr)
+            print(
+                f"\n{len(destructive)} destructive change(s): review them, then pass --allow-destructive",
+                file=sys.stderr,
+            )
             return 3
         return 0
     if args.teardown:

@@ -1,14 +1,16 @@
 """Generate the README's config reference from the typed model.
 
-    python -m stacks.render --config-reference   # print the reference (markdown)
-    python -m stacks.render --write-readme       # replace it in README.md between the markers
+python -m stacks.render --config-reference   # print the reference (markdown)
+python -m stacks.render --write-readme       # replace it in README.md between the markers
 """
 
 from __future__ import annotations
 
 import json
+import types
 import typing
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from pydantic import BaseModel, SecretStr
 from pydantic_core import PydanticUndefined
@@ -37,7 +39,7 @@ def _type_name(ann: Any) -> str:
         return "secret string"
     if origin is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in args)
-    if origin is typing.Union:
+    if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
         return " \\| ".join(_type_name(a) for a in inner) + " (optional)"
     if origin is typing.Annotated:
@@ -93,4 +95,4 @@ def reference() -> str:
 def current_readme_section(text: str) -> str:
     if BEGIN not in text or END not in text:
         return ""
-    return text[text.index(BEGIN): text.index(END) + len(END)]
+    return text[text.index(BEGIN) : text.index(END) + len(END)]

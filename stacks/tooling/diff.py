@@ -18,13 +18,13 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from stacks.tooling import ROOT
 from stacks.tooling.clouds import facts_for
 
 
-def stateful_fields(type_token: str) -> Optional[tuple[str, ...]]:
+def stateful_fields(type_token: str) -> tuple[str, ...] | None:
     """For a type whose loss loses data or identity, the input fields whose change replaces it
     (each cloud's facts list them); None for any other type."""
     facts = facts_for(type_token)
@@ -41,8 +41,8 @@ class Change:
     urn: str
     type: str
     fields: list[str] = field(default_factory=list)
-    old_urn: Optional[str] = None
-    destructive: Optional[str] = None  # why, when it would delete or replace a stateful resource
+    old_urn: str | None = None
+    destructive: str | None = None  # why, when it would delete or replace a stateful resource
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -102,8 +102,16 @@ def compare(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[Change
         if old_urn is not None and old_urn in gone:
             gone.pop(old_urn)
             why = "a changed URN is a replacement" if _stateful(r["type"]) else None
-            changes.append(Change("renamed", u, r["type"], changed_fields(before[old_urn]["inputs"], r["inputs"]),
-                                  old_urn=old_urn, destructive=why))
+            changes.append(
+                Change(
+                    "renamed",
+                    u,
+                    r["type"],
+                    changed_fields(before[old_urn]["inputs"], r["inputs"]),
+                    old_urn=old_urn,
+                    destructive=why,
+                )
+            )
         else:
             changes.append(Change("created", u, r["type"]))
     for u, r in sorted(gone.items()):
@@ -113,8 +121,15 @@ def compare(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[Change
         opts = changed_fields(before[u].get("options", {}), after[u].get("options", {}))
         if fields or opts:
             replacing = _replacing(before[u]["type"], fields, after[u].get("options", {}).get("ignoreChanges", []))
-            changes.append(Change("changed", u, before[u]["type"], fields + [f"options.{o}" for o in opts],
-                                  destructive=f"replaced: {', '.join(replacing)} changed" if replacing else None))
+            changes.append(
+                Change(
+                    "changed",
+                    u,
+                    before[u]["type"],
+                    fields + [f"options.{o}" for o in opts],
+                    destructive=f"replaced: {', '.join(replacing)} changed" if replacing else None,
+                )
+            )
     return changes
 
 
@@ -134,8 +149,9 @@ def at_ref(stack: str, ref: str, overrides: list[str]) -> list[dict[str, Any]]:
     """Render `stack` as it is at git `ref` (a detached worktree, removed afterwards)."""
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "tree"
-        add = subprocess.run(["git", "worktree", "add", "--detach", str(tree), ref], cwd=ROOT, capture_output=True,
-                             text=True)
+        add = subprocess.run(
+            ["git", "worktree", "add", "--detach", str(tree), ref], cwd=ROOT, capture_output=True, text=True
+        )
         if add.returncode != 0:
             raise RuntimeError(f"cannot check out {ref!r}: {add.stderr.strip()}")
         try:

@@ -9,8 +9,9 @@ What a provider would compute (outputs, invoke results) each cloud's facts say (
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 import pulumi
 from google.protobuf import struct_pb2
@@ -35,17 +36,18 @@ _UNKNOWN = rpc.UNKNOWN
 class StackMocks(pulumi.runtime.Mocks):
     """Outputs a real provider would compute, made deterministic: each cloud's facts say which."""
 
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
         state = dict(args.inputs)
         facts = clouds.facts_for(args.typ)
         if facts is not None:
             state.update(facts.mock_outputs(args.typ, args.name, state))
         return f"{args.name}-id", state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list[tuple[str, str]]]:
+        """An invoke's mock result and no check failures (the SDK iterates the list: never None)."""
         facts = clouds.facts_for(args.token)
         invoke = facts.mock_invokes.get(args.token) if facts is not None else None
-        return invoke(args.args) if invoke is not None else {}
+        return (invoke(args.args) if invoke is not None else {}), []
 
 
 def _mask(v: Any) -> Any:
@@ -89,9 +91,9 @@ class Resource:
     urn: str
     type: str
     name: str
-    parent: Optional[str]
+    parent: str | None
     custom: bool
-    provider: Optional[str]
+    provider: str | None
     dependencies: list[str]
     property_dependencies: dict[str, list[str]]
     options: dict[str, Any]
@@ -187,7 +189,7 @@ class Run:
     resources: list[Resource]
     outputs: dict[str, Any]  # masked
     revealed_outputs: dict[str, Any]
-    error: Optional[BaseException] = None
+    error: BaseException | None = None
 
     def by_type(self, type_: str) -> list[Resource]:
         return [r for r in self.resources if r.type == type_]
@@ -216,8 +218,8 @@ async def _resolve_outputs(outputs: dict[str, Any], reveal: bool) -> dict[str, A
 
 def run(
     program: Callable[[], None],
-    config: Optional[dict[str, str]] = None,
-    secret_keys: Optional[list[str]] = None,
+    config: dict[str, str] | None = None,
+    secret_keys: list[str] | None = None,
     project: str = "airflow-k8s",
     stack: str = "test",
 ) -> Run:
@@ -232,7 +234,7 @@ def run(
     rconfig.set_all_config(dict(config or {}), list(secret_keys or []))
     monitor = RecordingMonitor(StackMocks())
     pulumi.runtime.set_mocks(StackMocks(), project=project, stack=stack, preview=False, monitor=monitor)
-    error: Optional[BaseException] = None
+    error: BaseException | None = None
     try:
         loop.run_until_complete(rstack.run_pulumi_func(program))
     except BaseException as e:  # noqa: BLE001 - handed to the caller

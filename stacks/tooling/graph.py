@@ -1,7 +1,7 @@
 """A mermaid picture of a rendered stack: its top-level pieces and what depends on what.
 
-    python -m stacks.render STACK --graph            # print it
-    python -m stacks.render --write-readme           # refresh the README's pictures (one per cloud)
+python -m stacks.render STACK --graph            # print it
+python -m stacks.render --write-readme           # refresh the README's pictures (one per cloud)
 """
 
 from __future__ import annotations
@@ -67,4 +67,4 @@ def current_block(text: str, stack: str) -> str:
     b, e = begin_marker(stack), end_marker(stack)
     if b not in text or e not in text:
         return ""
-    return text[text.index(b): text.index(e) + len(e)]
+    return text[text.index(b) : text.index(e) + len(e)]

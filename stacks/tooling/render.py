@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import yaml
 
@@ -29,7 +30,7 @@ class RenderError(Exception):
 
 
 def stack_names() -> list[str]:
-    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in STACKS_DIR.glob("Pulumi.*.yaml"))
+    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in STACKS_DIR.glob("Pulumi.*.yaml"))
 
 
 def load_stack_config(stack: str, overrides: Sequence[str] = ()) -> tuple[dict[str, str], list[str]]:
@@ -121,9 +122,7 @@ def ordered(obj: Any, top: bool = True) -> Any:
 def write(run: engine.Run, out: Path, reveal: bool = False) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     doc = {
-        "resources": [
-            {**r.to_json(), "inputs": r.manifest(reveal)} for r in run.resources
-        ],
+        "resources": [{**r.to_json(), "inputs": r.manifest(reveal)} for r in run.resources],
         "outputs": run.revealed_outputs if reveal else run.outputs,
     }
     (out / "resources.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
@@ -141,14 +140,14 @@ def write(run: engine.Run, out: Path, reveal: bool = False) -> list[Path]:
 
 
 def tree(run: engine.Run) -> str:
-    children: dict[Optional[str], list[engine.Resource]] = {}
+    children: dict[str | None, list[engine.Resource]] = {}
     urns = {r.urn for r in run.resources}
     for r in run.resources:
         parent = r.parent if r.parent in urns else None
         children.setdefault(parent, []).append(r)
     lines: list[str] = []
 
-    def walk(parent: Optional[str], depth: int) -> None:
+    def walk(parent: str | None, depth: int) -> None:
         for r in children.get(parent, []):
             lines.append(f"{'  ' * depth}{r.type}  {r.name}")
             walk(r.urn, depth + 1)

@@ -99,6 +99,8 @@ def report(run: engine.Run) -> str:
     lines.append("what could block destroy or leave something behind:" if found else "nothing blocks destroy.")
     lines += [f"  {f}" for f in sorted(found, key=lambda f: ("blocks", "leaves", "note").index(f.severity))]
     blocking = sum(f.severity == "blocks" for f in found)
-    lines.append(f"\n{blocking} blocking, {sum(f.severity == 'leaves' for f in found)} left behind, "
-                 f"{sum(f.severity == 'note' for f in found)} notes")
+    lines.append(
+        f"\n{blocking} blocking, {sum(f.severity == 'leaves' for f in found)} left behind, "
+        f"{sum(f.severity == 'note' for f in found)} notes"
+    )
     return "\n".join(lines)

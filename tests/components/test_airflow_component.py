@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import kubernetes_validate
@@ -24,21 +24,28 @@ COMPONENTS = [c.name for c in TABLE]
 GIT = {"repo": "https://example.com/dags.git", "ref": "main", "subPath": "dags"}
 
 
-def build(airflow: Optional[dict[str, Any]] = None, dags: Optional[DagSource] = None, broker: bool = True,
-          remote_logs: Optional[RemoteLogs] = None) -> engine.Run:
+def build(
+    airflow: dict[str, Any] | None = None,
+    dags: DagSource | None = None,
+    broker: bool = True,
+    remote_logs: RemoteLogs | None = None,
+) -> engine.Run:
     settings = AirflowSettings.model_validate(airflow or {})
 
     def prog() -> None:
         p = k8s.Provider("k8s", context="kind-test")
-        db_dep = k8s.core.v1.ConfigMap("db-ready", metadata={"name": "db-ready"}, data={"a": "b"}, opts=pulumi.ResourceOptions(provider=p))
+        db_dep = k8s.core.v1.ConfigMap(
+            "db-ready", metadata={"name": "db-ready"}, data={"a": "b"}, opts=pulumi.ResourceOptions(provider=p)
+        )
         Airflow(
             "airflow",
             AirflowArgs(
                 namespace="airflow",
                 instance="airflow",
                 settings=settings,
-                database=DatabaseEndpoint("db", 5432, "airflow", "airflow", pulumi.Output.secret("d$b"),
-                                          depends_on=[db_dep]),
+                database=DatabaseEndpoint(
+                    "db", 5432, "airflow", "airflow", pulumi.Output.secret("d$b"), depends_on=[db_dep]
+                ),
                 broker=BrokerEndpoint("redis", 6379, pulumi.Output.secret("r@s")) if broker else None,
                 dags=dags or DagSource("volume", claim_name="dags"),
                 service_accounts={c: f"airflow-{c}" for c in COMPONENTS},
@@ -90,7 +97,10 @@ def test_git_writer_fills_the_volume_and_dags_folder_follows_its_link() -> None:
     writer = objs(run, "Deployment")["airflow-git-sync"]
     mount = writer["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]
     assert mount == {"name": "dags", "mountPath": "/opt/airflow/dags"}  # the only read-write mount
-    assert main_env(objs(run, "Deployment")["airflow-scheduler"])["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/airflow/dags/repo/dags"
+    assert (
+        main_env(objs(run, "Deployment")["airflow-scheduler"])["AIRFLOW__CORE__DAGS_FOLDER"]
+        == "/opt/airflow/dags/repo/dags"
+    )
 
 
 def test_git_sync_sidecars_feed_each_dag_reader() -> None:
@@ -113,8 +123,9 @@ def test_image_source_mounts_no_dag_volume() -> None:
 
 def test_bundle_source_configures_a_git_dag_bundle() -> None:
     run = build({"dags": {"source": "bundle", "git": GIT}}, DagSource("bundle"))
-    bundles = json.loads(main_env(objs(run, "Deployment")["airflow-dag-processor"])[
-        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"])
+    bundles = json.loads(
+        main_env(objs(run, "Deployment")["airflow-dag-processor"])["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"]
+    )
     assert bundles[0]["classpath"] == "airflow.providers.git.bundles.git.GitDagBundle"
     assert bundles[0]["kwargs"]["repo_url"] == GIT["repo"] and bundles[0]["kwargs"]["subdir"] == "dags"
 
@@ -124,16 +135,24 @@ def test_simple_auth_mounts_the_generated_password_only_in_the_api_server() -> N
     deps = objs(run, "Deployment")
     api_vols = {v["name"] for v in deps["airflow-api-server"]["spec"]["template"]["spec"]["volumes"]}
     assert "simple-auth" in api_vols
-    assert all("simple-auth" not in {v["name"] for v in d["spec"]["template"]["spec"]["volumes"]}
-               for n, d in deps.items() if n != "airflow-api-server")
+    assert all(
+        "simple-auth" not in {v["name"] for v in d["spec"]["template"]["spec"]["volumes"]}
+        for n, d in deps.items()
+        if n != "airflow-api-server"
+    )
     assert not any(n.startswith("airflow-create-user") for n in objs(run, "Job"))
     secret = objs(run, "Secret")["airflow-secrets"]["stringData"]
     assert json.loads(secret["simple-auth-passwords.json"]) == {"admin": secret["admin-password"]}
 
 
 def test_variables_config_and_connections_reach_every_container() -> None:
-    run = build({"variables": {"team": "data"}, "config": {"core.parallelism": "64"},
-                 "connections": {"warehouse": "postgresql://u:p@h/db"}})
+    run = build(
+        {
+            "variables": {"team": "data"},
+            "config": {"core.parallelism": "64"},
+            "connections": {"warehouse": "postgresql://u:p@h/db"},
+        }
+    )
     env = main_env(objs(run, "StatefulSet")["airflow-worker"])
     assert env["AIRFLOW_VAR_TEAM"] == "data" and env["AIRFLOW__CORE__PARALLELISM"] == "64"
     assert env["AIRFLOW_CONN_WAREHOUSE"] == ("secret", "airflow-secrets", "AIRFLOW_CONN_WAREHOUSE")
@@ -176,14 +195,22 @@ def test_pdbs_only_for_multi_replica_components() -> None:
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_all_objects_strictly_valid_with_everything_on(version: str) -> None:
-    run = build({"executor": "CeleryExecutor,KubernetesExecutor", "flower": {"enabled": True},
-                 "statsd": {"enabled": True}, "workers": {"storageSize": "1Gi"}, "dags": {"source": "gitSync", "git": GIT}},
-                DagSource("gitSync"))
+    run = build(
+        {
+            "executor": "CeleryExecutor,KubernetesExecutor",
+            "flower": {"enabled": True},
+            "statsd": {"enabled": True},
+            "workers": {"storageSize": "1Gi"},
+            "dags": {"source": "gitSync", "git": GIT},
+        },
+        DagSource("gitSync"),
+    )
     for r in run.kubernetes():
         kubernetes_validate.validate(r.revealed, version, strict=True)
 
 
 # ---- the pure URL/key helpers ---------------------------------------------------------------
+
 
 @pytest.mark.parametrize("password", ["p$ss", "a@b:c/d", "100%+#?&=", "plain"])
 def test_database_url_round_trips_any_password(password: str) -> None:

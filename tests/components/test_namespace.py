@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import kubernetes_validate
 import pulumi
@@ -17,15 +18,26 @@ from tests.render import K8S_VERSIONS
 COMPONENTS = [c.name for c in TABLE]
 
 
-def build(task_namespace: Optional[str] = None, launchers: Sequence[str] = ("scheduler",),
-          task_launchers: Sequence[str] = (), readers: Sequence[str] = (),
-          annotations: Optional[dict[str, dict[str, str]]] = None) -> engine.Run:
+def build(
+    task_namespace: str | None = None,
+    launchers: Sequence[str] = ("scheduler",),
+    task_launchers: Sequence[str] = (),
+    readers: Sequence[str] = (),
+    annotations: dict[str, dict[str, str]] | None = None,
+) -> engine.Run:
     def prog() -> None:
         p = k8s.Provider("k8s", context="kind-test")
         AirflowNamespace(
-            "ns", namespace="airflow", instance="airflow", components=COMPONENTS, pod_launchers=launchers,
-            task_pod_launchers=task_launchers, pod_log_readers=readers, task_namespace=task_namespace,
-            annotations=annotations, opts=pulumi.ResourceOptions(providers=[p]),
+            "ns",
+            namespace="airflow",
+            instance="airflow",
+            components=COMPONENTS,
+            pod_launchers=launchers,
+            task_pod_launchers=task_launchers,
+            pod_log_readers=readers,
+            task_namespace=task_namespace,
+            annotations=annotations,
+            opts=pulumi.ResourceOptions(providers=[p]),
         )
 
     run = engine.run(prog)
@@ -79,8 +91,11 @@ def test_pod_launcher_role_has_exactly_the_rights_launchers_need() -> None:
 
 def test_only_launchers_are_bound() -> None:
     rights = pod_rights(build(launchers=["scheduler"], task_launchers=["worker", "triggerer"]))
-    assert set(rights) == {("airflow", "airflow-scheduler"), ("airflow", "airflow-worker"),
-                           ("airflow", "airflow-triggerer")}
+    assert set(rights) == {
+        ("airflow", "airflow-scheduler"),
+        ("airflow", "airflow-worker"),
+        ("airflow", "airflow-triggerer"),
+    }
 
 
 def test_no_launchers_means_no_role_at_all() -> None:
@@ -112,14 +127,17 @@ def test_namespaces_enforce_pod_security_restricted() -> None:
 def test_annotations_reach_their_service_account_only() -> None:
     run = build(annotations={"worker": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/logs"}})
     sas = {s["metadata"]["name"]: s for s in objs(run, "ServiceAccount")}
-    assert sas["airflow-worker"]["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/logs"}
+    assert sas["airflow-worker"]["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/logs"
+    }
     assert sas["airflow-scheduler"]["metadata"]["annotations"] == {}
 
 
 def test_unknown_launcher_is_refused() -> None:
     def prog() -> None:
-        AirflowNamespace("ns", namespace="airflow", instance="airflow", components=["scheduler"],
-                         pod_launchers=["webserver"])
+        AirflowNamespace(
+            "ns", namespace="airflow", instance="airflow", components=["scheduler"], pod_launchers=["webserver"]
+        )
 
     run = engine.run(prog)
     assert isinstance(run.error, ValueError) and "webserver" in str(run.error)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any, Optional
+from typing import Any
 
 import kubernetes_validate
 import pulumi
@@ -25,15 +25,19 @@ PASSWORD = "random:index/randomPassword:RandomPassword"
 
 
 @functools.lru_cache(maxsize=8)
-def render(instance: str = "airflow", storage_class: Optional[str] = None, network_policy: bool = True) -> engine.Run:
+def render(instance: str = "airflow", storage_class: str | None = None, network_policy: bool = True) -> engine.Run:
     """The component alone, its provider passed the way the stacks pass it; the endpoint exported."""
 
     def program() -> None:
         provider = k8s.Provider("k8s", context="test")
         settings = InClusterDatabase.model_validate({"storageClass": storage_class} if storage_class else {})
         pg = InClusterPostgres(
-            "postgres", namespace="airflow", instance=instance, settings=settings,
-            network_policy=network_policy, opts=pulumi.ResourceOptions(providers=[provider]),
+            "postgres",
+            namespace="airflow",
+            instance=instance,
+            settings=settings,
+            network_policy=network_policy,
+            opts=pulumi.ResourceOptions(providers=[provider]),
         )
         ep = pg.endpoint
         pulumi.export("host", ep.host)

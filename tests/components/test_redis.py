@@ -31,8 +31,12 @@ def render(instance: str = "airflow", network_policy: bool = True) -> engine.Run
     def program() -> None:
         provider = k8s.Provider("k8s", context="test")
         redis = InClusterRedis(
-            "redis", namespace="airflow", instance=instance, settings=InClusterBroker.model_validate({}),
-            network_policy=network_policy, opts=pulumi.ResourceOptions(providers=[provider]),
+            "redis",
+            namespace="airflow",
+            instance=instance,
+            settings=InClusterBroker.model_validate({}),
+            network_policy=network_policy,
+            opts=pulumi.ResourceOptions(providers=[provider]),
         )
         ep = redis.endpoint
         pulumi.export("host", ep.host)

@@ -22,15 +22,24 @@ def roster(**airflow: object) -> Roster:
 
 
 def test_components_per_executor() -> None:
-    assert roster().components == ["api-server", "scheduler", "dag-processor", "triggerer", "migrate", "create-user",
-                                   "worker"]
+    assert roster().components == [
+        "api-server",
+        "scheduler",
+        "dag-processor",
+        "triggerer",
+        "migrate",
+        "create-user",
+        "worker",
+    ]
     assert "worker" not in roster(executor="KubernetesExecutor").components
     assert "task" in roster(executor="KubernetesExecutor").components
     assert "create-user" not in roster(auth={"manager": "simple"}).components
     both = roster(executor="CeleryExecutor,KubernetesExecutor", flower={"enabled": True}, statsd={"enabled": True})
     assert {"worker", "task", "flower", "statsd"} <= set(both.components)
     # Flower exists only with Celery, whatever its flag says (the config model rejects the combination too).
-    assert "flower" not in Roster.of(AirflowSettings.model_validate({"executor": "KubernetesExecutor"}), True).components
+    assert (
+        "flower" not in Roster.of(AirflowSettings.model_validate({"executor": "KubernetesExecutor"}), True).components
+    )
 
 
 def test_api_rights_follow_executor_and_pod_operator() -> None:
@@ -45,7 +54,13 @@ def test_api_rights_follow_executor_and_pod_operator() -> None:
 
 def test_task_log_users_are_the_airflow_processes_that_touch_logs() -> None:
     assert set(roster(executor="CeleryExecutor,KubernetesExecutor").task_log_users) == {
-        "api-server", "scheduler", "dag-processor", "triggerer", "worker", "task"}
+        "api-server",
+        "scheduler",
+        "dag-processor",
+        "triggerer",
+        "worker",
+        "task",
+    }
     assert "worker" not in roster(executor="KubernetesExecutor").task_log_users
 
 
@@ -71,12 +86,16 @@ def test_rendered_pods_do_what_the_table_says(variant: str) -> None:
         assert token == bool(_rights(run, spec["serviceAccountName"])), (comp, token)
         main = spec["containers"][0]
         assert [(p["name"], p["containerPort"], p["protocol"]) for p in main.get("ports", [])] == [
-            (p.name, p.number, p.protocol) for p in row.ports], comp
+            (p.name, p.number, p.protocol) for p in row.ports
+        ], comp
         for c in containers(spec):
             if not is_airflow(c):
                 continue
-            keys = {e["valueFrom"]["secretKeyRef"]["key"] for e in c.get("env", [])
-                    if "secretKeyRef" in e.get("valueFrom", {})}
+            keys = {
+                e["valueFrom"]["secretKeyRef"]["key"]
+                for e in c.get("env", [])
+                if "secretKeyRef" in e.get("valueFrom", {})
+            }
             conns = {k for k in keys if k.startswith("AIRFLOW_CONN_")}
             assert keys - conns <= row.secrets | {k for k, _ in row.extra_secrets}, (comp, c["name"], keys)
 
@@ -87,7 +106,7 @@ def _rights(run: engine.Run, account: str) -> bool:
 
 
 def test_no_other_module_keeps_a_list_of_components() -> None:
-    """"Which components exist and what each may do" lives in roster.py only: no other module of the
+    """ "Which components exist and what each may do" lives in roster.py only: no other module of the
     program spells out three or more component names in one literal tuple, list or set."""
     names = set(BY_NAME)
     offenders = []

@@ -15,5 +15,4 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         # From the first server start to the last e2e teardown; later (non-e2e) tests are not counted.
         end = e2e.TIMINGS.get("end", time.time())
         figures["e2e_suite_total"] = end - e2e.TIMINGS["start"] + e2e.TIMINGS.get("servers", 0.0)
-        terminalreporter.write_line(
-            "e2e timings (s): " + ", ".join(f"{k}={v:.1f}" for k, v in figures.items()))
+        terminalreporter.write_line("e2e timings (s): " + ", ".join(f"{k}={v:.1f}" for k, v in figures.items()))

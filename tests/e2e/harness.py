@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 E2E = Path(__file__).resolve().parent
@@ -51,6 +51,7 @@ def wait_port(port: int, timeout: float = 30) -> None:
 
 
 # ---- servers ---------------------------------------------------------------------------------
+
 
 def _pg_bin(name: str) -> str:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
@@ -87,21 +88,49 @@ class Postgres:
             if self._as_postgres:
                 shutil.chown(self.base, "postgres")
                 shutil.chown(self.sock, "postgres")
-            self._run(_pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
-                      "--auth-host=scram-sha-256")
-        self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.base / "pg.log"), "-w", "start",
-                  "-o", f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1")
+            self._run(
+                _pg_bin("initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            )
+        self._run(
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.base / "pg.log"),
+            "-w",
+            "start",
+            "-o",
+            f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1",
+        )
         wait_port(self.port)
 
     def create_airflow_db(self) -> None:
         pw = self.password.replace("'", "''")
         for sql in (f"CREATE ROLE airflow LOGIN PASSWORD '{pw}'", "CREATE DATABASE airflow OWNER airflow"):
-            self._run(_pg_bin("psql"), "-h", str(self.sock), "-p", str(self.port), "-U", "postgres", "-v",
-                      "ON_ERROR_STOP=1", "-c", sql)
+            self._run(
+                _pg_bin("psql"),
+                "-h",
+                str(self.sock),
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            )
 
     def query(self, sql: str) -> str:
-        return self._run(_pg_bin("psql"), "-h", str(self.sock), "-p", str(self.port), "-U", "postgres", "-d",
-                         "airflow", "-tAc", sql).stdout.strip()
+        return self._run(
+            _pg_bin("psql"), "-h", str(self.sock), "-p", str(self.port), "-U", "postgres", "-d", "airflow", "-tAc", sql
+        ).stdout.strip()
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
@@ -123,12 +152,40 @@ def make_ca_and_server_cert(base: Path) -> tuple[Path, Path, Path]:
     def ssl(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=base, check=True, capture_output=True)
 
-    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-        "-subj", "/CN=airflow-k8s e2e CA")
+    ssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=airflow-k8s e2e CA",
+    )
     ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
     (base / "ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out",
-        "server.crt", "-days", "2", "-extfile", "ext")
+    ssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    )
     return base / "ca.crt", base / "server.crt", base / "server.key"
 
 
@@ -140,8 +197,8 @@ class Redis:
         self.port = free_port()
         self.password = password
         self.tls = tls
-        self.ca: Optional[Path] = None
-        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.ca: Path | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
@@ -150,14 +207,18 @@ class Redis:
         if self.tls:
             self.ca, cert, key = make_ca_and_server_cert(self.base / "tls")
             # TLS only: the plain port is off, as with ElastiCache's transit encryption "required".
-            listen = (f"port 0\ntls-port {self.port}\ntls-cert-file {cert}\ntls-key-file {key}\n"
-                      f"tls-ca-cert-file {self.ca}\ntls-auth-clients no\n")
-        conf.write_text(f"{listen}bind 127.0.0.1\nrequirepass {self.password}\nsave \"\"\n"
-                        f"appendonly no\ndir {self.base}\n")
+            listen = (
+                f"port 0\ntls-port {self.port}\ntls-cert-file {cert}\ntls-key-file {key}\n"
+                f"tls-ca-cert-file {self.ca}\ntls-auth-clients no\n"
+            )
+        conf.write_text(
+            f'{listen}bind 127.0.0.1\nrequirepass {self.password}\nsave ""\nappendonly no\ndir {self.base}\n'
+        )
         conf.chmod(0o600)
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.proc = subprocess.Popen([binary, str(conf)], stdout=open(self.base / "redis.log", "ab"),
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [binary, str(conf)], stdout=open(self.base / "redis.log", "ab"), stderr=subprocess.STDOUT
+        )
         wait_port(self.port)
 
     def stop(self) -> None:
@@ -167,6 +228,7 @@ class Redis:
 
 
 # ---- the rendered containers as processes ----------------------------------------------------
+
 
 @dataclass
 class Container:
@@ -189,8 +251,9 @@ def airflow_containers(manifests: list[dict[str, Any]]) -> dict[str, Container]:
         for c in pod["containers"]:
             if "apache/airflow" in c["image"]:
                 comp = obj["metadata"]["labels"]["app.kubernetes.io/component"]
-                out[comp] = Container(obj["metadata"]["name"], obj["kind"], comp, c,
-                                      {v["name"]: v for v in pod.get("volumes", [])})
+                out[comp] = Container(
+                    obj["metadata"]["name"], obj["kind"], comp, c, {v["name"]: v for v in pod.get("volumes", [])}
+                )
     return out
 
 
@@ -202,7 +265,7 @@ class Cluster:
     dags_dir: Path
     base: Path
     # The image's CA bundle: in AWS it holds Amazon's roots; here, the test CA that signed the broker.
-    ca_bundle: Optional[Path] = None
+    ca_bundle: Path | None = None
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)
     configmaps: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -227,7 +290,7 @@ class Cluster:
 class Process:
     """A rendered container running as a local process with its own empty home."""
 
-    def __init__(self, cluster: Cluster, c: Container, name: Optional[str] = None) -> None:
+    def __init__(self, cluster: Cluster, c: Container, name: str | None = None) -> None:
         self.c = c
         self.name = name or c.component
         self.dir = cluster.base / "pods" / self.name
@@ -235,7 +298,7 @@ class Process:
         self.mounts = self._mounts(cluster)
         self.env = self._env(cluster)
         self.argv = self._argv()
-        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.log = self.dir / "out.log"
 
     def _mounts(self, cluster: Cluster) -> dict[str, Path]:
@@ -266,7 +329,7 @@ class Process:
         """A container path as this process sees it (longest mount first, like the kernel)."""
         for mount in sorted(self.mounts, key=len, reverse=True):
             if value == mount or value.startswith(mount + "/"):
-                return str(self.mounts[mount]) + value[len(mount):]
+                return str(self.mounts[mount]) + value[len(mount) :]
         return value
 
     def _env(self, cluster: Cluster) -> dict[str, str]:
@@ -293,9 +356,15 @@ class Process:
             return args
         return [str(AIRFLOW_VENV / "bin" / "airflow"), *args]
 
-    def start(self) -> "Process":
-        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.dir, stdout=open(self.log, "ab"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+    def start(self) -> Process:
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            cwd=self.dir,
+            stdout=open(self.log, "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         return self
 
     def wait(self, timeout: float) -> int:
@@ -334,10 +403,11 @@ class Process:
 
 # ---- the REST API, as a user would call it ----------------------------------------------------
 
+
 class Api:
     def __init__(self, base_url: str) -> None:
         self.base = base_url.rstrip("/")
-        self.token: Optional[str] = None
+        self.token: str | None = None
 
     def call(self, method: str, path: str, body: Any = None, auth: bool = True) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None

@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -40,8 +41,9 @@ def test_airflow_lock_matches_the_image_tag_the_stack_renders() -> None:
     lock = (E2E / "airflow-lock.txt").read_text()
     pinned = re.search(r"^apache-airflow==(\S+)$", lock, re.M)
     assert pinned and pinned.group(1) == AIRFLOW_VERSION
-    image = [o for o in _render_objects(()) if o["kind"] == "Deployment"
-             and o["metadata"]["name"] == "airflow-scheduler"][0]
+    image = [
+        o for o in _render_objects(()) if o["kind"] == "Deployment" and o["metadata"]["name"] == "airflow-scheduler"
+    ][0]
     assert image["spec"]["template"]["spec"]["containers"][0]["image"] == f"apache/airflow:{AIRFLOW_VERSION}"
 
 
@@ -172,7 +174,8 @@ class Deployment:
 
     def task_log(self, run_id: str, task_id: str, try_number: int) -> str:
         status, body = self.api.call(
-            "GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}?full_content=true")
+            "GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}?full_content=true"
+        )
         assert status == 200, body
         return str(body)
 
@@ -180,7 +183,8 @@ class Deployment:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     assert (AIRFLOW_VENV / "bin" / "airflow").exists(), (
-        f"no Airflow virtualenv at {AIRFLOW_VENV}: `bash .ci/run` builds it from tests/e2e/airflow-lock.txt")
+        f"no Airflow virtualenv at {AIRFLOW_VENV}: `bash .ci/run` builds it from tests/e2e/airflow-lock.txt"
+    )
     d = Deployment(tmp_path_factory.mktemp("e2e"))
     try:
         t_servers = time.time()
@@ -208,7 +212,9 @@ def test_login_needs_the_generated_admin_password(stack: Deployment) -> None:
 def test_dag_runs_to_success_with_every_task_kind(stack: Deployment) -> None:
     stack.api.login("admin", stack.admin_password)
     stack.wait_for_dag()
-    status, body = stack.api.call("POST", "/api/v2/variables", {"key": "e2e_api_variable", "value": "set-through-the-api"})
+    status, body = stack.api.call(
+        "POST", "/api/v2/variables", {"key": "e2e_api_variable", "value": "set-through-the-api"}
+    )
     assert status in (200, 201), body
     # Stored encrypted: this is where a bad fernet key fails.
     assert stack.pg.query("SELECT is_encrypted FROM variable WHERE key = 'e2e_api_variable'") == "t"
@@ -312,8 +318,16 @@ def test_kubernetes_executor_pods_from_the_rendered_template(stack: Deployment, 
     containers = airflow_containers(objects)
     sched = Process(cluster, containers["scheduler"], name="generate-dag-yaml")
     out = sched.dir / "yaml"
-    sched.argv = [sched.argv[0], "kubernetes", "generate-dag-yaml", "-l", "2024-01-01T00:00:00+00:00",
-                  "-o", str(out), RESILIENCE]
+    sched.argv = [
+        sched.argv[0],
+        "kubernetes",
+        "generate-dag-yaml",
+        "-l",
+        "2024-01-01T00:00:00+00:00",
+        "-o",
+        str(out),
+        RESILIENCE,
+    ]
     assert sched.start().wait(180) == 0, sched.tail()
     files = sorted(out.rglob("*.yml")) + sorted(out.rglob("*.yaml"))
     assert len(files) == 3, files  # one pod per task
@@ -325,8 +339,13 @@ def test_kubernetes_executor_pods_from_the_rendered_template(stack: Deployment, 
         base = next(c for c in spec["containers"] if c["name"] == "base")
         env = {e["name"]: e for e in base["env"]}
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]["value"] == (
-            "http://airflow-api-server.airflow.svc.cluster.local:8080/execution/")
-        for name in ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
+            "http://airflow-api-server.airflow.svc.cluster.local:8080/execution/"
+        )
+        for name in (
+            "AIRFLOW__CORE__FERNET_KEY",
+            "AIRFLOW__API_AUTH__JWT_SECRET",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+        ):
             assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "airflow-secrets", name
         assert spec["serviceAccountName"] == "airflow-task"
         dags = [v for v in spec["volumes"] if v["name"] == "dags"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from typing import Iterator
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -42,18 +42,28 @@ def test_certificate_is_checked(tls_stack: Deployment) -> None:
     """Without the CA in the trust store the same URL is refused: kombu really verifies."""
     url = tls_stack.cluster.secrets["airflow-secrets"]["broker-url"]
     probe = "import redis, sys; redis.from_url(sys.argv[1]).ping()"
-    untrusted = subprocess.run([str(AIRFLOW_VENV / "bin" / "python"), "-c", probe, url], capture_output=True, text=True,
-                               env={"PATH": "/usr/bin:/bin"})
+    untrusted = subprocess.run(
+        [str(AIRFLOW_VENV / "bin" / "python"), "-c", probe, url],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert untrusted.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
-    trusted = subprocess.run([str(AIRFLOW_VENV / "bin" / "python"), "-c", probe, url], capture_output=True, text=True,
-                             env={"PATH": "/usr/bin:/bin", "SSL_CERT_FILE": str(tls_stack.redis.ca)})
+    trusted = subprocess.run(
+        [str(AIRFLOW_VENV / "bin" / "python"), "-c", probe, url],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "SSL_CERT_FILE": str(tls_stack.redis.ca)},
+    )
     assert trusted.returncode == 0, trusted.stderr
 
 
 def test_dag_succeeds_over_a_tls_broker(tls_stack: Deployment) -> None:
     tls_stack.api.login("admin", tls_stack.admin_password)
     tls_stack.wait_for_dag()
-    status, body = tls_stack.api.call("POST", "/api/v2/variables", {"key": "e2e_api_variable", "value": "set-through-the-api"})
+    status, body = tls_stack.api.call(
+        "POST", "/api/v2/variables", {"key": "e2e_api_variable", "value": "set-through-the-api"}
+    )
     assert status in (200, 201), body
     run_id = tls_stack.trigger()
     assert tls_stack.wait_run(run_id) == "success", tls_stack.logs()

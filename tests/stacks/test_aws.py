@@ -71,7 +71,10 @@ def test_data_services_and_nodes_live_in_private_subnets_only(stack: str) -> Non
     public_ids = {f"{r.name}-id" for r in subnets.values() if "-public-" in r.name}
     assert len(private_ids) >= 2 and len(public_ids) >= 2
     assert not any(s.inputs.get("mapPublicIpOnLaunch") for s in subnets.values())
-    assert {s.inputs["availabilityZone"] for s in subnets.values() if "-private-" in s.name} >= {"eu-west-1a", "eu-west-1b"}
+    assert {s.inputs["availabilityZone"] for s in subnets.values() if "-private-" in s.name} >= {
+        "eu-west-1a",
+        "eu-west-1b",
+    }
     for r in of_type(run, "subnetGroup:SubnetGroup"):
         assert set(r.inputs["subnetIds"]) <= private_ids, r.name
     assert set(one(run, "eks/nodeGroup:NodeGroup").inputs["subnetIds"]) <= private_ids
@@ -177,13 +180,25 @@ def test_a_load_balancer_service_is_deleted_before_the_network(stack: str) -> No
 def test_log_identity_is_scoped_to_the_bucket_and_the_log_writers(stack: str) -> None:
     run = render(stack)
     assocs = {r.inputs["serviceAccount"] for r in of_type(run, "eks/podIdentityAssociation:PodIdentityAssociation")}
-    assert assocs == {"airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
-                      "airflow-worker"}
+    assert assocs == {
+        "airflow-api-server",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-worker",
+    }
     policy = json.loads(run.get("aws:iam/rolePolicy:RolePolicy", "logs-policy").revealed["policy"])
-    resources = {r for s in policy["Statement"] for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])}
+    resources = {
+        r for s in policy["Statement"] for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])
+    }
     assert all(r.startswith("arn:aws:s3:::airflow-logs-") for r in resources)
-    env = {e["name"]: e.get("value") for e in named(run, "Deployment", "airflow-scheduler")["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["AIRFLOW__LOGGING__REMOTE_LOGGING"] == "True" and env["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"].startswith("s3://airflow-logs-")
+    env = {
+        e["name"]: e.get("value")
+        for e in named(run, "Deployment", "airflow-scheduler")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["AIRFLOW__LOGGING__REMOTE_LOGGING"] == "True" and env[
+        "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"
+    ].startswith("s3://airflow-logs-")
     assert env["AIRFLOW_CONN_AWS_TASK_LOGS"] == "aws://?region_name=eu-west-1"
     assert "aws_access_key_id" not in dumps(run).lower()
 
@@ -205,18 +220,37 @@ def test_outputs_match_the_local_stack_plus_kubeconfig() -> None:
 
 
 BAD = [
-    ("aws.database.instanceClass=db.m9z.large", "airflow-k8s:aws.database.instanceClass", "is not a db.<family>.<size>"),
+    (
+        "aws.database.instanceClass=db.m9z.large",
+        "airflow-k8s:aws.database.instanceClass",
+        "is not a db.<family>.<size>",
+    ),
     ("aws.broker.nodeType=cache.huge", "airflow-k8s:aws.broker.nodeType", "is not a cache.<family>.<size>"),
-    ("aws.network.availabilityZones=[eu-west-1a]", "airflow-k8s:aws.network.availabilityZones", "at least two distinct"),
-    ("aws.network.availabilityZones=[eu-west-1a, us-east-1b]", "airflow-k8s:aws.network.availabilityZones", "not in region"),
+    (
+        "aws.network.availabilityZones=[eu-west-1a]",
+        "airflow-k8s:aws.network.availabilityZones",
+        "at least two distinct",
+    ),
+    (
+        "aws.network.availabilityZones=[eu-west-1a, us-east-1b]",
+        "airflow-k8s:aws.network.availabilityZones",
+        "not in region",
+    ),
     ("aws.cluster.serviceCidr=10.40.128.0/17", "airflow-k8s:aws.cluster.serviceCidr", "overlaps the VPC CIDR"),
     ("aws.network.cidr=10.0.0.0/8", "airflow-k8s:aws.network.cidr", "/16 to /20"),
     ("aws.cluster.existingName=team-eks", "airflow-k8s:aws.cluster.existingName", "needs its network"),
-    ("aws.network={vpcId: vpc-0abc12345678, privateSubnets: [{id: subnet-0aaa11112222, availabilityZone: eu-west-1a}]}",
-     "airflow-k8s:aws.network.privateSubnets", "at least two availability zones"),
+    (
+        "aws.network={vpcId: vpc-0abc12345678, privateSubnets: [{id: subnet-0aaa11112222, availabilityZone: eu-west-1a}]}",
+        "airflow-k8s:aws.network.privateSubnets",
+        "at least two availability zones",
+    ),
     ("aws.region=Ireland", "airflow-k8s:aws.region", "must match"),
     ("aws.cluster.nodeDesired=10", "airflow-k8s:aws.cluster.nodeDesired", "nodeMin <= nodeDesired <= nodeMax"),
-    ("aws.database.backupRetentionDays=0", "airflow-k8s:aws.database.backupRetentionDays", "greater than or equal to 1"),
+    (
+        "aws.database.backupRetentionDays=0",
+        "airflow-k8s:aws.database.backupRetentionDays",
+        "greater than or equal to 1",
+    ),
     ("database.mode=external", "airflow-k8s:database.", ""),
 ]
 

@@ -15,8 +15,13 @@ from tests.stacks.test_invariants import _secret_leaves
 STACKS = ["azure-dev", "azure-prod"]
 SMB = ("azure.dags.protocol=smb",)
 EXISTING = ("azure.cluster.existingName=team-aks", "azure.cluster.existingResourceGroup=team-rg")
-LOG_WRITERS = {"airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
-               "airflow-worker"}
+LOG_WRITERS = {
+    "airflow-api-server",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+}
 
 
 def of_type(run: engine.Run, token: str) -> list[engine.Resource]:
@@ -67,7 +72,9 @@ def test_data_services_have_no_public_network_access(stack: str) -> None:
     assert one(run, "redisenterprise:RedisEnterprise").inputs["publicNetworkAccess"] == "Disabled"
     files = [a.inputs for a in of_type(run, "storage:StorageAccount") if a.inputs["kind"] == "FileStorage"][0]
     assert files["publicNetworkAccess"] == "Disabled" and files["networkRuleSet"]["defaultAction"] == "Deny"
-    groups = {e.inputs["privateLinkServiceConnections"][0]["groupIds"][0] for e in of_type(run, "network:PrivateEndpoint")}
+    groups = {
+        e.inputs["privateLinkServiceConnections"][0]["groupIds"][0] for e in of_type(run, "network:PrivateEndpoint")
+    }
     assert groups == {"redisEnterprise", "file"}
     zones = {z.inputs["privateZoneName"] for z in of_type(run, "privatedns:PrivateZone")}
     assert {"privatelink.redis.azure.net", "privatelink.file.core.windows.net"} <= zones
@@ -102,15 +109,22 @@ def test_log_identity_is_federated_with_log_writers_and_scoped_to_the_container(
     assert role.inputs["scope"] == f"{container.name}-id"  # the container, not the account or group
     assert role.inputs["roleDefinitionId"].endswith("ba92f5b4-2d11-453d-a403-e96b0029c9fe")
     sas = {o["metadata"]["name"]: o for o in objects(run, "ServiceAccount")}
-    annotated = {n for n, o in sas.items() if "azure.workload.identity/client-id" in o["metadata"].get("annotations", {})}
+    annotated = {
+        n for n, o in sas.items() if "azure.workload.identity/client-id" in o["metadata"].get("annotations", {})
+    }
     assert annotated == LOG_WRITERS
     for obj in workloads(run):
         labelled = obj["spec"]["template"]["metadata"]["labels"].get("azure.workload.identity/use") == "true"
         assert labelled == (pod_spec(obj)["serviceAccountName"] in LOG_WRITERS), obj["metadata"]["name"]
-    env = {e["name"]: e.get("value") for e in pod_spec(named(run, "Deployment", "airflow-scheduler"))["containers"][0]["env"]}
+    env = {
+        e["name"]: e.get("value")
+        for e in pod_spec(named(run, "Deployment", "airflow-scheduler"))["containers"][0]["env"]
+    }
     assert env["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"].startswith("wasb")
     assert env["AIRFLOW__AZURE_REMOTE_LOGGING__REMOTE_WASB_LOG_CONTAINER"] == "airflow-logs"
-    assert '"conn_type": "wasb"' in env["AIRFLOW_CONN_AZURE_TASK_LOGS"] and "key" not in env["AIRFLOW_CONN_AZURE_TASK_LOGS"].replace("tenant", "")
+    assert '"conn_type": "wasb"' in env["AIRFLOW_CONN_AZURE_TASK_LOGS"] and "key" not in env[
+        "AIRFLOW_CONN_AZURE_TASK_LOGS"
+    ].replace("tenant", "")
 
 
 def test_nfs_share_is_a_static_pv_without_keys_and_smb_uses_a_secret() -> None:
@@ -149,8 +163,13 @@ def test_dev_destroys_in_one_go() -> None:
 def test_prod_protects_database_share_and_log_container() -> None:
     run = render("azure-prod")
     protected = {r.type.split(":")[-1] + "/" + r.name for r in run.resources if r.options.get("protect")}
-    assert protected == {"Server/database-server", "StorageAccount/dags-account", "FileShare/dags-share",
-                         "StorageAccount/logs-account", "BlobContainer/logs-container"}
+    assert protected == {
+        "Server/database-server",
+        "StorageAccount/dags-account",
+        "FileShare/dags-share",
+        "StorageAccount/logs-account",
+        "BlobContainer/logs-container",
+    }
     assert one(run, "dbforpostgresql:Server").inputs["highAvailability"] == {"mode": "ZoneRedundant"}
 
 
@@ -185,7 +204,11 @@ BAD = [
     ("azure.cluster.serviceCidr=10.50.128.0/17", "airflow-k8s:azure.cluster.serviceCidr", "overlaps the VNet"),
     ("azure.dags.quotaGib=50", "airflow-k8s:azure.dags.quotaGib", "start at 100 GiB"),
     ("azure.cluster.existingName=team-aks", "airflow-k8s:azure.cluster.existingResourceGroup", "set both"),
-    ("azure.database.backupRetentionDays=3", "airflow-k8s:azure.database.backupRetentionDays", "greater than or equal to 7"),
+    (
+        "azure.database.backupRetentionDays=3",
+        "airflow-k8s:azure.database.backupRetentionDays",
+        "greater than or equal to 7",
+    ),
     ("azure.database.highAvailability=true", "airflow-k8s:azure.database.highAvailability", "Burstable"),
 ]
 

@@ -13,8 +13,16 @@ CASES = [
     # (override, expected key path in message, expected explanation fragment)
     ("airflow.executor=LocalExecutor", "airflow-k8s:airflow.executor", "'CeleryExecutor', 'KubernetesExecutor'"),
     ("airflow.scheduler.replicas=0", "airflow-k8s:airflow.scheduler.replicas", "greater than or equal to 1"),
-    ("airflow.scheduler.replica=2", "airflow-k8s:airflow.scheduler.replica", "not a known key (allowed: replicas, resources)"),
-    ("nope=1", "airflow-k8s:nope", "not a known key (allowed: airflow, aws, azure, broker, cloud, database, kubernetes)"),
+    (
+        "airflow.scheduler.replica=2",
+        "airflow-k8s:airflow.scheduler.replica",
+        "not a known key (allowed: replicas, resources)",
+    ),
+    (
+        "nope=1",
+        "airflow-k8s:nope",
+        "not a known key (allowed: airflow, aws, azure, broker, cloud, database, kubernetes)",
+    ),
     ("cloud=gcp", "airflow-k8s:cloud", "must be one of 'local', 'aws', 'azure'"),
     ("kubernetes.context=", "airflow-k8s:kubernetes.context", "needs a kubeconfig context name"),
     ("kubernetes.namespace=Airflow_NS", "airflow-k8s:kubernetes.namespace", "must match"),
@@ -30,6 +38,12 @@ CASES = [
     ("airflow.executor=KubernetesExecutor", None, None),  # valid on its own: control for the next case
     ("airflow.variables={bad-name: x}", "airflow-k8s:airflow.variables", "letters, digits and '_'"),
     ("airflow.config={Core.Parallelism: '4'}", "airflow-k8s:airflow.config", "'section.option'"),
+    # An unknown key inside an optional object still lists what is allowed there.
+    (
+        "database={mode: external, external: {host: h, password: p, hots: x}}",
+        "airflow-k8s:database.external.hots",
+        "not a known key (allowed: host, name, password, port, sslmode, user)",
+    ),
     ("airflow.migrationTimeoutMinutes=0", "airflow-k8s:airflow.migrationTimeoutMinutes", "greater than or equal to 1"),
 ]
 

@@ -23,9 +23,22 @@ SEEN: set[str] = set()
 def checkov_failures(manifests: Path) -> list[tuple[str, str]]:
     assert CHECKOV.exists(), f"no checkov at {CHECKOV}: `bash .ci/run` installs it in its own venv"
     done = subprocess.run(
-        [str(CHECKOV), "-d", str(manifests), "--framework", "kubernetes", "--quiet", "--compact",
-         "--skip-download", "-o", "json"],
-        capture_output=True, text=True, timeout=600)
+        [
+            str(CHECKOV),
+            "-d",
+            str(manifests),
+            "--framework",
+            "kubernetes",
+            "--quiet",
+            "--compact",
+            "--skip-download",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     report = json.loads(done.stdout)
     report = report if isinstance(report, dict) else report[0]
     assert report["summary"]["parsing_errors"] == 0, report["summary"]

@@ -19,11 +19,16 @@ PREFIXES = sorted({"aws:", "azure-native:"} | {c.prefix for c in clouds.ALL})
 
 
 def test_no_cloud_type_token_outside_the_facts_modules() -> None:
-    token = re.compile(r"""["'](?:%s)""" % "|".join(re.escape(p) for p in PREFIXES))
+    alternatives = "|".join(re.escape(p) for p in PREFIXES)
+    token = re.compile(rf"""["'](?:{alternatives})""")
     files = [p for p in TOOLING.rglob("*.py") if CLOUDS not in p.parents]
     assert {p.name for p in files} >= {"engine.py", "diff.py", "teardown.py", "cli.py", "render.py"}
-    hits = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}" for p in files
-            for n, line in enumerate(p.read_text().splitlines(), 1) if token.search(line)]
+    hits = [
+        f"{p.relative_to(ROOT)}:{n}: {line.strip()}"
+        for p in files
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if token.search(line)
+    ]
     assert not hits, "cloud type tokens belong in stacks/tooling/clouds/:\n" + "\n".join(hits)
 
 

@@ -41,8 +41,12 @@ def test_pulumi_yaml_declares_only_model_keys_and_puts_stacks_in_stacks_dir() ->
 
 
 def test_secret_fields_are_secretstr_and_never_printed() -> None:
-    c = parse({"kubernetes": {"context": "x"}, "database": {"mode": "external",
-               "external": {"host": "h", "password": "hunter2hunter2"}}})
+    c = parse(
+        {
+            "kubernetes": {"context": "x"},
+            "database": {"mode": "external", "external": {"host": "h", "password": "hunter2hunter2"}},
+        }
+    )
     assert c.database.external is not None and isinstance(c.database.external.password, SecretStr)
     assert "hunter2" not in repr(c) and "hunter2" not in str(c.model_dump())
 
@@ -60,11 +64,15 @@ def test_reads_pulumi_config_including_secret_keys() -> None:
     def prog() -> None:
         seen["cfg"] = from_pulumi_config()
 
-    run = engine.run(prog, config={
-        f"{PROJECT}:kubernetes": '{"context": "kind-x"}',
-        f"{PROJECT}:database": '{"mode": "external", "external": {"host": "h", "password": "pw-from-secret"}}',
-        "aws:region": "eu-west-1",  # other namespaces are not ours to validate
-    }, secret_keys=[f"{PROJECT}:database"])
+    run = engine.run(
+        prog,
+        config={
+            f"{PROJECT}:kubernetes": '{"context": "kind-x"}',
+            f"{PROJECT}:database": '{"mode": "external", "external": {"host": "h", "password": "pw-from-secret"}}',
+            "aws:region": "eu-west-1",  # other namespaces are not ours to validate
+        },
+        secret_keys=[f"{PROJECT}:database"],
+    )
     assert run.error is None
     cfg = seen["cfg"]
     assert isinstance(cfg, StackConfig)
@@ -76,5 +84,7 @@ def test_dotted_top_level_key_is_rejected() -> None:
     def prog() -> None:
         from_pulumi_config()
 
-    run = engine.run(prog, config={f"{PROJECT}:airflow.executor": "CeleryExecutor", f"{PROJECT}:kubernetes": '{"context": "x"}'})
+    run = engine.run(
+        prog, config={f"{PROJECT}:airflow.executor": "CeleryExecutor", f"{PROJECT}:kubernetes": '{"context": "x"}'}
+    )
     assert isinstance(run.error, ConfigError) and "airflow-k8s:airflow.executor: is not a known key" in str(run.error)

@@ -31,10 +31,18 @@ def test_identical_renders_have_no_changes() -> None:
 
 def test_created_and_deleted() -> None:
     base, more = resources("local"), resources("local", "airflow.statsd.enabled=true")
-    assert kinds(compare(base, more))["created"] == {"airflow-statsd", "airflow-statsd-svc", "airflow-netpol-statsd",
-                                                     "namespace-sa-statsd"}
-    assert kinds(compare(more, base))["deleted"] == {"airflow-statsd", "airflow-statsd-svc", "airflow-netpol-statsd",
-                                                     "namespace-sa-statsd"}
+    assert kinds(compare(base, more))["created"] == {
+        "airflow-statsd",
+        "airflow-statsd-svc",
+        "airflow-netpol-statsd",
+        "namespace-sa-statsd",
+    }
+    assert kinds(compare(more, base))["deleted"] == {
+        "airflow-statsd",
+        "airflow-statsd-svc",
+        "airflow-netpol-statsd",
+        "namespace-sa-statsd",
+    }
     assert not [c for c in compare(more, base) if c.destructive]  # nothing stateful went
 
 
@@ -82,15 +90,28 @@ def test_cli_against_a_git_ref(tmp_path: Path) -> None:
     clone = tmp_path / "repo"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     stack_file = clone / "stacks" / "Pulumi.aws-dev.yaml"
-    stack_file.write_text(stack_file.read_text().replace("      replicas: 0  # single node", "      replicas: 1  # single node"))
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
+    stack_file.write_text(
+        stack_file.read_text().replace("      replicas: 0  # single node", "      replicas: 1  # single node")
+    )
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     subprocess.run(["git", "commit", "-qam", "two cache nodes"], cwd=clone, check=True, env=env)
-    run = lambda *a: subprocess.run([sys.executable, "-m", "stacks.render", "aws-dev", *a], cwd=clone,  # noqa: E731
-                                    capture_output=True, text=True)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "stacks.render", "aws-dev", *args], cwd=clone, capture_output=True, text=True
+        )
+
     out = run("--diff-against", "HEAD~1")
     assert out.returncode == 0, out.stderr
-    assert "broker-group" in out.stdout and "numCacheClusters" in out.stdout and "automaticFailoverEnabled" in out.stdout
+    assert (
+        "broker-group" in out.stdout and "numCacheClusters" in out.stdout and "automaticFailoverEnabled" in out.stdout
+    )
     assert "DESTRUCTIVE" not in out.stdout
     bad = run("--diff-against", "no-such-ref")
     assert bad.returncode == 2 and "cannot check out 'no-such-ref'" in bad.stderr

@@ -13,7 +13,8 @@ from tests.render import render
 def test_readme_pictures_are_current(stack: str) -> None:
     text = README.read_text()
     assert graph.current_block(text, stack) == graph.readme_block(stack, render(stack)), (
-        "stale: run `python -m stacks.render --write-readme`")
+        "stale: run `python -m stacks.render --write-readme`"
+    )
 
 
 def test_edges_follow_dependencies() -> None:

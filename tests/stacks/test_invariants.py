@@ -36,7 +36,7 @@ def _secret_leaves(run: engine.Run) -> set[str]:
             for k in masked:
                 walk(masked[k], revealed.get(k))
         elif isinstance(masked, list) and isinstance(revealed, list):
-            for m, r in zip(masked, revealed):
+            for m, r in zip(masked, revealed, strict=True):
                 walk(m, r)
 
     for r in run.resources:
@@ -47,6 +47,7 @@ def _secret_leaves(run: engine.Run) -> set[str]:
 
 
 # ---- explicit provider -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("variant", ALL)
 def test_every_kubernetes_resource_has_the_stacks_explicit_provider(variant: str) -> None:
@@ -59,6 +60,7 @@ def test_every_kubernetes_resource_has_the_stacks_explicit_provider(variant: str
 
 
 # ---- secrets ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("variant", ALL)
 def test_no_secret_appears_in_plain_text(variant: str) -> None:
@@ -80,8 +82,11 @@ def test_config_secrets_stay_secret() -> None:
 def test_generated_secrets_are_pulumi_random_and_only_reach_pods_by_reference() -> None:
     run = render("local")
     assert {r.name for r in run.by_type("random:index/randomPassword:RandomPassword")} >= {
-        "airflow-secrets-jwt-secret", "airflow-secrets-api-secret-key", "airflow-secrets-admin-password",
-        "postgres-password", "redis-password",
+        "airflow-secrets-jwt-secret",
+        "airflow-secrets-api-secret-key",
+        "airflow-secrets-admin-password",
+        "postgres-password",
+        "redis-password",
     }
     assert [r.name for r in run.by_type("random:index/randomBytes:RandomBytes")] == ["airflow-secrets-fernet-key"]
     for obj in workloads(run):
@@ -98,6 +103,7 @@ def test_admin_password_is_a_secret_output() -> None:
 
 
 # ---- migration -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("variant", ALL)
 def test_every_airflow_workload_depends_on_the_migration_job(variant: str) -> None:
@@ -138,6 +144,7 @@ def test_admin_user_job_runs_after_migration_and_api_server_after_it() -> None:
 
 # ---- DAG volume ------------------------------------------------------------------------------
 
+
 def _dag_claim_mounts(run: engine.Run, claim: str) -> list[tuple[str, str, bool]]:
     """(object, container, read-only) for every container that mounts the DAG claim."""
     out = []
@@ -174,6 +181,7 @@ def test_existing_claim_is_mounted_read_only_without_a_writer() -> None:
 
 # ---- RBAC: pod rights only on launchers ------------------------------------------------------
 
+
 def _pod_rights(run: engine.Run) -> dict[str, set[str]]:
     """ServiceAccount -> verbs on pods, over every RoleBinding/ClusterRoleBinding in the render."""
     roles = {(o["metadata"].get("namespace"), o["metadata"]["name"]): o for o in objects(run, "Role")}
@@ -181,10 +189,18 @@ def _pod_rights(run: engine.Run) -> dict[str, set[str]]:
     rights: dict[str, set[str]] = {}
     for b in objects(run, "RoleBinding") + objects(run, "ClusterRoleBinding"):
         ref = b["roleRef"]
-        role = croles.get(ref["name"]) if ref["kind"] == "ClusterRole" else roles.get(
-            (b["metadata"].get("namespace"), ref["name"]))
+        role = (
+            croles.get(ref["name"])
+            if ref["kind"] == "ClusterRole"
+            else roles.get((b["metadata"].get("namespace"), ref["name"]))
+        )
         assert role is not None, f"binding {b['metadata']['name']} refers to a missing role"
-        verbs = {v for rule in role.get("rules", []) if "pods" in rule.get("resources", []) or "*" in rule.get("resources", []) for v in rule["verbs"]}
+        verbs = {
+            v
+            for rule in role.get("rules", [])
+            if "pods" in rule.get("resources", []) or "*" in rule.get("resources", [])
+            for v in rule["verbs"]
+        }
         for s in b.get("subjects", []):
             if verbs:
                 rights.setdefault(s["name"], set()).update(verbs)
@@ -197,8 +213,11 @@ def _pod_rights(run: engine.Run) -> dict[str, set[str]]:
         ((), set(), set()),
         (("airflow.executor=KubernetesExecutor",), {"airflow-scheduler"}, {"airflow-api-server"}),
         (("airflow.podOperator.enabled=true",), {"airflow-worker", "airflow-triggerer"}, set()),
-        (VARIANTS["both-executors+kpo"], {"airflow-scheduler", "airflow-worker", "airflow-task", "airflow-triggerer"},
-         {"airflow-api-server"}),
+        (
+            VARIANTS["both-executors+kpo"],
+            {"airflow-scheduler", "airflow-worker", "airflow-task", "airflow-triggerer"},
+            {"airflow-api-server"},
+        ),
     ],
 )
 def test_only_pod_launchers_may_create_pods(overrides: tuple[str, ...], launchers: set[str], readers: set[str]) -> None:
@@ -225,6 +244,7 @@ def test_task_namespace_service_account_has_no_rights() -> None:
 
 
 # ---- production defaults on every pod -------------------------------------------------------
+
 
 @pytest.mark.parametrize("variant", ALL)
 def test_every_pod_is_hardened(variant: str) -> None:
@@ -256,8 +276,13 @@ def test_network_policies_deny_by_default_and_admit_log_fetching_from_api_server
     pols = {o["metadata"]["name"]: o for o in objects(run, "NetworkPolicy")}
     assert pols["airflow-default-deny-ingress"]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
     wl = pols["airflow-worker-logs"]["spec"]["ingress"]
-    assert wl[0]["from"] == [{"podSelector": {"matchLabels": {
-        "app.kubernetes.io/instance": "airflow", "app.kubernetes.io/component": "api-server"}}}]
+    assert wl[0]["from"] == [
+        {
+            "podSelector": {
+                "matchLabels": {"app.kubernetes.io/instance": "airflow", "app.kubernetes.io/component": "api-server"}
+            }
+        }
+    ]
     assert wl[0]["ports"] == [{"port": 8793, "protocol": "TCP"}]
     assert not objects(render("local", "kubernetes.networkPolicies=false"), "NetworkPolicy")
 
@@ -283,7 +308,8 @@ def test_every_airflow_container_has_the_shared_settings(variant: str) -> None:
                 env = env_of(c)
                 assert REQUIRED_ENV <= set(env), (obj["metadata"]["name"], REQUIRED_ENV - set(env))
                 assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == (
-                    "http://airflow-api-server.airflow.svc.cluster.local:8080/execution/")
+                    "http://airflow-api-server.airflow.svc.cluster.local:8080/execution/"
+                )
 
 
 def test_fernet_key_is_url_safe_base64_of_32_bytes() -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from stacks.tooling.clouds.facts import CloudFacts, DestroyView, Severity
 
@@ -20,26 +21,39 @@ def mock_outputs(typ: str, name: str, state: dict[str, Any]) -> dict[str, Any]:
     if typ == "aws:iam/role:Role":
         out["name"] = name
     elif typ == "aws:eks/cluster:Cluster":
-        out.update(endpoint=f"https://{name}.eks.mock", certificateAuthority={"data": "bW9jay1jYQ=="},
-                   vpcConfig={**(state.get("vpcConfig") or {}), "clusterSecurityGroupId": f"sg-{name}"})
+        out.update(
+            endpoint=f"https://{name}.eks.mock",
+            certificateAuthority={"data": "bW9jay1jYQ=="},
+            vpcConfig={**(state.get("vpcConfig") or {}), "clusterSecurityGroupId": f"sg-{name}"},
+        )
     elif typ == "aws:rds/instance:Instance":
-        out.update(address=f"{state.get('identifier', name)}.mock.eu-west-1.rds.amazonaws.com",
-                   endpoint=f"{state.get('identifier', name)}.mock:5432")
+        out.update(
+            address=f"{state.get('identifier', name)}.mock.eu-west-1.rds.amazonaws.com",
+            endpoint=f"{state.get('identifier', name)}.mock:5432",
+        )
     elif typ == "aws:elasticache/replicationGroup:ReplicationGroup":
         out["primaryEndpointAddress"] = f"master.{state.get('replicationGroupId', name)}.mock.cache.amazonaws.com"
     elif typ == "aws:s3/bucket:Bucket":
-        out["bucket"] = state.get("bucket") or f"{state.get('bucketPrefix', '')}{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+        out["bucket"] = (
+            state.get("bucket") or f"{state.get('bucketPrefix', '')}{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+        )
         out["arn"] = f"arn:aws:s3:::{out['bucket']}"
-    elif typ in ("aws:rds/subnetGroup:SubnetGroup", "aws:rds/parameterGroup:ParameterGroup",
-                 "aws:elasticache/subnetGroup:SubnetGroup"):
+    elif typ in (
+        "aws:rds/subnetGroup:SubnetGroup",
+        "aws:rds/parameterGroup:ParameterGroup",
+        "aws:elasticache/subnetGroup:SubnetGroup",
+    ):
         out["name"] = state.get("name", name)
     return out
 
 
 def _get_cluster(args: dict[str, Any]) -> dict[str, Any]:
-    return {"name": args["name"], "endpoint": f"https://{args['name']}.eks.mock",
-            "certificateAuthorities": [{"data": "bW9jay1jYQ=="}],
-            "vpcConfig": {"clusterSecurityGroupId": "sg-0mockcluster"}}
+    return {
+        "name": args["name"],
+        "endpoint": f"https://{args['name']}.eks.mock",
+        "certificateAuthorities": [{"data": "bW9jay1jYQ=="}],
+        "vpcConfig": {"clusterSecurityGroupId": "sg-0mockcluster"},
+    }
 
 
 def _get_vpc(args: dict[str, Any]) -> dict[str, Any]:
@@ -52,8 +66,13 @@ def destroy_checks(r: Resource, view: DestroyView) -> Iterator[tuple[Severity, s
         if i.get("deletionProtection"):
             yield "blocks", "RDS deletion protection is on"
         if not i.get("skipFinalSnapshot"):
-            yield "leaves", (f"final snapshot {i.get('finalSnapshotIdentifier')!r} is kept "
-                             "(and a second destroy of a recreated stack would collide with it)")
+            yield (
+                "leaves",
+                (
+                    f"final snapshot {i.get('finalSnapshotIdentifier')!r} is kept "
+                    "(and a second destroy of a recreated stack would collide with it)"
+                ),
+            )
     if r.type == "aws:s3/bucket:Bucket" and not i.get("forceDestroy"):
         yield "blocks", "bucket is not force_destroy: a non-empty bucket cannot be deleted"
     if r.type == "aws:eks/cluster:Cluster" and i.get("enabledClusterLogTypes"):
@@ -75,12 +94,29 @@ FACTS = CloudFacts(
         "aws:ec2/vpc:Vpc": ("cidrBlock",),
         "aws:ec2/subnet:Subnet": ("cidrBlock", "availabilityZone", "vpcId"),
         "aws:eks/cluster:Cluster": ("name", "vpcConfig.subnetIds", "kubernetesNetworkConfig"),
-        "aws:rds/instance:Instance": ("identifier", "engine", "dbName", "username", "storageEncrypted", "kmsKeyId",
-                                      "availabilityZone", "dbSubnetGroupName"),
-        "aws:elasticache/replicationGroup:ReplicationGroup": ("replicationGroupId", "atRestEncryptionEnabled",
-                                                              "kmsKeyId", "subnetGroupName"),
-        "aws:efs/fileSystem:FileSystem": ("encrypted", "performanceMode", "kmsKeyId", "creationToken",
-                                          "availabilityZoneName"),
+        "aws:rds/instance:Instance": (
+            "identifier",
+            "engine",
+            "dbName",
+            "username",
+            "storageEncrypted",
+            "kmsKeyId",
+            "availabilityZone",
+            "dbSubnetGroupName",
+        ),
+        "aws:elasticache/replicationGroup:ReplicationGroup": (
+            "replicationGroupId",
+            "atRestEncryptionEnabled",
+            "kmsKeyId",
+            "subnetGroupName",
+        ),
+        "aws:efs/fileSystem:FileSystem": (
+            "encrypted",
+            "performanceMode",
+            "kmsKeyId",
+            "creationToken",
+            "availabilityZoneName",
+        ),
         "aws:s3/bucket:Bucket": ("bucket", "bucketPrefix", "objectLockEnabled"),
     },
     network_and_cluster=("aws:ec2/subnet:Subnet", "aws:ec2/vpc:Vpc", "aws:eks/cluster:Cluster"),

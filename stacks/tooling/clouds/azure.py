@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from stacks.tooling.clouds.facts import CloudFacts, DestroyView, Severity, mock_secret
 
@@ -11,8 +12,19 @@ if TYPE_CHECKING:
     from stacks.tooling.engine import Resource
 
 # Inputs that name the resource; Azure Resource Manager returns it as `name`.
-_NAME_INPUTS = ("resourceGroupName", "accountName", "serverName", "clusterName", "resourceName", "privateZoneName",
-                "virtualNetworkName", "privateEndpointName", "shareName", "containerName", "databaseName")
+_NAME_INPUTS = (
+    "resourceGroupName",
+    "accountName",
+    "serverName",
+    "clusterName",
+    "resourceName",
+    "privateZoneName",
+    "virtualNetworkName",
+    "privateEndpointName",
+    "shareName",
+    "containerName",
+    "databaseName",
+)
 
 
 def mock_outputs(typ: str, name: str, state: dict[str, Any]) -> dict[str, Any]:
@@ -40,8 +52,11 @@ def _cluster_credentials(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _get_cluster(args: dict[str, Any]) -> dict[str, Any]:
-    return {"name": args["resourceName"], "location": "westeurope",
-            "oidcIssuerProfile": {"enabled": True, "issuerURL": "https://oidc.mock/existing/"}}
+    return {
+        "name": args["resourceName"],
+        "location": "westeurope",
+        "oidcIssuerProfile": {"enabled": True, "issuerURL": "https://oidc.mock/existing/"},
+    }
 
 
 def _redis_keys(args: dict[str, Any]) -> dict[str, Any]:
@@ -53,8 +68,12 @@ def _storage_keys(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _client_config(args: dict[str, Any]) -> dict[str, Any]:
-    return {"clientId": "00000000-0000-0000-0000-00000000c11e", "objectId": "00000000-0000-0000-0000-0000000000b1",
-            "subscriptionId": "00000000-0000-0000-0000-000000005ub0", "tenantId": "00000000-0000-0000-0000-00000000fe11"}
+    return {
+        "clientId": "00000000-0000-0000-0000-00000000c11e",
+        "objectId": "00000000-0000-0000-0000-0000000000b1",
+        "subscriptionId": "00000000-0000-0000-0000-000000005ub0",
+        "tenantId": "00000000-0000-0000-0000-00000000fe11",
+    }
 
 
 def destroy_checks(r: Resource, view: DestroyView) -> Iterator[tuple[Severity, str]]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from stacks.tooling.clouds.facts import CloudFacts, DestroyView, Severity
 
@@ -33,15 +34,30 @@ def destroy_checks(r: Resource, view: DestroyView) -> Iterator[tuple[Severity, s
         before = view.ancestors(r.urn)
         late = [n.name for n in view.network if n.urn not in before]
         if late:
-            yield "blocks", (f"{kind} makes a cloud load balancer but is not ordered before {', '.join(late)}: "
-                             "their deletion can fail on its leftovers")
+            yield (
+                "blocks",
+                (
+                    f"{kind} makes a cloud load balancer but is not ordered before {', '.join(late)}: "
+                    "their deletion can fail on its leftovers"
+                ),
+            )
         else:
-            yield "note", (f"{kind} makes a cloud load balancer outside the state; it is deleted before the "
-                           "cluster and network it lives in")
+            yield (
+                "note",
+                (
+                    f"{kind} makes a cloud load balancer outside the state; it is deleted before the "
+                    "cluster and network it lives in"
+                ),
+            )
     if kind == "PersistentVolumeClaim":
         if spec.get("storageClassName") != "" and not spec.get("volumeName"):
-            yield "note", ("dynamically provisioned: its volume follows the StorageClass reclaim policy "
-                           "(Delete on the usual defaults)")
+            yield (
+                "note",
+                (
+                    "dynamically provisioned: its volume follows the StorageClass reclaim policy "
+                    "(Delete on the usual defaults)"
+                ),
+            )
     if kind == "StatefulSet" and spec.get("volumeClaimTemplates"):
         policy = (spec.get("persistentVolumeClaimRetentionPolicy") or {}).get("whenDeleted", "Retain")
         if policy != "Delete":
@@ -54,8 +70,13 @@ FACTS = CloudFacts(
     # metadata.name/namespace always replace an object; claims and volumes have immutable specs.
     stateful={
         "kubernetes:core/v1:PersistentVolume": ("metadata.name", "spec"),
-        "kubernetes:core/v1:PersistentVolumeClaim": ("metadata.name", "metadata.namespace", "spec.storageClassName",
-                                                     "spec.volumeName", "spec.accessModes"),
+        "kubernetes:core/v1:PersistentVolumeClaim": (
+            "metadata.name",
+            "metadata.namespace",
+            "spec.storageClassName",
+            "spec.volumeName",
+            "spec.accessModes",
+        ),
         "kubernetes:core/v1:Namespace": ("metadata.name",),
         "kubernetes:apps/v1:StatefulSet": ("metadata.name", "metadata.namespace", "spec.volumeClaimTemplates"),
     },
