@@ -47,7 +47,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     )
     provider = eks.provider
     d = cfg.airflow.dags
-    git_writer = d.source == "volume" and d.git is not None
+    git_writer = d.git_writer
     ns = make_namespace(cfg, provider, git_writer)
     data_opts = pulumi.ResourceOptions(providers=[aws_provider], depends_on=net.subnets.resources)
 
@@ -63,7 +63,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         opts=data_opts,
     )
     broker: BrokerEndpoint | None = None
-    if "CeleryExecutor" in cfg.airflow.executors:
+    if roster(cfg, git_writer).conditions.celery:
         broker = ElastiCacheBroker(
             "broker",
             settings=a.broker,

@@ -57,7 +57,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     )
     provider = aks.provider
     d = cfg.airflow.dags
-    git_writer = d.source == "volume" and d.git is not None
+    git_writer = d.git_writer
     # Who reads or writes task logs (the api-server reads them for the UI): the components table says.
     log_users = roster(cfg, git_writer).task_log_users
     writers = {c: f"{INSTANCE}-{c}" for c in log_users}
@@ -91,7 +91,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         opts=az_opts,
     )
     broker: BrokerEndpoint | None = None
-    if "CeleryExecutor" in cfg.airflow.executors:
+    if roster(cfg, git_writer).conditions.celery:
         broker = ManagedRedis(
             "broker", settings=z.broker, cluster_name=global_name, net=net, location=z.region, tags=tags, opts=az_opts
         ).endpoint

@@ -31,14 +31,14 @@ def compose(
     database: DatabaseEndpoint,
     broker: BrokerEndpoint | None,
     dags: DagSource,
+    namespace: AirflowNamespace,
     remote_logs: RemoteLogs | None = None,
-    annotations: Mapping[str, Mapping[str, pulumi.Input[str]]] | None = None,
     pod_labels: Mapping[str, Mapping[str, str]] | None = None,
-    namespace: AirflowNamespace | None = None,
 ) -> Airflow:
-    """Namespace + RBAC (unless the stack made it already) and the Airflow component."""
+    """The Airflow component in the stack's namespace (made first with `make_namespace`, so the
+    cloud pieces that need its service accounts can be built in between)."""
     k = cfg.kubernetes
-    ns = namespace or make_namespace(cfg, provider, dags.git_writer, annotations)
+    ns = namespace
     return Airflow(
         "airflow",
         AirflowArgs(

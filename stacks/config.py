@@ -224,8 +224,6 @@ class AzureSettings(SettingsModel):
             raise bad(
                 "cluster.serviceCidr", f"{self.cluster.service_cidr} overlaps the VNet {self.network.address_space}"
             )
-        if self.dags.protocol == "nfs" and self.dags.quota_gib < 100:
-            raise bad("dags.quotaGib", f"premium NFS shares start at 100 GiB (got {self.dags.quota_gib})")
         return self
 
 

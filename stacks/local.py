@@ -16,7 +16,7 @@ from components.endpoints import BrokerEndpoint, DatabaseEndpoint
 from components.k8s import Manifest, labels
 from components.postgres import InClusterPostgres
 from components.redis import InClusterRedis
-from stacks.common import INSTANCE, compose, make_namespace, outputs
+from stacks.common import INSTANCE, compose, make_namespace, outputs, roster
 from stacks.config import StackConfig
 
 
@@ -25,7 +25,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     # Never the ambient context: the stack names the one it deploys into.
     provider = k8s.Provider("kubernetes", context=k.context, kubeconfig=k.kubeconfig)
     d = cfg.airflow.dags
-    git_writer = d.source == "volume" and d.git is not None
+    git_writer = d.git_writer
     ns = make_namespace(cfg, provider, git_writer)
     child_opts = pulumi.ResourceOptions(providers=[provider], depends_on=[ns])
 
@@ -52,7 +52,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         )
 
     broker: BrokerEndpoint | None = None
-    if "CeleryExecutor" in cfg.airflow.executors:
+    if roster(cfg, git_writer).conditions.celery:
         if cfg.broker.mode == "inCluster":
             redis = InClusterRedis(
                 "redis",

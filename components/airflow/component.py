@@ -38,7 +38,7 @@ from components.airflow.workloads import Workload, WorkloadBuilder
 from components.endpoints import BrokerEndpoint, DatabaseEndpoint, RemoteLogs
 from components.k8s import Manifest, container_security, pod_security
 
-__all__ = ["AIRFLOW_GID", "AIRFLOW_UID", "Airflow", "AirflowArgs", "DagSource"]
+__all__ = ["Airflow", "AirflowArgs", "DagSource"]
 
 
 @dataclass
@@ -271,11 +271,7 @@ class Airflow(pulumi.ComponentResource):
                 "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage}}},
             })  # fmt: skip
         container = self._pods.container(component, args, res, mounts, probe=probe)
-        pod = {
-            **self._pods.pod_spec(component, [container], vols, mounts),
-            # Celery warm shutdown: let running tasks finish before the pod goes.
-            "terminationGracePeriodSeconds": 600 if component == "worker" else 60,
-        }
+        pod = self._pods.pod_spec(component, [container], vols, mounts)
         self.workloads[component] = self._build.workload(
             Workload(
                 component, replicas, pod, kind="StatefulSet", service_name=svc.metadata["name"],
@@ -291,7 +287,7 @@ class Airflow(pulumi.ComponentResource):
         # git-sync's HTTP endpoint answers 5xx until the first sync, 200 after: one probe for all three.
         container["env"] += [{"name": "GITSYNC_HTTP_BIND", "value": f":{GIT_SYNC_HTTP_PORT}"},
                              {"name": "GITSYNC_HTTP_PROBE", "value": "true"}]  # fmt: skip
-        container["ports"] = [{"name": "http", "containerPort": GIT_SYNC_HTTP_PORT, "protocol": "TCP"}]
+        container["ports"] = self._pods.container_ports(component)
         probe = {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 30, "timeoutSeconds": 5}
         container["startupProbe"] = {**probe, "periodSeconds": 10, "failureThreshold": 60}  # a first clone can be slow
         container["livenessProbe"] = {**probe, "failureThreshold": 10}
@@ -323,10 +319,7 @@ class Airflow(pulumi.ComponentResource):
                 "image": s.image,
                 "imagePullPolicy": "IfNotPresent",
                 "args": [f"--statsd.listen-udp=:{STATSD_PORT}", f"--web.listen-address=:{STATSD_METRICS_PORT}"],
-                "ports": [
-                    {"name": p.name, "containerPort": p.number, "protocol": p.protocol}
-                    for p in self._roster.ports(component)
-                ],
+                "ports": self._pods.container_ports(component),
                 "livenessProbe": {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 30},
                 "readinessProbe": {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 10},
                 "securityContext": container_security(),

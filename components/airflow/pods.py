@@ -1,7 +1,8 @@
 """Pod specs for Airflow's components: containers, volumes, init containers, probes, security.
 
-Every Airflow pod (long-running, Job or KubernetesExecutor task) is made here, so the rules hold in
-one place: non-root with no privilege escalation, no capabilities and seccomp RuntimeDefault; the DAG
+Every pod that runs the Airflow image (long-running, Job, or the KubernetesExecutor template's
+`base` container) is made from here, and so are the git-sync containers, so the rules hold in one
+place: non-root with no privilege escalation, no capabilities and seccomp RuntimeDefault; the DAG
 volume read-only (only the git-sync writer mounts it read-write); a token only for the components
 the table says call the Kubernetes API; the env the table grants each component.
 """
@@ -73,6 +74,12 @@ class PodFactory:
                 mounts.append({"name": "dags", "mountPath": folder, "readOnly": True})
         return vols, mounts
 
+    def container_ports(self, component: str) -> list[Manifest]:
+        """The ports the components table gives `component`, as a container lists them."""
+        return [
+            {"name": p.name, "containerPort": p.number, "protocol": p.protocol} for p in self.roster.ports(component)
+        ]
+
     def git_sync_container(self, name: str, one_time: bool) -> Manifest:
         """git-sync into the DAG folder: an init container (one sync) or a sidecar (keeps pulling)."""
         g: GitSource | None = self.settings.dags.git
@@ -124,9 +131,9 @@ class PodFactory:
         }
         if args:  # task pods get their args from the executor
             c["args"] = args
-        ports = self.roster.ports(component)
+        ports = self.container_ports(component)
         if ports:
-            c["ports"] = [{"name": p.name, "containerPort": p.number, "protocol": p.protocol} for p in ports]
+            c["ports"] = ports
         if probe:
             c["livenessProbe"] = probe
             c["readinessProbe"] = {**probe, "initialDelaySeconds": 10}
@@ -169,7 +176,7 @@ class PodFactory:
             "securityContext": pod_security(AIRFLOW_UID, AIRFLOW_GID, fs_group=AIRFLOW_GID),
             "containers": containers,
             "volumes": vols,
-            "terminationGracePeriodSeconds": 60,
+            "terminationGracePeriodSeconds": self.roster.grace_seconds(component),
         }
         if init:
             spec["initContainers"] = init

@@ -2,8 +2,8 @@
 
 Every question of the kind "which components launch pods / write task logs / need DAGs / get which
 secrets / listen on which port" is answered here and nowhere else: the namespace's service accounts
-and RBAC, the token mounts, the workloads' ports and Services, the NetworkPolicies, the per-pod env
-and a cloud's log-writer identities all read this table.
+and RBAC, the token mounts, the workloads' container ports, Services and grace periods, the ports the
+NetworkPolicies open, the per-pod env and a cloud's log-writer identities all read this table.
 """
 
 from __future__ import annotations
@@ -86,7 +86,6 @@ class AirflowComponent:
     Attributes:
         name: the component label, the ServiceAccount suffix and the workload name suffix.
         exists: whether the stack has this component (a ServiceAccount, and a workload if it runs).
-        image: whose image it runs: Airflow's, git-sync's or the statsd exporter's.
         launches_pods: creates pods in the Airflow namespace (the scheduler under KubernetesExecutor).
         launches_task_pods: runs task code that may create KubernetesPodOperator pods (in the task
             namespace when there is one); the triggerer watches deferred ones.
@@ -97,11 +96,11 @@ class AirflowComponent:
             gets the DAG volume read-only without running DAGs; 'writes' is the single writer; 'none'.
         secrets: keys of the generated Secret its containers receive, by reference only.
         extra_secrets: keys it receives on top, and when.
+        grace_seconds: how long a stopping pod may take (a Celery worker finishes its running tasks).
     """
 
     name: str
     exists: Callable[[Conditions], bool]
-    image: Literal["airflow", "git-sync", "statsd"] = "airflow"
     launches_pods: Callable[[Conditions], bool] = _never
     launches_task_pods: Callable[[Conditions], bool] = _never
     reads_pod_logs: Callable[[Conditions], bool] = _never
@@ -110,6 +109,7 @@ class AirflowComponent:
     dags: DagUse = "none"
     secrets: frozenset[str] = AIRFLOW_RUNTIME_SECRETS
     extra_secrets: tuple[tuple[str, Callable[[Conditions], bool]], ...] = field(default=())
+    grace_seconds: int = 60
 
     def calls_kubernetes_api(self, c: Conditions) -> bool:
         """Only these get a service-account token mounted."""
@@ -160,6 +160,8 @@ TABLE: tuple[AirflowComponent, ...] = (
         task_logs=True,
         ports=(Port("worker-logs", 8793),),
         dags="runs",
+        # Celery's warm shutdown lets running tasks finish before the pod goes.
+        grace_seconds=600,
     ),
     # KubernetesExecutor task pods, made from the pod template.
     AirflowComponent("task", _kube, launches_task_pods=_kpo, task_logs=True, dags="runs"),
@@ -167,7 +169,6 @@ TABLE: tuple[AirflowComponent, ...] = (
     AirflowComponent(
         "git-sync",
         lambda c: c.git_writer,
-        image="git-sync",
         ports=(Port("http", 8081),),
         dags="writes",
         secrets=frozenset(),
@@ -176,7 +177,6 @@ TABLE: tuple[AirflowComponent, ...] = (
     AirflowComponent(
         "statsd",
         lambda c: c.statsd,
-        image="statsd",
         ports=(Port("statsd", 9125, "UDP"), Port("metrics", 9102)),
         secrets=frozenset(),
     ),
@@ -242,3 +242,6 @@ class Roster:
 
     def ports(self, name: str) -> tuple[Port, ...]:
         return component(name).ports
+
+    def grace_seconds(self, name: str) -> int:
+        return component(name).grace_seconds

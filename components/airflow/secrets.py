@@ -55,7 +55,13 @@ def fernet_from_base64(std_b64: str) -> str:
 
 
 class AirflowSecrets(pulumi.ComponentResource):
-    """Generated Airflow secrets plus connection URLs, as one Kubernetes Secret."""
+    """Generated Airflow secrets plus connection URLs, as one Kubernetes Secret.
+
+    Attributes:
+        secret_name: the Secret's name, for `secretKeyRef`s (its keys are roster.py's constants).
+        connection_keys: the keys holding `airflow.connections`, as AIRFLOW_CONN_<ID>.
+        admin_password: the generated admin password, a secret Output (the `adminPassword` output).
+    """
 
     def __init__(
         self,
@@ -69,6 +75,19 @@ class AirflowSecrets(pulumi.ComponentResource):
         connections: Mapping[str, pulumi.Output[str]],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """Generate the secrets and write the Secret.
+
+        Args:
+            name: Pulumi name prefix of the children (`<name>-fernet-key`, `<name>-secret`, ...); the
+                generated values are keyed by it in state, so it must never change.
+            namespace: namespace of the Secret.
+            instance: the Airflow instance; the Secret is `<instance>-secrets`.
+            database: the metadata DB; its URL (and Celery's result backend) carry its credentials.
+            broker: the Celery broker, or None without the CeleryExecutor (no broker URL then).
+            admin_user: the admin's user name, for SimpleAuthManager's passwords file.
+            connections: Airflow connection id -> URI or JSON, each a secret Output.
+            opts: options of the component (its parent carries the Kubernetes provider).
+        """
         super().__init__("airflow-k8s:kubernetes:AirflowSecrets", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
@@ -99,8 +118,7 @@ class AirflowSecrets(pulumi.ComponentResource):
         }
         if broker is not None:
             b = broker
-            pw: pulumi.Input[str | None] = b.password if b.password is not None else None
-            data[BROKER_URL] = pulumi.Output.all(pw, b.host, b.port).apply(
+            data[BROKER_URL] = pulumi.Output.all(b.password, b.host, b.port).apply(
                 lambda a: broker_url(a[0], a[1], int(a[2]), b.db, b.tls, b.cert_reqs)
             )
         for conn_id, uri in connections.items():

@@ -121,6 +121,11 @@ class Dags(SettingsModel):
     )
     folder: str = Field("/opt/airflow/dags", description="Where DAGs appear inside Airflow containers.")
 
+    @property
+    def git_writer(self) -> bool:
+        """Whether one git-sync Deployment fills the DAG volume (source `volume` with `git`)."""
+        return self.source == "volume" and self.git is not None
+
     @model_validator(mode="after")
     def _needs_git(self) -> Dags:
         if self.source in ("gitSync", "bundle") and self.git is None:

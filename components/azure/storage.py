@@ -12,12 +12,12 @@ import pulumi_azure_native.authorization as authorization
 import pulumi_azure_native.managedidentity as managedidentity
 import pulumi_azure_native.storage as storage
 import pulumi_kubernetes as k8s
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from components.azure.network import AzureVnet
 from components.endpoints import RemoteLogs
 from components.k8s import Manifest, labels, static_claim
-from components.settings import SettingsModel
+from components.settings import SettingsModel, bad
 
 
 class AzureDags(SettingsModel):
@@ -28,6 +28,12 @@ class AzureDags(SettingsModel):
         description="Azure Files protocol: NFS (premium, no account keys, POSIX permissions) or SMB (account key).",
     )
     quota_gib: int = Field(100, ge=1, le=102400, description="Share quota (premium shares start at 100 GiB).")
+
+    @model_validator(mode="after")
+    def _premium_minimum(self) -> AzureDags:
+        if self.protocol == "nfs" and self.quota_gib < 100:
+            raise bad("quotaGib", f"premium NFS shares start at 100 GiB (got {self.quota_gib})")
+        return self
 
 
 # Built-in role "Storage Blob Data Contributor".

@@ -24,7 +24,6 @@ from pulumi.runtime import stack as rstack
 
 from stacks.tooling import clouds
 from stacks.tooling.clouds import kubernetes
-from stacks.tooling.clouds.facts import mock_secret as mock_secret  # re-exported: renders and tests use it
 
 SECRET = "[secret]"
 UNKNOWN = "[unknown]"

@@ -21,6 +21,7 @@ import yaml
 
 from stacks.config import PROJECT, ConfigError
 from stacks.tooling import ROOT, engine
+from stacks.tooling.clouds.facts import mock_secret
 
 STACKS_DIR = ROOT / "stacks"
 
@@ -48,7 +49,7 @@ def load_stack_config(stack: str, overrides: Sequence[str] = ()) -> tuple[dict[s
     def unsecure(key: str, v: Any) -> Any:
         if isinstance(v, dict) and set(v) == {"secure"}:
             secret_keys.add(key)
-            return engine.mock_secret(f"config:{key}")
+            return mock_secret(f"config:{key}")
         if isinstance(v, dict):
             return {k: unsecure(key, x) for k, x in v.items()}
         if isinstance(v, list):

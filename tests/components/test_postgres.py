@@ -13,6 +13,7 @@ import pytest
 
 from components.postgres import PASSWORD_SPECIALS, PGDATA, InClusterDatabase, InClusterPostgres
 from stacks.tooling import engine
+from stacks.tooling.clouds.facts import mock_secret
 from tests.render import K8S_VERSIONS, dumps, env_of
 
 COMPONENT = "airflow-k8s:incluster:Postgres"
@@ -126,7 +127,7 @@ def test_the_endpoint_password_is_a_secret_output() -> None:
     run = render()
     assert run.outputs["password"] == engine.SECRET
     # The mocks' stand-in for the generated password: the endpoint hands on exactly that value.
-    assert password(run) == engine.mock_secret("postgres-password", 32)
+    assert password(run) == mock_secret("postgres-password", 32)
 
 
 # ----- the endpoint -------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 
 from components.redis import PASSWORD_SPECIALS, InClusterBroker, InClusterRedis, redis_conf
 from stacks.tooling import engine
+from stacks.tooling.clouds.facts import mock_secret
 from tests.render import K8S_VERSIONS, dumps, env_of
 
 COMPONENT = "airflow-k8s:incluster:Redis"
@@ -132,7 +133,7 @@ def test_the_endpoint_password_is_a_secret_output() -> None:
     run = render()
     assert run.outputs["password"] == engine.SECRET
     # The mocks' stand-in for the generated password: the endpoint hands on exactly that value.
-    assert password(run) == engine.mock_secret("redis-password", 32)
+    assert password(run) == mock_secret("redis-password", 32)
 
 
 def test_redis_conf_requires_the_password_and_persists_to_the_volume() -> None:

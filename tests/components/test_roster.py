@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from components.airflow.roster import BY_NAME, TABLE, Roster
-from components.airflow.settings import AirflowSettings
+from components.airflow.settings import AirflowSettings, Flower
 from stacks.tooling import engine
 from tests.render import containers, is_airflow, objects, pod_spec, render, workloads
 from tests.stacks.test_local_render import VARIANTS
@@ -36,10 +36,14 @@ def test_components_per_executor() -> None:
     assert "create-user" not in roster(auth={"manager": "simple"}).components
     both = roster(executor="CeleryExecutor,KubernetesExecutor", flower={"enabled": True}, statsd={"enabled": True})
     assert {"worker", "task", "flower", "statsd"} <= set(both.components)
-    # Flower exists only with Celery, whatever its flag says (the config model rejects the combination too).
-    assert (
-        "flower" not in Roster.of(AirflowSettings.model_validate({"executor": "KubernetesExecutor"}), True).components
-    )
+    # Flower exists only with Celery, whatever its flag says (the config model rejects the combination;
+    # model_construct skips that check to show the table does not depend on it).
+    flag_on = AirflowSettings.model_construct(
+        **{**dict(AirflowSettings.model_validate({"executor": "KubernetesExecutor"})),
+           "flower": Flower.model_validate({"enabled": True})}
+    )  # fmt: skip
+    assert flag_on.flower.enabled and "flower" not in Roster.of(flag_on, False).components
+    assert not Roster.of(flag_on, False).conditions.flower
 
 
 def test_api_rights_follow_executor_and_pod_operator() -> None:
@@ -106,8 +110,9 @@ def _rights(run: engine.Run, account: str) -> bool:
 
 
 def test_no_other_module_keeps_a_list_of_components() -> None:
-    """ "Which components exist and what each may do" lives in roster.py only: no other module of the
-    program spells out three or more component names in one literal tuple, list or set."""
+    """Which components exist and what each may do lives in roster.py only: no other module of the
+    program spells out three or more component names in one literal tuple, list or set, or compares
+    a value with a component's name."""
     names = set(BY_NAME)
     offenders = []
     for path in [*ROOT.glob("components/**/*.py"), *ROOT.glob("stacks/**/*.py")]:
@@ -118,6 +123,13 @@ def test_no_other_module_keeps_a_list_of_components() -> None:
                 found = {e.value for e in node.elts if isinstance(e, ast.Constant) and e.value in names}
                 if len(found) >= 3:
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {sorted(found)}")
+            # `if component == "worker"`: a decision about a component belongs in its row.
+            if isinstance(node, ast.Compare):
+                found = {
+                    e.value for e in [node.left, *node.comparators] if isinstance(e, ast.Constant) and e.value in names
+                }
+                if found:
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} compares with {sorted(found)}")
     assert not offenders, offenders
 
 
