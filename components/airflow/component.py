@@ -125,7 +125,6 @@ class Airflow(pulumi.ComponentResource):
             connection_keys=self.secrets.connection_keys,
             remote_logs=args.remote_logs,
             instance=args.instance,
-            statsd_port=STATSD_PORT,
         )
         self._pods = PodFactory(
             settings=settings,
@@ -148,7 +147,7 @@ class Airflow(pulumi.ComponentResource):
         after_migration: list[pulumi.Resource] = [self.migration]
         self.create_user: k8s.batch.v1.Job | None = jobs.create_user(self.migration) if conditions.fab else None
 
-        if args.dags.kind == "volume" and args.dags.git_writer:
+        if conditions.git_writer:
             self._git_writer()
 
         self.workloads: dict[str, pulumi.CustomResource] = {}

@@ -67,7 +67,6 @@ class AirflowEnv:
         connection_keys: list[str],
         remote_logs: RemoteLogs | None,
         instance: str,
-        statsd_port: int,
     ) -> None:
         self._settings = settings
         self._roster = roster
@@ -78,7 +77,6 @@ class AirflowEnv:
         self._connection_keys = connection_keys
         self._remote_logs = remote_logs
         self._instance = instance
-        self._statsd_port = statsd_port
 
     def secret_ref(self, component: str, key: str, variable: str) -> dict[str, Any]:
         """`variable` from the generated Secret's `key`, if the table grants `component` that key."""
@@ -148,7 +146,7 @@ class AirflowEnv:
         if c.statsd:
             plain["AIRFLOW__METRICS__STATSD_ON"] = "True"
             plain["AIRFLOW__METRICS__STATSD_HOST"] = f"{self._instance}-statsd"
-            plain["AIRFLOW__METRICS__STATSD_PORT"] = str(self._statsd_port)
+            plain["AIRFLOW__METRICS__STATSD_PORT"] = str(roster.component("statsd").port("statsd").number)
             plain["AIRFLOW__METRICS__STATSD_PREFIX"] = "airflow"
         for name, value in sorted(s.variables.items()):
             plain[f"AIRFLOW_VAR_{name.upper()}"] = value
