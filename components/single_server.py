@@ -121,7 +121,8 @@ class SingleServer:
         pod_extra: Manifest | None = None,
     ) -> k8s.apps.v1.StatefulSet:
         spec: Manifest = {
-            "serviceName": service.metadata.name,
+            # By name, not the Service's Output: `spec.serviceName` replaces a StatefulSet.
+            "serviceName": self.meta["name"],
             "replicas": 1,
             "revisionHistoryLimit": 5,
             "selector": {"matchLabels": self.match},
@@ -160,7 +161,7 @@ class SingleServer:
             # Claim templates are immutable, so the provider would replace the StatefulSet on a size or
             # class change, and the Delete retention policy would then delete the data volume with it.
             # Ignore such changes instead: grow the claim in place (`kubectl edit pvc`) if needed.
-            opts=self._child(ignore_changes=["spec.volumeClaimTemplates"]),
+            opts=self._child(ignore_changes=["spec.volumeClaimTemplates"], depends_on=[service]),
         )
 
     def network_policy(self) -> k8s.networking.v1.NetworkPolicy:

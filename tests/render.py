@@ -35,7 +35,10 @@ def named(run: engine.Run, kind: str, name: str, reveal: bool = False) -> dict[s
     hits = [
         o
         for o in objects(run, kind, reveal)
-        if o["metadata"]["name"] == name or o["metadata"]["name"].startswith(name + "-") and kind == "Job"
+        # Jobs (image hash) and the pod-template ConfigMap (content hash) carry a suffix.
+        if o["metadata"]["name"] == name
+        or o["metadata"]["name"].startswith(name + "-")
+        and kind in ("Job", "ConfigMap")
     ]
     assert len(hits) == 1, (
         f"{kind} {name}: {len(hits)} found; have {[o['metadata']['name'] for o in objects(run, kind)]}"
@@ -86,3 +89,17 @@ def component(obj: dict[str, Any]) -> str:
 def dumps(run: engine.Run) -> str:
     """Everything a render would write (masked), as one string to search for leaks."""
     return json.dumps({"resources": [r.to_json() for r in run.resources], "outputs": run.outputs})
+
+
+def airflow_pods(run: engine.Run) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(component, pod spec) of every pod that runs the Airflow image: the workloads, the Jobs, and
+    the KubernetesExecutor's task pods (the pod template, read back from its ConfigMap)."""
+    import yaml
+
+    for obj in workloads(run, reveal=True):
+        yield component(obj), pod_spec(obj)
+    for cm in objects(run, "ConfigMap", reveal=True):
+        body = (cm.get("data") or {}).get("pod_template_file.yaml")
+        if body:
+            pod = yaml.safe_load(body)
+            yield component(pod), pod["spec"]

@@ -30,7 +30,7 @@ from components.airflow.env import LOGS, POD_TEMPLATE_DIR, SIMPLE_AUTH_DIR, Airf
 from components.airflow.jobs import Jobs
 from components.airflow.network import network_policies
 from components.airflow.pod_template import pod_template_configmap
-from components.airflow.pods import AIRFLOW_GID, AIRFLOW_UID, PodFactory, jobs_check
+from components.airflow.pods import AIRFLOW_GID, AIRFLOW_UID, PodFactory, jobs_check, probes
 from components.airflow.roster import Roster
 from components.airflow.secrets import AirflowSecrets
 from components.airflow.settings import AirflowSettings
@@ -125,6 +125,7 @@ class Airflow(pulumi.ComponentResource):
             connection_keys=self.secrets.connection_keys,
             remote_logs=args.remote_logs,
             instance=args.instance,
+            secret_values=self.secrets.values,
         )
         self._pods = PodFactory(
             settings=settings,
@@ -154,7 +155,9 @@ class Airflow(pulumi.ComponentResource):
         self._api_server(after_migration)
         self._standard(
             "scheduler", settings.scheduler.replicas, settings.scheduler.resources, ["scheduler"], after_migration,
-            probe=jobs_check("SchedulerJob"), template=conditions.kubernetes_executor,
+            # The scheduler's own health server (`[scheduler] enable_health_check`): an HTTP check.
+            probe=probes({"httpGet": {"path": "/health", "port": "health"}}, cheap=True, serves=False, timeout=10),
+            template=conditions.kubernetes_executor,
         )  # fmt: skip
         self._standard(
             "dag-processor", settings.dag_processor.replicas, settings.dag_processor.resources, ["dag-processor"],
@@ -168,23 +171,20 @@ class Airflow(pulumi.ComponentResource):
             self._with_log_server(
                 "worker", settings.workers.replicas, settings.workers.resources, ["celery", "worker"],
                 after_migration,
-                probe={
-                    "exec": {
-                        "command": [
-                            "sh", "-c",
-                            "exec celery --app airflow.providers.celery.executors.celery_executor.app "
-                            'inspect ping -d "celery@$(hostname)" --timeout 20',
-                        ]
-                    },
-                    "initialDelaySeconds": 60, "periodSeconds": 60, "timeoutSeconds": 45, "failureThreshold": 5,
-                },
+                probe=probes(
+                    {"exec": {"command": [
+                        "sh", "-c",
+                        "exec celery --app airflow.providers.celery.executors.celery_executor.app "
+                        'inspect ping -d "celery@$(hostname)" --timeout 20',
+                    ]}},
+                    cheap=False, serves=False, timeout=45,
+                ),
                 storage=settings.workers.storage_size,
             )  # fmt: skip
         if conditions.flower:
             self._standard(
                 "flower", 1, settings.flower.resources, ["celery", "flower"], after_migration,
-                probe={"tcpSocket": {"port": roster.component("flower").port("flower").number},
-                       "periodSeconds": 30, "timeoutSeconds": 5},
+                probe=probes({"tcpSocket": {"port": "flower"}}, cheap=True, serves=True, timeout=5),
             )  # fmt: skip
             self._build.service("flower")
         if conditions.statsd:
@@ -208,7 +208,6 @@ class Airflow(pulumi.ComponentResource):
         template: bool = False,
         extra_vols: list[Manifest] | None = None,
         extra_mounts: list[Manifest] | None = None,
-        startup: Manifest | None = None,
     ) -> pulumi.CustomResource:
         """An Airflow Deployment: replicas behind a rolling update that never drops below the count."""
         vols, mounts = self._pods.volumes(component)
@@ -217,7 +216,7 @@ class Airflow(pulumi.ComponentResource):
             mounts.append({"name": "pod-template", "mountPath": POD_TEMPLATE_DIR, "readOnly": True})
         vols += extra_vols or []
         mounts += extra_mounts or []
-        container = self._pods.container(component, args, res, mounts, probe=probe, startup=startup)
+        container = self._pods.container(component, args, res, mounts, probes=probe)
         workload = self._build.workload(
             Workload(
                 component, replicas, self._pods.pod_spec(component, [container], vols, mounts), depends_on=depends
@@ -229,8 +228,8 @@ class Airflow(pulumi.ComponentResource):
 
     def _api_server(self, depends: list[pulumi.Resource]) -> None:
         s = self._settings
-        http = {"httpGet": {"path": "/api/v2/monitor/health", "port": "api"}, "periodSeconds": 15,
-                "timeoutSeconds": 10, "failureThreshold": 6}  # fmt: skip
+        http = probes({"httpGet": {"path": "/api/v2/monitor/health", "port": "api"}}, cheap=True, serves=True,
+                      timeout=10)  # fmt: skip
         extra_vols, extra_mounts = [], []
         if self._roster.conditions.simple_auth:
             key = roster.SIMPLE_AUTH_PASSWORDS
@@ -243,7 +242,6 @@ class Airflow(pulumi.ComponentResource):
             "api-server", s.api_server.replicas, s.api_server.resources, ["api-server", "--port", str(API_PORT)],
             depends + ([self.create_user] if self.create_user else []),
             probe=http, extra_vols=extra_vols, extra_mounts=extra_mounts,
-            startup={**http, "periodSeconds": 10, "failureThreshold": 30},
         )  # fmt: skip
         self.api_service = self._build.service("api-server", service_type=s.api_server.service_type)
 
@@ -269,12 +267,12 @@ class Airflow(pulumi.ComponentResource):
                 "metadata": {"name": "logs"},
                 "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage}}},
             })  # fmt: skip
-        container = self._pods.container(component, args, res, mounts, probe=probe)
+        container = self._pods.container(component, args, res, mounts, probes=probe)
         pod = self._pods.pod_spec(component, [container], vols, mounts)
         self.workloads[component] = self._build.workload(
             Workload(
-                component, replicas, pod, kind="StatefulSet", service_name=svc.metadata["name"],
-                claim_templates=claim_templates, depends_on=depends,
+                component, replicas, pod, kind="StatefulSet", service_name=f"{self._args.instance}-{component}",
+                claim_templates=claim_templates, depends_on=[*depends, svc],
             ),
             self._pods,
         )  # fmt: skip

@@ -7,6 +7,7 @@ keys a component receives is the components table's answer (roster.py), never a 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -67,6 +68,7 @@ class AirflowEnv:
         connection_keys: list[str],
         remote_logs: RemoteLogs | None,
         instance: str,
+        secret_values: Mapping[str, pulumi.Output[str]] | None = None,
     ) -> None:
         self._settings = settings
         self._roster = roster
@@ -75,8 +77,9 @@ class AirflowEnv:
         self._dags_folder = dags_folder
         self._secret_name = secret_name
         self._connection_keys = connection_keys
-        self._remote_logs = remote_logs
+        self._remote_logs_settings = remote_logs
         self._instance = instance
+        self._secret_values = dict(secret_values or {})
 
     def secret_ref(self, component: str, key: str, variable: str) -> dict[str, Any]:
         """`variable` from the generated Secret's `key`, if the table grants `component` that key."""
@@ -87,41 +90,46 @@ class AirflowEnv:
     def _ref(self, key: str, variable: str) -> dict[str, Any]:
         return {"name": variable, "valueFrom": {"secretKeyRef": {"name": self._secret_name, "key": key}}}
 
-    def _plain(self) -> Mapping[str, pulumi.Input[str]]:
-        """Settings as values (no secrets), in the order pods list them."""
+    def _groups(self) -> dict[str, Mapping[str, pulumi.Input[str]]]:
+        """The plain settings (no secrets) by group (roster.py's BASE, RUNTIME, ...), in the order
+        pods list them."""
         s = self._settings
         c = self._roster.conditions
-        plain: dict[str, pulumi.Input[str]] = {
+        base: dict[str, pulumi.Input[str]] = {
             "AIRFLOW_HOME": HOME,
             "AIRFLOW_CONFIG": f"{CONFIG_DIR}/airflow.cfg",
             "AIRFLOW__CORE__EXECUTOR": s.executor,
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGERS[s.auth.manager],
+            "AIRFLOW__FAB__CONFIG_FILE": f"{CONFIG_DIR}/webserver_config.py",
+        }
+        runtime: dict[str, pulumi.Input[str]] = {
             # Tasks talk to the api-server's execution API; the default (localhost) fails in a pod.
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": pulumi.Output.concat(self._api_url, "/execution/"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_FOLDER": self._dags_folder,
-            "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGERS[s.auth.manager],
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": LOGS,
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(roster.component("worker").port("worker-logs").number),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(
                 roster.component("triggerer").port("triggerer-logs").number
             ),
-            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
-            "AIRFLOW__FAB__CONFIG_FILE": f"{CONFIG_DIR}/webserver_config.py",
         }
+        celery_worker: dict[str, pulumi.Input[str]] = {}
         if c.celery:
-            plain["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = str(s.workers.concurrency)
+            celery_worker["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = str(s.workers.concurrency)
+        kubernetes_executor: dict[str, pulumi.Input[str]] = {}
         if c.kubernetes_executor:
-            plain["AIRFLOW__KUBERNETES_EXECUTOR__NAMESPACE"] = self._namespace
-            plain["AIRFLOW__KUBERNETES_EXECUTOR__POD_TEMPLATE_FILE"] = POD_TEMPLATE_FILE
-            plain["AIRFLOW__KUBERNETES_EXECUTOR__DELETE_WORKER_PODS"] = "True"
+            kubernetes_executor["AIRFLOW__KUBERNETES_EXECUTOR__NAMESPACE"] = self._namespace
+            kubernetes_executor["AIRFLOW__KUBERNETES_EXECUTOR__POD_TEMPLATE_FILE"] = POD_TEMPLATE_FILE
+            kubernetes_executor["AIRFLOW__KUBERNETES_EXECUTOR__DELETE_WORKER_PODS"] = "True"
+        simple_auth: dict[str, pulumi.Input[str]] = {}
         if c.simple_auth:
-            plain["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = f"{s.auth.admin_user}:admin"
-            plain["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = (
+            simple_auth["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = f"{s.auth.admin_user}:admin"
+            simple_auth["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = (
                 f"{SIMPLE_AUTH_DIR}/{roster.SIMPLE_AUTH_PASSWORDS}"
             )
         if s.dags.source == "bundle" and s.dags.git:
             g = s.dags.git
-            plain["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
+            runtime["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
                 [
                     {
                         "name": "dags",
@@ -135,30 +143,94 @@ class AirflowEnv:
                     }
                 ]
             )
-            plain["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH"] = "/tmp/airflow/dag_bundles"
-        logs = self._remote_logs
-        if logs is not None:
-            plain["AIRFLOW__LOGGING__REMOTE_LOGGING"] = "True"
-            plain["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"] = logs.base_folder
-            plain["AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID"] = logs.conn_id
-            plain[f"AIRFLOW_CONN_{logs.conn_id.upper()}"] = logs.connection
-            plain.update(logs.extra_env)
+            runtime["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH"] = "/tmp/airflow/dag_bundles"
         if c.statsd:
-            plain["AIRFLOW__METRICS__STATSD_ON"] = "True"
-            plain["AIRFLOW__METRICS__STATSD_HOST"] = f"{self._instance}-statsd"
-            plain["AIRFLOW__METRICS__STATSD_PORT"] = str(roster.component("statsd").port("statsd").number)
-            plain["AIRFLOW__METRICS__STATSD_PREFIX"] = "airflow"
-        for name, value in sorted(s.variables.items()):
-            plain[f"AIRFLOW_VAR_{name.upper()}"] = value
-        for key, value in sorted(s.config.items()):
+            runtime["AIRFLOW__METRICS__STATSD_ON"] = "True"
+            runtime["AIRFLOW__METRICS__STATSD_HOST"] = f"{self._instance}-statsd"
+            runtime["AIRFLOW__METRICS__STATSD_PORT"] = str(roster.component("statsd").port("statsd").number)
+            runtime["AIRFLOW__METRICS__STATSD_PREFIX"] = "airflow"
+        task_context = {f"AIRFLOW_VAR_{name.upper()}": value for name, value in sorted(s.variables.items())}
+        return {
+            roster.BASE: base,
+            roster.RUNTIME: runtime,
+            roster.SCHEDULER: {
+                "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(
+                    roster.component("scheduler").port("health").number
+                ),
+            },
+            roster.CELERY_WORKER: celery_worker,
+            roster.KUBERNETES_EXECUTOR: kubernetes_executor,
+            roster.SIMPLE_AUTH: simple_auth,
+            roster.TASK_CONTEXT: task_context,
+        }
+
+    def _remote_logs(self) -> dict[str, pulumi.Input[str]]:
+        logs = self._remote_logs_settings
+        if logs is None:
+            return {}
+        return {
+            "AIRFLOW__LOGGING__REMOTE_LOGGING": "True",
+            "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER": logs.base_folder,
+            "AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID": logs.conn_id,
+            f"AIRFLOW_CONN_{logs.conn_id.upper()}": logs.connection,
+            **logs.extra_env,
+        }
+
+    def _user_config(self, sections: frozenset[str] | None) -> dict[str, pulumi.Input[str]]:
+        """`airflow.config` as AIRFLOW__S__K, optionally only from `sections`."""
+        out: dict[str, pulumi.Input[str]] = {}
+        for key, value in sorted(self._settings.config.items()):
             section, option = key.split(".", 1)
-            plain[f"AIRFLOW__{section.upper()}__{option.upper()}"] = value
-        return plain
+            if sections is None or section in sections:
+                out[f"AIRFLOW__{section.upper()}__{option.upper()}"] = value
+        return out
+
+    def plain(self, component: str) -> dict[str, pulumi.Input[str]]:
+        """The plain settings of `component`: the groups the components table gives it, remote-log
+        settings where it reads or writes task logs, then the stack's `airflow.config` (last, so a
+        user's setting wins; a Job takes only the sections a migration can need)."""
+        groups = self._groups()
+        wanted = self._roster.settings(component)
+        out: dict[str, pulumi.Input[str]] = {}
+        for name, values in groups.items():
+            if name in wanted:
+                out.update(values)
+        if roster.RUNTIME in wanted and component in self._roster.task_log_users:
+            out.update(self._remote_logs())
+        if wanted:
+            job = self._roster.is_job(component)
+            out.update(self._user_config(roster.JOB_CONFIG_SECTIONS if job else None))
+        return out
+
+    def secret_keys(self, component: str) -> list[str]:
+        """The keys of the generated Secret that `component`'s containers read, in a stable order."""
+        granted = self._roster.secret_keys(component)
+        present = {key for key, _ in SECRET_VARIABLES} | {roster.SIMPLE_AUTH_PASSWORDS, roster.ADMIN_PASSWORD}
+        if not self._roster.conditions.celery:
+            present -= {roster.BROKER_URL, roster.RESULT_BACKEND}
+        keys = sorted(granted & present)
+        if roster.CONNECTIONS in granted:
+            keys += sorted(self._connection_keys)
+        return keys
+
+    def checksum(self, component: str) -> pulumi.Output[str] | None:
+        """A hash of the secret values `component` reads, itself a secret: as a pod-template
+        annotation it rolls exactly the pods whose secret inputs changed (env from a Secret is read
+        only when a container starts)."""
+        keys = [k for k in self.secret_keys(component) if k in self._secret_values]
+        if not keys:
+            return None
+
+        def digest(values: list[str]) -> str:
+            return hashlib.sha256(json.dumps(dict(zip(keys, values, strict=True)), sort_keys=True).encode()).hexdigest()
+
+        return pulumi.Output.secret(pulumi.Output.all(*[self._secret_values[k] for k in keys]).apply(digest))
 
     def for_component(self, component: str) -> list[dict[str, Any]]:
         """The env of `component`'s Airflow containers: the shared settings, then the secrets the
         components table grants it (and the stack has: no broker without Celery)."""
-        env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in self._plain().items()]
+        env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in self.plain(component).items()]
         granted = self._roster.secret_keys(component)
         present = {key for key, _ in SECRET_VARIABLES}
         if not self._roster.conditions.celery:

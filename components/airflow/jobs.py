@@ -67,14 +67,17 @@ class Jobs:
                 "name": f"{self._instance}-{component}-{image_hash(self._pods.image)}",
                 "namespace": self._namespace,
                 "labels": labels(self._instance, component),
+                # A Job that failed (a migration that hit a DB outage) is replaced on the next `up`
+                # instead of being waited on again forever (pulumi-kubernetes' Job await).
+                "annotations": {"pulumi.com/replaceUnready": "true"},
             },
             spec=spec,
             opts=pulumi.ResourceOptions(
                 parent=self._parent,
                 depends_on=[*depends, *self._database_ready],
                 custom_timeouts=pulumi.CustomTimeouts(create=f"{timeout_min}m", update=f"{timeout_min}m"),
-                # Replace rather than patch: the pod template of a Job cannot change in place.
-                delete_before_replace=False,
+                # The pod template of a Job cannot change in place: a changed one (a new secret
+                # checksum) replaces the Job. Its name is fixed, so the provider deletes first.
             ),
         )
 
@@ -85,13 +88,15 @@ class Jobs:
     def create_user(self, migration: pulumi.Resource) -> k8s.batch.v1.Job:
         """The FAB admin with the generated password, after the migration."""
         auth = self._settings.auth
+        # `airflow users create` exits 0 when the user exists (printing "already exists"), so the
+        # password is reset on every run: the stack output is always the password that works. The
+        # pod template carries a checksum of the password, so a changed one re-runs this Job.
         script = (
             'airflow users create --role Admin --username "$ADMIN_USER" --email "$ADMIN_EMAIL" '
             '--firstname Admin --lastname User --password "$ADMIN_PASSWORD" '
-            '|| airflow users reset-password --username "$ADMIN_USER" --password "$ADMIN_PASSWORD"'
+            '&& airflow users reset-password --username "$ADMIN_USER" --password "$ADMIN_PASSWORD"'
         )
-        # The image's entrypoint runs `bash -c ...` as given; an existing admin gets the password reset
-        # to the generated one, so the stack output is always the password that works.
+        # The image's entrypoint runs `bash -c ...` as given.
         return self._job(
             "create-user",
             ["bash", "-c", script],

@@ -3,6 +3,7 @@ their own, so everything (execution API URL, secrets by reference, DAGs) must be
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pulumi
@@ -35,7 +36,7 @@ def pod_template_object(pods: PodFactory) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": "placeholder", **pods.meta(COMPONENT)},
+        "metadata": {"name": "placeholder", **pods.meta(COMPONENT, checksum=False)},
         "spec": spec,
     }
 
@@ -45,10 +46,15 @@ def pod_template_configmap(
 ) -> k8s.core.v1.ConfigMap:
     """The template as the file the scheduler reads (`[kubernetes_executor] pod_template_file`)."""
     body = pulumi.Output.from_input(pod_template_object(pods)).apply(lambda obj: yaml.safe_dump(obj, sort_keys=False))
+    # A ConfigMap's data is replace-forcing in pulumi-kubernetes; under a fixed name the provider
+    # would delete it first and the scheduler's template would be missing meanwhile. Named by its
+    # content, a changed template is a new ConfigMap made first, the scheduler rolls onto it in
+    # place, and the old one is deleted after.
+    cm_name = body.apply(lambda b: f"{instance}-pod-template-{hashlib.sha256(b.encode()).hexdigest()[:8]}")
     return k8s.core.v1.ConfigMap(
         f"{name}-pod-template",
         metadata={
-            "name": f"{instance}-pod-template",
+            "name": cm_name,
             "namespace": namespace,
             "labels": labels(instance, "pod-template"),
         },

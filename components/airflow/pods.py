@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import pulumi
 
+from components.airflow import roster
 from components.airflow.env import CONFIG_DIR, GIT_ROOT_LINK, LOGS, AirflowEnv
 from components.airflow.roster import Roster
 from components.airflow.settings import AirflowSettings, GitSource, Resources
@@ -21,6 +22,8 @@ from components.k8s import Manifest, container_security, labels, pod_security, r
 # The official image runs as airflow (50000) with group root (0); files it writes must stay
 # group-readable for the next process, so the pod's fsGroup is 0 as in the image.
 AIRFLOW_UID = 50000
+# The pod-template annotation that rolls a workload when a secret it reads changes.
+SECRET_CHECKSUM = "airflow-k8s.io/secret-checksum"
 AIRFLOW_GID = 0
 
 
@@ -116,10 +119,10 @@ class PodFactory:
         mounts: list[Manifest],
         *,
         name: str | None = None,
-        probe: Manifest | None = None,
-        startup: Manifest | None = None,
+        probes: Manifest | None = None,
     ) -> Manifest:
-        """An Airflow container of `component`, with the env and ports the table gives it."""
+        """An Airflow container of `component`, with the env and ports the table gives it, and its
+        probes (from `probes()`)."""
         c: Manifest = {
             "name": name or component,
             "image": self.image,
@@ -134,11 +137,7 @@ class PodFactory:
         ports = self.container_ports(component)
         if ports:
             c["ports"] = ports
-        if probe:
-            c["livenessProbe"] = probe
-            c["readinessProbe"] = {**probe, "initialDelaySeconds": 10}
-        if startup:
-            c["startupProbe"] = startup
+        c.update(probes or {})
         return c
 
     def _wait_for_migrations(self, component: str, mounts: list[Manifest]) -> Manifest:
@@ -165,8 +164,10 @@ class PodFactory:
         wait: bool = True,
         restart: str | None = None,
     ) -> Manifest:
-        """The pod spec of an Airflow workload or Job: migrations awaited, git-sync where DAGs run."""
-        init: list[Manifest] = [self._wait_for_migrations(component, mounts)] if wait else []
+        """The pod spec of an Airflow workload or Job: migrations awaited where the component uses the
+        metadata DB (a worker reaches it only through the execution API), git-sync where DAGs run."""
+        uses_db = roster.SQL_ALCHEMY_CONN in self.roster.secret_keys(component)
+        init: list[Manifest] = [self._wait_for_migrations(component, mounts)] if wait and uses_db else []
         if self.dag_source == "gitSync" and self.roster.dags(component) == "runs":
             init.append(self.git_sync_container("git-sync-init", True))
             containers = containers + [self.git_sync_container("git-sync", False)]
@@ -184,17 +185,57 @@ class PodFactory:
             spec["restartPolicy"] = restart
         return spec
 
-    def meta(self, component: str) -> Manifest:
-        """Pod metadata: the component's labels plus any the stack adds (e.g. workload identity)."""
-        return {"labels": {**labels(self._instance, component), **dict(self._pod_labels.get(component, {}))}}
+    def meta(self, component: str, checksum: bool = True) -> Manifest:
+        """Pod metadata: the component's labels plus any the stack adds (e.g. workload identity), and
+        the checksum of the secrets it reads (not in the KubernetesExecutor's template: each task pod
+        reads the Secret when it starts)."""
+        meta: Manifest = {"labels": {**labels(self._instance, component), **dict(self._pod_labels.get(component, {}))}}
+        digest = self.env.checksum(component) if checksum else None
+        if digest is not None:
+            meta["annotations"] = {SECRET_CHECKSUM: digest}
+        return meta
+
+
+# How long a component may take to start (first image pull, a slow first DAG parse, a busy DB).
+START_BUDGET_SECONDS = 600
+
+
+def probes(handler: Manifest, *, cheap: bool, serves: bool, timeout: int) -> Manifest:
+    """Startup, liveness and (for pods behind a Service) readiness probes around one check.
+
+    The startup probe gates the other two and polls often, so a pod counts as started within one
+    period of its process being healthy. A pod with no readiness probe is Ready once started, so
+    only a component that serves a Service gets one, and it is an HTTP or TCP check: a check that
+    starts a Python interpreter (`cheap=False`) runs only as liveness, once a minute.
+    """
+    start_period = 5 if cheap else 10
+    out: Manifest = {
+        "startupProbe": {
+            **handler,
+            "periodSeconds": start_period,
+            "timeoutSeconds": timeout,
+            "failureThreshold": START_BUDGET_SECONDS // start_period,
+        },
+        "livenessProbe": {
+            **handler,
+            "periodSeconds": 30 if cheap else 60,
+            "timeoutSeconds": timeout,
+            "failureThreshold": 4 if cheap else 3,
+        },
+    }
+    if serves:
+        if not cheap:
+            raise ValueError("a readiness probe must not start an interpreter every period")
+        out["readinessProbe"] = {**handler, "periodSeconds": 10, "timeoutSeconds": timeout, "failureThreshold": 3}
+    return out
 
 
 def jobs_check(job_type: str) -> Manifest:
-    """A probe running `airflow jobs check`: it starts a Python interpreter, so generous timeouts."""
-    return {
-        "exec": {"command": ["airflow", "jobs", "check", "--job-type", job_type, "--local"]},
-        "initialDelaySeconds": 30,
-        "periodSeconds": 60,
-        "timeoutSeconds": 45,
-        "failureThreshold": 5,
-    }
+    """`airflow jobs check` for this host's job: it starts a Python interpreter (seconds of CPU), so
+    it is only a startup and a once-a-minute liveness check."""
+    return probes(
+        {"exec": {"command": ["airflow", "jobs", "check", "--job-type", job_type, "--local"]}},
+        cheap=False,
+        serves=False,
+        timeout=45,
+    )

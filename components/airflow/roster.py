@@ -27,11 +27,23 @@ SIMPLE_AUTH_PASSWORDS = "simple-auth-passwords.json"
 # Not one key: every `airflow.connections` entry, as AIRFLOW_CONN_<ID>.
 CONNECTIONS = "connections"
 
-# What every Airflow process is handed today. Narrowing this per component (a Job needs neither the
-# broker nor the connections) is a behaviour change of its own; the table is where it happens.
-AIRFLOW_RUNTIME_SECRETS = frozenset(
-    {FERNET_KEY, JWT_SECRET, API_SECRET_KEY, SQL_ALCHEMY_CONN, BROKER_URL, RESULT_BACKEND, CONNECTIONS}
-)
+
+# Groups of plain (non-secret) settings a component's Airflow containers receive (env.py renders
+# each group). A group only reaches the components whose row names it, so tuning one component's
+# setting (worker concurrency) rolls only that component and never replaces a Job.
+BASE = "base"  # home, config path, executor, auth manager: what every Airflow CLI needs to start
+RUNTIME = "runtime"  # DAG folder, execution API, log folders and ports, metrics, `airflow.config`
+TASK_CONTEXT = "task-context"  # Airflow Variables from the stack config (where task or DAG code runs)
+CELERY_WORKER = "celery-worker"  # worker concurrency
+KUBERNETES_EXECUTOR = "kubernetes-executor"  # task namespace, pod template, pod deletion
+SCHEDULER = "scheduler"  # its health endpoint
+SIMPLE_AUTH = "simple-auth"  # SimpleAuthManager's users and passwords file
+# A Job gets `airflow.config` only from these sections (engine and auth settings can matter to a
+# migration; nothing else may replace the Job).
+JOB_CONFIG_SECTIONS = frozenset({"database", "fab"})
+
+# The long-running Airflow processes' plain settings.
+_LONG_RUNNING = frozenset({BASE, RUNTIME})
 
 DagUse = Literal["runs", "mounted", "writes", "none"]
 
@@ -94,8 +106,11 @@ class AirflowComponent:
         ports: what it listens on; its Service and NetworkPolicy expose these.
         dags: 'runs' parses or runs DAG code (git-sync sidecars under the gitSync source); 'mounted'
             gets the DAG volume read-only without running DAGs; 'writes' is the single writer; 'none'.
-        secrets: keys of the generated Secret its containers receive, by reference only.
+        secrets: keys of the generated Secret its containers receive, by reference only (checked
+            against Airflow 3.3.2's code in tests/stacks/test_least_secrets.py).
         extra_secrets: keys it receives on top, and when.
+        settings: the groups of plain settings its Airflow containers receive (see BASE above);
+            empty for components that do not run the Airflow image.
         grace_seconds: how long a stopping pod may take (a Celery worker finishes its running tasks).
     """
 
@@ -107,8 +122,9 @@ class AirflowComponent:
     task_logs: bool = False
     ports: tuple[Port, ...] = ()
     dags: DagUse = "none"
-    secrets: frozenset[str] = AIRFLOW_RUNTIME_SECRETS
+    secrets: frozenset[str] = frozenset()
     extra_secrets: tuple[tuple[str, Callable[[Conditions], bool]], ...] = field(default=())
+    settings: frozenset[str] = _LONG_RUNNING
     grace_seconds: int = 60
 
     def calls_kubernetes_api(self, c: Conditions) -> bool:
@@ -120,6 +136,11 @@ class AirflowComponent:
 
     def secret_keys(self, c: Conditions) -> frozenset[str]:
         return self.secrets | {key for key, when in self.extra_secrets if when(c)}
+
+    @property
+    def is_job(self) -> bool:
+        """A one-shot Job: its pod template is immutable, so it gets only what it runs with."""
+        return RUNTIME not in self.settings and BASE in self.settings
 
 
 def _kpo(c: Conditions) -> bool:
@@ -139,10 +160,33 @@ TABLE: tuple[AirflowComponent, ...] = (
         task_logs=True,
         ports=(Port("api", 8080),),
         dags="mounted",
+        # Checks execution-API tokens (JWT), serves connections and variables to tasks (fernet, the
+        # DB, the stack's connections), signs log-server requests (API secret key).
+        secrets=frozenset({JWT_SECRET, FERNET_KEY, SQL_ALCHEMY_CONN, API_SECRET_KEY, CONNECTIONS}),
         extra_secrets=((SIMPLE_AUTH_PASSWORDS, lambda c: c.simple_auth),),
+        settings=_LONG_RUNNING | {TASK_CONTEXT, KUBERNETES_EXECUTOR, SIMPLE_AUTH},
     ),
-    AirflowComponent("scheduler", _always, launches_pods=_kube, task_logs=True, dags="runs"),
-    AirflowComponent("dag-processor", _always, task_logs=True, dags="runs"),
+    AirflowComponent(
+        "scheduler",
+        _always,
+        launches_pods=_kube,
+        task_logs=True,
+        # Its health server, for the kubelet's probes only (node traffic passes NetworkPolicies).
+        ports=(Port("health", 8974),),
+        dags="runs",
+        # Signs each workload's execution-API token (JWT); sends Celery tasks and polls their state.
+        secrets=frozenset({JWT_SECRET, FERNET_KEY, SQL_ALCHEMY_CONN, BROKER_URL, RESULT_BACKEND}),
+        settings=_LONG_RUNNING | {KUBERNETES_EXECUTOR, SCHEDULER},
+    ),
+    AirflowComponent(
+        "dag-processor",
+        _always,
+        task_logs=True,
+        dags="runs",
+        # Runs parse-time code and callbacks against an in-process execution API (no JWT).
+        secrets=frozenset({FERNET_KEY, SQL_ALCHEMY_CONN, CONNECTIONS}),
+        settings=_LONG_RUNNING | {TASK_CONTEXT},
+    ),
     AirflowComponent(
         "triggerer",
         _always,
@@ -150,9 +194,23 @@ TABLE: tuple[AirflowComponent, ...] = (
         task_logs=True,
         ports=(Port("triggerer-logs", 8794),),
         dags="runs",
+        # Triggers run against an in-process execution API (no JWT); its log server checks requests.
+        secrets=frozenset({FERNET_KEY, SQL_ALCHEMY_CONN, API_SECRET_KEY, CONNECTIONS}),
+        settings=_LONG_RUNNING | {TASK_CONTEXT},
     ),
-    AirflowComponent("migrate", _always),
-    AirflowComponent("create-user", lambda c: c.fab, extra_secrets=((ADMIN_PASSWORD, _always),)),
+    AirflowComponent(
+        "migrate",
+        _always,
+        # Migrations may re-encrypt stored values (fernet).
+        secrets=frozenset({SQL_ALCHEMY_CONN, FERNET_KEY}),
+        settings=frozenset({BASE}),
+    ),
+    AirflowComponent(
+        "create-user",
+        lambda c: c.fab,
+        secrets=frozenset({SQL_ALCHEMY_CONN, ADMIN_PASSWORD}),
+        settings=frozenset({BASE}),
+    ),
     AirflowComponent(
         "worker",
         lambda c: c.celery,
@@ -160,25 +218,42 @@ TABLE: tuple[AirflowComponent, ...] = (
         task_logs=True,
         ports=(Port("worker-logs", 8793),),
         dags="runs",
+        # No DB and no token key: tasks reach both through the execution API with the token the
+        # scheduler signed. (Celery's result backend is the DB, so the worker holds a DB login there.)
+        secrets=frozenset({BROKER_URL, RESULT_BACKEND, API_SECRET_KEY, CONNECTIONS}),
+        settings=_LONG_RUNNING | {TASK_CONTEXT, CELERY_WORKER},
         # Celery's warm shutdown lets running tasks finish before the pod goes.
         grace_seconds=600,
     ),
     # KubernetesExecutor task pods, made from the pod template.
-    AirflowComponent("task", _kube, launches_task_pods=_kpo, task_logs=True, dags="runs"),
+    AirflowComponent(
+        "task",
+        _kube,
+        launches_task_pods=_kpo,
+        task_logs=True,
+        dags="runs",
+        secrets=frozenset({CONNECTIONS}),
+        settings=_LONG_RUNNING | {TASK_CONTEXT},
+    ),
     # The single writer of the DAG volume (source `volume` with `git`).
     AirflowComponent(
         "git-sync",
         lambda c: c.git_writer,
         ports=(Port("http", 8081),),
         dags="writes",
-        secrets=frozenset(),
+        settings=frozenset(),
     ),
-    AirflowComponent("flower", lambda c: c.flower, ports=(Port("flower", 5555),), dags="mounted"),
+    AirflowComponent(
+        "flower",
+        lambda c: c.flower,
+        ports=(Port("flower", 5555),),
+        secrets=frozenset({BROKER_URL, RESULT_BACKEND}),
+    ),
     AirflowComponent(
         "statsd",
         lambda c: c.statsd,
         ports=(Port("statsd", 9125, "UDP"), Port("metrics", 9102)),
-        secrets=frozenset(),
+        settings=frozenset(),
     ),
 )
 
@@ -242,6 +317,12 @@ class Roster:
 
     def ports(self, name: str) -> tuple[Port, ...]:
         return component(name).ports
+
+    def settings(self, name: str) -> frozenset[str]:
+        return component(name).settings
+
+    def is_job(self, name: str) -> bool:
+        return component(name).is_job
 
     def grace_seconds(self, name: str) -> int:
         return component(name).grace_seconds

@@ -60,6 +60,7 @@ class AirflowSecrets(pulumi.ComponentResource):
     Attributes:
         secret_name: the Secret's name, for `secretKeyRef`s (its keys are roster.py's constants).
         connection_keys: the keys holding `airflow.connections`, as AIRFLOW_CONN_<ID>.
+        values: every key's value, a secret Output each.
         admin_password: the generated admin password, a secret Output (the `adminPassword` output).
     """
 
@@ -133,4 +134,8 @@ class AirflowSecrets(pulumi.ComponentResource):
             opts=child,
         )
         self.connection_keys = [f"AIRFLOW_CONN_{c.upper()}" for c in connections]
+        # Key -> value (secret Outputs), for the checksums that roll the pods reading a changed key.
+        self.values: dict[str, pulumi.Output[str]] = {
+            k: pulumi.Output.secret(pulumi.Output.from_input(v)) for k, v in data.items()
+        }
         self.register_outputs({"secret_name": self.secret_name, "admin_password": self.admin_password})

@@ -4,6 +4,9 @@ components table declares)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -16,6 +19,22 @@ from components.k8s import Manifest, labels, selector, spread
 
 # Never fewer ready replicas than asked for during a rollout: one extra pod at a time.
 ROLLING_UPDATE: Manifest = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+# What one pod may take to be scheduled, pull its image and pass its startup probe.
+POD_START_SECONDS = 300
+# pulumi-kubernetes' default wait for a Deployment or StatefulSet.
+PROVIDER_DEFAULT_MINUTES = 10
+
+
+def rollout_minutes(replicas: int, grace_seconds: int) -> int:
+    """How long `pulumi up` waits for a rollout: both workload kinds here replace one pod at a time,
+    and each old pod may take its whole grace period to stop (a worker finishing its tasks)."""
+    return max(PROVIDER_DEFAULT_MINUTES, math.ceil(max(replicas, 1) * (grace_seconds + POD_START_SECONDS) / 60))
+
+
+def claims_suffix(claim_templates: list[Manifest]) -> str:
+    """A short hash of a StatefulSet's claim templates, for its name: the templates cannot change in
+    place, and a replacement under the same name would delete every pod at once first."""
+    return hashlib.sha256(json.dumps(claim_templates, sort_keys=True).encode()).hexdigest()[:6]
 
 
 @dataclass
@@ -30,7 +49,8 @@ class Workload:
         strategy: a Deployment's update strategy; None leaves Kubernetes' default.
         revision_history: old ReplicaSets/revisions kept; None leaves Kubernetes' default.
         spread: spread replicas over nodes and zones (soft).
-        service_name: a StatefulSet's governing (headless) Service.
+        service_name: a StatefulSet's governing (headless) Service, by name: `spec.serviceName`
+            replaces a StatefulSet, so it must never be an unknown Output at preview.
         claim_templates: a StatefulSet's volume claim templates; deleted with it.
         depends_on: what must be ready first (the migration Job).
     """
@@ -42,7 +62,7 @@ class Workload:
     strategy: Manifest | None = field(default_factory=lambda: dict(ROLLING_UPDATE))
     revision_history: int | None = 5
     spread: bool = True
-    service_name: pulumi.Input[str] | None = None
+    service_name: str | None = None
     claim_templates: list[Manifest] = field(default_factory=list)
     depends_on: list[pulumi.Resource] = field(default_factory=list)
 
@@ -59,9 +79,9 @@ class WorkloadBuilder:
         self._namespace = namespace
         self._roster = roster
 
-    def _metadata(self, component: str) -> Manifest:
+    def _metadata(self, component: str, suffix: str = "") -> Manifest:
         return {
-            "name": f"{self._instance}-{component}",
+            "name": f"{self._instance}-{component}{suffix}",
             "namespace": self._namespace,
             "labels": labels(self._instance, component),
         }
@@ -77,7 +97,12 @@ class WorkloadBuilder:
         }
         if w.revision_history is not None:
             spec["revisionHistoryLimit"] = w.revision_history
-        opts = pulumi.ResourceOptions(parent=self._parent, depends_on=w.depends_on)
+        minutes = rollout_minutes(w.replicas, int(pod.get("terminationGracePeriodSeconds", 30)))
+        opts = pulumi.ResourceOptions(
+            parent=self._parent,
+            depends_on=w.depends_on,
+            custom_timeouts=pulumi.CustomTimeouts(create=f"{minutes}m", update=f"{minutes}m"),
+        )
         resource: pulumi.CustomResource
         if w.kind == "Deployment":
             if w.strategy is not None:
@@ -88,12 +113,15 @@ class WorkloadBuilder:
         else:
             spec["serviceName"] = w.service_name
             spec["podManagementPolicy"] = "Parallel"
+            suffix = ""
             if w.claim_templates:
                 spec["volumeClaimTemplates"] = w.claim_templates
                 # `pulumi destroy` must leave no volume behind.
                 spec["persistentVolumeClaimRetentionPolicy"] = {"whenDeleted": "Delete", "whenScaled": "Delete"}
+                # A new claim shape is a new set beside the old one, whose pods then drain.
+                suffix = f"-{claims_suffix(w.claim_templates)}"
             resource = k8s.apps.v1.StatefulSet(
-                f"{self._name}-{w.component}", metadata=self._metadata(w.component), spec=spec, opts=opts
+                f"{self._name}-{w.component}", metadata=self._metadata(w.component, suffix), spec=spec, opts=opts
             )
         if w.replicas >= 2:
             budget: Manifest = {"maxUnavailable": 1, "selector": {"matchLabels": selector(self._instance, w.component)}}

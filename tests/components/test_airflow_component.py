@@ -71,7 +71,7 @@ def main_env(obj: dict[str, Any]) -> dict[str, Any]:
 def test_celery_executor_makes_workers_and_no_pod_template() -> None:
     run = build()
     assert "airflow-worker" in objs(run, "StatefulSet")
-    assert "airflow-pod-template" not in objs(run, "ConfigMap")
+    assert not [n for n in objs(run, "ConfigMap") if n.startswith("airflow-pod-template")]
     assert main_env(objs(run, "Deployment")["airflow-scheduler"])["AIRFLOW__CELERY__BROKER_URL"][0] == "secret"
 
 
@@ -83,7 +83,8 @@ def test_kubernetes_executor_makes_a_pod_template_and_no_workers() -> None:
     assert "AIRFLOW__CELERY__BROKER_URL" not in env
     assert env["AIRFLOW__KUBERNETES_EXECUTOR__POD_TEMPLATE_FILE"] == "/opt/airflow/pod_templates/pod_template_file.yaml"
     vols = {v["name"]: v for v in sched["spec"]["template"]["spec"]["volumes"]}
-    assert vols["pod-template"]["configMap"]["name"] == "airflow-pod-template"
+    assert vols["pod-template"]["configMap"]["name"] in objs(run, "ConfigMap")
+    assert vols["pod-template"]["configMap"]["name"].startswith("airflow-pod-template-")
     assert sched["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
 
 
@@ -175,7 +176,7 @@ def test_optional_flower_and_statsd() -> None:
 
 
 def test_worker_log_volume_is_deleted_with_the_statefulset() -> None:
-    sts = objs(build({"workers": {"storageSize": "5Gi"}}), "StatefulSet")["airflow-worker"]
+    [sts] = [o for n, o in objs(build({"workers": {"storageSize": "5Gi"}}), "StatefulSet").items() if "worker" in n]
     assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "5Gi"
     assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete"
 

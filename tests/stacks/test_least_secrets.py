@@ -1,0 +1,86 @@
+"""Issue 10.3: every Airflow container gets the secrets and settings its process uses, and no more.
+
+The expectations are written out here from Airflow 3.3.2's code, independently of the components
+table (components/airflow/roster.py), so a grant added to the table by mistake fails here.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.render import airflow_pods, containers, env_of, is_airflow, named, render, workloads
+from tests.stacks.test_local_render import VARIANTS
+
+# Secret key -> the components whose Airflow containers may receive it (init containers included).
+MAY_HOLD = {
+    # Signs execution-API tokens (the scheduler's executors) and checks them (the api-server). Task
+    # code in a worker holding it could mint a token for any task instance.
+    "jwt-secret": {"api-server", "scheduler"},
+    # Decrypts connections and variables kept in the DB, signs bundle URLs; the migration may
+    # re-encrypt. Workers and task pods get connections decrypted from the execution API.
+    "fernet-key": {"api-server", "scheduler", "dag-processor", "triggerer", "migrate"},
+    # The metadata DB: Airflow 3 task code has no DB access; only the core components do.
+    "sql-alchemy-conn": {"api-server", "scheduler", "dag-processor", "triggerer", "migrate", "create-user"},
+    # Celery: the scheduler sends and polls, the worker consumes, Flower watches.
+    "broker-url": {"scheduler", "worker", "flower"},
+    "result-backend": {"scheduler", "worker", "flower"},
+    # Signs and checks log-server requests (api-server -> worker/triggerer log servers).
+    "api-secret-key": {"api-server", "worker", "triggerer"},
+    "admin-password": {"create-user"},
+    "simple-auth-passwords.json": {"api-server"},
+}
+# User connections (AIRFLOW_CONN_*) resolve where task code, triggers or parse-time code run, and in
+# the execution API that serves them.
+CONNECTION_HOLDERS = {"api-server", "dag-processor", "triggerer", "worker", "task"}
+
+EVERYTHING = (
+    "airflow.executor=CeleryExecutor,KubernetesExecutor",
+    "airflow.flower.enabled=true",
+    "airflow.connections={my_db: 'postgresql://u:secret-pw@h/db'}",
+)
+
+
+def _secret_refs(c: dict) -> set[str]:
+    return {v[2] for v in env_of(c).values() if isinstance(v, tuple) and v[0] == "secret"}
+
+
+@pytest.mark.parametrize("variant", [*sorted(VARIANTS), "everything"])
+def test_each_airflow_container_holds_only_the_secrets_its_process_uses(variant: str) -> None:
+    run = render("local", *(EVERYTHING if variant == "everything" else VARIANTS[variant]))
+    seen: dict[str, set[str]] = {}
+    for comp, spec in airflow_pods(run):
+        for c in containers(spec):
+            if not is_airflow(c):
+                continue
+            for key in _secret_refs(c):
+                seen.setdefault(key, set()).add(comp)
+                if key.startswith("AIRFLOW_CONN_"):
+                    assert comp in CONNECTION_HOLDERS, (comp, c["name"], key)
+                else:
+                    assert comp in MAY_HOLD[key], (comp, c["name"], key)
+    if variant == "everything":  # the grants are not simply gone: each holder still gets its key
+        assert seen["jwt-secret"] == {"api-server", "scheduler"}
+        assert seen["AIRFLOW_CONN_MY_DB"] == CONNECTION_HOLDERS
+        assert seen["broker-url"] == {"scheduler", "worker", "flower"}
+
+
+def test_tuning_workers_changes_only_the_worker() -> None:
+    """Worker concurrency is the worker's setting: changing it must not touch the Jobs (a changed Job
+    spec replaces the Job) nor roll any other component."""
+
+    def by_name(run):  # noqa: ANN001, ANN202
+        return {(o["kind"], o["metadata"]["name"]): o for o in workloads(run)}
+
+    base = by_name(render("local"))
+    tuned = by_name(render("local", "airflow.workers.concurrency=4"))
+    changed = sorted(k for k in base if base[k] != tuned.get(k))
+    assert changed == [("StatefulSet", "airflow-worker")]
+
+
+def test_jobs_get_no_runtime_settings() -> None:
+    run = render("local", *EVERYTHING)
+    for job in ("airflow-migrate", "airflow-create-user"):
+        env = env_of(named(run, "Job", job)["spec"]["template"]["spec"]["containers"][0])
+        for name in env:
+            assert not name.startswith(("AIRFLOW__CELERY__", "AIRFLOW__KUBERNETES_EXECUTOR__", "AIRFLOW_VAR_")), name
+        assert "AIRFLOW__CORE__EXECUTION_API_SERVER_URL" not in env
