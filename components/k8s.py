@@ -79,6 +79,13 @@ def spread(instance: str, component: str) -> list[dict[str, Any]]:
     ]
 
 
+# A claim's requested size is replace-forcing in pulumi-kubernetes (provider/pkg/provider/diff.go):
+# a changed size would delete the claim, and a static volume's claim cannot bind again after that.
+# Claims keep the size they were made with; grow one in place with `kubectl patch pvc` where its
+# StorageClass allows expansion (an EFS or Azure Files volume is limited elsewhere).
+CLAIM_SIZE = ["spec.resources"]
+
+
 def static_claim(volume_name: Any, size: str) -> Manifest:
     """The spec of a ReadWriteMany claim bound to one static PersistentVolume: no StorageClass, so
     nothing is provisioned dynamically and nothing exists outside Pulumi's state."""

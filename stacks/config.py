@@ -104,7 +104,10 @@ class KubernetesSettings(SettingsModel):
         None, description="Separate namespace for KubernetesPodOperator task pods (no API rights there)."
     )
     network_policies: bool = Field(True, description="Create NetworkPolicies (default deny + allow lists).")
-    dag_volume_size: Quantity = Field("1Gi", description="Size of the DAG volume the stack creates.")
+    dag_volume_size: Quantity = Field(
+        "1Gi",
+        description="Size of the DAG volume the stack creates; applied when the claim is made (grow it in place with kubectl).",
+    )
     dag_volume_storage_class: str | None = Field(
         None, description="StorageClass for the DAG volume; unset: the cluster default."
     )

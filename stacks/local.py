@@ -13,7 +13,7 @@ import pulumi_kubernetes as k8s
 
 from components.airflow import DagSource
 from components.endpoints import BrokerEndpoint, DatabaseEndpoint
-from components.k8s import Manifest, labels
+from components.k8s import CLAIM_SIZE, Manifest, labels
 from components.postgres import InClusterPostgres
 from components.redis import InClusterRedis
 from stacks.common import INSTANCE, compose, make_namespace, outputs, roster
@@ -92,7 +92,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
                 "annotations": {"pulumi.com/skipAwait": "true"},
             },
             spec=spec,
-            opts=child_opts,
+            opts=pulumi.ResourceOptions.merge(child_opts, pulumi.ResourceOptions(ignore_changes=CLAIM_SIZE)),
         )
         claim = pvc.metadata["name"]
 

@@ -13,7 +13,7 @@ import pulumi_kubernetes as k8s
 from components.aws.eks import POD_IDENTITY_TRUST
 from components.aws.network import cluster_only_security_group
 from components.endpoints import RemoteLogs
-from components.k8s import Manifest, labels, static_claim
+from components.k8s import CLAIM_SIZE, Manifest, labels, static_claim
 
 NFS_PORT = 2049
 
@@ -125,7 +125,7 @@ class EfsDagVolume(pulumi.ComponentResource):
             f"{name}-pvc",
             metadata={"name": f"{instance}-dags", "namespace": namespace, "labels": labels(instance, "dags")},
             spec=static_claim(pv.metadata["name"], size),
-            opts=child,
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(ignore_changes=CLAIM_SIZE)),
         )
         self.claim_name = pvc.metadata["name"]
         self.file_system_id = fs.id

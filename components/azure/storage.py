@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 
 from components.azure.network import AzureVnet
 from components.endpoints import RemoteLogs
-from components.k8s import Manifest, labels, static_claim
+from components.k8s import CLAIM_SIZE, Manifest, labels, static_claim
 from components.settings import SettingsModel, bad
 
 
@@ -185,7 +185,8 @@ class AzureFilesDagVolume(pulumi.ComponentResource):
             f"{name}-pvc",
             metadata={"name": f"{instance}-dags", "namespace": namespace, "labels": labels(instance, "dags")},
             spec=static_claim(pv.metadata["name"], f"{settings.quota_gib}Gi"),
-            opts=child,
+            # The share's quota (above) is the real limit and changes in place; the claim keeps its size.
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(ignore_changes=CLAIM_SIZE)),
         )
         self.claim_name = pvc.metadata["name"]
         self.volume_handle = handle

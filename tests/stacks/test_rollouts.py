@@ -169,3 +169,14 @@ def test_worker_log_claims_are_in_the_statefulset_name_so_a_change_replaces_safe
     ]
     assert plain["metadata"]["name"] == "airflow-worker"  # existing stacks keep theirs
     assert a[0]["metadata"]["name"] != b[0]["metadata"]["name"] != "airflow-worker"
+
+
+@pytest.mark.parametrize("stack", ["local", "aws-dev", "azure-dev"])
+def test_no_claim_is_replaced_when_its_size_setting_changes(stack: str) -> None:
+    """`spec.resources` of a claim is replace-forcing: a changed DAG volume size would delete the
+    claim (a static volume's claim cannot bind again). Every standalone claim ignores it."""
+    run = render(stack)
+    claims = [r for r in run.kubernetes() if r.inputs.get("kind") == "PersistentVolumeClaim"]
+    assert claims
+    for r in claims:
+        assert "spec.resources" in (r.options.get("ignoreChanges") or []), r.name
