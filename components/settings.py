@@ -8,6 +8,7 @@ error formatting (stacks/config.py) turns into a full key path.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -64,3 +65,15 @@ def resources_field(cpu: str, mem: str, mem_limit: str) -> Any:
         ),
         description="Requests and limits.",
     )
+
+
+_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def parse_quantity(value: str) -> int:
+    """A Kubernetes memory quantity in bytes ('1536Mi', '2Gi', '1e9', '512M')."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(?:e(\d+))?(Ki|Mi|Gi|Ti|k|M|G|T)?", value)
+    if not m:
+        raise ValueError(f"{value!r} is not a memory quantity such as '512Mi' or '2Gi'")
+    number = float(m.group(1)) * (10 ** int(m.group(2)) if m.group(2) else 1)
+    return int(number * _UNITS[m.group(3) or ""])

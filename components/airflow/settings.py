@@ -4,12 +4,22 @@ generated from these descriptions)."""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from components.settings import DnsLabel, Quantity, Resources, SettingsModel, bad, defaults, resources_field
+from components.settings import (
+    DnsLabel,
+    Quantity,
+    Resources,
+    SettingsModel,
+    bad,
+    defaults,
+    parse_quantity,
+    resources_field,
+)
 
 # The one place the Airflow version is set: the image tag (and the e2e lock file tracks it).
 AIRFLOW_VERSION = "3.3.2"
@@ -57,13 +67,55 @@ class Triggerer(Component):
     pass
 
 
+# A Celery worker's memory: the Celery parent with its prefork pool, then per running task a
+# supervisor and a task runner (Airflow 3 forks both). Measured in the e2e suite at full
+# concurrency (tests/e2e/test_airflow_e2e.py prints it): 409 MiB idle and 67 MiB per sleeping task
+# (PSS, 8 tasks, Airflow 3.3.2). The floor keeps headroom over that for real task code (a task that
+# imports pandas alone adds ~100 MiB), and the default limit is the floor.
+WORKER_BASE_MIB = 512
+WORKER_TASK_MIB = 192
+
+
+def worker_memory_floor(concurrency: int) -> int:
+    """The smallest memory limit (bytes) a worker running `concurrency` tasks is allowed."""
+    mib = WORKER_BASE_MIB + concurrency * WORKER_TASK_MIB
+    return math.ceil(mib / 256) * 256 * 2**20
+
+
 class Workers(Component):
     replicas: int = Field(2, ge=0, le=200, description="Celery worker replicas (0 to scale to none).")
     concurrency: int = Field(16, ge=1, le=256, description="Celery worker concurrency per replica.")
-    resources: Resources = resources_field("500m", "1Gi", "2Gi")
+    resources: Resources = Field(
+        default_factory=defaults(Resources),
+        description=(
+            f"Requests and limits; the memory limit defaults to {WORKER_BASE_MIB}Mi + {WORKER_TASK_MIB}Mi per "
+            "concurrent task (rounded up to 256Mi) and may not be set below that."
+        ),
+    )
     storage_size: Quantity | None = Field(
         None, description="Per-worker log volume (PVC) size; unset means an emptyDir."
     )
+
+    @model_validator(mode="after")
+    def _memory_holds_concurrency(self) -> Workers:
+        floor = worker_memory_floor(self.concurrency)
+        r = self.resources
+        explicit = "resources" in self.model_fields_set and "memory_limit" in r.model_fields_set
+        if not explicit:
+            update: dict[str, Any] = {"memory_limit": f"{floor // 2**20}Mi"}
+            if "resources" not in self.model_fields_set or "cpu_request" not in r.model_fields_set:
+                update["cpu_request"] = "500m"
+            if "resources" not in self.model_fields_set or "memory_request" not in r.model_fields_set:
+                update["memory_request"] = "1Gi"
+            object.__setattr__(self, "resources", r.model_copy(update=update))
+        elif parse_quantity(r.memory_limit) < floor:
+            raise bad(
+                "resources.memoryLimit",
+                f"{r.memory_limit} cannot hold {self.concurrency} concurrent tasks: at least "
+                f"{floor // 2**20}Mi ({WORKER_BASE_MIB}Mi + {WORKER_TASK_MIB}Mi per task); "
+                "raise it or lower concurrency",
+            )
+        return self
 
 
 class Flower(SettingsModel):

@@ -232,3 +232,16 @@ def test_fernet_from_standard_base64() -> None:
     raw = bytes([0xFB, 0xFF]) + bytes(30)
     key = fernet_from_base64(base64.b64encode(raw).decode())
     assert "+" not in key and "/" not in key and base64.urlsafe_b64decode(key) == raw
+
+
+def test_the_worker_memory_limit_follows_concurrency_unless_set() -> None:
+    from components.airflow.settings import WORKER_BASE_MIB, WORKER_TASK_MIB, worker_memory_floor
+
+    def limit(workers: dict) -> str:  # noqa: ANN001
+        [sts] = [o for n, o in objs(build({"workers": workers}), "StatefulSet").items() if "worker" in n]
+        return sts["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+
+    assert limit({"concurrency": 4}) != limit({"concurrency": 32})
+    assert worker_memory_floor(32) >= (WORKER_BASE_MIB + 32 * WORKER_TASK_MIB) * 2**20
+    assert limit({"concurrency": 32}) == f"{worker_memory_floor(32) // 2**20}Mi"
+    assert limit({"concurrency": 4, "resources": {"memoryLimit": "6Gi"}}) == "6Gi"  # a user's own wins

@@ -28,3 +28,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         figures["e2e_suite_total"] = end - e2e.TIMINGS["start"] + e2e.TIMINGS.get("servers", 0.0)
         terminalreporter.write_line("e2e timings (s): " + ", ".join(f"{k}={v:.1f}" for k, v in figures.items()))
         terminalreporter.write_line(f"e2e components restarted as the kubelet would: {e2e.RESTARTED or 'none'}")
+        if e2e.MEMORY:
+            terminalreporter.write_line(
+                "e2e worker memory at full concurrency (MiB, PSS): "
+                + ", ".join(f"{k}={v:.0f}" for k, v in e2e.MEMORY.items())
+            )

@@ -444,3 +444,37 @@ class Api:
                 return
             time.sleep(1)
         raise TimeoutError(f"{path} not healthy after {timeout}s: {last}")
+
+
+# ---- memory, as the kernel accounts it ---------------------------------------------------------
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process below it (read from /proc, as `ps --forest` would)."""
+    children: dict[int, list[int]] = {}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.split("/")[2]))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def tree_pss(pid: int) -> int:
+    """Proportional set size of a process tree in bytes: shared pages (forked interpreters share
+    most) counted once across the tree, which is what a container's memory limit sees closest."""
+    total = 0
+    for p in descendants(pid):
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total

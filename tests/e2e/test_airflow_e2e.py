@@ -36,6 +36,8 @@ EXPECTED = {
 }
 LONG_RUNNING = ("api-server", "scheduler", "dag-processor", "triggerer", "worker")
 TIMINGS: dict[str, float] = {}
+# The worker's measured memory (MiB) at full concurrency (printed at the end of the run).
+MEMORY: dict[str, float] = {}
 # Components the emulated kubelet had to start again after a fault (printed at the end of the run).
 RESTARTED: list[str] = []
 
@@ -305,6 +307,38 @@ def test_every_rendered_probe_passes_against_the_running_process(stack: Deployme
                 assert p.start().wait(120) == 0, (comp, h, p.tail())
             checked.append((comp, next(iter(h))))
     assert ("scheduler", "httpGet") in checked and ("worker", "exec") in checked, checked
+
+
+def test_worker_memory_at_full_concurrency_fits_the_rendered_limit(stack: Deployment) -> None:
+    """Issue 10.11: fill every slot of the worker (the rendered concurrency) with a task, measure
+    the worker's memory (PSS of its process tree: the Celery parent, its pool and, per task, a
+    supervisor and a task runner), and check the rendered limit holds it with the headroom the
+    settings model's rule keeps (components/airflow/settings.py, worker_memory_floor)."""
+    from components.settings import parse_quantity
+    from tests.e2e.harness import tree_pss
+
+    worker = stack.containers["worker"].spec
+    slots = int(next(e["value"] for e in worker["env"] if e["name"] == "AIRFLOW__CELERY__WORKER_CONCURRENCY"))
+    limit = parse_quantity(worker["resources"]["limits"]["memory"])
+    pid = stack.procs["worker"].proc.pid  # type: ignore[union-attr]
+    stack.api.login("admin", stack.admin_password)
+    stack.wait_for_dag("e2e_fanout")
+    idle = tree_pss(pid)
+    run_id = stack.trigger("e2e_fanout")
+    peak, running = 0, 0
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        _, tis = stack.task_states(run_id, "e2e_fanout")
+        running = max(running, sum(1 for t in tis if t["state"] == "running"))
+        peak = max(peak, tree_pss(pid))
+        if stack.run_state(run_id, "e2e_fanout") in ("success", "failed"):
+            break
+        time.sleep(1)
+    assert stack.wait_run(run_id, "e2e_fanout") == "success"
+    assert running == slots, f"only {running} of {slots} slots ran at once"
+    per_task = (peak - idle) / slots
+    MEMORY.update(idle_mib=idle / 2**20, peak_mib=peak / 2**20, per_task_mib=per_task / 2**20, limit_mib=limit / 2**20)
+    assert peak <= limit, MEMORY
 
 
 RESILIENCE = "e2e_resilience"

@@ -44,6 +44,12 @@ CASES = [
         "airflow-k8s:database.external.hots",
         "not a known key (allowed: host, name, password, port, sslmode, user)",
     ),
+    # Issue 10.11: a worker limit that cannot hold its concurrency (the local stack runs 8).
+    (
+        "airflow.workers.resources.memoryLimit=1Gi",
+        "airflow-k8s:airflow.workers.resources.memoryLimit",
+        "cannot hold 8 concurrent tasks: at least",
+    ),
     ("airflow.migrationTimeoutMinutes=0", "airflow-k8s:airflow.migrationTimeoutMinutes", "greater than or equal to 1"),
 ]
 
