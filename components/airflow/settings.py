@@ -69,8 +69,8 @@ class Triggerer(Component):
 
 # A Celery worker's memory: the Celery parent with its prefork pool, then per running task a
 # supervisor and a task runner (Airflow 3 forks both). Measured in the e2e suite at full
-# concurrency (tests/e2e/test_airflow_e2e.py prints it): 409 MiB idle and 67 MiB per sleeping task
-# (PSS, 8 tasks, Airflow 3.3.2). The floor keeps headroom over that for real task code (a task that
+# concurrency (tests/e2e/test_airflow_e2e.py prints it): 409-631 MiB idle and 944-960 MiB with 8
+# sleeping tasks (PSS, Airflow 3.3.2), i.e. 41-67 MiB per task over idle. The floor keeps headroom over that for real task code (a task that
 # imports pandas alone adds ~100 MiB), and the default limit is the floor.
 WORKER_BASE_MIB = 512
 WORKER_TASK_MIB = 192
