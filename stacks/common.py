@@ -33,6 +33,7 @@ def compose(
     dags: DagSource,
     namespace: AirflowNamespace,
     remote_logs: RemoteLogs | None = None,
+    log_claim: pulumi.Input[str] | None = None,
     pod_labels: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Airflow:
     """The Airflow component in the stack's namespace (made first with `make_namespace`, so the
@@ -50,6 +51,7 @@ def compose(
             dags=dags,
             service_accounts=ns.service_accounts,
             remote_logs=remote_logs,
+            log_claim=log_claim,
             pod_labels=pod_labels or {},
             task_namespace=ns.task_namespace,
             network_policies=k.network_policies,

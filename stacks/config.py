@@ -116,6 +116,25 @@ class KubernetesSettings(SettingsModel):
         description="Access mode of the DAG volume the stack creates; ReadWriteOnce only on one-node clusters.",
     )
 
+    log_volume: bool | None = Field(
+        None,
+        description="Local stack: keep task logs on a claim every task-log writer and the api-server share "
+        "(the cloud stacks log to S3 or Blob). Unset: on when the KubernetesExecutor runs tasks, whose pods "
+        "are deleted with their logs when the task ends.",
+    )
+    log_volume_size: Quantity = Field(
+        "5Gi",
+        description="Size of the task-log claim the local stack creates; applied when the claim is made "
+        "(grow it in place with kubectl).",
+    )
+    log_volume_storage_class: str | None = Field(
+        None, description="StorageClass for the task-log claim; unset: the cluster default."
+    )
+    log_volume_access_mode: Literal["ReadWriteMany", "ReadWriteOnce"] = Field(
+        "ReadWriteMany",
+        description="Access mode of the task-log claim; ReadWriteOnce only on one-node clusters.",
+    )
+
     @model_validator(mode="after")
     def _ns(self) -> KubernetesSettings:
         if self.task_namespace is not None and self.task_namespace == self.namespace:
@@ -261,7 +280,22 @@ class StackConfig(SettingsModel):
                 raise bad("database.mode", "the azure stack provides its database and broker; leave them unset")
         elif self.azure is not None:
             raise bad("azure", f"only applies to cloud 'azure' (cloud is {self.cloud!r})")
+        if self.cloud != "local" and self.kubernetes.log_volume:
+            store = "S3" if self.cloud == "aws" else "Blob storage"
+            raise bad(
+                "kubernetes.logVolume",
+                f"the {self.cloud} stack keeps task logs remote, in {store}; the log volume is for the local stack",
+            )
         return self
+
+    @property
+    def log_volume(self) -> bool:
+        """Whether the local stack keeps task logs on a shared claim (unset: when task pods run)."""
+        if self.cloud != "local":
+            return False
+        if self.kubernetes.log_volume is not None:
+            return self.kubernetes.log_volume
+        return "KubernetesExecutor" in self.airflow.executors
 
 
 def _loc_to_key(loc: tuple[Any, ...]) -> str:

@@ -14,6 +14,7 @@ import pulumi_kubernetes as k8s
 from components.airflow import DagSource
 from components.endpoints import BrokerEndpoint, DatabaseEndpoint
 from components.k8s import CLAIM_SIZE, Manifest, labels
+from components.namespace import AirflowNamespace
 from components.postgres import InClusterPostgres
 from components.redis import InClusterRedis
 from stacks.common import INSTANCE, compose, make_namespace, outputs, roster
@@ -76,25 +77,14 @@ def build(cfg: StackConfig) -> dict[str, Any]:
 
     claim: pulumi.Input[str] | None = d.claim_name
     if d.source == "volume" and claim is None:
-        spec: Manifest = {
-            "accessModes": [k.dag_volume_access_mode],
-            "resources": {"requests": {"storage": k.dag_volume_size}},
-            **({"storageClassName": k.dag_volume_storage_class} if k.dag_volume_storage_class else {}),
-        }
-        pvc = k8s.core.v1.PersistentVolumeClaim(
-            "dags",
-            metadata={
-                "name": f"{INSTANCE}-dags",
-                "namespace": ns.namespace,
-                "labels": labels(INSTANCE, "dags"),
-                # With WaitForFirstConsumer (kind, k3d, minikube) a claim binds only when a pod uses
-                # it; without this Pulumi would wait on it forever.
-                "annotations": {"pulumi.com/skipAwait": "true"},
-            },
-            spec=spec,
-            opts=pulumi.ResourceOptions.merge(child_opts, pulumi.ResourceOptions(ignore_changes=CLAIM_SIZE)),
-        )
-        claim = pvc.metadata["name"]
+        claim = _claim(
+            "dags", k.dag_volume_size, k.dag_volume_storage_class, k.dag_volume_access_mode, ns, child_opts
+        ).metadata["name"]
+    log_claim: pulumi.Input[str] | None = None
+    if cfg.log_volume:
+        log_claim = _claim(
+            "logs", k.log_volume_size, k.log_volume_storage_class, k.log_volume_access_mode, ns, child_opts
+        ).metadata["name"]
 
     airflow = compose(
         cfg,
@@ -103,6 +93,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         broker=broker,
         dags=DagSource(kind=d.source, claim_name=claim, git_writer=git_writer),
         namespace=ns,
+        log_claim=log_claim,
     )
     return outputs(
         cfg,
@@ -113,5 +104,40 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         ui_access=f"kubectl --context {k.context} -n {k.namespace} port-forward "
         f"svc/{airflow.api_service_name} 8080:8080",
         dag_volume=claim,
-        log_location="worker log servers (no remote logging on the local stack)",
+        log_location=(
+            pulumi.Output.concat("persistentvolumeclaim/", log_claim)
+            if log_claim is not None
+            else "worker log servers (no remote logging on the local stack)"
+        ),
+    )
+
+
+def _claim(
+    name: str,
+    size: str,
+    storage_class: str | None,
+    access_mode: str,
+    ns: AirflowNamespace,
+    opts: pulumi.ResourceOptions,
+) -> k8s.core.v1.PersistentVolumeClaim:
+    """A claim the stack makes and every pod of the instance may share (DAGs, task logs)."""
+    spec: Manifest = {
+        "accessModes": [access_mode],
+        "resources": {"requests": {"storage": size}},
+        **({"storageClassName": storage_class} if storage_class else {}),
+    }
+    return k8s.core.v1.PersistentVolumeClaim(
+        name,
+        metadata={
+            "name": f"{INSTANCE}-{name}",
+            "namespace": ns.namespace,
+            "labels": labels(INSTANCE, name),
+            # With WaitForFirstConsumer (kind, k3d, minikube) a claim binds only when a pod uses
+            # it; without this Pulumi would wait on it forever.
+            "annotations": {"pulumi.com/skipAwait": "true"},
+        },
+        spec=spec,
+        # A claim keeps the size it was made with: requests can only grow, and only where the
+        # StorageClass allows it, so a changed size is applied with kubectl, not by Pulumi.
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=CLAIM_SIZE)),
     )

@@ -63,6 +63,8 @@ class AirflowArgs:
         dags: how DAGs reach the pods.
         service_accounts: component -> ServiceAccount name (from AirflowNamespace).
         remote_logs: remote task-log storage, if the cloud has one.
+        log_claim: without remote logs, a claim the task-log writers and the api-server share, so
+            a finished task's log outlives the pod that wrote it.
         pod_labels: extra pod labels per component (e.g. Azure workload identity's).
         task_namespace: where KubernetesPodOperator pods go, if not the Airflow namespace.
         network_policies: create the NetworkPolicies.
@@ -76,6 +78,7 @@ class AirflowArgs:
     dags: DagSource
     service_accounts: Mapping[str, pulumi.Input[str]]
     remote_logs: RemoteLogs | None = None
+    log_claim: pulumi.Input[str] | None = None
     pod_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     task_namespace: pulumi.Input[str] | None = None
     network_policies: bool = True
@@ -99,6 +102,8 @@ class Airflow(pulumi.ComponentResource):
         conditions = self._roster.conditions
         if conditions.celery and args.broker is None:
             raise ValueError("the CeleryExecutor needs a broker endpoint")
+        if args.remote_logs is not None and args.log_claim is not None:
+            raise ValueError("task logs go either to remote storage or to a shared claim, not both")
         child = pulumi.ResourceOptions(parent=self)
 
         self.secrets = AirflowSecrets(
@@ -134,6 +139,7 @@ class Airflow(pulumi.ComponentResource):
             instance=args.instance,
             dag_source=args.dags.kind,
             claim_name=args.dags.claim_name,
+            log_claim=args.log_claim,
             service_accounts=args.service_accounts,
             pod_labels=args.pod_labels,
         )

@@ -41,6 +41,7 @@ class PodFactory:
         claim_name: pulumi.Input[str] | None,
         service_accounts: Mapping[str, pulumi.Input[str]],
         pod_labels: Mapping[str, Mapping[str, str]],
+        log_claim: pulumi.Input[str] | None = None,
     ) -> None:
         self.settings = settings
         self.roster = roster
@@ -48,6 +49,7 @@ class PodFactory:
         self._instance = instance
         self.dag_source = dag_source
         self._claim_name = claim_name
+        self._log_claim = log_claim
         self._service_accounts = service_accounts
         self._pod_labels = pod_labels
         self.image = f"{settings.image.repository}:{settings.image.tag}"
@@ -59,11 +61,17 @@ class PodFactory:
             raise ValueError(f"no service account for component {component!r}") from None
 
     def volumes(self, component: str, logs: bool = True) -> tuple[list[Manifest], list[Manifest]]:
-        """Volumes and mounts of an Airflow container: writable scratch, logs, and DAGs read-only."""
+        """Volumes and mounts of an Airflow container: writable scratch, logs (`logs=False`: none, the
+        caller mounts its own), and DAGs read-only."""
         vols: list[Manifest] = [{"name": "tmp", "emptyDir": {}}, {"name": "config", "emptyDir": {}}]
         mounts: list[Manifest] = [{"name": "tmp", "mountPath": "/tmp"}, {"name": "config", "mountPath": CONFIG_DIR}]
         if logs:
-            vols.append({"name": "logs", "emptyDir": {}})
+            # Task logs on the shared claim (when the stack has one) for every component that
+            # writes or serves them; otherwise scratch that goes with the pod.
+            if self._log_claim is not None and component in self.roster.task_log_users:
+                vols.append({"name": "logs", "persistentVolumeClaim": {"claimName": self._log_claim}})
+            else:
+                vols.append({"name": "logs", "emptyDir": {}})
             mounts.append({"name": "logs", "mountPath": LOGS})
         if self.roster.dags(component) in ("runs", "mounted"):
             folder = self.settings.dags.folder

@@ -300,7 +300,8 @@ class Roster:
 
     @property
     def task_log_users(self) -> list[str]:
-        """Read or write remote task logs: a cloud gives exactly these its log identity."""
+        """Read or write task logs: a cloud gives exactly these its log identity; without remote logs,
+        exactly these share the stack's log claim."""
         return self._where(lambda c: c.task_logs)
 
     def calls_kubernetes_api(self, name: str) -> bool:
