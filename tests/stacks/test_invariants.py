@@ -241,9 +241,12 @@ def test_only_api_callers_mount_a_token(variant: str) -> None:
 
 def test_task_namespace_service_account_has_no_rights() -> None:
     run = render("local", *VARIANTS["both-executors+kpo"])
-    [sa] = [o for o in objects(run, "ServiceAccount") if o["metadata"].get("namespace") == "airflow-tasks"]
-    assert sa["automountServiceAccountToken"] is False
-    assert sa["metadata"]["name"] not in _pod_rights(run)
+    task_accounts = [o for o in objects(run, "ServiceAccount") if o["metadata"].get("namespace") == "airflow-tasks"]
+    # The rightless runner, and the namespace's `default` account (patched token-less).
+    assert sorted(sa["metadata"]["name"] for sa in task_accounts) == ["airflow-task-runner", "default"]
+    for sa in task_accounts:
+        assert sa["automountServiceAccountToken"] is False
+        assert sa["metadata"]["name"] not in _pod_rights(run)
 
 
 # ---- production defaults on every pod -------------------------------------------------------
