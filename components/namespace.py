@@ -1,8 +1,15 @@
 """The namespace, one ServiceAccount per component, and least-privilege RBAC.
 
 Only the components that launch pods get rights on pods (the scheduler under KubernetesExecutor;
-workers, KubernetesExecutor task pods and the triggerer when tasks use KubernetesPodOperator). An
-optional task namespace holds KubernetesPodOperator pods, whose ServiceAccount has no API rights.
+workers, KubernetesExecutor task pods and the triggerer when tasks use KubernetesPodOperator). A task
+namespace holds KubernetesPodOperator pods: it enforces a Pod Security level a typical third-party
+image meets (`baseline` by default), while Airflow's own namespace enforces `restricted`.
+
+A pod that names no ServiceAccount runs as its namespace's `default` one. In both namespaces that
+account is made token-less (a patch of the object Kubernetes creates) and nothing binds it to a
+role, so such a pod, a KubernetesPodOperator pod by default, gets no API credentials at all. (This
+is the one mechanism that works for any client that creates pods there, with no Airflow-side hook;
+the Terraform provider's `kubernetes_default_service_account` exists for the same reason.)
 """
 
 from __future__ import annotations
@@ -14,12 +21,19 @@ import pulumi_kubernetes as k8s
 
 from components.k8s import Manifest, labels
 
-# Pod Security Admission: every pod this project makes meets `restricted`; enforce it.
-PSA_LABELS = {
-    "pod-security.kubernetes.io/enforce": "restricted",
-    "pod-security.kubernetes.io/audit": "restricted",
-    "pod-security.kubernetes.io/warn": "restricted",
-}
+
+def pod_security_labels(enforce: str) -> dict[str, str]:
+    """Pod Security Admission labels: reject below `enforce`; warn and audit against `restricted`,
+    so whoever creates a pod sees what would harden it."""
+    return {
+        "pod-security.kubernetes.io/enforce": enforce,
+        "pod-security.kubernetes.io/audit": "restricted",
+        "pod-security.kubernetes.io/warn": "restricted",
+    }
+
+
+# Every pod this project makes meets `restricted`; Airflow's namespace enforces it.
+PSA_LABELS = pod_security_labels("restricted")
 
 # What KubernetesExecutor and KubernetesPodOperator need, and nothing more.
 POD_LAUNCHER_RULES = [
@@ -38,8 +52,9 @@ POD_LOG_READER_RULES = [
 class AirflowNamespace(pulumi.ComponentResource):
     """Namespace(s), ServiceAccounts and the pod-launcher / log-reader Roles.
 
-    Both namespaces enforce the `restricted` Pod Security Standard. Only components that call the
-    Kubernetes API (pod launchers and log readers) get a ServiceAccount token mounted.
+    The Airflow namespace enforces the `restricted` Pod Security Standard, the task namespace
+    `task_pod_security`. Only components that call the Kubernetes API (pod launchers and log readers)
+    get a ServiceAccount token mounted; each namespace's `default` ServiceAccount gets none.
 
     Attributes:
         namespace: name of the Airflow namespace (an Output, so dependants wait for it to exist).
@@ -67,6 +82,7 @@ class AirflowNamespace(pulumi.ComponentResource):
         task_pod_launchers: Sequence[str] = (),
         pod_log_readers: Sequence[str] = (),
         task_namespace: str | None = None,
+        task_pod_security: str = "baseline",
         annotations: Mapping[str, Mapping[str, pulumi.Input[str]]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -90,7 +106,10 @@ class AirflowNamespace(pulumi.ComponentResource):
                 KubernetesExecutor task pods); bound to the read-only pod-log-reader Role.
             task_namespace: a second namespace for KubernetesPodOperator pods (config
                 `kubernetes.taskNamespace`), with a `<instance>-task-runner` ServiceAccount that has no
-                token and no API rights; None: those pods run in the Airflow namespace.
+                token and no API rights (for pods that name one); None: those pods run in the Airflow
+                namespace.
+            task_pod_security: the Pod Security level the task namespace enforces (config
+                `kubernetes.taskPodSecurity`).
             annotations: ServiceAccount annotations by component name; components not listed get none.
                 The Azure stack passes the workload identity client id of the task-log writers.
             opts: options of the component; pass the Kubernetes provider as `providers=[...]`.
@@ -117,6 +136,7 @@ class AirflowNamespace(pulumi.ComponentResource):
             opts=child,
         )
         self.namespace = self.namespace_resource.metadata["name"]
+        self._tokenless_default(f"{name}-default-sa", self.namespace, instance)
 
         api_callers = set(pod_launchers) | set(task_pod_launchers) | set(pod_log_readers)
         self.service_accounts = {}
@@ -141,10 +161,14 @@ class AirflowNamespace(pulumi.ComponentResource):
         if task_namespace:
             task_ns = k8s.core.v1.Namespace(
                 f"{name}-task-namespace",
-                metadata={"name": task_namespace, "labels": {**labels(instance, "task-namespace"), **PSA_LABELS}},
+                metadata={
+                    "name": task_namespace,
+                    "labels": {**labels(instance, "task-namespace"), **pod_security_labels(task_pod_security)},
+                },
                 opts=child,
             )
             self.task_namespace = task_ns.metadata["name"]
+            self._tokenless_default(f"{name}-task-default-sa", self.task_namespace, instance)
             runner = k8s.core.v1.ServiceAccount(
                 f"{name}-sa-task-runner",
                 metadata={
@@ -187,6 +211,19 @@ class AirflowNamespace(pulumi.ComponentResource):
             instance,
         )
         self.register_outputs({"namespace": self.namespace, "service_accounts": self.service_accounts})
+
+    def _tokenless_default(self, resource_name: str, namespace: pulumi.Input[str], instance: str) -> None:
+        """Patch the namespace's `default` ServiceAccount (the controller creates it) to mount no token.
+
+        Server-side apply owns just this field: the controller's object stays, and deleting the patch
+        gives the field back. Applied before the controller has made the account, it creates it.
+        """
+        k8s.core.v1.ServiceAccountPatch(
+            resource_name,
+            metadata={"name": "default", "namespace": namespace, "labels": labels(instance, "default-account")},
+            automount_service_account_token=False,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def _role(
         self,

@@ -75,7 +75,8 @@ def make_namespace(
         pod_launchers=r.pod_launchers,
         task_pod_launchers=r.task_pod_launchers,
         pod_log_readers=r.pod_log_readers,
-        task_namespace=cfg.kubernetes.task_namespace,
+        task_namespace=cfg.kubernetes.pod_namespace(r.conditions.pod_operator),
+        task_pod_security=cfg.kubernetes.task_pod_security,
         annotations=annotations,
         opts=pulumi.ResourceOptions(providers=[provider]),
     )

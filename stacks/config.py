@@ -101,7 +101,20 @@ class KubernetesSettings(SettingsModel):
     kubeconfig: str | None = Field(None, description="Path to the kubeconfig file; unset uses the default search path.")
     namespace: DnsLabel = Field("airflow", description="Namespace for Airflow.")
     task_namespace: DnsLabel | None = Field(
-        None, description="Separate namespace for KubernetesPodOperator task pods (no API rights there)."
+        None,
+        description=(
+            "Namespace for KubernetesPodOperator pods; unset: `<namespace>-tasks` when airflow.podOperator is "
+            "enabled. Set it to `namespace` to keep those pods in Airflow's own namespace, where they must "
+            "meet Pod Security `restricted`."
+        ),
+    )
+    task_pod_security: Literal["baseline", "restricted"] = Field(
+        "baseline",
+        description=(
+            "Pod Security Standard the task namespace enforces: 'baseline' admits a typical image (root, "
+            "no securityContext); warnings and audit always use 'restricted'. Airflow's namespace enforces "
+            "'restricted'."
+        ),
     )
     network_policies: bool = Field(True, description="Create NetworkPolicies (default deny + allow lists).")
     dag_volume_size: Quantity = Field(
@@ -137,9 +150,26 @@ class KubernetesSettings(SettingsModel):
 
     @model_validator(mode="after")
     def _ns(self) -> KubernetesSettings:
-        if self.task_namespace is not None and self.task_namespace == self.namespace:
-            raise bad("taskNamespace", "must differ from namespace (or be left unset)")
+        if self.task_namespace is None and len(self.derived_task_namespace) > 63:
+            raise bad(
+                "taskNamespace",
+                f"the default '{self.derived_task_namespace}' is longer than 63 characters; set taskNamespace",
+            )
         return self
+
+    @property
+    def derived_task_namespace(self) -> str:
+        return f"{self.namespace}-tasks"
+
+    def pod_namespace(self, pod_operator: bool) -> str | None:
+        """The separate namespace to create for KubernetesPodOperator pods, or None for none.
+
+        A name set explicitly always gets its namespace (as before it became a default); unset gives
+        `<namespace>-tasks` when KubernetesPodOperator is enabled; the Airflow namespace itself means
+        the pods stay there.
+        """
+        name = self.task_namespace or (self.derived_task_namespace if pod_operator else None)
+        return None if name == self.namespace else name
 
 
 # ---- AWS -------------------------------------------------------------------------------------

@@ -131,6 +131,7 @@ class Airflow(pulumi.ComponentResource):
             remote_logs=args.remote_logs,
             instance=args.instance,
             secret_values=self.secrets.values,
+            task_namespace=args.task_namespace,
         )
         self._pods = PodFactory(
             settings=settings,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pulumi
 
-from components.airflow import roster
+from components.airflow import kpo, roster
 from components.airflow.roster import Roster
 from components.airflow.settings import AirflowSettings
 from components.endpoints import RemoteLogs
@@ -69,6 +69,7 @@ class AirflowEnv:
         remote_logs: RemoteLogs | None,
         instance: str,
         secret_values: Mapping[str, pulumi.Output[str]] | None = None,
+        task_namespace: pulumi.Input[str] | None = None,
     ) -> None:
         self._settings = settings
         self._roster = roster
@@ -80,6 +81,8 @@ class AirflowEnv:
         self._remote_logs_settings = remote_logs
         self._instance = instance
         self._secret_values = dict(secret_values or {})
+        # Where KubernetesPodOperator pods go: the task namespace, else Airflow's own.
+        self._pod_namespace = task_namespace if task_namespace is not None else namespace
 
     def secret_ref(self, component: str, key: str, variable: str) -> dict[str, Any]:
         """`variable` from the generated Secret's `key`, if the table grants `component` that key."""
@@ -198,6 +201,13 @@ class AirflowEnv:
                 out.update(values)
         if roster.RUNTIME in wanted and component in self._roster.task_log_users:
             out.update(self._remote_logs())
+        # The components that run KubernetesPodOperator get its connection; one the user defines in
+        # `airflow.connections` (delivered from the Secret, see for_component) wins.
+        users = kpo.CONNECTION_VARIABLE in self._connection_keys and roster.CONNECTIONS in self._roster.secret_keys(
+            component
+        )
+        if component in self._roster.task_pod_launchers and not users:
+            out[kpo.CONNECTION_VARIABLE] = kpo.connection(self._pod_namespace)
         if wanted:
             job = self._roster.is_job(component)
             out.update(self._user_config(roster.JOB_CONFIG_SECTIONS if job else None))

@@ -189,8 +189,12 @@ class Dags(SettingsModel):
 
 class PodOperator(SettingsModel):
     enabled: bool = Field(
-        False,
-        description="Tasks use KubernetesPodOperator: workers, task pods and triggerer may launch pods.",
+        True,
+        description=(
+            "Tasks may use KubernetesPodOperator: workers, task pods and the triggerer may launch pods in the "
+            "task namespace (kubernetes.taskNamespace) and get a `kubernetes_default` connection to it; false "
+            "grants no pod rights."
+        ),
     )
 
 

@@ -10,7 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.airflow.roster import TABLE
-from components.namespace import POD_LAUNCHER_RULES, PSA_LABELS, AirflowNamespace
+from components.namespace import POD_LAUNCHER_RULES, PSA_LABELS, AirflowNamespace, pod_security_labels
 from stacks.tooling import engine
 from tests.render import K8S_VERSIONS
 
@@ -24,6 +24,7 @@ def build(
     task_launchers: Sequence[str] = (),
     readers: Sequence[str] = (),
     annotations: dict[str, dict[str, str]] | None = None,
+    task_pod_security: str = "baseline",
 ) -> engine.Run:
     def prog() -> None:
         p = k8s.Provider("k8s", context="kind-test")
@@ -36,6 +37,7 @@ def build(
             task_pod_launchers=task_launchers,
             pod_log_readers=readers,
             task_namespace=task_namespace,
+            task_pod_security=task_pod_security,
             annotations=annotations,
             opts=pulumi.ResourceOptions(providers=[p]),
         )
@@ -47,6 +49,11 @@ def build(
 
 def objs(run: engine.Run, kind: str) -> list[dict[str, Any]]:
     return [r.inputs for r in run.kubernetes() if r.inputs["kind"] == kind]
+
+
+def accounts(run: engine.Run) -> dict[str, dict[str, Any]]:
+    """The ServiceAccounts this program makes (not the patched `default` ones), by name."""
+    return {s["metadata"]["name"]: s for s in objs(run, "ServiceAccount") if s["metadata"]["name"] != "default"}
 
 
 def pod_rights(run: engine.Run) -> dict[tuple[str, str], set[str]]:
@@ -71,7 +78,7 @@ def test_every_child_uses_the_given_provider_and_is_strictly_valid() -> None:
 
 def test_one_service_account_per_component_with_tokens_only_for_api_callers() -> None:
     run = build(readers=["api-server"])
-    sas = {s["metadata"]["name"]: s for s in objs(run, "ServiceAccount")}
+    sas = accounts(run)
     assert set(sas) == {f"airflow-{c}" for c in COMPONENTS}
     mounted = {n for n, s in sas.items() if s["automountServiceAccountToken"]}
     assert mounted == {"airflow-scheduler", "airflow-api-server"}
@@ -113,20 +120,43 @@ def test_task_namespace_gets_the_launcher_role_and_a_rightless_runner() -> None:
     assert {s["name"] for s in bindings["airflow-tasks"]["subjects"]} == {"airflow-worker", "airflow-task"}
     assert {s["namespace"] for s in bindings["airflow-tasks"]["subjects"]} == {"airflow"}
     assert {s["name"] for s in bindings["airflow"]["subjects"]} == {"airflow-scheduler"}
-    [runner] = [s for s in objs(run, "ServiceAccount") if s["metadata"]["namespace"] == "airflow-tasks"]
+    [runner] = [s for s in accounts(run).values() if s["metadata"]["namespace"] == "airflow-tasks"]
+    assert runner["metadata"]["name"] == "airflow-task-runner"
     assert runner["automountServiceAccountToken"] is False
     assert ("airflow-tasks", runner["metadata"]["name"]) not in pod_rights(run)
 
 
-def test_namespaces_enforce_pod_security_restricted() -> None:
+def test_airflow_namespace_enforces_restricted_and_the_task_namespace_its_own_level() -> None:
     run = build(task_namespace="airflow-tasks", task_launchers=["worker"])
-    for ns in objs(run, "Namespace"):
-        assert PSA_LABELS.items() <= ns["metadata"]["labels"].items()
+    namespaces = {n["metadata"]["name"]: n["metadata"]["labels"] for n in objs(run, "Namespace")}
+    assert PSA_LABELS.items() <= namespaces["airflow"].items()
+    assert namespaces["airflow"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    task = namespaces["airflow-tasks"]
+    assert task["pod-security.kubernetes.io/enforce"] == "baseline"
+    # Hardening hints stay `restricted` everywhere: users see what their pods lack.
+    assert task["pod-security.kubernetes.io/warn"] == task["pod-security.kubernetes.io/audit"] == "restricted"
+    strict = build(task_namespace="airflow-tasks", task_launchers=["worker"], task_pod_security="restricted")
+    [task_ns] = [n for n in objs(strict, "Namespace") if n["metadata"]["name"] == "airflow-tasks"]
+    assert pod_security_labels("restricted").items() <= task_ns["metadata"]["labels"].items()
+
+
+def test_every_default_service_account_is_made_tokenless_and_bound_to_nothing() -> None:
+    """A pod that names no ServiceAccount (a KubernetesPodOperator pod by default) runs as `default`."""
+    run = build(task_namespace="airflow-tasks", task_launchers=["worker"], readers=["api-server"])
+    patches = [r for r in run.kubernetes() if r.type == "kubernetes:core/v1:ServiceAccountPatch"]
+    assert {p.inputs["metadata"]["namespace"] for p in patches} == {"airflow", "airflow-tasks"}
+    for p in patches:
+        assert p.inputs["metadata"]["name"] == "default"
+        assert p.inputs["automountServiceAccountToken"] is False
+    assert not any(s["name"] == "default" for b in objs(run, "RoleBinding") for s in b["subjects"])
+    no_tasks = build()
+    patched = [r for r in no_tasks.kubernetes() if r.type == "kubernetes:core/v1:ServiceAccountPatch"]
+    assert [p.inputs["metadata"]["namespace"] for p in patched] == ["airflow"]
 
 
 def test_annotations_reach_their_service_account_only() -> None:
     run = build(annotations={"worker": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/logs"}})
-    sas = {s["metadata"]["name"]: s for s in objs(run, "ServiceAccount")}
+    sas = accounts(run)
     assert sas["airflow-worker"]["metadata"]["annotations"] == {
         "eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/logs"
     }

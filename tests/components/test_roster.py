@@ -47,10 +47,17 @@ def test_components_per_executor() -> None:
 
 
 def test_api_rights_follow_executor_and_pod_operator() -> None:
-    assert (roster().pod_launchers, roster().task_pod_launchers, roster().pod_log_readers) == ([], [], [])
+    off = {"podOperator": {"enabled": False}}
+    assert (roster(**off).pod_launchers, roster(**off).task_pod_launchers, roster(**off).pod_log_readers) == (
+        [],
+        [],
+        [],
+    )
+    # KubernetesPodOperator is on by default: the Celery worker and the triggerer may launch its pods.
+    assert set(roster().task_pod_launchers) == {"worker", "triggerer"} and roster().pod_launchers == []
     kube = roster(executor="KubernetesExecutor")
     assert kube.pod_launchers == ["scheduler"] and kube.pod_log_readers == ["api-server"]
-    kpo = roster(executor="CeleryExecutor,KubernetesExecutor", podOperator={"enabled": True})
+    kpo = roster(executor="CeleryExecutor,KubernetesExecutor")
     assert set(kpo.task_pod_launchers) == {"worker", "task", "triggerer"}
     assert not roster().calls_kubernetes_api("scheduler") and kube.calls_kubernetes_api("scheduler")
     assert not kpo.calls_kubernetes_api("dag-processor")

@@ -26,7 +26,9 @@ CASES = [
     ("cloud=gcp", "airflow-k8s:cloud", "must be one of 'local', 'aws', 'azure'"),
     ("kubernetes.context=", "airflow-k8s:kubernetes.context", "needs a kubeconfig context name"),
     ("kubernetes.namespace=Airflow_NS", "airflow-k8s:kubernetes.namespace", "must match"),
-    ("kubernetes.taskNamespace=airflow", "airflow-k8s:kubernetes.taskNamespace", "must differ from namespace"),
+    ("kubernetes.taskPodSecurity=privileged", "airflow-k8s:kubernetes.taskPodSecurity", "'baseline', 'restricted'"),
+    # The default task namespace is `<namespace>-tasks`: it must still be a DNS label.
+    (f"kubernetes.namespace={'a' * 60}", "airflow-k8s:kubernetes.taskNamespace", "longer than 63 characters"),
     ("airflow.image.tag=latest", "airflow-k8s:airflow.image.tag", "exact tag"),
     ("database.mode=external", "airflow-k8s:database.external", "mode 'external' needs 'external'"),
     ("database.mode=cloud", "airflow-k8s:database.mode", "must be one of 'inCluster', 'external'"),

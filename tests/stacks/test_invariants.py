@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from components.airflow import kpo
 from stacks.tooling import engine
 from tests.render import (
     airflow_pods,
@@ -93,6 +94,11 @@ def test_generated_secrets_are_pulumi_random_and_only_reach_pods_by_reference() 
     for obj in workloads(run):
         for c in containers(pod_spec(obj)):
             for name, value in env_of(c).items():
+                if name == kpo.CONNECTION_VARIABLE and isinstance(value, str):
+                    # KubernetesPodOperator's generated connection is plain: in-cluster, no credentials.
+                    conn = json.loads(value)
+                    assert set(conn) == {"conn_type", "extra"} and "kube_config" not in conn["extra"], value
+                    continue
                 if any(w in name for w in ("PASSWORD", "SECRET", "FERNET", "CONN", "BROKER_URL", "RESULT_BACKEND")):
                     assert isinstance(value, tuple) and value[0] == "secret", f"{obj['metadata']['name']}: {name}"
 
@@ -213,9 +219,13 @@ def _pod_rights(run: engine.Run) -> dict[str, set[str]]:
 @pytest.mark.parametrize(
     "overrides,launchers,readers",
     [
-        ((), set(), set()),
-        (("airflow.executor=KubernetesExecutor",), {"airflow-scheduler"}, {"airflow-api-server"}),
-        (("airflow.podOperator.enabled=true",), {"airflow-worker", "airflow-triggerer"}, set()),
+        (("airflow.podOperator.enabled=false",), set(), set()),
+        (
+            ("airflow.executor=KubernetesExecutor", "airflow.podOperator.enabled=false"),
+            {"airflow-scheduler"},
+            {"airflow-api-server"},
+        ),
+        ((), {"airflow-worker", "airflow-triggerer"}, set()),
         (
             VARIANTS["both-executors+kpo"],
             {"airflow-scheduler", "airflow-worker", "airflow-task", "airflow-triggerer"},
@@ -241,9 +251,12 @@ def test_only_api_callers_mount_a_token(variant: str) -> None:
 
 def test_task_namespace_service_account_has_no_rights() -> None:
     run = render("local", *VARIANTS["both-executors+kpo"])
-    [sa] = [o for o in objects(run, "ServiceAccount") if o["metadata"].get("namespace") == "airflow-tasks"]
-    assert sa["automountServiceAccountToken"] is False
-    assert sa["metadata"]["name"] not in _pod_rights(run)
+    task_accounts = [o for o in objects(run, "ServiceAccount") if o["metadata"].get("namespace") == "airflow-tasks"]
+    # The rightless runner, and the namespace's `default` account (patched token-less).
+    assert sorted(sa["metadata"]["name"] for sa in task_accounts) == ["airflow-task-runner", "default"]
+    for sa in task_accounts:
+        assert sa["automountServiceAccountToken"] is False
+        assert sa["metadata"]["name"] not in _pod_rights(run)
 
 
 # ---- production defaults on every pod -------------------------------------------------------
