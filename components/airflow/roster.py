@@ -97,6 +97,8 @@ class AirflowComponent:
         secrets: keys of the generated Secret its containers receive, by reference only.
         extra_secrets: keys it receives on top, and when.
         grace_seconds: how long a stopping pod may take (a Celery worker finishes its running tasks).
+        process_env: plain env of its Airflow containers that is about the process, not Airflow's
+            config (e.g. how the image's dumb-init passes signals on).
     """
 
     name: str
@@ -110,6 +112,7 @@ class AirflowComponent:
     secrets: frozenset[str] = AIRFLOW_RUNTIME_SECRETS
     extra_secrets: tuple[tuple[str, Callable[[Conditions], bool]], ...] = field(default=())
     grace_seconds: int = 60
+    process_env: tuple[tuple[str, str], ...] = ()
 
     def calls_kubernetes_api(self, c: Conditions) -> bool:
         """Only these get a service-account token mounted."""
@@ -162,6 +165,11 @@ TABLE: tuple[AirflowComponent, ...] = (
         dags="runs",
         # Celery's warm shutdown lets running tasks finish before the pod goes.
         grace_seconds=600,
+        # ...if SIGTERM reaches Celery's main process only. The image's ENTRYPOINT is dumb-init with
+        # DUMB_INIT_SETSID=1, which signals the whole process group: the pool processes' task
+        # supervisors pass it on to their tasks, and an operator with an on_kill (Bash, pods) stops.
+        # The official chart sets 0 on workers too; tests/e2e/test_warm_shutdown_e2e.py shows both.
+        process_env=(("DUMB_INIT_SETSID", "0"),),
     ),
     # KubernetesExecutor task pods, made from the pod template.
     AirflowComponent("task", _kube, launches_task_pods=_kpo, task_logs=True, dags="runs"),
