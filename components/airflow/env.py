@@ -248,4 +248,5 @@ class AirflowEnv:
         env += [self.secret_ref(component, key, var) for key, var in SECRET_VARIABLES if key in granted & present]
         if roster.CONNECTIONS in granted:
             env += [self._ref(key, key) for key in self._connection_keys]
+        env += [{"name": k, "value": v} for k, v in roster.component(component).process_env]
         return env

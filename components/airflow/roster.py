@@ -112,6 +112,8 @@ class AirflowComponent:
         settings: the groups of plain settings its Airflow containers receive (see BASE above);
             empty for components that do not run the Airflow image.
         grace_seconds: how long a stopping pod may take (a Celery worker finishes its running tasks).
+        process_env: plain env of its Airflow containers that is about the process, not Airflow's
+            config (e.g. how the image's dumb-init passes signals on).
     """
 
     name: str
@@ -126,6 +128,7 @@ class AirflowComponent:
     extra_secrets: tuple[tuple[str, Callable[[Conditions], bool]], ...] = field(default=())
     settings: frozenset[str] = _LONG_RUNNING
     grace_seconds: int = 60
+    process_env: tuple[tuple[str, str], ...] = ()
 
     def calls_kubernetes_api(self, c: Conditions) -> bool:
         """Only these get a service-account token mounted."""
@@ -224,6 +227,11 @@ TABLE: tuple[AirflowComponent, ...] = (
         settings=_LONG_RUNNING | {TASK_CONTEXT, CELERY_WORKER},
         # Celery's warm shutdown lets running tasks finish before the pod goes.
         grace_seconds=600,
+        # ...if SIGTERM reaches Celery's main process only. The image's ENTRYPOINT is dumb-init with
+        # DUMB_INIT_SETSID=1, which signals the whole process group: the pool processes' task
+        # supervisors pass it on to their tasks, and an operator with an on_kill (Bash, pods) stops.
+        # The official chart sets 0 on workers too; tests/e2e/test_warm_shutdown_e2e.py shows both.
+        process_env=(("DUMB_INIT_SETSID", "0"),),
     ),
     # KubernetesExecutor task pods, made from the pod template.
     AirflowComponent(

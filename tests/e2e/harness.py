@@ -32,6 +32,12 @@ E2E = Path(__file__).resolve().parent
 AIRFLOW_VENV = Path(os.environ.get("AIRFLOW_E2E_VENV", ROOT / ".ci" / ".airflow-venv"))
 IMAGE_HOME = "/opt/airflow"  # the image's AIRFLOW_HOME, a plain directory of the image
 CLUSTER_DNS = re.compile(r"\b([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local\b")
+# The image's ENTRYPOINT is `/usr/bin/dumb-init -- /entrypoint`; Debian's dumb-init is the same 1.2.5.
+DUMB_INIT = Path("/usr/bin/dumb-init")
+IMAGE_ENTRYPOINT = E2E / "image-entrypoint.sh"
+# The image's own ENV that decides how a signal reaches Airflow: dumb-init signals the whole process
+# group it starts. A container's env overrides it.
+IMAGE_ENV = {"DUMB_INIT_SETSID": "1"}
 
 
 def free_port() -> int:
@@ -290,9 +296,12 @@ class Cluster:
 class Process:
     """A rendered container running as a local process with its own empty home."""
 
-    def __init__(self, cluster: Cluster, c: Container, name: str | None = None) -> None:
+    def __init__(self, cluster: Cluster, c: Container, name: str | None = None, image_entrypoint: bool = False) -> None:
+        """With `image_entrypoint` it runs as the image runs it: under dumb-init and the image's
+        entrypoint (see image-entrypoint.sh), with the image's ENV under the rendered env."""
         self.c = c
         self.name = name or c.component
+        self.image_entrypoint = image_entrypoint
         self.dir = cluster.base / "pods" / self.name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.mounts = self._mounts(cluster)
@@ -341,6 +350,8 @@ class Process:
         }
         if cluster.ca_bundle:
             env["SSL_CERT_FILE"] = str(cluster.ca_bundle)
+        if self.image_entrypoint:
+            env.update(IMAGE_ENV)
         for e in self.c.spec.get("env", []):
             value = cluster.resolve(e)
             value = CLUSTER_DNS.sub("127.0.0.1", value)
@@ -351,6 +362,10 @@ class Process:
 
     def _argv(self) -> list[str]:
         args = list(self.c.spec.get("command", [])) + list(self.c.spec.get("args", []))
+        if self.image_entrypoint:
+            # A container `command` replaces the image's ENTRYPOINT: there would be no dumb-init.
+            assert "command" not in self.c.spec, f"{self.name} sets a command: the image's entrypoint does not run"
+            return [str(DUMB_INIT), "--", str(IMAGE_ENTRYPOINT), *args]
         # The official image's entrypoint: bash/python run as given, anything else is `airflow ...`.
         if args and args[0] in ("bash", "python", "python3"):
             return args

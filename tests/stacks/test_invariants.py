@@ -6,9 +6,11 @@ import json
 from typing import Any
 
 import pytest
+import yaml
 
 from components.airflow import kpo
 from stacks.tooling import engine
+from stacks.tooling.render import stack_names
 from tests.render import (
     airflow_pods,
     component,
@@ -351,3 +353,31 @@ def test_database_and_broker_urls_are_url_encoded() -> None:
     broker = urlsplit(data["broker-url"])
     assert broker.scheme == "rediss" and broker.username == "" and unquote(broker.password) == "r3d!s$pw"
     assert broker.query == "ssl_cert_reqs=required"
+
+
+# ---- signals: Celery's warm shutdown ---------------------------------------------------------
+
+# (stack, variant) pairs: every local variant, and every other stack file as it is.
+RENDERS = [("local", v) for v in ALL] + [(s, "as-is") for s in stack_names() if s != "local"]
+
+
+@pytest.mark.parametrize(("stack", "variant"), RENDERS)
+def test_only_celery_workers_ask_dumb_init_to_signal_just_its_child(stack: str, variant: str) -> None:
+    """The image's ENTRYPOINT is dumb-init, which by default signals the whole process group on
+    SIGTERM (the image sets DUMB_INIT_SETSID=1), so Celery's pool processes are signalled beside its
+    main process, whose warm shutdown would let their tasks finish. The official chart sets
+    DUMB_INIT_SETSID=0 on workers only; tests/e2e/test_warm_shutdown_e2e.py shows the difference."""
+    run = render(stack, *VARIANTS.get(variant, ()))
+    pods = [(component(o), pod_spec(o)) for o in workloads(run)]
+    for cm in objects(run, "ConfigMap"):
+        if "pod_template_file.yaml" in cm.get("data", {}):  # KubernetesExecutor's task pods
+            pods.append(("task", yaml.safe_load(cm["data"]["pod_template_file.yaml"])["spec"]))
+    seen: dict[str, set[str | None]] = {}
+    for comp, spec in pods:
+        for c in containers(spec):
+            if is_airflow(c):
+                seen.setdefault(comp, set()).add(env_of(c).get("DUMB_INIT_SETSID"))
+    scheduler_env = env_of(next(s for comp, s in pods if comp == "scheduler")["containers"][0])
+    celery = "CeleryExecutor" in scheduler_env["AIRFLOW__CORE__EXECUTOR"]
+    assert ("worker" in seen) == celery
+    assert {comp: values for comp, values in seen.items() if values != {None}} == ({"worker": {"0"}} if celery else {})
