@@ -249,4 +249,9 @@ class AirflowEnv:
         if roster.CONNECTIONS in granted:
             env += [self._ref(key, key) for key in self._connection_keys]
         env += [{"name": k, "value": v} for k, v in roster.component(component).process_env]
+        if roster.SQL_ALCHEMY_CONN not in granted:
+            # The image's entrypoint checks the metadata DB before any command. Without the DB URL
+            # that check opens Airflow's default sqlite file under the read-only AIRFLOW_HOME, fails
+            # every try and exits; where the URL is granted, the check is a wait for the database.
+            env.append({"name": "CONNECTION_CHECK_MAX_COUNT", "value": "0"})
         return env
