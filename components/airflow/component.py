@@ -135,6 +135,7 @@ class Airflow(pulumi.ComponentResource):
             claim_name=args.dags.claim_name,
             service_accounts=args.service_accounts,
             pod_labels=args.pod_labels,
+            database_ca=self.secrets.database_ca,
         )
         self._build = WorkloadBuilder(self, name, args.instance, args.namespace, self._roster)
 

@@ -13,8 +13,10 @@ from collections.abc import Mapping
 
 import pulumi
 
-from components.airflow.env import CONFIG_DIR, GIT_ROOT_LINK, LOGS, AirflowEnv
+from components.airflow import roster as table
+from components.airflow.env import CONFIG_DIR, DB_CA_DIR, GIT_ROOT_LINK, LOGS, AirflowEnv
 from components.airflow.roster import Roster
+from components.airflow.secrets import DB_CA_VOLUME, DatabaseCa
 from components.airflow.settings import AirflowSettings, GitSource, Resources
 from components.k8s import Manifest, container_security, labels, pod_security, resources
 
@@ -22,6 +24,8 @@ from components.k8s import Manifest, container_security, labels, pod_security, r
 # group-readable for the next process, so the pod's fsGroup is 0 as in the image.
 AIRFLOW_UID = 50000
 AIRFLOW_GID = 0
+# Secret keys that are metadata-DB URLs: a container given one gets the DB's CA bundle too.
+DATABASE_URL_KEYS = frozenset({table.SQL_ALCHEMY_CONN, table.SQL_ALCHEMY_CONN_ASYNC, table.RESULT_BACKEND})
 
 
 class PodFactory:
@@ -38,6 +42,7 @@ class PodFactory:
         claim_name: pulumi.Input[str] | None,
         service_accounts: Mapping[str, pulumi.Input[str]],
         pod_labels: Mapping[str, Mapping[str, str]],
+        database_ca: DatabaseCa | None = None,
     ) -> None:
         self.settings = settings
         self.roster = roster
@@ -47,6 +52,7 @@ class PodFactory:
         self._claim_name = claim_name
         self._service_accounts = service_accounts
         self._pod_labels = pod_labels
+        self._database_ca = database_ca
         self.image = f"{settings.image.repository}:{settings.image.tag}"
 
     def service_account(self, component: str) -> pulumi.Input[str]:
@@ -56,9 +62,14 @@ class PodFactory:
             raise ValueError(f"no service account for component {component!r}") from None
 
     def volumes(self, component: str, logs: bool = True) -> tuple[list[Manifest], list[Manifest]]:
-        """Volumes and mounts of an Airflow container: writable scratch, logs, and DAGs read-only."""
+        """Volumes and mounts of an Airflow container: writable scratch, logs, DAGs read-only, and
+        the metadata DB's CA bundle read-only where the stack ships one and the container has a DB URL."""
         vols: list[Manifest] = [{"name": "tmp", "emptyDir": {}}, {"name": "config", "emptyDir": {}}]
         mounts: list[Manifest] = [{"name": "tmp", "mountPath": "/tmp"}, {"name": "config", "mountPath": CONFIG_DIR}]
+        ca = self._database_ca
+        if ca is not None and ca.volume is not None and self.roster.secret_keys(component) & DATABASE_URL_KEYS:
+            vols.append(ca.volume)
+            mounts.append({"name": DB_CA_VOLUME, "mountPath": DB_CA_DIR, "readOnly": True})
         if logs:
             vols.append({"name": "logs", "emptyDir": {}})
             mounts.append({"name": "logs", "mountPath": LOGS})
@@ -152,7 +163,7 @@ class PodFactory:
             "env": self.env.for_component(component),
             "securityContext": container_security(),
             "resources": resources(self.settings.scheduler.resources),
-            "volumeMounts": [m for m in mounts if m["name"] in ("tmp", "config")],
+            "volumeMounts": [m for m in mounts if m["name"] in ("tmp", "config", DB_CA_VOLUME)],
         }
 
     def pod_spec(

@@ -20,6 +20,12 @@ FERNET_KEY = "fernet-key"
 JWT_SECRET = "jwt-secret"
 API_SECRET_KEY = "api-secret-key"
 SQL_ALCHEMY_CONN = "sql-alchemy-conn"
+# The asyncpg URL of the same database (Airflow's derived one keeps libpq's `sslmode`, which asyncpg
+# rejects). Only the api-server opens the async engine (its core and execution API routes), and only
+# it gets this key: Airflow's task supervisor blanks the sync URL in a task's environment but not
+# this one (airflow/sdk/execution_time/supervisor.py), so in a pod that runs DAG code it would hand
+# the DB password to that code.
+SQL_ALCHEMY_CONN_ASYNC = "sql-alchemy-conn-async"
 RESULT_BACKEND = "result-backend"
 BROKER_URL = "broker-url"
 ADMIN_PASSWORD = "admin-password"
@@ -139,7 +145,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         task_logs=True,
         ports=(Port("api", 8080),),
         dags="mounted",
-        extra_secrets=((SIMPLE_AUTH_PASSWORDS, lambda c: c.simple_auth),),
+        extra_secrets=((SIMPLE_AUTH_PASSWORDS, lambda c: c.simple_auth), (SQL_ALCHEMY_CONN_ASYNC, _always)),
     ),
     AirflowComponent("scheduler", _always, launches_pods=_kube, task_logs=True, dags="runs"),
     AirflowComponent("dag-processor", _always, task_logs=True, dags="runs"),

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import fcntl
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from tests.e2e import test_airflow_e2e as e2e
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_e2e_run_per_machine() -> Iterator[None]:
+    """The rendered ports are fixed (the api-server's 8080, the log servers' 8793 and 8794), so two
+    e2e runs on one machine would answer each other's requests: they take turns."""
+    with open("/tmp/airflow-k8s-e2e.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
