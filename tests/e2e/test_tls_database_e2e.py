@@ -217,3 +217,57 @@ def test_require_needs_the_explicit_async_url(stack: TlsDatabase) -> None:
         before.stop()
     assert '"state"' not in body, (status, body)
     assert "connect() got an unexpected keyword argument 'sslmode'" in before.log.read_text(), before.tail()
+
+
+# asyncpg's own parsing of what SQLAlchemy hands `asyncpg.connect()` for a URL: the keywords must
+# bind to its signature (a `sslmode=` keyword is the TypeError above) and resolve to the mode asked.
+ASYNCPG_READS = """
+import inspect, json, ssl, sys
+import asyncpg
+from asyncpg import connect_utils
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.engine import make_url
+
+out = {}
+for mode, url in json.loads(sys.argv[1]).items():
+    _, kwargs = PGDialect_asyncpg().create_connect_args(make_url(url))
+    kwargs.pop("prepared_statement_cache_size", None)  # SQLAlchemy's own, not asyncpg's
+    bound = inspect.signature(asyncpg.connect).bind(**kwargs)
+    bound.apply_defaults()
+    a = bound.arguments
+    names = inspect.signature(connect_utils._parse_connect_dsn_and_args).parameters
+    _, params = connect_utils._parse_connect_dsn_and_args(**{n: a[n] for n in names})
+    context = params.ssl or None
+    out[mode] = {
+        "sslmode": params.sslmode.name.replace("_", "-"),
+        "verify": context.verify_mode == ssl.CERT_REQUIRED if context else False,
+        "check_hostname": context.check_hostname if context else False,
+        "cas": len(context.get_ca_certs()) if context else 0,
+    }
+print(json.dumps(out))
+"""
+
+
+def test_asyncpg_reads_the_async_url_of_every_sslmode(tmp_path: Path) -> None:
+    from components.airflow.secrets import async_database_url
+
+    ca, _, _ = make_ca_and_server_cert(tmp_path)
+    urls = {
+        mode: async_database_url(
+            "airflow", DB_PASSWORD, "db.example.com", 5432, "airflow", mode, str(ca) if "verify" in mode else None
+        )
+        for mode in ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+    }
+    done = subprocess.run(
+        [str(AIRFLOW_VENV / "bin" / "python"), "-c", ASYNCPG_READS, json.dumps(urls)],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},  # no ~/.postgresql/root.crt to fall back on
+    )
+    assert done.returncode == 0, done.stderr
+    read = json.loads(done.stdout)
+    assert {mode: r["sslmode"] for mode, r in read.items()} == {mode: mode for mode in urls}
+    for mode in ("verify-ca", "verify-full"):
+        assert read[mode]["verify"] and read[mode]["cas"] == 1, read[mode]
+    assert read["verify-full"]["check_hostname"] and not read["verify-ca"]["check_hostname"]
+    assert not any(read[mode]["verify"] for mode in ("disable", "allow", "prefer", "require"))

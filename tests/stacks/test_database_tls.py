@@ -97,7 +97,9 @@ def test_in_cluster_database_is_plain_and_said_so() -> None:
     """The in-cluster PostgreSQL has no TLS: every URL says `disable`, there is nothing to mount."""
     run = render("local")
     assert tls_of(run) == expected_tls("disable", None)
-    assert not ca_volumes(run) and not [o for o in objects(run, "ConfigMap") if o["metadata"]["name"] == "airflow-db-ca"]
+    assert not ca_volumes(run) and not [
+        o for o in objects(run, "ConfigMap") if o["metadata"]["name"] == "airflow-db-ca"
+    ]
 
 
 # ---- local stack, external database ----------------------------------------------------------
