@@ -42,7 +42,7 @@ CASES = [
     (
         "database={mode: external, external: {host: h, password: p, hots: x}}",
         "airflow-k8s:database.external.hots",
-        "not a known key (allowed: host, name, password, port, sslmode, user)",
+        "not a known key (allowed: ca, host, name, password, port, sslmode, user)",
     ),
     ("airflow.migrationTimeoutMinutes=0", "airflow-k8s:airflow.migrationTimeoutMinutes", "greater than or equal to 1"),
 ]
