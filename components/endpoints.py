@@ -6,12 +6,80 @@ component only these values. Passwords are always Pulumi secret Outputs.
 
 from __future__ import annotations
 
+import re
+import ssl
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pulumi
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+# The modes that check the server's certificate, and so need CA certificates to check it against.
+VERIFYING_SSLMODES: tuple[SslMode, ...] = ("verify-ca", "verify-full")
+# Debian's ca-certificates bundle: in the official Airflow image (Debian bookworm with the
+# `ca-certificates` package), and the file a verifying connection trusts when no CA is given.
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+_PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----\r?\n.*?-----END CERTIFICATE-----", re.S)
+
+
+def ca_certificates(pem: str) -> list[tuple[str, dict[str, Any]]]:
+    """Each CA certificate of a PEM bundle, with its fields as `ssl` decodes them (`subject`,
+    `notAfter`, ...). ValueError, saying what is wrong, unless every block is a CA certificate that
+    OpenSSL loads (the same parser libpq and asyncpg use)."""
+    if "PRIVATE KEY-----" in pem:
+        raise ValueError("holds a private key: give only the CA certificate(s)")
+    blocks = _PEM_CERTIFICATE.findall(pem)
+    if len(blocks) != pem.count("-----BEGIN CERTIFICATE-----"):
+        raise ValueError("holds a certificate block without its END line")
+    if not blocks:
+        raise ValueError("holds no PEM certificate (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)")
+    out = []
+    for number, block in enumerate(blocks, 1):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        try:
+            context.load_verify_locations(cadata=block)
+        except (ssl.SSLError, ValueError) as e:
+            raise ValueError(f"certificate {number} does not parse ({getattr(e, 'reason', None) or e})") from None
+        loaded = context.get_ca_certs()  # only CA certificates are listed
+        if not loaded:
+            raise ValueError(f"certificate {number} is not a CA certificate")
+        out.append((block, loaded[0]))
+    return out
+
+
+def common_name(fields: dict[str, Any]) -> str:
+    """The subject's CN, from `ca_certificates`' decoded fields."""
+    return next((v for rdn in fields.get("subject", ()) for k, v in rdn if k == "commonName"), "")
+
+
+@dataclass(frozen=True)
+class CaBundle:
+    """The CA certificates a `verify-ca`/`verify-full` database connection checks the server against.
+
+    Exactly one source is set:
+        pem: the PEM text; the Airflow component puts it in a ConfigMap and mounts it (the RDS roots).
+        config_map: an existing ConfigMap in the Airflow namespace holding it under `key`.
+        secret: an existing Secret in the Airflow namespace holding it under `key`.
+        image_file: a file already in the Airflow image, nothing mounted (`SYSTEM_CA_BUNDLE`).
+    """
+
+    pem: str | None = None
+    config_map: str | None = None
+    secret: str | None = None
+    key: str = "ca.crt"
+    image_file: str | None = None
+
+    def __post_init__(self) -> None:
+        given = [s for s in (self.pem, self.config_map, self.secret, self.image_file) if s]
+        if len(given) != 1:
+            raise ValueError("a CaBundle has exactly one of pem, config_map, secret or image_file")
+
+    @classmethod
+    def system(cls) -> CaBundle:
+        """The image's public trust store (for servers with publicly trusted certificates)."""
+        return cls(image_file=SYSTEM_CA_BUNDLE)
 
 
 @dataclass(frozen=True)
@@ -27,7 +95,10 @@ class DatabaseEndpoint:
         name: the database name.
         user: the login role.
         password: the role's password, always a secret Output.
-        sslmode: libpq `sslmode` for the connection URLs; the cloud databases say `require`.
+        sslmode: libpq `sslmode` for the connection URLs (the asyncpg URL gets the same mode as
+            `ssl=`); RDS and Flexible Server say `verify-full`, the in-cluster server `disable`.
+        ca: what `verify-ca`/`verify-full` check the server's certificate against; required by
+            them and refused by the other modes (which verify nothing).
         depends_on: resources the endpoint is only usable after; the migration Job waits for them.
     """
 
@@ -37,8 +108,16 @@ class DatabaseEndpoint:
     user: pulumi.Input[str]
     password: pulumi.Output[str]  # always a secret Output
     sslmode: SslMode = "prefer"
+    ca: CaBundle | None = None
     # Resources the endpoint is only usable after (e.g. the in-cluster StatefulSet).
     depends_on: list[pulumi.Resource] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        verifying = self.sslmode in VERIFYING_SSLMODES
+        if verifying and self.ca is None:
+            raise ValueError(f"sslmode {self.sslmode!r} needs a CA bundle to verify the server against")
+        if self.ca is not None and not verifying:
+            raise ValueError(f"a CA bundle only applies to sslmode verify-ca or verify-full, not {self.sslmode!r}")
 
 
 @dataclass(frozen=True)

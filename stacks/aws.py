@@ -10,18 +10,24 @@ import pulumi_aws as aws
 
 from components.airflow import AIRFLOW_GID, AIRFLOW_UID, DagSource
 from components.aws.broker import ElastiCacheBroker
-from components.aws.database import RdsPostgres
+from components.aws.database import RdsPostgres, rds_root_cas
 from components.aws.eks import EksCluster
 from components.aws.network import AwsVpc
 from components.aws.storage import EfsDagVolume, S3TaskLogs
-from components.endpoints import BrokerEndpoint
+from components.endpoints import VERIFYING_SSLMODES, BrokerEndpoint
 from stacks.common import INSTANCE, compose, make_namespace, outputs, roster
-from stacks.config import StackConfig
+from stacks.config import PROJECT, StackConfig
 
 
 def build(cfg: StackConfig) -> dict[str, Any]:
     a = cfg.aws
     assert a is not None  # the config model guarantees it for cloud 'aws'
+    if a.database.sslmode in VERIFYING_SSLMODES:
+        # Before any resource: a region the vendored RDS CA bundle does not cover fails here.
+        try:
+            rds_root_cas(a.region, a.database.ca_cert_identifier)
+        except ValueError as e:
+            raise pulumi.RunError(f"{PROJECT}:aws.region: {e}") from None
     stack = pulumi.get_stack()
     # Explicit region: nothing depends on the ambient AWS profile's region. Tags go on every
     # resource through the provider's default tags, once; components add only their Name tags.
@@ -55,6 +61,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         "database",
         settings=a.database,
         identifier=name,
+        region=a.region,
         vpc_id=net.subnets.vpc_id,
         subnet_ids=net.subnets.private_ids,
         client_security_group_id=eks.security_group_id,

@@ -34,6 +34,7 @@ from components.azure.broker import AzureBroker
 from components.azure.database import AzureDatabase
 from components.azure.network import AzureNetwork
 from components.azure.storage import AzureDags
+from components.endpoints import VERIFYING_SSLMODES, ca_certificates
 from components.postgres import InClusterDatabase
 from components.redis import InClusterBroker
 from components.settings import DnsLabel, Quantity, SettingsModel, bad, defaults
@@ -47,6 +48,33 @@ class ConfigError(Exception):
     """Bad stack config; the message names the key and what is allowed. Never a traceback."""
 
 
+DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+class ExternalDatabaseCa(SettingsModel):
+    """`database.external.ca`: the CA certificate(s) the server's certificate is checked against."""
+
+    pem: str | None = Field(None, description="The CA certificate(s) as PEM text (shipped in a ConfigMap).")
+    config_map: str | None = Field(
+        None, pattern=DNS1123_SUBDOMAIN, max_length=253, description="An existing ConfigMap in the namespace with it."
+    )
+    secret: str | None = Field(
+        None, pattern=DNS1123_SUBDOMAIN, max_length=253, description="An existing Secret in the namespace with it."
+    )
+    key: str = Field("ca.crt", pattern=r"^[-._a-zA-Z0-9]{1,253}$", description="Its key in that ConfigMap or Secret.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ExternalDatabaseCa:
+        if sum(1 for v in (self.pem, self.config_map, self.secret) if v) != 1:
+            raise ValueError("set exactly one of pem, configMap or secret")
+        if self.pem:
+            try:
+                ca_certificates(self.pem)
+            except ValueError as e:
+                raise bad("pem", str(e)) from None
+        return self
+
+
 class ExternalDatabase(SettingsModel):
     host: str = Field(..., min_length=1, description="Host name of the PostgreSQL server.")
     port: int = Field(5432, ge=1, le=65535, description="Port.")
@@ -54,8 +82,20 @@ class ExternalDatabase(SettingsModel):
     user: str = Field("airflow", min_length=1, description="User name.")
     password: SecretStr = Field(..., description="Password (set it with `pulumi config set --secret`).")
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
-        "require", description="libpq sslmode."
+        "require",
+        description="libpq sslmode (the async URL gets the same mode). 'require' encrypts but verifies nothing; "
+        "'verify-full' checks the certificate and host name against `ca`, or the image's system CA bundle "
+        "when `ca` is unset.",
     )
+    ca: ExternalDatabaseCa | None = Field(
+        None, description="CA certificate(s) for sslmode verify-ca/verify-full (PEM text, or a ConfigMap/Secret key)."
+    )
+
+    @model_validator(mode="after")
+    def _ca_needs_verification(self) -> ExternalDatabase:
+        if self.ca is not None and self.sslmode not in VERIFYING_SSLMODES:
+            raise bad("ca", f"only applies to sslmode verify-ca or verify-full (sslmode is '{self.sslmode}')")
+        return self
 
 
 class Database(SettingsModel):

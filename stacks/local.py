@@ -12,7 +12,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.airflow import DagSource
-from components.endpoints import BrokerEndpoint, DatabaseEndpoint
+from components.endpoints import VERIFYING_SSLMODES, BrokerEndpoint, CaBundle, DatabaseEndpoint
 from components.k8s import CLAIM_SIZE, Manifest, labels
 from components.namespace import AirflowNamespace
 from components.postgres import InClusterPostgres
@@ -43,6 +43,12 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     else:
         x = cfg.database.external
         assert x is not None
+        ca: CaBundle | None = None
+        if x.ca is not None:
+            ca = CaBundle(pem=x.ca.pem, config_map=x.ca.config_map, secret=x.ca.secret, key=x.ca.key)
+        elif x.sslmode in VERIFYING_SSLMODES:
+            # No CA given: the server's certificate must chain to a public root in the image.
+            ca = CaBundle.system()
         database = DatabaseEndpoint(
             host=x.host,
             port=x.port,
@@ -50,6 +56,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             user=x.user,
             password=pulumi.Output.secret(x.password.get_secret_value()),
             sslmode=x.sslmode,
+            ca=ca,
         )
 
     broker: BrokerEndpoint | None = None

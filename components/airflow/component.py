@@ -143,6 +143,7 @@ class Airflow(pulumi.ComponentResource):
             log_claim=args.log_claim,
             service_accounts=args.service_accounts,
             pod_labels=args.pod_labels,
+            database_ca=self.secrets.database_ca,
         )
         self._build = WorkloadBuilder(self, name, args.instance, args.namespace, self._roster)
 

@@ -25,6 +25,10 @@ CONFIG_DIR = f"{HOME}/config"
 POD_TEMPLATE_DIR = f"{HOME}/pod_templates"
 POD_TEMPLATE_FILE = f"{POD_TEMPLATE_DIR}/pod_template_file.yaml"
 SIMPLE_AUTH_DIR = f"{HOME}/simple_auth"
+# Where the metadata DB's CA bundle is mounted read-only when the stack supplies one (the database
+# URLs point here; a bundle already in the image is used where it is).
+DB_CA_DIR = f"{HOME}/db-ca"
+DB_CA_FILE = f"{DB_CA_DIR}/ca.crt"
 GIT_ROOT_LINK = "repo"  # git-sync's symlink (relative) to the current checkout
 
 AUTH_MANAGERS = {
@@ -39,6 +43,7 @@ SECRET_VARIABLES = (
     (roster.JWT_SECRET, "AIRFLOW__API_AUTH__JWT_SECRET"),
     (roster.API_SECRET_KEY, "AIRFLOW__API__SECRET_KEY"),
     (roster.SQL_ALCHEMY_CONN, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"),
+    (roster.SQL_ALCHEMY_CONN_ASYNC, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"),
     (roster.BROKER_URL, "AIRFLOW__CELERY__BROKER_URL"),
     (roster.RESULT_BACKEND, "AIRFLOW__CELERY__RESULT_BACKEND"),
 )

@@ -14,8 +14,9 @@ from collections.abc import Mapping
 import pulumi
 
 from components.airflow import roster
-from components.airflow.env import CONFIG_DIR, GIT_ROOT_LINK, LOGS, AirflowEnv
+from components.airflow.env import CONFIG_DIR, DB_CA_DIR, GIT_ROOT_LINK, LOGS, AirflowEnv
 from components.airflow.roster import Roster
+from components.airflow.secrets import DB_CA_VOLUME, DatabaseCa
 from components.airflow.settings import AirflowSettings, GitSource, Resources
 from components.k8s import Manifest, container_security, labels, pod_security, resources
 
@@ -25,6 +26,8 @@ AIRFLOW_UID = 50000
 # The pod-template annotation that rolls a workload when a secret it reads changes.
 SECRET_CHECKSUM = "airflow-k8s.io/secret-checksum"
 AIRFLOW_GID = 0
+# Secret keys that are metadata-DB URLs: a container given one gets the DB's CA bundle too.
+DATABASE_URL_KEYS = frozenset({roster.SQL_ALCHEMY_CONN, roster.SQL_ALCHEMY_CONN_ASYNC, roster.RESULT_BACKEND})
 
 
 class PodFactory:
@@ -42,6 +45,7 @@ class PodFactory:
         service_accounts: Mapping[str, pulumi.Input[str]],
         pod_labels: Mapping[str, Mapping[str, str]],
         log_claim: pulumi.Input[str] | None = None,
+        database_ca: DatabaseCa | None = None,
     ) -> None:
         self.settings = settings
         self.roster = roster
@@ -52,6 +56,7 @@ class PodFactory:
         self._log_claim = log_claim
         self._service_accounts = service_accounts
         self._pod_labels = pod_labels
+        self._database_ca = database_ca
         self.image = f"{settings.image.repository}:{settings.image.tag}"
 
     def service_account(self, component: str) -> pulumi.Input[str]:
@@ -62,9 +67,14 @@ class PodFactory:
 
     def volumes(self, component: str, logs: bool = True) -> tuple[list[Manifest], list[Manifest]]:
         """Volumes and mounts of an Airflow container: writable scratch, logs (`logs=False`: none, the
-        caller mounts its own), and DAGs read-only."""
+        caller mounts its own), DAGs read-only, and the metadata DB's CA bundle read-only where the
+        stack ships one and the container has a DB URL."""
         vols: list[Manifest] = [{"name": "tmp", "emptyDir": {}}, {"name": "config", "emptyDir": {}}]
         mounts: list[Manifest] = [{"name": "tmp", "mountPath": "/tmp"}, {"name": "config", "mountPath": CONFIG_DIR}]
+        ca = self._database_ca
+        if ca is not None and ca.volume is not None and self.roster.secret_keys(component) & DATABASE_URL_KEYS:
+            vols.append(ca.volume)
+            mounts.append({"name": DB_CA_VOLUME, "mountPath": DB_CA_DIR, "readOnly": True})
         if logs:
             # Task logs on the shared claim (when the stack has one) for every component that
             # writes or serves them; otherwise scratch that goes with the pod.
@@ -159,7 +169,7 @@ class PodFactory:
             "env": self.env.for_component(component),
             "securityContext": container_security(),
             "resources": resources(self.settings.scheduler.resources),
-            "volumeMounts": [m for m in mounts if m["name"] in ("tmp", "config")],
+            "volumeMounts": [m for m in mounts if m["name"] in ("tmp", "config", DB_CA_VOLUME)],
         }
 
     def pod_spec(

@@ -20,6 +20,12 @@ FERNET_KEY = "fernet-key"
 JWT_SECRET = "jwt-secret"
 API_SECRET_KEY = "api-secret-key"
 SQL_ALCHEMY_CONN = "sql-alchemy-conn"
+# The asyncpg URL of the same database (Airflow's derived one keeps libpq's `sslmode`, which asyncpg
+# rejects). Only the api-server opens the async engine (its core and execution API routes), and only
+# it gets this key: Airflow's task supervisor blanks the sync URL in a task's environment but not
+# this one (airflow/sdk/execution_time/supervisor.py), so in a pod that runs DAG code it would hand
+# the DB password to that code.
+SQL_ALCHEMY_CONN_ASYNC = "sql-alchemy-conn-async"
 RESULT_BACKEND = "result-backend"
 BROKER_URL = "broker-url"
 ADMIN_PASSWORD = "admin-password"
@@ -165,7 +171,10 @@ TABLE: tuple[AirflowComponent, ...] = (
         dags="mounted",
         # Checks execution-API tokens (JWT), serves connections and variables to tasks (fernet, the
         # DB, the stack's connections), signs log-server requests (API secret key).
-        secrets=frozenset({JWT_SECRET, FERNET_KEY, SQL_ALCHEMY_CONN, API_SECRET_KEY, CONNECTIONS}),
+        # Its core and execution API routes also open the async engine (the asyncpg URL).
+        secrets=frozenset(
+            {JWT_SECRET, FERNET_KEY, SQL_ALCHEMY_CONN, SQL_ALCHEMY_CONN_ASYNC, API_SECRET_KEY, CONNECTIONS}
+        ),
         extra_secrets=((SIMPLE_AUTH_PASSWORDS, lambda c: c.simple_auth),),
         settings=_LONG_RUNNING | {TASK_CONTEXT, KUBERNETES_EXECUTOR, SIMPLE_AUTH},
     ),

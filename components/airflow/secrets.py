@@ -3,18 +3,25 @@
 Each value is generated once by pulumi-random and kept in state, so it is the same across deploys
 (a JWT secret or fernet key that changed on every `pulumi up` would break running tasks and stored
 connections). Everything stays a Pulumi secret end to end; pods get it by `secretKeyRef` only.
+
+The metadata DB's URLs are here too, in the two forms its drivers read TLS settings in: libpq's
+(`sslmode`, `sslrootcert`: psycopg2 for Airflow, psycopg for Celery's result backend) and asyncpg's
+(Airflow's async engine). So is the CA bundle those URLs point at when the stack ships one.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from urllib.parse import quote
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from components.airflow.env import DB_CA_FILE
 from components.airflow.roster import (
     ADMIN_PASSWORD,
     API_SECRET_KEY,
@@ -24,9 +31,13 @@ from components.airflow.roster import (
     RESULT_BACKEND,
     SIMPLE_AUTH_PASSWORDS,
     SQL_ALCHEMY_CONN,
+    SQL_ALCHEMY_CONN_ASYNC,
 )
-from components.endpoints import BrokerEndpoint, DatabaseEndpoint
+from components.endpoints import BrokerEndpoint, CaBundle, DatabaseEndpoint
 from components.k8s import labels
+
+# The pod volume that brings a shipped CA bundle to env.DB_CA_DIR.
+DB_CA_VOLUME = "db-ca"
 
 
 def _q(value: str) -> str:
@@ -35,9 +46,49 @@ def _q(value: str) -> str:
     return quote(value, safe="")
 
 
-def database_url(driver: str, user: str, password: str, host: str, port: int, name: str, sslmode: str) -> str:
-    """A SQLAlchemy URL with user and password URL-encoded."""
-    return f"{driver}://{_q(user)}:{_q(password)}@{host}:{port}/{_q(name)}?sslmode={sslmode}"
+def database_url(
+    driver: str, user: str, password: str, host: str, port: int, name: str, sslmode: str, sslrootcert: str | None = None
+) -> str:
+    """A SQLAlchemy URL for a libpq-based driver, user and password URL-encoded; TLS as libpq's
+    `sslmode` and, when the server is verified, `sslrootcert` (the CA file inside the container)."""
+    query = {"sslmode": sslmode, **({"sslrootcert": sslrootcert} if sslrootcert else {})}
+    tls = urlencode(query, safe="/", quote_via=quote)
+    return f"{driver}://{_q(user)}:{_q(password)}@{host}:{port}/{_q(name)}?{tls}"
+
+
+def async_database_url(
+    user: str, password: str, host: str, port: int, name: str, sslmode: str, sslrootcert: str | None = None
+) -> str:
+    """The same database as a `postgresql+asyncpg` URL, for `[database] sql_alchemy_conn_async`.
+
+    SQLAlchemy hands the URL's query to `asyncpg.connect()` as keyword arguments, and asyncpg 0.32
+    has neither `sslmode` nor `sslrootcert` among them (TypeError). The mode goes in its `ssl=`
+    argument, which takes the same names; the CA file in its `dsn=` argument, a libpq-style URI
+    that asyncpg merges with the keyword arguments (asyncpg/connect_utils.py,
+    `_parse_connect_dsn_and_args`). The file is given explicitly because asyncpg, unlike libpq's
+    `sslrootcert=system`, never falls back to a system trust store.
+    """
+    query = {"ssl": sslmode}
+    if sslrootcert:
+        query["dsn"] = "postgresql://?" + urlencode({"sslrootcert": sslrootcert}, safe="/", quote_via=quote)
+    return (
+        f"postgresql+asyncpg://{_q(user)}:{_q(password)}@{host}:{port}/{_q(name)}?"
+        f"{urlencode(query, safe='', quote_via=quote)}"
+    )
+
+
+@dataclass(frozen=True)
+class DatabaseCa:
+    """Where a verified connection's CA bundle is inside Airflow containers.
+
+    Attributes:
+        file: the file the URLs' `sslrootcert` names.
+        volume: the pod volume (named DB_CA_VOLUME) that puts it at DB_CA_DIR, mounted read-only;
+            None when the file is already in the image.
+    """
+
+    file: str
+    volume: dict[str, Any] | None = None
 
 
 def broker_url(password: str | None, host: str, port: int, db: int, tls: bool, cert_reqs: str) -> str:
@@ -102,17 +153,25 @@ class AirflowSecrets(pulumi.ComponentResource):
         self.admin_password: pulumi.Output[str] = pulumi.Output.secret(admin.result)
 
         db = database
-        sql_conn = pulumi.Output.all(db.user, db.password, db.host, db.port, db.name).apply(
-            lambda a: database_url("postgresql+psycopg2", a[0], a[1], a[2], int(a[3]), a[4], db.sslmode)
+        self.database_ca = self._database_ca(name, namespace, instance, db.ca, child)
+        ca_file = self.database_ca.file if self.database_ca else None
+        login = pulumi.Output.all(db.user, db.password, db.host, db.port, db.name)
+        sql_conn = login.apply(
+            lambda a: database_url("postgresql+psycopg2", a[0], a[1], a[2], int(a[3]), a[4], db.sslmode, ca_file)
         )
-        result_backend = pulumi.Output.all(db.user, db.password, db.host, db.port, db.name).apply(
-            lambda a: database_url("db+postgresql", a[0], a[1], a[2], int(a[3]), a[4], db.sslmode)
+        # Celery's database backend: SQLAlchemy 2.1 resolves `postgresql://` to psycopg (3), libpq too.
+        result_backend = login.apply(
+            lambda a: database_url("db+postgresql", a[0], a[1], a[2], int(a[3]), a[4], db.sslmode, ca_file)
+        )
+        sql_conn_async = login.apply(
+            lambda a: async_database_url(a[0], a[1], a[2], int(a[3]), a[4], db.sslmode, ca_file)
         )
         data: dict[str, pulumi.Input[str]] = {
             FERNET_KEY: fernet.base64.apply(fernet_from_base64),
             JWT_SECRET: jwt.result,
             API_SECRET_KEY: api_key.result,
             SQL_ALCHEMY_CONN: sql_conn,
+            SQL_ALCHEMY_CONN_ASYNC: sql_conn_async,
             RESULT_BACKEND: result_backend,
             ADMIN_PASSWORD: admin.result,
             SIMPLE_AUTH_PASSWORDS: admin.result.apply(lambda p: json.dumps({admin_user: p})),
@@ -139,3 +198,26 @@ class AirflowSecrets(pulumi.ComponentResource):
             k: pulumi.Output.secret(pulumi.Output.from_input(v)) for k, v in data.items()
         }
         self.register_outputs({"secret_name": self.secret_name, "admin_password": self.admin_password})
+
+    def _database_ca(
+        self, name: str, namespace: pulumi.Input[str], instance: str, ca: CaBundle | None, child: pulumi.ResourceOptions
+    ) -> DatabaseCa | None:
+        """The CA bundle's place in the containers; PEM text becomes a ConfigMap (certificates are
+        public: no Secret needed), an existing ConfigMap or Secret is mounted as it is."""
+        if ca is None:
+            return None
+        if ca.image_file:
+            return DatabaseCa(ca.image_file)
+        items = [{"key": ca.key, "path": DB_CA_FILE.rsplit("/", 1)[1]}]
+        if ca.secret:
+            return DatabaseCa(DB_CA_FILE, {"name": DB_CA_VOLUME, "secret": {"secretName": ca.secret, "items": items}})
+        source = ca.config_map
+        if ca.pem:
+            configmap = k8s.core.v1.ConfigMap(
+                f"{name}-db-ca",
+                metadata={"name": f"{instance}-db-ca", "namespace": namespace, "labels": labels(instance, "db-ca")},
+                data={ca.key: ca.pem},
+                opts=child,
+            )
+            source = configmap.metadata["name"]
+        return DatabaseCa(DB_CA_FILE, {"name": DB_CA_VOLUME, "configMap": {"name": source, "items": items}})

@@ -1,7 +1,8 @@
-"""RDS PostgreSQL for the Airflow metadata DB: private, encrypted, TLS required, backed up."""
+"""RDS PostgreSQL for the Airflow metadata DB: private, encrypted, TLS required and verified, backed up."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import pulumi
@@ -11,10 +12,32 @@ from pydantic import Field, field_validator
 
 from components.aws.instance_classes import check_class
 from components.aws.network import cluster_only_security_group
-from components.endpoints import DatabaseEndpoint
+from components.endpoints import VERIFYING_SSLMODES, CaBundle, DatabaseEndpoint, ca_certificates, common_name
 from components.settings import SettingsModel
 
 PORT = 5432
+
+# AWS's bundle of RDS root CAs (provenance and checks in rds_ca/SOURCE.md).
+RDS_CA_BUNDLE = Path(__file__).parent / "rds_ca" / "global-bundle.pem"
+# The CA that signs an instance's server certificate -> the key type in its root's CN.
+RDS_CAS = {"rds-ca-rsa2048-g1": "RSA2048", "rds-ca-rsa4096-g1": "RSA4096", "rds-ca-ecc384-g1": "ECC384"}
+RdsCa = Literal["rds-ca-rsa2048-g1", "rds-ca-rsa4096-g1", "rds-ca-ecc384-g1"]
+
+
+def rds_root_cas(region: str, ca_cert_identifier: str) -> str:
+    """The RDS root CAs of `region` from the vendored bundle, as PEM (all three key types, so a
+    change of the instance's CA keeps verifying). ValueError if the root that signs
+    `ca_cert_identifier` certificates in that region is not in the bundle."""
+    prefix = f"Amazon RDS {region} Root CA "
+    roots = [(pem, common_name(fields)) for pem, fields in ca_certificates(RDS_CA_BUNDLE.read_text())]
+    mine = [(pem, cn) for pem, cn in roots if cn.startswith(prefix)]
+    wanted = f"{prefix}{RDS_CAS[ca_cert_identifier]} G1"
+    if wanted not in {cn for _, cn in mine}:
+        raise ValueError(
+            f"the vendored RDS CA bundle has no '{wanted}' (components/aws/rds_ca/SOURCE.md): "
+            f"update it, or set aws.database.sslmode to 'require'"
+        )
+    return "".join(pem + "\n" for pem, _ in mine)
 
 
 # RDS PostgreSQL instance families (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/Concepts.DBInstanceClass.Support.html).
@@ -67,6 +90,14 @@ class AwsDatabase(SettingsModel):
     monitoring_interval_seconds: Literal[0, 1, 5, 10, 15, 30, 60] = Field(
         60, description="Enhanced monitoring interval (0 turns it off)."
     )
+    sslmode: Literal["require", "verify-ca", "verify-full"] = Field(
+        "verify-full",
+        description="How Airflow's connections check the server: 'verify-full' against the region's RDS root CAs "
+        "(vendored from AWS's bundle) and the host name; 'require' only encrypts.",
+    )
+    ca_cert_identifier: RdsCa = Field(
+        "rds-ca-rsa2048-g1", description="The CA that signs the instance's certificate (AWS's default for new ones)."
+    )
 
     @field_validator("instance_class")
     @classmethod
@@ -81,8 +112,9 @@ class RdsPostgres(pulumi.ComponentResource):
     database and user both `airflow` with a generated password.
 
     Attributes:
-        endpoint: the instance's address on 5432 with `sslmode=require` and the password as a secret
-            Output; the aws stack passes it to the Airflow component.
+        endpoint: the instance's address on 5432 with the configured sslmode (`verify-full` with the
+            region's RDS root CAs by default) and the password as a secret Output; the aws stack
+            passes it to the Airflow component.
         instance: the RDS Instance.
     """
 
@@ -94,6 +126,7 @@ class RdsPostgres(pulumi.ComponentResource):
         *,
         settings: AwsDatabase,
         identifier: str,
+        region: str,
         vpc_id: pulumi.Input[str],
         subnet_ids: list[pulumi.Input[str]],
         client_security_group_id: pulumi.Input[str],
@@ -110,6 +143,8 @@ class RdsPostgres(pulumi.ComponentResource):
                 `aws.database`); the parameter group's family follows the major version.
             identifier: the RDS instance identifier, unique in the account and region; the stack passes
                 `airflow-<stack>`. A kept final snapshot is named `<identifier>-final`.
+            region: the AWS region; its RDS root CAs are what a verifying connection trusts (the
+                stack checks first that the vendored bundle has them: `rds_root_cas`).
             vpc_id: the VPC the security group is made in.
             subnet_ids: subnets of the DB subnet group (RDS wants at least two zones); the stack passes
                 the VPC's private subnets.
@@ -199,6 +234,8 @@ class RdsPostgres(pulumi.ComponentResource):
             monitoring_interval=settings.monitoring_interval_seconds,
             monitoring_role_arn=monitoring_role.arn if monitoring_role else None,
             auto_minor_version_upgrade=True,
+            # Explicit, so the roots handed to Airflow are known to sign it (rds_root_cas checks).
+            ca_cert_identifier=settings.ca_cert_identifier,
             deletion_protection=protect,
             # Production keeps a final snapshot; its name carries the identifier only once, so a second
             # destroy of a recreated test stack cannot fail on DBSnapshotAlreadyExists: test stacks skip it.
@@ -215,7 +252,10 @@ class RdsPostgres(pulumi.ComponentResource):
             name="airflow",
             user="airflow",
             password=pulumi.Output.secret(password.result),
-            sslmode="require",
+            sslmode=settings.sslmode,
+            ca=CaBundle(pem=rds_root_cas(region, settings.ca_cert_identifier))
+            if settings.sslmode in VERIFYING_SSLMODES
+            else None,
             depends_on=[self.instance],
         )
         self.register_outputs({"address": self.instance.address})

@@ -11,7 +11,7 @@ import pulumi_random as random
 from pydantic import Field, model_validator
 
 from components.azure.network import AzureVnet
-from components.endpoints import DatabaseEndpoint
+from components.endpoints import VERIFYING_SSLMODES, CaBundle, DatabaseEndpoint
 from components.settings import SettingsModel, bad
 
 
@@ -30,6 +30,11 @@ class AzureDatabase(SettingsModel):
     storage_gib: Literal[32, 64, 128, 256, 512, 1024, 2048, 4096] = Field(64, description="Storage size.")
     backup_retention_days: int = Field(7, ge=7, le=35, description="Backups kept (Azure's minimum is 7).")
     high_availability: bool = Field(True, description="Zone-redundant standby.")
+    sslmode: Literal["require", "verify-ca", "verify-full"] = Field(
+        "verify-full",
+        description="How Airflow's connections check the server: 'verify-full' against the image's system CA "
+        "bundle (it holds the roots Azure names) and the host name; 'require' only encrypts.",
+    )
 
     @model_validator(mode="after")
     def _sku(self) -> AzureDatabase:
@@ -48,8 +53,9 @@ class FlexiblePostgres(pulumi.ComponentResource):
     password) and an `airflow` database.
 
     Attributes:
-        endpoint: the server's FQDN on 5432 with `sslmode=require` and the password as a secret
-            Output, usable once the database exists; the azure stack passes it to Airflow.
+        endpoint: the server's FQDN on 5432 with the configured sslmode (`verify-full` against the
+            image's system CA bundle by default) and the password as a secret Output, usable once the
+            database exists; the azure stack passes it to Airflow.
         server: the Flexible Server.
     """
 
@@ -135,7 +141,11 @@ class FlexiblePostgres(pulumi.ComponentResource):
             name="airflow",
             user="airflow",
             password=pulumi.Output.secret(password.result),
-            sslmode="require",
+            sslmode=settings.sslmode,
+            # Azure's server certificates chain to DigiCert Global Root G2, Microsoft RSA Root CA 2017
+            # or DigiCert Global Root CA (Microsoft's list); Debian's ca-certificates, in the image,
+            # holds all three, and follows Microsoft's CA changes with the image.
+            ca=CaBundle.system() if settings.sslmode in VERIFYING_SSLMODES else None,
             depends_on=[db],
         )
         self.register_outputs({"host": self.server.fully_qualified_domain_name})

@@ -5,8 +5,9 @@ args go through the image's entrypoint rule (`bash`/`python` run as given, anyth
 `airflow` subcommand), its env is the rendered env with `secretKeyRef`/`configMapKeyRef` resolved
 from the rendered Secrets and ConfigMaps. Two things are emulated, as a kubelet would do them:
 volume mounts (a mount path becomes a directory of this process, or the shared DAG folder for the
-DAG claim), and cluster DNS (`<service>.<namespace>.svc.cluster.local` becomes 127.0.0.1). Nothing
-else is rewritten; a setting the processes need must come from the render.
+DAG claim; the env's references to it, whole values or a path in a URL's query, follow), and
+cluster DNS (`<service>.<namespace>.svc.cluster.local` becomes 127.0.0.1). Nothing else is
+rewritten; a setting the processes need must come from the render.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parents[2]
 E2E = Path(__file__).resolve().parent
@@ -67,9 +69,12 @@ def _pg_bin(name: str) -> str:
 
 
 class Postgres:
-    """A throwaway PostgreSQL on loopback with an `airflow` role and database."""
+    """A throwaway PostgreSQL on loopback with an `airflow` role and database; with `tls`, TLS-only
+    (`ssl=on` and only `hostssl` lines in pg_hba.conf, like RDS with `rds.force_ssl`), its server
+    certificate for 127.0.0.1/localhost signed by a throwaway CA (`self.ca`). It also listens on
+    127.0.0.2, a name its certificate does not carry (for host-name checks)."""
 
-    def __init__(self, base: Path, password: str) -> None:
+    def __init__(self, base: Path, password: str, tls: bool = False) -> None:
         # Its own directory under /tmp: pytest's tmp dirs are private to root, and the server runs
         # as the postgres user when the tests run as root.
         self.base = Path(tempfile.mkdtemp(prefix="airflow-k8s-e2e-pg-"))
@@ -79,6 +84,8 @@ class Postgres:
         self.port = free_port()
         self.password = password
         self._as_postgres = os.geteuid() == 0  # PostgreSQL refuses to run as root
+        self.tls = tls
+        self.ca: Path | None = None
 
     def _run(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         full = ["runuser", "-u", "postgres", "--", *cmd] if self._as_postgres else list(cmd)
@@ -103,6 +110,9 @@ class Postgres:
                 "--auth-local=trust",
                 "--auth-host=scram-sha-256",
             )
+            if self.tls:
+                self._tls_only()
+        listen = "127.0.0.1,127.0.0.2" if self.tls else "127.0.0.1"
         self._run(
             _pg_bin("pg_ctl"),
             "-D",
@@ -112,9 +122,25 @@ class Postgres:
             "-w",
             "start",
             "-o",
-            f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1",
+            f"-p {self.port} -k {self.sock} -c listen_addresses={listen}",
         )
         wait_port(self.port)
+
+    def _tls_only(self) -> None:
+        """Certificates in the data directory, `ssl=on`, and no plain `host` line left in pg_hba.conf."""
+        self.ca, cert, key = make_ca_and_server_cert(self.base / "tls")
+        for src, name in ((cert, "server.crt"), (key, "server.key")):
+            dst = self.data / name
+            shutil.copyfile(src, dst)
+            dst.chmod(0o600)  # PostgreSQL refuses a key others can read
+            if self._as_postgres:
+                shutil.chown(dst, "postgres")
+        with open(self.data / "postgresql.conf", "a") as conf:
+            conf.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
+        # Local socket for the test's own psql; TCP only over TLS.
+        (self.data / "pg_hba.conf").write_text(
+            "local all all trust\nhostssl all all 127.0.0.0/8 scram-sha-256\nhostssl all all ::1/128 scram-sha-256\n"
+        )
 
     def create_airflow_db(self) -> None:
         pw = self.password.replace("'", "''")
@@ -319,8 +345,9 @@ class Process:
             elif "configMap" in vol:
                 host = self.dir / "volumes" / m["name"]
                 host.mkdir(parents=True, exist_ok=True)
-                for k, v in cluster.configmaps[vol["configMap"]["name"]].items():
-                    (host / k).write_text(v)
+                data = cluster.configmaps[vol["configMap"]["name"]]
+                for item in vol["configMap"].get("items") or [{"key": k, "path": k} for k in data]:
+                    (host / item["path"]).write_text(data[item["key"]])
             elif "secret" in vol:
                 host = self.dir / "volumes" / m["name"]
                 host.mkdir(parents=True, exist_ok=True)
@@ -355,10 +382,19 @@ class Process:
         for e in self.c.spec.get("env", []):
             value = cluster.resolve(e)
             value = CLUSTER_DNS.sub("127.0.0.1", value)
-            if value.startswith("/"):
-                value = self.path(value)
+            value = self.path(value) if value.startswith("/") else self._paths_in_urls(value)
             env[e["name"]] = value
         return env
+
+    def _paths_in_urls(self, value: str) -> str:
+        """Mounted paths a URL's query names (`sslrootcert=/opt/...`, also percent-encoded inside
+        another parameter) as this process sees them: one pass, longest mount first."""
+        by_plain = {m: str(host) for m, host in self.mounts.items()}
+        by_encoded = {quote(m, safe=""): quote(host, safe="") for m, host in by_plain.items()}
+        for table, before, after in ((by_plain, "=", "/|&|$"), (by_encoded, "%3D", "%2F|%26|&|$")):
+            names = "|".join(re.escape(k) for k in sorted(table, key=len, reverse=True))
+            value = re.sub(rf"(?<={before})({names})(?={after})", lambda m, t=table: t[m.group(1)], value)
+        return value
 
     def _argv(self) -> list[str]:
         args = list(self.c.spec.get("command", [])) + list(self.c.spec.get("args", []))

@@ -106,7 +106,7 @@ def test_encryption_at_rest_and_in_transit(stack: str) -> None:
 @pytest.mark.parametrize("stack", STACKS)
 def test_airflow_urls_use_tls(stack: str) -> None:
     secret = named(render(stack), "Secret", "airflow-secrets", reveal=True)["stringData"]
-    assert "sslmode=require" in secret["sql-alchemy-conn"]
+    assert "sslmode=verify-full&sslrootcert=" in secret["sql-alchemy-conn"]
     broker = urlsplit(secret["broker-url"])
     assert broker.scheme == "rediss" and broker.query == "ssl_cert_reqs=required" and broker.username == ""
 

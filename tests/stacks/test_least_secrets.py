@@ -21,6 +21,9 @@ MAY_HOLD = {
     "fernet-key": {"api-server", "scheduler", "dag-processor", "triggerer", "migrate"},
     # The metadata DB: Airflow 3 task code has no DB access; only the core components do.
     "sql-alchemy-conn": {"api-server", "scheduler", "dag-processor", "triggerer", "migrate", "create-user"},
+    # The asyncpg form of the same URL: in 3.3.2 only the api-server's routes open the async engine
+    # (api_fastapi/common/db/common.py; the execution API's only other use needs `core.multi_team`).
+    "sql-alchemy-conn-async": {"api-server"},
     # Celery: the scheduler sends and polls, the worker consumes, Flower watches.
     "broker-url": {"scheduler", "worker", "flower"},
     "result-backend": {"scheduler", "worker", "flower"},
