@@ -40,9 +40,7 @@ def _run(p: Process, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("component", ["worker", "flower"])
-def test_a_db_less_container_starts_its_process_through_the_image_entrypoint(
-    tmp_path: Path, component: str
-) -> None:
+def test_a_db_less_container_starts_its_process_through_the_image_entrypoint(tmp_path: Path, component: str) -> None:
     objects = _render_objects(OVERRIDES)
     containers = airflow_containers(objects)
     cluster = Cluster(objects, tmp_path / "dags", tmp_path)
