@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -101,7 +102,11 @@ def test_generated_secrets_are_pulumi_random_and_only_reach_pods_by_reference() 
                     conn = json.loads(value)
                     assert set(conn) == {"conn_type", "extra"} and "kube_config" not in conn["extra"], value
                     continue
-                if any(w in name for w in ("PASSWORD", "SECRET", "FERNET", "CONN", "BROKER_URL", "RESULT_BACKEND")):
+                # Connections (AIRFLOW_CONN_*, *_SQL_ALCHEMY_CONN*), not CONNECTION_CHECK_MAX_COUNT.
+                connection = re.search(r"(^|_)CONN(_|$)", name) is not None
+                if connection or any(
+                    w in name for w in ("PASSWORD", "SECRET", "FERNET", "BROKER_URL", "RESULT_BACKEND")
+                ):
                     assert isinstance(value, tuple) and value[0] == "secret", f"{obj['metadata']['name']}: {name}"
 
 
