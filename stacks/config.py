@@ -183,6 +183,12 @@ class KubernetesSettings(SettingsModel):
     log_volume_storage_class: str | None = Field(
         None, description="StorageClass for the task-log claim; unset: the cluster default."
     )
+    log_retention_days: int = Field(
+        15,
+        ge=1,
+        le=3650,
+        description="Days task logs stay on the task-log claim; an hourly CronJob deletes older ones.",
+    )
     log_volume_access_mode: Literal["ReadWriteMany", "ReadWriteOnce"] = Field(
         "ReadWriteMany",
         description="Access mode of the task-log claim; ReadWriteOnce only on one-node clusters.",

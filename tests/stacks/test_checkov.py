@@ -50,9 +50,14 @@ def test_every_skip_has_a_reason() -> None:
     assert all(isinstance(reason, str) and len(reason) > 40 for reason in SKIPS.values())
 
 
-@pytest.mark.parametrize("stack", stack_names())
-def test_checkov_passes_except_reasoned_skips(stack: str, tmp_path: Path) -> None:
-    write(render(stack), tmp_path)
+# Every stack file, plus the objects only a non-default executor makes (the KubernetesExecutor's pod
+# template, the local task-log claim and its groomer CronJob, task-pod RBAC).
+CASES = [(stack, ()) for stack in stack_names()] + [("local", ("airflow.executor=CeleryExecutor,KubernetesExecutor",))]
+
+
+@pytest.mark.parametrize("stack,overrides", CASES, ids=lambda v: " ".join(v) if isinstance(v, tuple) else v)
+def test_checkov_passes_except_reasoned_skips(stack: str, overrides: tuple[str, ...], tmp_path: Path) -> None:
+    write(render(stack, *overrides), tmp_path)
     failures = checkov_failures(tmp_path / "manifests")
     SEEN.update(check for check, _ in failures)
     unexpected = sorted({f"{check} on {resource}" for check, resource in failures if check not in SKIPS})

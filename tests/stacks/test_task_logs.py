@@ -16,6 +16,7 @@ import pytest
 from stacks.main import program
 from stacks.tooling import engine
 from stacks.tooling.render import load_stack_config
+from tests.pod_security import admits
 from tests.render import airflow_pods, env_of, is_airflow, named, objects, render
 
 LOGS = "/opt/airflow/logs"
@@ -108,3 +109,69 @@ def test_a_log_volume_on_a_cloud_stack_is_rejected(stack: str) -> None:
     assert run.error is not None
     assert "airflow-k8s:kubernetes.logVolume" in str(run.error) and "remote" in str(run.error), run.error
     assert not run.resources
+
+
+# ---- day 2: the shared claim does not fill up --------------------------------------------------
+
+
+def _groomer(run: Any) -> dict[str, Any]:
+    return named(run, "CronJob", "airflow-log-groomer")
+
+
+def test_a_log_claim_comes_with_a_groomer_that_keeps_retention_days() -> None:
+    """Nothing in Airflow deletes old task logs, so a shared claim fills and then every task fails
+    to write its log. A CronJob on the claim deletes logs older than the retention."""
+    run = render("local", "airflow.executor=KubernetesExecutor", "kubernetes.logRetentionDays=3")
+    cron = _groomer(run)
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    spec = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    vol = next(v for v in spec["volumes"] if v["name"] == "logs")
+    assert vol["persistentVolumeClaim"]["claimName"] == "airflow-logs"
+    assert {"name": "logs", "mountPath": LOGS} in c["volumeMounts"]
+    assert f"-mmin +{3 * 24 * 60}" in c["command"][-1]
+    assert spec["automountServiceAccountToken"] is False
+    # A `command` bypasses the image's entrypoint (and its DB check): the groomer holds no secrets.
+    assert "env" not in c and c["command"][0] == "bash"
+    # It runs in Airflow's namespace, which enforces `restricted`.
+    assert admits({"apiVersion": "v1", "kind": "Pod", "metadata": {}, "spec": spec}, "restricted")
+    # Without a claim there is nothing to groom.
+    assert not objects(render("local"), "CronJob")
+
+
+def test_the_groomer_deletes_old_logs_and_keeps_fresh_ones(tmp_path: Any) -> None:
+    """The rendered script, run by bash and GNU find on a tree aged with os.utime."""
+    import os
+    import subprocess
+    import time
+
+    run = render("local", "airflow.executor=KubernetesExecutor", "kubernetes.logRetentionDays=2")
+    script = _groomer(run)["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+    root = tmp_path / "logs"
+    now = time.time()
+    day = 86400
+
+    def make(rel: str, age_days: float, is_dir: bool = False) -> None:
+        p = root / rel
+        if is_dir:
+            p.mkdir(parents=True, exist_ok=True)
+        else:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text("x")
+        os.utime(p, (now - age_days * day, now - age_days * day))
+
+    make("dag_id=a/run_id=old/task_id=t/attempt=1.log", 3)
+    make("dag_id=a/run_id=new/task_id=t/attempt=1.log", 1)
+    make("dag_id=a/run_id=fresh_empty/task_id=t", 0, is_dir=True)  # a task that is about to write
+    make("dag_id=b/run_id=gone/task_id=t", 3, is_dir=True)  # emptied by an earlier run, long ago
+    make("lost+found/keep.log", 30)
+    out = subprocess.run(["bash", "-c", script.replace(LOGS, str(root))], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert not (root / "dag_id=a/run_id=old/task_id=t/attempt=1.log").exists()
+    assert not (root / "dag_id=b/run_id=gone/task_id=t").exists()  # empty for over an hour: removed
+    # Emptied just now: its mtime is now, so the next run removes it (a task may be about to write).
+    assert (root / "dag_id=a/run_id=old/task_id=t").is_dir()
+    assert (root / "dag_id=a/run_id=new/task_id=t/attempt=1.log").exists()
+    assert (root / "dag_id=a/run_id=fresh_empty/task_id=t").is_dir()
+    assert (root / "lost+found/keep.log").exists()
+    assert root.is_dir()
