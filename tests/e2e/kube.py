@@ -61,13 +61,16 @@ from typing import Any
 from tests.e2e.harness import Cluster, Container, Process, make_ca_and_server_cert
 
 NOT_EMULATED = (
-    "scheduling (one node, no resources, affinity, taints or quotas); image pulls and the image's "
-    "read-only root filesystem; runAsUser/fsGroup (every process runs as the test's user); Pod "
-    "Security admission; the NetworkPolicies; access modes of claims (every claim is one directory, "
-    "whatever its access mode, so a ReadWriteOnce claim shared by pods on different nodes works "
-    "here and not there); init and sidecar containers; probes of task pods; the Services' cluster "
-    "IPs and the environment variables of service links; the API's JSON-patch, server-side apply, "
-    "paging and bookmarks; pods of the rendered workloads are run but not listed by the API"
+    "scheduling (one node: no resources, affinity, taints or quotas); access modes of claims (each "
+    "claim is one directory whatever its mode, so a ReadWriteOnce claim shared by pods on several "
+    "nodes works here and not there); image pulls and the image's read-only root filesystem; "
+    "runAsUser, runAsGroup and fsGroup (every process runs as the test's user); Pod Security "
+    "admission and the NetworkPolicies; init and sidecar containers (a task pod with them fails as "
+    "NotEmulated); task pods' probes and resource limits; Services' cluster IPs, service-link "
+    "environment variables and pod DNS (the rendered workloads keep the machine's hostname); tokens "
+    "are opaque, never expire and are not bound to a pod; only pods are served (no events, "
+    "ConfigMaps or Secrets through the API), without JSON-patch, server-side apply, paging or "
+    "bookmarks; the rendered workloads' own pods run but are not listed by the API"
 )
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -942,8 +945,9 @@ class Kubelet:
     # -- the rendered workloads --
 
     def run_workload(self, c: Container, name: str | None = None) -> PodProcess:
-        """A rendered Deployment's or StatefulSet's container, started as the pod the controller
-        would make from its template (the API's admission applied: its token, if it automounts)."""
+        """A rendered workload's (Deployment, StatefulSet, Job) container, started as the pod its
+        controller would make from the template (the API's admission applied: its token, if it
+        automounts)."""
         workload = next(o for o in self.cluster.manifests if (o["kind"], o["metadata"]["name"]) == (c.kind, c.workload))
         template = copy.deepcopy(workload["spec"]["template"])
         pod = {
@@ -1047,7 +1051,9 @@ class Kubelet:
             v["name"]: proc.dir / "volumes" / v["name"] for v in spec.get("volumes", []) if "emptyDir" in v
         }
         record.process = proc
-        if record.deleted:
+        if record.deleted:  # deleted while its volumes were being set up
+            shutil.rmtree(proc.dir, ignore_errors=True)
+            record.cleaned = True
             return
         proc.start()
         started = _now()

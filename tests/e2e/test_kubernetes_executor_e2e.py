@@ -127,6 +127,9 @@ def test_task_log_outlives_its_pod(ke: KubeDeployment) -> None:
     status, body = ke.api.call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": {"marker": marker}})  # fmt: skip
     assert status == 200, body
     run_id = body["dag_run_id"]
+    # While the task runs, the api-server reads its log from the pod through the Kubernetes API.
+    live = _live_log(ke, run_id, f"e2e-kelogs-marker={marker}")
+    assert "Found logs through kube API" in live, "\n".join(live)
     assert ke.wait_run(run_id, DAG_ID) == "success", ke.logs()
 
     # The task ran in the pod the scheduler created through the API, which the scheduler then deleted.
@@ -148,14 +151,33 @@ def test_task_log_outlives_its_pod(ke: KubeDeployment) -> None:
     assert not [r for r in ke.kube.requests if r.code in (401, 403)], [r for r in ke.kube.requests if r.code >= 400]
 
     # The finished task's log, through the REST API, from the api-server.
-    status, body = ke.api.call(
-        "GET",
-        f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/{TASK_ID}/logs/1"
-        "?full_content=true",
-    )
-    assert status == 200, body
-    lines = [m.get("event", "") for m in body["content"] if isinstance(m, dict)]
+    lines = _task_log(ke, run_id)
     assert f"e2e-kelogs-marker={marker}" in lines, "the finished task's log is gone:\n" + "\n".join(lines)
+
+
+def _task_log(ke: KubeDeployment, run_id: str) -> list[str]:
+    """The task's first try's log lines (and the sources the api-server names), through the REST API."""
+    path = f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/{TASK_ID}"
+    status, body = ke.api.call("GET", f"{path}/logs/1?full_content=true")
+    assert status == 200, body
+    return [m.get("event", "") for m in body["content"] if isinstance(m, dict)]
+
+
+def _live_log(ke: KubeDeployment, run_id: str, line: str, timeout: float = 240) -> list[str]:
+    """The log of the running task once it holds `line`."""
+    path = f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/{TASK_ID}"
+    deadline, lines, state = time.time() + timeout, [], None
+    while time.time() < deadline:
+        status, body = ke.api.call("GET", path)
+        state = body.get("state") if status == 200 and isinstance(body, dict) else None
+        if state in ("success", "failed", "upstream_failed"):
+            break
+        if state == "running":
+            lines = _task_log(ke, run_id)
+            if line in lines:
+                return lines
+        time.sleep(1)
+    raise AssertionError(f"never saw {line!r} while the task ran (last state {state}):\n" + "\n".join(lines))
 
 
 # ---- the emulated API against the kubernetes client the provider uses -------------------------------
@@ -254,43 +276,29 @@ print(json.dumps(out))
 """
 
 
+def _client(script: str, *args: str) -> Any:
+    """Run `script` with the Airflow virtualenv's Python (its kubernetes client); its JSON output."""
+    done = subprocess.run(
+        [str(AIRFLOW_VENV / "bin" / "python"), "-c", script, *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 def test_emulated_api_answers_as_kube_apiserver(tmp_path: Path) -> None:
     """What the executor relies on, asked with the Airflow virtualenv's own kubernetes client."""
     objects = _render_objects(("airflow.executor=KubernetesExecutor",))
     cluster = Cluster(objects, tmp_path / "dags", tmp_path)
     kube = KubeApi(tmp_path / "kube", objects).start()
     kubelet = Kubelet(kube, cluster).start()
-    launcher, other = _launcher_and_bystander(objects)
+    launcher, namespace, other = _launcher_and_bystander(objects)
+    token = kube.token_for(launcher.namespace, launcher.service_account)
+    tokens = {"launcher": token, "other": kube.token_for(other.namespace, other.service_account)}
     try:
-        done = subprocess.run(
-            [
-                str(AIRFLOW_VENV / "bin" / "python"),
-                "-c",
-                CLIENT_CHECKS,
-                str(kube.port),
-                str(kube.ca),
-                launcher.namespace,
-                json.dumps(
-                    {
-                        "launcher": kube.token_for(launcher.namespace, launcher.service_account),
-                        "other": kube.token_for(other.namespace, other.service_account),
-                    }
-                ),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr
-        out = json.loads(done.stdout)
+        out = _client(CLIENT_CHECKS, str(kube.port), str(kube.ca), namespace, json.dumps(tokens))
         # etcd compacts its history: a watch from before that is answered 410 Gone.
         kube.store.compact()
-        gone = subprocess.run(
-            [str(AIRFLOW_VENV / "bin" / "python"), "-c", _WATCH_OLD, str(kube.port), str(kube.ca), launcher.namespace,
-             kube.token_for(launcher.namespace, launcher.service_account)],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert gone.returncode == 0, gone.stderr
+        gone = _client(_WATCH_OLD, str(kube.port), str(kube.ca), namespace, token)
     finally:
         kubelet.stop()
         kube.stop()
@@ -327,7 +335,7 @@ def test_emulated_api_answers_as_kube_apiserver(tmp_path: Path) -> None:
     ]
     assert out["sleeper_after_delete"] == 404
     assert (out["delete_again"], out["log_after_delete"]) == (404, 404)
-    assert json.loads(gone.stdout) == ["raised", 410]
+    assert gone == ["raised", 410]
     print("not emulated:", NOT_EMULATED)
 
 
@@ -349,23 +357,27 @@ except ApiException as e:
 """
 
 
-def _launcher_and_bystander(objects: list[dict[str, Any]]) -> tuple[User, User]:
-    """A ServiceAccount the render lets create pods, and one it binds to nothing."""
+def _launcher_and_bystander(objects: list[dict[str, Any]]) -> tuple[User, str, User]:
+    """A ServiceAccount the render lets create pods and the namespace it may, and one it binds to nothing."""
     creators = {
         (o["metadata"]["namespace"], o["metadata"]["name"])
         for o in objects
         if o["kind"] == "Role"
         and any("pods" in r.get("resources", []) and "create" in r.get("verbs", []) for r in o.get("rules", []))
     }
-    bound: dict[User, set[tuple[str, str]]] = {}
+    grants: list[tuple[str, str, User]] = []  # (user name, namespace, user)
+    bound: set[User] = set()
     for b in (o for o in objects if o["kind"] == "RoleBinding"):
-        for s in b["subjects"]:
-            user = User(s.get("namespace", b["metadata"]["namespace"]), s["name"])
-            bound.setdefault(user, set()).add((b["metadata"]["namespace"], b["roleRef"]["name"]))
-    launcher = next(u for u, roles in sorted(bound.items(), key=lambda x: x[0].name) if roles & creators)
+        ns = b["metadata"]["namespace"]
+        for subject in b["subjects"]:
+            user = User(subject.get("namespace", ns), subject["name"])
+            bound.add(user)
+            if (ns, b["roleRef"]["name"]) in creators:
+                grants.append((user.name, ns, user))
+    _, namespace, launcher = min(grants, key=lambda g: g[:2])
     bystander = next(
         User(o["metadata"]["namespace"], o["metadata"]["name"])
         for o in objects
         if o["kind"] == "ServiceAccount" and User(o["metadata"]["namespace"], o["metadata"]["name"]) not in bound
     )
-    return launcher, bystander
+    return launcher, namespace, bystander

@@ -3,6 +3,7 @@ the test can tell this run's log from any other text."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 from airflow.sdk import DAG, get_current_context, task
@@ -20,5 +21,7 @@ with DAG(
     def log_marker() -> None:
         marker = get_current_context()["dag_run"].conf["marker"]
         print(f"e2e-kelogs-marker={marker}")
+        # Still running for a while: the test reads the live log meanwhile (from the pod, through the API).
+        time.sleep(10)
 
     log_marker()
