@@ -82,11 +82,16 @@ class KubeDeployment(Deployment):
         finally:
             self.kubelet.stop()
             self.kube.stop()
-            # The dynamic client's discovery cache, named after the API's URL (kubernetes/dynamic/discovery.py).
-            url = f"https://127.0.0.1:{self.kube.port}".encode()
-            Path(tempfile.gettempdir(), f"osrcp-{hashlib.md5(url, usedforsecurity=False).hexdigest()}.json").unlink(
-                missing_ok=True
-            )
+            _forget_discovery(self.kube)
+
+
+def _forget_discovery(kube: KubeApi) -> None:
+    """The dynamic client's discovery cache in the temp directory, named after the API's URL
+    (kubernetes/dynamic/discovery.py): each run's API has its own port, so its cache is litter."""
+    url = f"https://127.0.0.1:{kube.port}".encode()
+    Path(tempfile.gettempdir(), f"osrcp-{hashlib.md5(url, usedforsecurity=False).hexdigest()}.json").unlink(
+        missing_ok=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -302,6 +307,7 @@ def test_emulated_api_answers_as_kube_apiserver(tmp_path: Path) -> None:
     finally:
         kubelet.stop()
         kube.stop()
+        _forget_discovery(kube)
     assert (out["bad_token"], out["no_rights"], out["unknown_account"]) == (401, 403, 403)
     assert (out["create"], out["create_again"], out["read_missing"]) == ("Pending", 409, 404)
     assert (out["done_phase"], out["log"]) == ("Succeeded", "e2e-out\n")
