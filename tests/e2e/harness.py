@@ -4,10 +4,10 @@ Each Airflow container of the rendered manifests becomes a process with its own 
 args go through the image's entrypoint rule (`bash`/`python` run as given, anything else is an
 `airflow` subcommand), its env is the rendered env with `secretKeyRef`/`configMapKeyRef` resolved
 from the rendered Secrets and ConfigMaps. Two things are emulated, as a kubelet would do them:
-volume mounts (a mount path becomes a directory of this process, or the shared DAG folder for the
-DAG claim; the env's references to it, whole values or a path in a URL's query, follow), and
-cluster DNS (`<service>.<namespace>.svc.cluster.local` becomes 127.0.0.1). Nothing else is
-rewritten; a setting the processes need must come from the render.
+volume mounts (a mount path becomes a directory of this process; a claim is one directory shared by
+every pod that mounts it, the DAG claim's being the DAG folder; the env's references to it, whole
+values or a path in a URL's query, follow), and cluster DNS (`<service>.<namespace>.svc.cluster.local`
+becomes 127.0.0.1). Nothing else is rewritten; a setting the processes need must come from the render.
 """
 
 from __future__ import annotations
@@ -289,6 +289,25 @@ def airflow_containers(manifests: list[dict[str, Any]]) -> dict[str, Container]:
     return out
 
 
+def _dag_claim(manifests: list[dict[str, Any]]) -> str | None:
+    """The claim mounted where the rendered Airflow containers' DAG folder is (None: no DAG claim)."""
+    found: set[str] = set()
+    for obj in manifests:
+        if obj["kind"] not in ("Job", "Deployment", "StatefulSet"):
+            continue
+        pod = obj["spec"]["template"]["spec"]
+        claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod.get("volumes", [])
+                  if "persistentVolumeClaim" in v}  # fmt: skip
+        for c in pod["containers"]:
+            folder = next((e.get("value") for e in c.get("env", []) if e["name"] == "AIRFLOW__CORE__DAGS_FOLDER"), None)
+            for m in c.get("volumeMounts", []):
+                if folder and m["name"] in claims and (folder + "/").startswith(m["mountPath"].rstrip("/") + "/"):
+                    found.add(claims[m["name"]])
+    if len(found) > 1:
+        raise ValueError(f"the DAG folder is on more than one claim: {sorted(found)}")
+    return found.pop() if found else None
+
+
 @dataclass
 class Cluster:
     """What the kubelet and cluster DNS would provide: Secrets, ConfigMaps, the DAG claim."""
@@ -300,6 +319,8 @@ class Cluster:
     ca_bundle: Path | None = None
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)
     configmaps: dict[str, dict[str, str]] = field(default_factory=dict)
+    # The claim whose files are dags_dir; found in the render when not given.
+    dag_claim: str | None = None
 
     def __post_init__(self) -> None:
         for obj in self.manifests:
@@ -307,6 +328,17 @@ class Cluster:
                 self.secrets[obj["metadata"]["name"]] = dict(obj.get("stringData") or {})
             elif obj["kind"] == "ConfigMap":
                 self.configmaps[obj["metadata"]["name"]] = dict(obj.get("data") or {})
+        if self.dag_claim is None:
+            self.dag_claim = _dag_claim(self.manifests)
+
+    def claim_dir(self, claim: str) -> Path:
+        """Where a claim's files are: one directory per claim, shared by every pod that mounts it (a
+        ReadWriteMany volume); the DAG claim's is the DAG folder the test fills."""
+        if claim == self.dag_claim:
+            return self.dags_dir
+        host = self.base / "claims" / claim
+        host.mkdir(parents=True, exist_ok=True)
+        return host
 
     def resolve(self, env: dict[str, Any]) -> str:
         if "value" in env:
@@ -341,7 +373,7 @@ class Process:
         for m in self.c.spec.get("volumeMounts", []):
             vol = self.c.pod_volumes[m["name"]]
             if "persistentVolumeClaim" in vol:
-                host = cluster.dags_dir  # the one claim the render mounts: the DAG volume
+                host = cluster.claim_dir(vol["persistentVolumeClaim"]["claimName"])
             elif "configMap" in vol:
                 host = self.dir / "volumes" / m["name"]
                 host.mkdir(parents=True, exist_ok=True)
