@@ -136,7 +136,7 @@ class AirflowNamespace(pulumi.ComponentResource):
             opts=child,
         )
         self.namespace = self.namespace_resource.metadata["name"]
-        self._tokenless_default(f"{name}-default-sa", self.namespace, instance)
+        self._tokenless_default(f"{name}-default-sa", self.namespace_resource, instance)
 
         api_callers = set(pod_launchers) | set(task_pod_launchers) | set(pod_log_readers)
         self.service_accounts = {}
@@ -168,7 +168,7 @@ class AirflowNamespace(pulumi.ComponentResource):
                 opts=child,
             )
             self.task_namespace = task_ns.metadata["name"]
-            self._tokenless_default(f"{name}-task-default-sa", self.task_namespace, instance)
+            self._tokenless_default(f"{name}-task-default-sa", task_ns, instance)
             runner = k8s.core.v1.ServiceAccount(
                 f"{name}-sa-task-runner",
                 metadata={
@@ -212,17 +212,23 @@ class AirflowNamespace(pulumi.ComponentResource):
         )
         self.register_outputs({"namespace": self.namespace, "service_accounts": self.service_accounts})
 
-    def _tokenless_default(self, resource_name: str, namespace: pulumi.Input[str], instance: str) -> None:
+    def _tokenless_default(self, resource_name: str, namespace: k8s.core.v1.Namespace, instance: str) -> None:
         """Patch the namespace's `default` ServiceAccount (the controller creates it) to mount no token.
 
         Server-side apply owns just this field: the controller's object stays, and deleting the patch
         gives the field back. Applied before the controller has made the account, it creates it.
+        Giving the field back is itself an apply into the namespace, which fails once the namespace
+        is gone, so the patch is deleted with its namespace and not undone on its own then.
         """
         k8s.core.v1.ServiceAccountPatch(
             resource_name,
-            metadata={"name": "default", "namespace": namespace, "labels": labels(instance, "default-account")},
+            metadata={
+                "name": "default",
+                "namespace": namespace.metadata["name"],
+                "labels": labels(instance, "default-account"),
+            },
             automount_service_account_token=False,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, deleted_with=namespace),
         )
 
     def _role(

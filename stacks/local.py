@@ -155,12 +155,14 @@ def _claim(
 
 def groom_script(logs: str, retention_days: int) -> str:
     """Delete task logs older than the retention, then directories empty for over an hour (a task
-    may have just made one). `lost+found` is left alone; `-delete` rules out `-prune`, hence `-path`."""
-    keep = f"! -path {logs}/lost+found ! -path '{logs}/lost+found/*'"
+    may have just made one). `lost+found` (root's, 0700 on a formatted volume) is pruned, never read:
+    hence `-exec` and not `-delete`, which turns on `-depth` and so disables `-prune`. A file or
+    directory that goes while find runs (another groomer, a task) is no error."""
+    prune = f"-ignore_readdir_race -mindepth 1 -path {logs}/lost+found -prune -o"
     return (
         "set -eu\n"
-        f"find {logs} -mindepth 1 {keep} -type f -mmin +{retention_days * 24 * 60} -print -delete\n"
-        f"find {logs} -mindepth 1 {keep} -type d -empty -mmin +60 -print -delete\n"
+        f"find {logs} {prune} -type f -mmin +{retention_days * 24 * 60} -print -exec rm -f {{}} +\n"
+        f"find {logs} {prune} -type d -empty -mmin +60 -print -exec rmdir --ignore-fail-on-non-empty {{}} +\n"
     )
 
 

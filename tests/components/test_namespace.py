@@ -149,6 +149,14 @@ def test_every_default_service_account_is_made_tokenless_and_bound_to_nothing() 
         assert p.inputs["metadata"]["name"] == "default"
         assert p.inputs["automountServiceAccountToken"] is False
     assert not any(s["name"] == "default" for b in objs(run, "RoleBinding") for s in b["subjects"])
+    # Undoing a patch is a server-side apply into its namespace (pulumi-kubernetes await.go, Patch
+    # delete = ssa.Relinquish, NotFound not ignored): with the namespace gone, or going, it would fail
+    # the destroy. Each patch goes with its namespace instead.
+    namespaces = {
+        r.inputs["metadata"]["name"]: r.urn for r in run.kubernetes() if r.type == "kubernetes:core/v1:Namespace"
+    }
+    for p in patches:
+        assert p.options.get("deletedWith") == namespaces[p.inputs["metadata"]["namespace"]], p.options
     no_tasks = build()
     patched = [r for r in no_tasks.kubernetes() if r.type == "kubernetes:core/v1:ServiceAccountPatch"]
     assert [p.inputs["metadata"]["namespace"] for p in patched] == ["airflow"]

@@ -9,6 +9,7 @@ storage. These tests check that over every variant that runs task pods."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -175,3 +176,41 @@ def test_the_groomer_deletes_old_logs_and_keeps_fresh_ones(tmp_path: Any) -> Non
     assert (root / "dag_id=a/run_id=fresh_empty/task_id=t").is_dir()
     assert (root / "lost+found/keep.log").exists()
     assert root.is_dir()
+
+
+def test_the_groomer_never_reads_lost_and_found(tmp_path: Any) -> None:
+    """A formatted volume's root-owned, 0700 `lost+found` (where the driver applies no fsGroup): the
+    groomer runs as the image's user, must not read it, and must still sweep the rest. Run here
+    as an unprivileged user (setpriv), since root reads every directory."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+    import time
+
+    script = _groomer(render("local", "airflow.executor=KubernetesExecutor"))["spec"]["jobTemplate"]["spec"]
+    script = script["template"]["spec"]["containers"][0]["command"][-1]
+    base = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        root = base / "logs"
+        old = root / "dag_id=a/run_id=old/task_id=t"
+        old.mkdir(parents=True)
+        (old / "attempt=1.log").write_text("x")
+        stale = root / "dag_id=b/run_id=gone"
+        stale.mkdir(parents=True)
+        past = time.time() - 30 * 86400
+        os.utime(old / "attempt=1.log", (past, past))
+        os.utime(stale, (past, past))
+        for p in [root, *root.rglob("*")]:
+            os.chown(p, 65534, 65534)
+        (root / "lost+found").mkdir(mode=0o700)  # root's own
+        os.utime(root / "lost+found", (past, past))
+        argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash", "-c"]
+        out = subprocess.run([*argv, script.replace(LOGS, str(root))], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert "Permission denied" not in out.stderr
+        assert not (old / "attempt=1.log").exists() and not stale.exists()
+        assert (root / "lost+found").is_dir()
+    finally:
+        shutil.rmtree(base)
