@@ -207,7 +207,9 @@ def test_the_groomer_never_reads_lost_and_found(tmp_path: Any) -> None:
         (root / "lost+found").mkdir(mode=0o700)  # root's own
         os.utime(root / "lost+found", (past, past))
         argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash", "-c"]
-        out = subprocess.run([*argv, script.replace(LOGS, str(root))], capture_output=True, text=True, timeout=60)
+        # The working directory is one the user may enter, as the image's /opt/airflow is in the pod.
+        cmd = [*argv, script.replace(LOGS, str(root))]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=base)
         assert out.returncode == 0, out.stderr
         assert "Permission denied" not in out.stderr
         assert not (old / "attempt=1.log").exists() and not stale.exists()
