@@ -12,8 +12,9 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -195,6 +196,27 @@ class Deployment:
         )
         assert status == 200, body
         return str(body)
+
+
+D = TypeVar("D", bound=Deployment)
+
+
+@contextmanager
+def booted(d: D, module: str, boot: str | None = None) -> Iterator[D]:
+    """A module's own stack: servers started and the render booted; stopped at the end, with the
+    module's time (and, if named, its boot time) in TIMINGS."""
+    assert (AIRFLOW_VENV / "bin" / "airflow").exists(), f"no Airflow virtualenv at {AIRFLOW_VENV}: run `bash .ci/run`"
+    t0 = time.time()
+    try:
+        d.start_servers()
+        d.boot()
+        if boot:
+            TIMINGS[boot] = time.time() - t0
+        yield d
+    finally:
+        d.stop()
+        TIMINGS[module] = time.time() - t0
+        TIMINGS["end"] = time.time()
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ import pytest
 
 from tests.e2e.harness import AIRFLOW_VENV, E2E, Api, Cluster, airflow_containers
 from tests.e2e.kube import NOT_EMULATED, ApiError, KubeApi, Kubelet, PodProcess, User
-from tests.e2e.test_airflow_e2e import TIMINGS, Deployment, _render_objects
+from tests.e2e.test_airflow_e2e import Deployment, _render_objects, booted
 
 DAG_ID = "e2e_kelogs"
 TASK_ID = "log_marker"
@@ -96,18 +96,11 @@ def _forget_discovery(kube: KubeApi) -> None:
 
 @pytest.fixture(scope="module")
 def ke(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeDeployment]:
-    assert (AIRFLOW_VENV / "bin" / "airflow").exists(), f"no Airflow virtualenv at {AIRFLOW_VENV}: run `bash .ci/run`"
-    d = KubeDeployment(tmp_path_factory.mktemp("e2e-ke"))
-    t0 = time.time()
-    try:
-        d.start_servers()
-        d.boot()
-        TIMINGS["kubernetes_executor_boot"] = time.time() - t0
+    module = booted(
+        KubeDeployment(tmp_path_factory.mktemp("e2e-ke")), "kubernetes_executor_module", "kubernetes_executor_boot"
+    )
+    with module as d:
         yield d
-    finally:
-        d.stop()
-        TIMINGS["kubernetes_executor_module"] = time.time() - t0
-        TIMINGS["end"] = time.time()
 
 
 def _rendered_service_account(ke: KubeDeployment, component: str) -> User:

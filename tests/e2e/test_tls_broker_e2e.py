@@ -4,30 +4,20 @@ real TLS-only Redis: the same DAG must succeed, and the certificate check must r
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 
 from tests.e2e.harness import AIRFLOW_VENV
-from tests.e2e.test_airflow_e2e import EXPECTED, TIMINGS, Deployment
+from tests.e2e.test_airflow_e2e import EXPECTED, Deployment, booted
 from tests.render import named, render
 
 
 @pytest.fixture(scope="module")
 def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    assert (AIRFLOW_VENV / "bin" / "airflow").exists(), f"no Airflow virtualenv at {AIRFLOW_VENV}: run `bash .ci/run`"
-    d = Deployment(tmp_path_factory.mktemp("e2e-tls"), tls_broker=True)
-    t0 = time.time()
-    try:
-        d.start_servers()
-        d.boot()
+    with booted(Deployment(tmp_path_factory.mktemp("e2e-tls"), tls_broker=True), "tls_broker_module") as d:
         yield d
-    finally:
-        d.stop()
-        TIMINGS["tls_broker_module"] = time.time() - t0
-        TIMINGS["end"] = time.time()
 
 
 def test_rendered_broker_url_has_the_aws_stack_form(tls_stack: Deployment) -> None:

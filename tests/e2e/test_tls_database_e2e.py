@@ -15,7 +15,6 @@ from __future__ import annotations
 import http.client
 import json
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -37,7 +36,7 @@ from tests.e2e.harness import (
     free_port,
     make_ca_and_server_cert,
 )
-from tests.e2e.test_airflow_e2e import DAG_ID, DB_PASSWORD, EXPECTED, TIMINGS, Deployment
+from tests.e2e.test_airflow_e2e import DAG_ID, DB_PASSWORD, EXPECTED, Deployment, booted
 
 ASYNC_VAR = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"
 
@@ -121,17 +120,8 @@ def wait_route(api: Api, run_id: str) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsDatabase]:
-    assert (AIRFLOW_VENV / "bin" / "airflow").exists(), f"no Airflow virtualenv at {AIRFLOW_VENV}: run `bash .ci/run`"
-    d = TlsDatabase(tmp_path_factory.mktemp("e2e-tls-db"))
-    t0 = time.time()
-    try:
-        d.start_servers()
-        d.boot()
+    with booted(TlsDatabase(tmp_path_factory.mktemp("e2e-tls-db")), "tls_database_module") as d:
         yield d
-    finally:
-        d.stop()
-        TIMINGS["tls_database_module"] = time.time() - t0
-        TIMINGS["end"] = time.time()
 
 
 def test_verify_full_runs_a_dag_and_serves_the_async_route(stack: TlsDatabase) -> None:
