@@ -140,6 +140,16 @@ class Deployment:
 
     # -- DAG runs through the REST API --
 
+    def ready_for_pipeline(self) -> None:
+        """Log in as the admin, wait for the pipeline DAG, and set the variable it reads through the
+        REST API (the pipeline's `read_variable` task expects it)."""
+        self.api.login("admin", self.admin_password)
+        self.wait_for_dag()
+        status, body = self.api.call(
+            "POST", "/api/v2/variables", {"key": "e2e_api_variable", "value": "set-through-the-api"}
+        )
+        assert status in (200, 201), body
+
     def wait_for_dag(self, dag_id: str = DAG_ID, timeout: float = 180) -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -271,12 +281,7 @@ def test_rerunning_the_user_job_applies_a_changed_admin_password(stack: Deployme
 
 
 def test_dag_runs_to_success_with_every_task_kind(stack: Deployment) -> None:
-    stack.api.login("admin", stack.admin_password)
-    stack.wait_for_dag()
-    status, body = stack.api.call(
-        "POST", "/api/v2/variables", {"key": "e2e_api_variable", "value": "set-through-the-api"}
-    )
-    assert status in (200, 201), body
+    stack.ready_for_pipeline()
     # Stored encrypted: this is where a bad fernet key fails.
     assert stack.pg.query("SELECT is_encrypted FROM variable WHERE key = 'e2e_api_variable'") == "t"
     run_id = stack.trigger()

@@ -49,12 +49,7 @@ def test_certificate_is_checked(tls_stack: Deployment) -> None:
 
 
 def test_dag_succeeds_over_a_tls_broker(tls_stack: Deployment) -> None:
-    tls_stack.api.login("admin", tls_stack.admin_password)
-    tls_stack.wait_for_dag()
-    status, body = tls_stack.api.call(
-        "POST", "/api/v2/variables", {"key": "e2e_api_variable", "value": "set-through-the-api"}
-    )
-    assert status in (200, 201), body
+    tls_stack.ready_for_pipeline()
     run_id = tls_stack.trigger()
     assert tls_stack.wait_run(run_id) == "success", tls_stack.logs()
     states, _ = tls_stack.task_states(run_id)
