@@ -129,7 +129,7 @@ class AwsVpc(pulumi.ComponentResource):
         if settings.vpc_id:
             self.subnets = Subnets(
                 settings.vpc_id,
-                aws.ec2.get_vpc_output(id=settings.vpc_id).cidr_block,
+                aws.ec2.get_vpc_output(id=settings.vpc_id, opts=pulumi.InvokeOutputOptions(parent=self)).cidr_block,
                 [s.id for s in settings.private_subnets],
                 [],
                 [],

@@ -137,12 +137,36 @@ _OPTION_FIELDS = {
 }
 
 
+@dataclass(frozen=True)
+class Invoke:
+    """One provider function call (a look-up such as `aws:ec2/getVpc:getVpc`) the program made.
+
+    Attributes:
+        token: the function's token.
+        provider: the URN of the provider it ran on; None when the SDK sent none, so the engine
+            would use the package's default provider (the ambient region and credentials).
+        args: its arguments.
+    """
+
+    token: str
+    provider: str | None
+    args: dict[str, Any]
+
+
 class RecordingMonitor(rmocks.MockMonitor):
-    """A MockMonitor that keeps every RegisterResource request."""
+    """A MockMonitor that keeps every RegisterResource request and every invoke."""
 
     def __init__(self, mocks: pulumi.runtime.Mocks):
         super().__init__(mocks)
         self.records: list[Resource] = []
+        self.invokes: list[Invoke] = []
+
+    def Invoke(self, request: Any) -> Any:
+        if request.tok != "pulumi:pulumi:getResource":
+            provider = request.provider.rsplit("::", 1)[0] if "::" in request.provider else None
+            args = MessageToDict(request.args) if request.HasField("args") else {}
+            self.invokes.append(Invoke(token=request.tok, provider=provider, args=args))
+        return super().Invoke(request)
 
     def RegisterResource(self, request: Any) -> Any:
         resp = super().RegisterResource(request)
@@ -189,6 +213,7 @@ class Run:
     outputs: dict[str, Any]  # masked
     revealed_outputs: dict[str, Any]
     error: BaseException | None = None
+    invokes: list[Invoke] = field(default_factory=list)
 
     def by_type(self, type_: str) -> list[Resource]:
         return [r for r in self.resources if r.type == type_]
@@ -245,4 +270,6 @@ def run(
     loop.close()
     rsettings.reset_options()
     asyncio.set_event_loop(None)
-    return Run(resources=monitor.records, outputs=outputs, revealed_outputs=revealed, error=error)
+    return Run(
+        resources=monitor.records, outputs=outputs, revealed_outputs=revealed, error=error, invokes=monitor.invokes
+    )

@@ -46,3 +46,37 @@ def test_each_facts_module_speaks_only_of_its_own_types() -> None:
     for c in clouds.ALL:
         named = [*c.stateful, *c.mock_invokes, *c.network_and_cluster]
         assert all(c.owns(t) for t in named), (c.prefix, [t for t in named if not c.owns(t)])
+
+
+# Each stack file, plus the existing-infrastructure variants (the only renders that look things up).
+LOOKUPS = [
+    ("aws-dev", ()),
+    (
+        "aws-dev",
+        (
+            "aws.cluster.existingName=team-eks",
+            "aws.network={vpcId: vpc-0abc12345678, privateSubnets: "
+            "[{id: subnet-0aaa11112222, availabilityZone: eu-west-1a}, {id: subnet-0bbb11112222, availabilityZone: eu-west-1b}]}",
+        ),
+    ),
+    ("azure-dev", ()),
+    ("azure-dev", ("azure.cluster.existingName=team-aks", "azure.cluster.existingResourceGroup=team-rg")),
+    *[(s, ()) for s in stack_names() if s not in ("aws-dev", "azure-dev")],
+]
+# Packages whose default provider would pick up ambient settings (region, subscription, kubeconfig
+# context). `random` has no settings: its default provider cannot point anywhere wrong, and moving
+# the generated passwords of existing stacks to another provider is a risk with nothing to gain.
+CONFIGURED = ("aws:", "azure-native:", "kubernetes:")
+
+
+@pytest.mark.parametrize(("stack", "overrides"), LOOKUPS)
+def test_no_resource_or_invoke_runs_on_a_default_provider(stack: str, overrides: tuple[str, ...]) -> None:
+    run = render(stack, *overrides)
+    explicit = {r.urn for r in run.resources if r.type.startswith("pulumi:providers:")}
+    resources = [r for r in run.resources if r.custom and r.type.startswith(CONFIGURED)]
+    assert resources
+    assert not [r.name for r in resources if r.provider not in explicit]
+    looked_up = [i for i in run.invokes if i.token.startswith(CONFIGURED)]
+    assert not [i.token for i in looked_up if i.provider not in explicit]
+    if overrides:
+        assert looked_up  # the existing-infrastructure variants do look things up
