@@ -185,6 +185,7 @@ class RdsPostgres(pulumi.ComponentResource):
             opts=child,
         )
         monitoring_role = None
+        monitoring_ready: list[pulumi.Resource] = []
         if settings.monitoring_interval_seconds:
             monitoring_role = aws.iam.Role(
                 f"{name}-monitoring-role",
@@ -203,11 +204,14 @@ class RdsPostgres(pulumi.ComponentResource):
                 tags=tags,
                 opts=child,
             )
-            aws.iam.RolePolicyAttachment(
-                f"{name}-monitoring-policy",
-                role=monitoring_role.name,
-                policy_arn="arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",
-                opts=child,
+            # RDS checks the role's permissions when it is given: the instance waits for the policy.
+            monitoring_ready.append(
+                aws.iam.RolePolicyAttachment(
+                    f"{name}-monitoring-policy",
+                    role=monitoring_role.name,
+                    policy_arn="arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",
+                    opts=child,
+                )
             )
         self.instance = aws.rds.Instance(
             f"{name}-instance",
@@ -244,7 +248,7 @@ class RdsPostgres(pulumi.ComponentResource):
             delete_automated_backups=not protect,
             apply_immediately=not protect,
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, protect=protect),
+            opts=pulumi.ResourceOptions(parent=self, protect=protect, depends_on=monitoring_ready),
         )
         self.endpoint = DatabaseEndpoint(
             host=self.instance.address,

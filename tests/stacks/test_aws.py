@@ -264,3 +264,14 @@ def test_bad_aws_input(override: str, key: str, fragment: str) -> None:
     run = engine.run(program, config=config, secret_keys=keys, stack="aws-dev")
     assert run.error is not None and key in str(run.error) and fragment in str(run.error), str(run.error)
     assert run.resources == []
+
+
+def test_enhanced_monitoring_waits_for_the_roles_policy() -> None:
+    """RDS checks the role's permissions when the instance is made: a role without its policy yet
+    fails with 'IAM role ARN value is invalid or does not include the required permissions'."""
+    run = render("aws-prod")
+    db = one(run, "rds/instance:Instance")
+    assert db.inputs["monitoringInterval"] == 60
+    attach = run.get("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "database-monitoring-policy")
+    assert attach.inputs["policyArn"].endswith("service-role/AmazonRDSEnhancedMonitoringRole")
+    assert attach.urn in db.dependencies
