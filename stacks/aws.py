@@ -48,6 +48,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         subnet_ids=net.subnets.private_ids,
         public_subnet_ids=net.subnets.public_ids,
         depends_on=net.subnets.resources,
+        protect=a.protect,
         tags=tags,
         opts=aws_opts,
     )
@@ -78,6 +79,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             vpc_id=net.subnets.vpc_id,
             subnet_ids=net.subnets.private_ids,
             client_security_group_id=eks.security_group_id,
+            protect=a.protect,
             tags=tags,
             opts=data_opts,
         ).endpoint

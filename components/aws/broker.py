@@ -61,6 +61,7 @@ class ElastiCacheBroker(pulumi.ComponentResource):
         vpc_id: pulumi.Input[str],
         subnet_ids: list[pulumi.Input[str]],
         client_security_group_id: pulumi.Input[str],
+        protect: bool,
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -78,6 +79,8 @@ class ElastiCacheBroker(pulumi.ComponentResource):
                 VPC's private subnets.
             client_security_group_id: the security group whose members may connect on 6379 (the EKS
                 cluster SG); no CIDR is ever admitted.
+            protect: Pulumi `protect` on the replication group (config `aws.protect`): a change that
+                would replace it (a new id, encryption at rest, subnet group) stops at preview.
             tags: tags on each AWS resource; the stack passes none, its provider's default tags cover them.
             opts: options of the component; pass the AWS provider as `providers=[...]` (the stack also
                 makes it depend on the network's subnets).
@@ -120,7 +123,9 @@ class ElastiCacheBroker(pulumi.ComponentResource):
             snapshot_retention_limit=0,  # a broker queue, not data to restore
             apply_immediately=True,
             tags=tags,
-            opts=child,
+            # The id is fixed, so a replacement cannot create first ("already exists"): it deletes
+            # first, and queued messages go with it. Production's protect stops that at preview.
+            opts=pulumi.ResourceOptions(parent=self, protect=protect, delete_before_replace=True),
         )
         self.endpoint = BrokerEndpoint(
             host=self.group.primary_endpoint_address,

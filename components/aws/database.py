@@ -142,7 +142,8 @@ class RdsPostgres(pulumi.ComponentResource):
             settings: instance class, engine version, storage, Multi-AZ, backups and monitoring (config
                 `aws.database`); the parameter group's family follows the major version.
             identifier: the RDS instance identifier, unique in the account and region; the stack passes
-                `airflow-<stack>`. A kept final snapshot is named `<identifier>-final`.
+                `airflow-<stack>`. A kept final snapshot is named `<identifier>-final-<8 hex digits>`,
+                generated once per instance.
             region: the AWS region; its RDS root CAs are what a verifying connection trusts (the
                 stack checks first that the vendored bundle has them: `rds_root_cas`).
             vpc_id: the VPC the security group is made in.
@@ -213,6 +214,11 @@ class RdsPostgres(pulumi.ComponentResource):
                     opts=child,
                 )
             )
+        snapshot_suffix = (
+            random.RandomId(f"{name}-snapshot-suffix", byte_length=4, keepers={"identifier": identifier}, opts=child)
+            if protect
+            else None
+        )
         self.instance = aws.rds.Instance(
             f"{name}-instance",
             identifier=identifier,
@@ -241,14 +247,21 @@ class RdsPostgres(pulumi.ComponentResource):
             # Explicit, so the roots handed to Airflow are known to sign it (rds_root_cas checks).
             ca_cert_identifier=settings.ca_cert_identifier,
             deletion_protection=protect,
-            # Production keeps a final snapshot; its name carries the identifier only once, so a second
-            # destroy of a recreated test stack cannot fail on DBSnapshotAlreadyExists: test stacks skip it.
+            # Production keeps a final snapshot, named with a suffix generated once per instance: a
+            # re-created stack's destroy would otherwise fail on DBSnapshotAlreadyExists (the first
+            # destroy's snapshot is kept). Test stacks skip it.
             skip_final_snapshot=not protect,
-            final_snapshot_identifier=f"{identifier}-final" if protect else None,
+            final_snapshot_identifier=pulumi.Output.concat(identifier, "-final-", snapshot_suffix.hex)
+            if snapshot_suffix
+            else None,
             delete_automated_backups=not protect,
             apply_immediately=not protect,
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, protect=protect, depends_on=monitoring_ready),
+            # The identifier is fixed, so a replacement cannot create first ("already exists").
+            # Production's protect stops a replacing change at preview instead.
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=protect, depends_on=monitoring_ready, delete_before_replace=True
+            ),
         )
         self.endpoint = DatabaseEndpoint(
             host=self.instance.address,

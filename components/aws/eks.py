@@ -146,6 +146,7 @@ class EksCluster(pulumi.ComponentResource):
         subnet_ids: list[pulumi.Input[str]],
         public_subnet_ids: list[pulumi.Input[str]],
         depends_on: list[pulumi.Resource],
+        protect: bool,
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -210,7 +211,13 @@ class EksCluster(pulumi.ComponentResource):
                 kubernetes_network_config={"service_ipv4_cidr": settings.service_cidr},
                 enabled_cluster_log_types=["api", "audit", "authenticator"],
                 tags=tags,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[attach, log_group, *depends_on]),
+                # The name is fixed, so a replacement cannot create first ("already exists").
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=[attach, log_group, *depends_on],
+                    protect=protect,
+                    delete_before_replace=True,
+                ),
             )
             node_role = aws.iam.Role(
                 f"{name}-node-role", assume_role_policy=json.dumps(NODE_TRUST), tags=tags, opts=child

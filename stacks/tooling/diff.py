@@ -61,7 +61,8 @@ def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    a, b = _flatten(old), _flatten(new)
+    # An empty mapping is no field at all (not a field named "").
+    a, b = _flatten(old) if old else {}, _flatten(new) if new else {}
     return sorted(k for k in set(a) | set(b) if a.get(k, "<unset>") != b.get(k, "<unset>"))
 
 

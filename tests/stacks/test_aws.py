@@ -154,7 +154,7 @@ def test_control_plane_log_group_is_owned_by_the_stack(stack: str) -> None:
 def test_prod_protects_database_file_system_and_log_bucket() -> None:
     run = render("aws-prod")
     protected = {r.type.split(":")[-1] for r in run.resources if r.options.get("protect")}
-    assert protected == {"Instance", "FileSystem", "Bucket"}
+    assert protected == {"Instance", "FileSystem", "Bucket", "Cluster", "ReplicationGroup"}
     db = one(run, "rds/instance:Instance").inputs
     assert db["deletionProtection"] is True and db["skipFinalSnapshot"] is False and db["multiAz"] is True
     assert db["backupRetentionPeriod"] >= 7
@@ -275,3 +275,29 @@ def test_enhanced_monitoring_waits_for_the_roles_policy() -> None:
     attach = run.get("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "database-monitoring-policy")
     assert attach.inputs["policyArn"].endswith("service-role/AmazonRDSEnhancedMonitoringRole")
     assert attach.urn in db.dependencies
+
+
+def test_each_prod_database_keeps_a_final_snapshot_of_its_own_name() -> None:
+    """A fixed `<identifier>-final` fails the destroy of a re-created stack with
+    DBSnapshotAlreadyExists (the first destroy's snapshot is still there): the name carries a
+    generated suffix that a re-created stack generates anew."""
+    run = render("aws-prod")
+    db = one(run, "rds/instance:Instance")
+    name = db.inputs["finalSnapshotIdentifier"]
+    suffix = one(run, "index/randomId:RandomId")
+    assert suffix.urn in db.property_dependencies["finalSnapshotIdentifier"]
+    assert name.startswith("airflow-aws-prod-final-") and name != "airflow-aws-prod-final-"
+    assert suffix.inputs["keepers"] == {"identifier": "airflow-aws-prod"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_fixed_name_cluster_database_and_broker_can_be_replaced(stack: str) -> None:
+    """Their AWS names are fixed, so create-before-delete fails with 'already exists': a replacing
+    change deletes first. Production protects all three, so such a change stops at preview with
+    'protected' until someone runs `pulumi state unprotect` on purpose."""
+    run = render(stack)
+    prod = stack == "aws-prod"
+    for suffix in ("eks/cluster:Cluster", "rds/instance:Instance", "elasticache/replicationGroup:ReplicationGroup"):
+        r = one(run, suffix)
+        assert r.options.get("deleteBeforeReplace") is True, suffix
+        assert bool(r.options.get("protect")) is prod, suffix

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -66,13 +67,10 @@ def destroy_checks(r: Resource, view: DestroyView) -> Iterator[tuple[Severity, s
         if i.get("deletionProtection"):
             yield "blocks", "RDS deletion protection is on"
         if not i.get("skipFinalSnapshot"):
-            yield (
-                "leaves",
-                (
-                    f"final snapshot {i.get('finalSnapshotIdentifier')!r} is kept "
-                    "(and a second destroy of a recreated stack would collide with it)"
-                ),
-            )
+            name = str(i.get("finalSnapshotIdentifier"))
+            yield "leaves", f"final snapshot {name!r} is kept"
+            if not re.search(r"-[0-9a-f]{8}$", name):
+                yield "blocks", f"final snapshot name {name!r} is fixed: a re-created stack's destroy collides with it"
     if r.type == "aws:s3/bucket:Bucket" and not i.get("forceDestroy"):
         yield "blocks", "bucket is not force_destroy: a non-empty bucket cannot be deleted"
     if r.type == "aws:eks/cluster:Cluster" and i.get("enabledClusterLogTypes"):

@@ -17,6 +17,9 @@ def mock_outputs(typ: str, name: str, state: dict[str, Any]) -> dict[str, Any]:
         # Force '+' and '/' into the standard alphabet so URL-safe conversion is exercised.
         raw = b"\xfb\xff" + raw[2:]
         return {"base64": base64.b64encode(raw).decode(), "hex": raw.hex()}
+    if typ == "random:index/randomId:RandomId":
+        raw = hashlib.sha256(name.encode()).digest()[: int(state.get("byteLength", 4))]
+        return {"hex": raw.hex(), "b64Url": base64.urlsafe_b64encode(raw).decode().rstrip("=")}
     if typ == "random:index/randomString:RandomString":
         return {"result": hashlib.sha256(name.encode()).hexdigest()[: int(state.get("length", 8))]}
     return {}
