@@ -39,7 +39,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     name = f"airflow-{stack}"
     cluster_name = a.cluster.existing_name or name
 
-    net = AwsVpc("network", a.network, cluster_name, tags, opts=aws_opts)
+    net = AwsVpc("network", a.network, cluster_name, a.region, tags, opts=aws_opts)
     eks = EksCluster(
         "eks",
         settings=a.cluster,

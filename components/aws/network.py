@@ -96,7 +96,8 @@ class AwsVpc(pulumi.ComponentResource):
     """A created VPC, or a thin record of an existing one.
 
     A created VPC gets, per zone, a public subnet (load balancers only, no public IPs on launch) and
-    a larger private subnet routed through a NAT gateway (one per zone, or one in the first zone).
+    a larger private subnet routed through a NAT gateway (one per zone, or one in the first zone),
+    and an S3 gateway endpoint on the private route tables.
 
     Attributes:
         subnets: the VPC, its subnets and what must outlive the cluster and data services.
@@ -109,6 +110,7 @@ class AwsVpc(pulumi.ComponentResource):
         name: str,
         settings: AwsNetwork,
         cluster_name: str,
+        region: str,
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -121,6 +123,7 @@ class AwsVpc(pulumi.ComponentResource):
             cluster_name: the EKS cluster's name: the `Name` tags, and the subnets'
                 `kubernetes.io/cluster/<cluster_name>: shared` tag that lets its load balancers find them.
                 An existing VPC's subnets are not tagged.
+            region: the AWS region, for the S3 gateway endpoint's service name.
             tags: tags on each AWS resource; the stack passes none, its provider's default tags cover them.
             opts: options of the component; pass the AWS provider as `providers=[...]`.
         """
@@ -156,7 +159,7 @@ class AwsVpc(pulumi.ComponentResource):
             tags={**tags, "Name": f"{cluster_name}-public"},
             opts=child,
         )
-        public, private, nats = [], [], []
+        public, private, nats, private_tables = [], [], [], []
         for i, (zone, pub_cidr, priv_cidr) in enumerate(zip(zones, public_cidrs, private_cidrs, strict=True)):
             pub = aws.ec2.Subnet(
                 f"{name}-public-{zone}",
@@ -208,6 +211,18 @@ class AwsVpc(pulumi.ComponentResource):
             )
             aws.ec2.RouteTableAssociation(f"{name}-private-{zone}", subnet_id=priv.id, route_table_id=rt.id, opts=child)
             private.append(priv)
+            private_tables.append(rt)
+        # ECR serves image layers from S3, and task logs go there: a gateway endpoint (no charge)
+        # keeps that traffic off the NAT gateways, which bill per GB.
+        aws.ec2.VpcEndpoint(
+            f"{name}-s3",
+            vpc_id=vpc.id,
+            service_name=f"com.amazonaws.{region}.s3",
+            vpc_endpoint_type="Gateway",
+            route_table_ids=[rt.id for rt in private_tables],
+            tags={**tags, "Name": f"{cluster_name}-s3"},
+            opts=child,
+        )
         self.subnets = Subnets(
             vpc.id, vpc.cidr_block, [s.id for s in private], [s.id for s in public], [*private, *public, *nats]
         )

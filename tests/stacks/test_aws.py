@@ -301,3 +301,19 @@ def test_fixed_name_cluster_database_and_broker_can_be_replaced(stack: str) -> N
         r = one(run, suffix)
         assert r.options.get("deleteBeforeReplace") is True, suffix
         assert bool(r.options.get("protect")) is prod, suffix
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_s3_traffic_of_the_private_subnets_skips_the_nat_gateway(stack: str) -> None:
+    """ECR serves image layers from S3 and task logs go to S3: a gateway endpoint (free) on every
+    private route table keeps that traffic off the NAT gateway (billed per GB)."""
+    run = render(stack)
+    [endpoint] = of_type(run, "ec2/vpcEndpoint:VpcEndpoint")
+    assert endpoint.inputs["serviceName"] == "com.amazonaws.eu-west-1.s3"
+    assert endpoint.inputs["vpcEndpointType"] == "Gateway"
+    private_tables = {f"{r.name}-id" for r in of_type(run, "ec2/routeTable:RouteTable") if "-private-" in r.name}
+    assert private_tables and set(endpoint.inputs["routeTableIds"]) == private_tables
+
+
+def test_an_existing_vpc_gets_no_endpoint() -> None:
+    assert not of_type(render("aws-dev", *EXISTING), "ec2/vpcEndpoint:VpcEndpoint")
