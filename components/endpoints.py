@@ -159,6 +159,8 @@ class RemoteLogs:
         conn_id: `[logging] remote_log_conn_id`; the connection is set as `AIRFLOW_CONN_<CONN_ID>`.
         connection: the connection's URI or JSON; it holds no keys, the pod's cloud identity signs in.
         extra_env: further environment variables for the log handler.
+        ready: what must exist before a pod that writes or reads logs is created: the bindings of
+            its cloud identity, which the cloud's admission webhook looks up when the pod is made.
     """
 
     base_folder: pulumi.Input[str]
@@ -167,6 +169,7 @@ class RemoteLogs:
     connection: pulumi.Input[str]
     # Further provider settings the handler needs, e.g. the WASB container.
     extra_env: dict[str, pulumi.Input[str]] = field(default_factory=dict)
+    ready: tuple[pulumi.Resource, ...] = ()
 
 
 @dataclass(frozen=True)

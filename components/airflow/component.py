@@ -153,7 +153,9 @@ class Airflow(pulumi.ComponentResource):
 
         jobs = Jobs(self, name, args.instance, args.namespace, settings, self._pods, list(args.database.depends_on))
         self.migration = jobs.migration(self.secrets)
-        after_migration: list[pulumi.Resource] = [self.migration]
+        # Log writers also wait for their cloud identity's bindings (made when the pod is admitted).
+        identity = list(args.remote_logs.ready) if args.remote_logs is not None else []
+        after_migration: list[pulumi.Resource] = [self.migration, *identity]
         self.create_user: k8s.batch.v1.Job | None = jobs.create_user(self.migration) if conditions.fab else None
 
         if conditions.git_writer:

@@ -263,7 +263,7 @@ class S3TaskLogs(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        for component, sa in sorted(service_accounts.items()):
+        associations = [
             aws.eks.PodIdentityAssociation(
                 f"{name}-identity-{component}",
                 cluster_name=cluster_name,
@@ -273,11 +273,15 @@ class S3TaskLogs(pulumi.ComponentResource):
                 tags=tags,
                 opts=child,
             )
+            for component, sa in sorted(service_accounts.items())
+        ]
         self.bucket_name = bucket.bucket
         self.remote_logs = RemoteLogs(
             base_folder=pulumi.Output.concat("s3://", bucket.bucket, "/logs"),
             conn_id="aws_task_logs",
             # No keys: boto3 picks up the pod identity credentials.
             connection=f"aws://?region_name={region}",
+            # EKS injects the credentials when a pod is admitted: only if its association exists.
+            ready=tuple(associations),
         )
         self.register_outputs({"bucket": bucket.bucket})

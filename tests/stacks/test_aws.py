@@ -317,3 +317,16 @@ def test_s3_traffic_of_the_private_subnets_skips_the_nat_gateway(stack: str) -> 
 
 def test_an_existing_vpc_gets_no_endpoint() -> None:
     assert not of_type(render("aws-dev", *EXISTING), "ec2/vpcEndpoint:VpcEndpoint")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_log_writers_start_after_their_pod_identity_association(stack: str) -> None:
+    """EKS injects Pod Identity credentials when a pod is admitted: a pod created before its
+    service account's association runs without them (task logs never reach S3) until it restarts."""
+    run = render(stack)
+    assocs = {r.inputs["serviceAccount"]: r.urn for r in of_type(run, "PodIdentityAssociation")}
+    for r in run.resources:
+        if r.type.endswith(("apps/v1:Deployment", "apps/v1:StatefulSet")):
+            sa = r.inputs["spec"]["template"]["spec"]["serviceAccountName"]
+            if sa in assocs:
+                assert assocs[sa] in ancestors(run, r.urn), r.name
