@@ -247,6 +247,17 @@ class AwsSettings(SettingsModel):
                 "cluster.existingName",
                 "an existing cluster needs its network: set network.vpcId and network.privateSubnets",
             )
+        c = self.cluster
+        if (
+            self.protect
+            and c.public_endpoint
+            and any(ipaddress.ip_network(n).prefixlen == 0 for n in c.public_access_cidrs)
+        ):
+            raise bad(
+                "cluster.publicAccessCidrs",
+                "0.0.0.0/0 opens a production API server to the whole internet (aws.protect is true): list your "
+                "admins' and CI's CIDRs, or set cluster.publicEndpoint: false",
+            )
         if not self.network.vpc_id:
             vpc = ipaddress.ip_network(self.network.cidr)
             svc = ipaddress.ip_network(self.cluster.service_cidr)

@@ -35,7 +35,10 @@ def test_well_formed_and_least_privileged(path: Path) -> None:
     assert doc["name"] and doc["on"] and doc["jobs"]
     assert "permissions" in doc, "declare permissions: the default token is too broad"
     for name, job in doc["jobs"].items():
-        assert job["runs-on"].startswith("ubuntu-") and job["timeout-minutes"] <= 90, name
+        # A pinned GitHub-hosted image, or one chosen by a repository variable that falls back to one.
+        runner = job["runs-on"]
+        assert re.fullmatch(r"ubuntu-\d\d\.\d\d|\$\{\{ .* \|\| 'ubuntu-\d\d\.\d\d' \}\}", runner), name
+        assert job["timeout-minutes"] <= 90, name
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -90,3 +93,13 @@ def test_no_long_lived_cloud_keys() -> None:
 def test_only_test_stacks_can_be_destroyed_by_automation(stack: str, ok: bool) -> None:
     done = subprocess.run(["bash", str(ROOT / ".github/scripts/check-test-stack.sh"), stack], capture_output=True)
     assert (done.returncode == 0) == ok
+
+
+def test_the_private_prod_api_server_is_previewed_from_inside_its_vpc() -> None:
+    """aws-prod's API server is private (stacks/Pulumi.aws-prod.yaml): a GitHub-hosted runner cannot
+    reach it, so its preview runs on the runner PRIVATE_API_RUNNER names, or not at all."""
+    prod = yaml.safe_load((ROOT / "stacks" / "Pulumi.aws-prod.yaml").read_text())
+    assert prod["config"]["airflow-k8s:aws"]["cluster"]["publicEndpoint"] is False
+    [job] = load(ROOT / ".github/workflows/preview.yml")["jobs"].values()
+    assert "matrix.stack == 'aws-prod' && vars.PRIVATE_API_RUNNER" in job["runs-on"]
+    assert "vars.PRIVATE_API_RUNNER != ''" in job["env"]["CLOUD_CONFIGURED"]

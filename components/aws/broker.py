@@ -6,6 +6,8 @@ replication group with cluster mode disabled, never ElastiCache Serverless.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from typing import Literal
 
 import pulumi
@@ -60,7 +62,7 @@ class ElastiCacheBroker(pulumi.ComponentResource):
         identifier: str,
         vpc_id: pulumi.Input[str],
         subnet_ids: list[pulumi.Input[str]],
-        client_security_group_id: pulumi.Input[str],
+        client_security_group_ids: Sequence[pulumi.Input[str]],
         protect: bool,
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
@@ -77,7 +79,7 @@ class ElastiCacheBroker(pulumi.ComponentResource):
             vpc_id: the VPC the security group is made in.
             subnet_ids: subnets of the cache subnet group, where the nodes land; the stack passes the
                 VPC's private subnets.
-            client_security_group_id: the security group whose members may connect on 6379 (the EKS
+            client_security_group_ids: the security group whose members may connect on 6379 (the EKS
                 cluster SG); no CIDR is ever admitted.
             protect: Pulumi `protect` on the replication group (config `aws.protect`): a change that
                 would replace it (a new id, encryption at rest, subnet group) stops at preview.
@@ -96,7 +98,7 @@ class ElastiCacheBroker(pulumi.ComponentResource):
             name,
             vpc_id=vpc_id,
             port=PORT,
-            client_security_group_id=client_security_group_id,
+            client_security_group_ids=client_security_group_ids,
             description="Airflow Celery broker: Redis protocol from the EKS cluster only",
             tags=tags,
         )

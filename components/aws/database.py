@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pathlib import Path
 from typing import Literal
 
@@ -129,7 +131,7 @@ class RdsPostgres(pulumi.ComponentResource):
         region: str,
         vpc_id: pulumi.Input[str],
         subnet_ids: list[pulumi.Input[str]],
-        client_security_group_id: pulumi.Input[str],
+        client_security_group_ids: Sequence[pulumi.Input[str]],
         protect: bool,
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
@@ -149,7 +151,7 @@ class RdsPostgres(pulumi.ComponentResource):
             vpc_id: the VPC the security group is made in.
             subnet_ids: subnets of the DB subnet group (RDS wants at least two zones); the stack passes
                 the VPC's private subnets.
-            client_security_group_id: the security group whose members may connect on 5432 (the EKS
+            client_security_group_ids: the security group whose members may connect on 5432 (the EKS
                 cluster SG); no CIDR is ever admitted.
             protect: production safety (config `aws.protect`): deletion protection and Pulumi `protect`
                 on the instance, a final snapshot and the automated backups kept on delete, changes
@@ -171,7 +173,7 @@ class RdsPostgres(pulumi.ComponentResource):
             name,
             vpc_id=vpc_id,
             port=PORT,
-            client_security_group_id=client_security_group_id,
+            client_security_group_ids=client_security_group_ids,
             description="Airflow metadata DB: PostgreSQL from the EKS cluster only",
             tags=tags,
         )

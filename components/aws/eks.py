@@ -3,13 +3,15 @@ existing one by name; either way, the explicit Kubernetes provider built from it
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 from typing import Literal
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from components.settings import SettingsModel, bad
 
@@ -29,13 +31,45 @@ class AwsCluster(SettingsModel):
     node_desired: int = Field(3, ge=1, le=100, description="Desired nodes.")
     node_max: int = Field(6, ge=1, le=100, description="Maximum nodes.")
     node_disk_gib: int = Field(50, ge=20, le=2000, description="Node root volume size.")
-    public_endpoint: bool = Field(True, description="Expose the API server endpoint publicly (with IAM auth).")
+    public_endpoint: bool = Field(
+        True,
+        description="Expose the API server endpoint publicly (IAM auth still required), to publicAccessCidrs only. "
+        "False: private to the VPC, so Pulumi (and CI's preview) must run from inside it.",
+    )
     log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 3653] = (
         Field(90, description="Days the control-plane logs (api, audit, authenticator) are kept in CloudWatch.")
     )
     public_access_cidrs: list[str] = Field(
-        default_factory=lambda: ["0.0.0.0/0"], description="Who may reach a public API endpoint."
+        default_factory=list,
+        description="Who may reach a public API endpoint: the CIDRs of your admins and CI runners; required when "
+        "publicEndpoint is true (0.0.0.0/0 only if listed explicitly, and never with aws.protect).",
     )
+    client_security_group_ids: list[str] = Field(
+        default_factory=list,
+        description="Further security groups whose members may reach the database, broker and DAG volume: the "
+        "node security group of an existing cluster whose nodes are not in its cluster security group "
+        "(terraform-aws-eks, custom launch templates).",
+    )
+
+    @field_validator("public_access_cidrs")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        for cidr in v:
+            try:
+                net = ipaddress.ip_network(cidr, strict=True)
+            except ValueError as e:
+                raise ValueError(f"{cidr!r} is not a CIDR without host bits ({e})") from None
+            if net.version != 4:
+                raise ValueError(f"{cidr!r}: EKS takes IPv4 CIDRs here")
+        return v
+
+    @field_validator("client_security_group_ids")
+    @classmethod
+    def _groups(cls, v: list[str]) -> list[str]:
+        bad_ids = [g for g in v if not re.fullmatch(r"sg-[0-9a-f]{8,17}", g)]
+        if bad_ids:
+            raise ValueError(f"{bad_ids} are not security group ids (sg- and 8 or 17 hex digits)")
+        return v
 
     @model_validator(mode="after")
     def _nodes(self) -> AwsCluster:
@@ -44,6 +78,12 @@ class AwsCluster(SettingsModel):
                 "nodeDesired",
                 f"must satisfy nodeMin <= nodeDesired <= nodeMax (got {self.node_min}, "
                 f"{self.node_desired}, {self.node_max})",
+            )
+        if self.public_endpoint and not self.public_access_cidrs:
+            raise bad(
+                "publicAccessCidrs",
+                "list who may reach the public API endpoint (your admins' and CI's CIDRs), "
+                "or set publicEndpoint: false for an API server private to the VPC",
             )
         return self
 
@@ -273,6 +313,10 @@ class EksCluster(pulumi.ComponentResource):
             self.security_group_id = cluster.vpc_config.cluster_security_group_id
             endpoint, ca = cluster.endpoint, cluster.certificate_authority.data
             self.kubeconfig = pulumi.Output.secret(kubeconfig(cluster.name, endpoint, ca, region))
+        self.client_security_group_ids: list[pulumi.Input[str]] = [
+            self.security_group_id,
+            *settings.client_security_group_ids,
+        ]
 
         config = kubeconfig(self.name, endpoint, ca, region)
         self.provider = k8s.Provider(

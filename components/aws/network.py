@@ -4,6 +4,7 @@ only for load balancers, and NAT for egress; or an existing VPC and its private 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -235,12 +236,13 @@ def cluster_only_security_group(
     *,
     vpc_id: pulumi.Input[str],
     port: int,
-    client_security_group_id: pulumi.Input[str],
+    client_security_group_ids: Sequence[pulumi.Input[str]],
     description: str,
     tags: dict[str, str],
 ) -> aws.ec2.SecurityGroup:
-    """A security group admitting one TCP port from the EKS cluster's security group only: data
-    services are never open to a CIDR, let alone 0.0.0.0/0."""
+    """A security group admitting one TCP port from the cluster's client security groups only (see
+    `EksCluster.client_security_group_ids`): data services are never open to a CIDR, let alone
+    0.0.0.0/0."""
     return aws.ec2.SecurityGroup(
         f"{name}-sg",
         vpc_id=vpc_id,
@@ -250,8 +252,8 @@ def cluster_only_security_group(
                 "protocol": "tcp",
                 "from_port": port,
                 "to_port": port,
-                "security_groups": [client_security_group_id],
-                "description": "EKS cluster",
+                "security_groups": list(client_security_group_ids),
+                "description": "Airflow on EKS",
             }
         ],
         tags=tags,

@@ -39,7 +39,7 @@ class EfsDagVolume(pulumi.ComponentResource):
         *,
         vpc_id: pulumi.Input[str],
         subnet_ids: Sequence[pulumi.Input[str]],
-        client_security_group_id: pulumi.Input[str],
+        client_security_group_ids: Sequence[pulumi.Input[str]],
         namespace: pulumi.Input[str],
         instance: str,
         uid: int,
@@ -56,7 +56,7 @@ class EfsDagVolume(pulumi.ComponentResource):
             vpc_id: the VPC the security group is made in.
             subnet_ids: one mount target is made in each; EFS allows one per zone. The stack passes the
                 VPC's private subnets.
-            client_security_group_id: the security group whose members may mount over NFS (2049): the
+            client_security_group_ids: the security group whose members may mount over NFS (2049): the
                 EKS cluster SG.
             namespace: namespace of the claim (the Airflow namespace); the PV is cluster-scoped.
             instance: the Airflow instance name: PV and PVC are `<instance>-dags`, the file system's
@@ -86,7 +86,7 @@ class EfsDagVolume(pulumi.ComponentResource):
             name,
             vpc_id=vpc_id,
             port=NFS_PORT,
-            client_security_group_id=client_security_group_id,
+            client_security_group_ids=client_security_group_ids,
             description="Airflow DAG volume: NFS from the EKS cluster only",
             tags=tags,
         )

@@ -252,6 +252,20 @@ BAD = [
         "greater than or equal to 1",
     ),
     ("database.mode=external", "airflow-k8s:database.", ""),
+    # The API server is public only to CIDRs someone chose: no silent 0.0.0.0/0.
+    ("aws.cluster.publicAccessCidrs=[]", "airflow-k8s:aws.cluster.publicAccessCidrs", "publicEndpoint: false"),
+    ("aws.cluster.publicAccessCidrs=[10.0.0.0/33]", "airflow-k8s:aws.cluster.publicAccessCidrs", "10.0.0.0/33"),
+    ("aws.cluster.publicAccessCidrs=[10.1.2.3/8]", "airflow-k8s:aws.cluster.publicAccessCidrs", "host bits"),
+    ("aws.cluster.clientSecurityGroupIds=[sg-nothex]", "airflow-k8s:aws.cluster.clientSecurityGroupIds", "sg-"),
+]
+
+PROD_BAD = [
+    (
+        ("aws.cluster.publicEndpoint=true", "aws.cluster.publicAccessCidrs=[0.0.0.0/0]"),
+        "airflow-k8s:aws.cluster.publicAccessCidrs",
+        "opens a production API server to the whole internet",
+    ),
+    (("aws.cluster.publicEndpoint=true",), "airflow-k8s:aws.cluster.publicAccessCidrs", "publicEndpoint: false"),
 ]
 
 
@@ -330,3 +344,36 @@ def test_log_writers_start_after_their_pod_identity_association(stack: str) -> N
             sa = r.inputs["spec"]["template"]["spec"]["serviceAccountName"]
             if sa in assocs:
                 assert assocs[sa] in ancestors(run, r.urn), r.name
+
+
+@pytest.mark.parametrize("overrides,key,fragment", PROD_BAD)
+def test_bad_aws_prod_input(overrides: tuple[str, ...], key: str, fragment: str) -> None:
+    from stacks.main import program
+    from stacks.tooling.render import load_stack_config
+
+    config, keys = load_stack_config("aws-prod", list(overrides))
+    run = engine.run(program, config=config, secret_keys=keys, stack="aws-prod")
+    assert run.error is not None and key in str(run.error) and fragment in str(run.error), str(run.error)
+    assert run.resources == []
+
+
+def test_prod_api_server_is_private_and_dev_public_only_to_listed_cidrs() -> None:
+    prod = one(render("aws-prod"), "eks/cluster:Cluster").inputs["vpcConfig"]
+    assert prod["endpointPublicAccess"] is False and prod["endpointPrivateAccess"] is True
+    assert not prod.get("publicAccessCidrs")
+    dev = one(render("aws-dev", "aws.cluster.publicAccessCidrs=[198.51.100.0/24]"), "eks/cluster:Cluster")
+    assert dev.inputs["vpcConfig"]["publicAccessCidrs"] == ["198.51.100.0/24"]
+    ok = one(
+        render("aws-prod", "aws.cluster.publicEndpoint=true", "aws.cluster.publicAccessCidrs=[198.51.100.7/32]"),
+        "eks/cluster:Cluster",
+    )
+    assert ok.inputs["vpcConfig"]["endpointPublicAccess"] is True
+
+
+def test_an_existing_clusters_own_node_groups_reach_the_data_services() -> None:
+    """Clusters made by terraform-aws-eks (or with custom launch templates) put nodes in a node
+    security group, not the cluster security group: list it and the data services admit it."""
+    run = render("aws-dev", *EXISTING, "aws.cluster.clientSecurityGroupIds=[sg-0123456789abcdef0]")
+    for name in ("database-sg", "broker-sg", "dags-sg"):
+        [rule] = run.get("aws:ec2/securityGroup:SecurityGroup", name).inputs["ingress"]
+        assert rule["securityGroups"] == ["sg-0mockcluster", "sg-0123456789abcdef0"], name
