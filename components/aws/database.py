@@ -10,12 +10,12 @@ from typing import Literal
 import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from components.aws.instance_classes import check_class
 from components.aws.network import cluster_only_security_group
 from components.endpoints import VERIFYING_SSLMODES, CaBundle, DatabaseEndpoint, ca_certificates, common_name
-from components.settings import SettingsModel
+from components.settings import SettingsModel, bad
 
 PORT = 5432
 
@@ -83,7 +83,15 @@ class AwsDatabase(SettingsModel):
     """`aws.database`: the RDS PostgreSQL instance."""
 
     instance_class: str = Field("db.m7g.large", description="RDS instance class.")
-    engine_version: str = Field("17.6", pattern=r"^1[4-8](\.\d+)?$", description="PostgreSQL version.")
+    engine_version: str = Field(
+        "17",
+        pattern=r"^1[4-8](\.\d+)?$",
+        description="PostgreSQL major version (AWS applies minor upgrades); a major.minor only with "
+        "autoMinorVersionUpgrade false. Raising the major upgrades the instance in place.",
+    )
+    auto_minor_version_upgrade: bool = Field(
+        True, description="Let AWS apply minor engine upgrades in the maintenance window."
+    )
     allocated_storage_gib: int = Field(50, ge=20, le=65536, description="Initial storage.")
     max_allocated_storage_gib: int = Field(200, ge=20, le=65536, description="Storage autoscaling ceiling.")
     multi_az: bool = Field(True, description="Standby in a second zone.")
@@ -100,6 +108,17 @@ class AwsDatabase(SettingsModel):
     ca_cert_identifier: RdsCa = Field(
         "rds-ca-rsa2048-g1", description="The CA that signs the instance's certificate (AWS's default for new ones)."
     )
+
+    @model_validator(mode="after")
+    def _version(self) -> AwsDatabase:
+        if "." in self.engine_version and self.auto_minor_version_upgrade:
+            major = self.engine_version.split(".")[0]
+            raise bad(
+                "engineVersion",
+                f"give the major version only ({major!r}): with autoMinorVersionUpgrade, AWS moves the minor "
+                f"and a pinned {self.engine_version!r} fails the next `up`; or set autoMinorVersionUpgrade: false",
+            )
+        return self
 
     @field_validator("instance_class")
     @classmethod
@@ -245,7 +264,11 @@ class RdsPostgres(pulumi.ComponentResource):
             performance_insights_enabled=settings.performance_insights,
             monitoring_interval=settings.monitoring_interval_seconds,
             monitoring_role_arn=monitoring_role.arn if monitoring_role else None,
-            auto_minor_version_upgrade=True,
+            # A major version only: the provider keeps it in state while the running version starts
+            # with it (engine_version_actual has the minor), so AWS's minor upgrades are no drift.
+            auto_minor_version_upgrade=settings.auto_minor_version_upgrade,
+            # A raised major in config is an upgrade (with the new family's parameter group).
+            allow_major_version_upgrade=True,
             # Explicit, so the roots handed to Airflow are known to sign it (rds_root_cas checks).
             ca_cert_identifier=settings.ca_cert_identifier,
             deletion_protection=protect,

@@ -257,6 +257,8 @@ BAD = [
     ("aws.cluster.publicAccessCidrs=[10.0.0.0/33]", "airflow-k8s:aws.cluster.publicAccessCidrs", "10.0.0.0/33"),
     ("aws.cluster.publicAccessCidrs=[10.1.2.3/8]", "airflow-k8s:aws.cluster.publicAccessCidrs", "host bits"),
     ("aws.cluster.clientSecurityGroupIds=[sg-nothex]", "airflow-k8s:aws.cluster.clientSecurityGroupIds", "sg-"),
+    # A pinned minor with AWS's minor upgrades on fails the next `up` once AWS has upgraded.
+    ("aws.database.engineVersion=17.6", "airflow-k8s:aws.database.engineVersion", "autoMinorVersionUpgrade"),
 ]
 
 PROD_BAD = [
@@ -377,3 +379,18 @@ def test_an_existing_clusters_own_node_groups_reach_the_data_services() -> None:
     for name in ("database-sg", "broker-sg", "dags-sg"):
         [rule] = run.get("aws:ec2/securityGroup:SecurityGroup", name).inputs["ingress"]
         assert rule["securityGroups"] == ["sg-0mockcluster", "sg-0123456789abcdef0"], name
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_database_pins_the_major_version_and_takes_aws_minor_upgrades(stack: str) -> None:
+    """With a minor pinned, the first `up` after AWS's automatic minor upgrade asks to go back."""
+    db = one(render(stack), "rds/instance:Instance").inputs
+    assert db["engineVersion"] == "17" and db["autoMinorVersionUpgrade"] is True
+    assert db["allowMajorVersionUpgrade"] is True  # a major change in config is a real upgrade
+    params = one(render(stack), "rds/parameterGroup:ParameterGroup").inputs
+    assert params["family"] == "postgres17"
+    pinned = one(
+        render(stack, "aws.database.engineVersion=17.6", "aws.database.autoMinorVersionUpgrade=false"),
+        "rds/instance:Instance",
+    ).inputs
+    assert pinned["engineVersion"] == "17.6" and pinned["autoMinorVersionUpgrade"] is False
