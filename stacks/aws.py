@@ -45,9 +45,12 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         settings=a.cluster,
         cluster_name=cluster_name,
         region=a.region,
+        vpc_id=net.subnets.vpc_id,
         subnet_ids=net.subnets.private_ids,
         public_subnet_ids=net.subnets.public_ids,
         depends_on=net.subnets.resources,
+        egress=net.subnets.egress,
+        block_storage=cfg.airflow.workers.storage_size is not None,
         protect=a.protect,
         tags=tags,
         opts=aws_opts,
@@ -56,7 +59,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     d = cfg.airflow.dags
     git_writer = d.git_writer
     ns = make_namespace(cfg, provider, git_writer)
-    data_opts = pulumi.ResourceOptions(providers=[aws_provider], depends_on=net.subnets.resources)
+    # The data services need only their subnets and security groups (which the subnet group and
+    # the group's VPC reference): nothing from the cluster, its nodes or the NAT gateways.
+    data_opts = aws_opts
 
     db = RdsPostgres(
         "database",
@@ -99,7 +104,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             size=cfg.kubernetes.dag_volume_size,
             protect=a.protect,
             tags=tags,
-            opts=pulumi.ResourceOptions(providers=[aws_provider, provider], depends_on=[ns, *net.subnets.resources]),
+            driver=[eks.storage_drivers["efs"]] if "efs" in eks.storage_drivers else [],
+            opts=pulumi.ResourceOptions(providers=[aws_provider, provider]),
         )
         claim, dag_volume = efs.claim_name, efs.volume_handle
 
@@ -124,6 +130,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         dags=DagSource(kind=d.source, claim_name=claim, git_writer=git_writer),
         remote_logs=logs.remote_logs,
         namespace=ns,
+        worker_storage_class=eks.storage_class,
+        worker_storage_ready=eks.storage_class_ready,
     )
     forward = f"kubectl -n {cfg.kubernetes.namespace} port-forward svc/{airflow.api_service_name} 8080:8080"
     return outputs(

@@ -5,7 +5,7 @@ A cloud stack builds its database, broker, DAG volume and identities, then calls
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
@@ -35,6 +35,8 @@ def compose(
     remote_logs: RemoteLogs | None = None,
     log_claim: pulumi.Input[str] | None = None,
     pod_labels: Mapping[str, Mapping[str, str]] | None = None,
+    worker_storage_class: str | None = None,
+    worker_storage_ready: Sequence[pulumi.Resource] = (),
 ) -> Airflow:
     """The Airflow component in the stack's namespace (made first with `make_namespace`, so the
     cloud pieces that need its service accounts can be built in between)."""
@@ -55,6 +57,8 @@ def compose(
             pod_labels=pod_labels or {},
             task_namespace=ns.task_namespace,
             network_policies=k.network_policies,
+            worker_storage_class=worker_storage_class,
+            worker_storage_ready=worker_storage_ready,
         ),
         opts=pulumi.ResourceOptions(providers=[provider], depends_on=[ns]),
     )

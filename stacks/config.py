@@ -248,6 +248,12 @@ class AwsSettings(SettingsModel):
                 "an existing cluster needs its network: set network.vpcId and network.privateSubnets",
             )
         c = self.cluster
+        if not c.existing_name and c.public_endpoint and not c.public_access_cidrs:
+            raise bad(
+                "cluster.publicAccessCidrs",
+                "list who may reach the public API endpoint (your admins' and CI's CIDRs), "
+                "or set publicEndpoint: false for an API server private to the VPC",
+            )
         if (
             self.protect
             and c.public_endpoint
@@ -358,6 +364,14 @@ class StackConfig(SettingsModel):
                 raise bad("aws", "cloud 'aws' needs the 'aws' settings (region, network, ...)")
             if self.database.mode != "inCluster" or self.broker.mode != "inCluster":
                 raise bad("database.mode", "the aws stack provides RDS and ElastiCache; leave database/broker unset")
+            w = self.airflow.workers
+            if self.aws.cluster.existing_name and w.storage_size and not w.storage_class:
+                raise bad(
+                    "airflow.workers.storageClass",
+                    "EKS has no default StorageClass (since Kubernetes 1.30), so worker log claims on an existing "
+                    "cluster need one of its classes named here (the stack installs its own gp3 class only in a "
+                    "cluster it creates)",
+                )
         elif self.aws is not None:
             raise bad("aws", f"only applies to cloud 'aws' (cloud is {self.cloud!r})")
         if self.cloud == "azure":

@@ -18,7 +18,7 @@ workload builder), jobs.py (migration and admin user), network.py (NetworkPolici
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +68,8 @@ class AirflowArgs:
         pod_labels: extra pod labels per component (e.g. Azure workload identity's).
         task_namespace: where KubernetesPodOperator pods go, if not the Airflow namespace.
         network_policies: create the NetworkPolicies.
+        worker_storage_class: the StorageClass of worker log claims when `workers.storageClass` is
+            unset (the aws stack's gp3 class), and `worker_storage_ready` what it needs first.
     """
 
     namespace: pulumi.Input[str]
@@ -82,6 +84,8 @@ class AirflowArgs:
     pod_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     task_namespace: pulumi.Input[str] | None = None
     network_policies: bool = True
+    worker_storage_class: str | None = None
+    worker_storage_ready: Sequence[pulumi.Resource] = ()
 
 
 API_PORT = roster.component("api-server").port("api").number
@@ -273,10 +277,13 @@ class Airflow(pulumi.ComponentResource):
         claim_templates = []
         if storage:
             mounts.append({"name": "logs", "mountPath": LOGS})
+            storage_class = self._settings.workers.storage_class or self._args.worker_storage_class
             claim_templates.append({
                 "metadata": {"name": "logs"},
-                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage}}},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage}},
+                         **({"storageClassName": storage_class} if storage_class else {})},
             })  # fmt: skip
+            depends = [*depends, *self._args.worker_storage_ready]
         container = self._pods.container(component, args, res, mounts, probes=probe)
         pod = self._pods.pod_spec(component, [container], vols, mounts)
         self.workloads[component] = self._build.workload(

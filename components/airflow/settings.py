@@ -95,6 +95,11 @@ class Workers(Component):
     storage_size: Quantity | None = Field(
         None, description="Per-worker log volume (PVC) size; unset means an emptyDir."
     )
+    storage_class: str | None = Field(
+        None,
+        description="StorageClass of the per-worker log volumes; unset: the cluster default (on a cluster the aws "
+        "stack creates, its encrypted gp3 class).",
+    )
 
     @model_validator(mode="after")
     def _memory_holds_concurrency(self) -> Workers:

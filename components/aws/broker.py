@@ -7,7 +7,6 @@ replication group with cluster mode disabled, never ElastiCache Serverless.
 from __future__ import annotations
 
 from collections.abc import Sequence
-
 from typing import Literal
 
 import pulumi
@@ -79,8 +78,8 @@ class ElastiCacheBroker(pulumi.ComponentResource):
             vpc_id: the VPC the security group is made in.
             subnet_ids: subnets of the cache subnet group, where the nodes land; the stack passes the
                 VPC's private subnets.
-            client_security_group_ids: the security group whose members may connect on 6379 (the EKS
-                cluster SG); no CIDR is ever admitted.
+            client_security_group_ids: the security groups whose members may connect on 6379
+                (`EksCluster.client_security_group_ids`); no CIDR is ever admitted.
             protect: Pulumi `protect` on the replication group (config `aws.protect`): a change that
                 would replace it (a new id, encryption at rest, subnet group) stops at preview.
             tags: tags on each AWS resource; the stack passes none, its provider's default tags cover them.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-
 from pathlib import Path
 from typing import Literal
 
@@ -170,8 +169,8 @@ class RdsPostgres(pulumi.ComponentResource):
             vpc_id: the VPC the security group is made in.
             subnet_ids: subnets of the DB subnet group (RDS wants at least two zones); the stack passes
                 the VPC's private subnets.
-            client_security_group_ids: the security group whose members may connect on 5432 (the EKS
-                cluster SG); no CIDR is ever admitted.
+            client_security_group_ids: the security groups whose members may connect on 5432
+                (`EksCluster.client_security_group_ids`); no CIDR is ever admitted.
             protect: production safety (config `aws.protect`): deletion protection and Pulumi `protect`
                 on the instance, a final snapshot and the automated backups kept on delete, changes
                 applied in the maintenance window. False (test stacks): none of that, changes applied

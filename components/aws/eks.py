@@ -24,7 +24,16 @@ class AwsCluster(SettingsModel):
         description="Use this existing EKS cluster instead of creating one; it needs the eks-pod-identity-agent and "
         "aws-efs-csi-driver add-ons.",
     )
-    version: str = Field("1.33", pattern=r"^1\.(3[1-5])$", description="Kubernetes version of a created cluster.")
+    version: Literal["1.34", "1.35"] = Field(
+        "1.35",
+        description="Kubernetes version of a created cluster: one in EKS standard support whose add-on versions "
+        "are pinned (components/aws/eks.py ADDON_VERSIONS). EKS upgrades one minor at a time.",
+    )
+    support_type: Literal["STANDARD", "EXTENDED"] = Field(
+        "STANDARD",
+        description="At the end of standard support: STANDARD lets EKS upgrade the cluster (then set version to "
+        "match); EXTENDED keeps it and bills extended-support rates.",
+    )
     service_cidr: str = Field("172.20.0.0/16", description="Service IPv4 CIDR of a created cluster.")
     node_instance_types: list[str] = Field(default_factory=lambda: ["m6i.xlarge"], description="Node instance types.")
     node_min: int = Field(3, ge=1, le=100, description="Minimum nodes.")
@@ -79,12 +88,6 @@ class AwsCluster(SettingsModel):
                 f"must satisfy nodeMin <= nodeDesired <= nodeMax (got {self.node_min}, "
                 f"{self.node_desired}, {self.node_max})",
             )
-        if self.public_endpoint and not self.public_access_cidrs:
-            raise bad(
-                "publicAccessCidrs",
-                "list who may reach the public API endpoint (your admins' and CI's CIDRs), "
-                "or set publicEndpoint: false for an API server private to the VPC",
-            )
         return self
 
 
@@ -114,6 +117,33 @@ POD_IDENTITY_TRUST = {
     ],
 }
 MANAGED = "arn:aws:iam::aws:policy/"
+
+# Add-on versions per Kubernetes version, pinned so a `pulumi up` never changes them unasked and
+# they move with the cluster's version. EKS never downgrades an add-on: a pin is raised, never
+# lowered. Sources: the EKS user guide's version tables for kube-proxy ("Manage kube-proxy") and
+# CoreDNS ("Manage CoreDNS"); vpc-cni, the Pod Identity agent and the CSI drivers as listed by
+# `aws eks describe-addon-versions --kubernetes-version <v>` in public configs of 1.34/1.35
+# clusters (re-check with that command before raising a pin).
+ADDON_VERSIONS: dict[str, dict[str, str]] = {
+    "1.34": {
+        "vpc-cni": "v1.21.1-eksbuild.7",
+        "kube-proxy": "v1.34.6-eksbuild.2",
+        "coredns": "v1.13.2-eksbuild.4",
+        "eks-pod-identity-agent": "v1.3.10-eksbuild.2",
+        "aws-efs-csi-driver": "v2.3.0-eksbuild.1",
+        "aws-ebs-csi-driver": "v1.57.1-eksbuild.1",
+    },
+    "1.35": {
+        "vpc-cni": "v1.21.1-eksbuild.7",
+        "kube-proxy": "v1.35.3-eksbuild.2",
+        "coredns": "v1.13.2-eksbuild.4",
+        "eks-pod-identity-agent": "v1.3.10-eksbuild.2",
+        "aws-efs-csi-driver": "v2.3.0-eksbuild.1",
+        "aws-ebs-csi-driver": "v1.57.1-eksbuild.1",
+    },
+}
+# The encrypted gp3 class a created cluster gets when something asks for block volumes.
+GP3_CLASS = "airflow-gp3"
 
 
 def kubeconfig(
@@ -163,7 +193,14 @@ class EksCluster(pulumi.ComponentResource):
 
     Attributes:
         name: the cluster name; S3TaskLogs makes its Pod Identity associations in it.
-        security_group_id: the EKS cluster security group; the data services admit only its members.
+        security_group_id: the EKS cluster security group.
+        client_security_group_ids: the groups the data services admit: for a created cluster the
+            stack's client group (made before the cluster, carried by the nodes through their launch
+            template, so the data services need not wait for the cluster); for an existing one its
+            cluster security group. Either way plus `clientSecurityGroupIds` from config.
+        storage_drivers: the CSI driver add-ons of a created cluster ("efs", and "ebs" with
+            `block_storage`): what mounts their volumes is made after and deleted before them.
+        storage_class: the gp3 StorageClass's name with `block_storage` on a created cluster, else None.
         provider: the Kubernetes provider for the cluster, authenticating with `aws eks get-token` (the
             AWS CLI must be where Pulumi runs); on a created cluster it waits for the nodes and add-ons.
         kubeconfig: the same kubeconfig as a secret Output for the stack output, for a created cluster
@@ -183,9 +220,12 @@ class EksCluster(pulumi.ComponentResource):
         settings: AwsCluster,
         cluster_name: str,
         region: str,
+        vpc_id: pulumi.Input[str],
         subnet_ids: list[pulumi.Input[str]],
         public_subnet_ids: list[pulumi.Input[str]],
         depends_on: list[pulumi.Resource],
+        egress: list[pulumi.Resource],
+        block_storage: bool,
         protect: bool,
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
@@ -200,17 +240,23 @@ class EksCluster(pulumi.ComponentResource):
                 `/aws/eks/<cluster_name>/cluster`; the stack passes `airflow-<stack>` (or the existing
                 name, which is then unused here).
             region: the AWS region, written into the kubeconfig's `aws eks get-token` command.
+            vpc_id: the VPC, for the client security group of a created cluster.
             subnet_ids: private subnets for the control plane's interfaces and the node group.
             public_subnet_ids: public subnets, given to the control plane only so that the cluster (and
                 the load balancers it makes there) is deleted before them; none for an existing VPC.
             depends_on: what a created cluster must be created after and deleted before; the stack
-                passes the network's subnets and NAT gateways (`Subnets.resources`).
+                passes the network's subnets (`Subnets.resources`).
+            egress: what nodes in the private subnets need to join (NAT gateways and the private
+                route tables' associations: `Subnets.egress`); the control plane does not wait for it.
+            block_storage: something asks for EBS volumes (worker log claims): a created cluster gets
+                the EBS CSI driver and the encrypted gp3 StorageClass `airflow-gp3`.
             tags: tags on each AWS resource; the stack passes none, its provider's default tags cover them.
             opts: options of the component; pass the AWS provider as `providers=[...]`.
         """
         super().__init__("airflow-k8s:aws:EksCluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.created: list[pulumi.Resource] = []
+        self.storage_drivers: dict[str, pulumi.Resource] = {}
         if settings.existing_name:
             found = aws.eks.get_cluster_output(
                 name=settings.existing_name, opts=pulumi.InvokeOutputOptions(parent=self)
@@ -219,7 +265,18 @@ class EksCluster(pulumi.ComponentResource):
             self.security_group_id = found.vpc_config.cluster_security_group_id
             endpoint, ca = found.endpoint, found.certificate_authorities[0].data
             self.kubeconfig = None
+            clients_ids = [self.security_group_id]
         else:
+            # The data services admit this group, which exists before the cluster: they need not
+            # wait ten minutes for the cluster security group EKS makes.
+            clients = aws.ec2.SecurityGroup(
+                f"{name}-clients-sg",
+                vpc_id=vpc_id,
+                description="Airflow nodes: the data services admit this group",
+                tags={**tags, "Name": f"{cluster_name}-clients"},
+                opts=child,
+            )
+            clients_ids: list[pulumi.Input[str]] = [clients.id]
             role = aws.iam.Role(f"{name}-cluster-role", assume_role_policy=json.dumps(EKS_TRUST), tags=tags, opts=child)
             attach = aws.iam.RolePolicyAttachment(
                 f"{name}-cluster-policy", role=role.name, policy_arn=MANAGED + "AmazonEKSClusterPolicy", opts=child
@@ -250,6 +307,9 @@ class EksCluster(pulumi.ComponentResource):
                 },
                 kubernetes_network_config={"service_ipv4_cidr": settings.service_cidr},
                 enabled_cluster_log_types=["api", "audit", "authenticator"],
+                # STANDARD: at the end of standard support EKS upgrades the cluster rather than
+                # billing extended-support rates without anyone deciding to.
+                upgrade_policy={"support_type": settings.support_type},
                 tags=tags,
                 # The name is fixed, so a replacement cannot create first ("already exists").
                 opts=pulumi.ResourceOptions(
@@ -259,6 +319,58 @@ class EksCluster(pulumi.ComponentResource):
                     delete_before_replace=True,
                 ),
             )
+            versions = ADDON_VERSIONS[settings.version]
+
+            def addon(
+                addon_name: str,
+                after: list[pulumi.Resource],
+                *,
+                policy: str | None = None,
+                service_account: str | None = None,
+                config: dict[str, str] | None = None,
+            ) -> aws.eks.Addon:
+                """A managed add-on at its pinned version; with `policy`, its controller's service
+                account gets an IAM role with that policy through EKS Pod Identity (no node rights)."""
+                identities: list[aws.eks.AddonPodIdentityAssociationArgsDict] | None = None
+                if policy and service_account:
+                    short = addon_name.removeprefix("aws-").removesuffix("-driver")
+                    role = aws.iam.Role(
+                        f"{name}-{short}-role", assume_role_policy=json.dumps(POD_IDENTITY_TRUST), tags=tags, opts=child
+                    )
+                    after = [
+                        *after,
+                        aws.iam.RolePolicyAttachment(
+                            f"{name}-{short}-policy", role=role.name, policy_arn=MANAGED + policy, opts=child
+                        ),
+                    ]
+                    identities = [{"role_arn": role.arn, "service_account": service_account}]
+                return aws.eks.Addon(
+                    f"{name}-{addon_name.removeprefix('aws-').removeprefix('eks-')}",
+                    cluster_name=cluster.name,
+                    addon_name=addon_name,
+                    addon_version=versions[addon_name],
+                    # EKS installs self-managed vpc-cni, kube-proxy and CoreDNS with a new cluster;
+                    # the managed add-on takes them over, and keeps the stack's settings on update.
+                    resolve_conflicts_on_create="OVERWRITE",
+                    resolve_conflicts_on_update="OVERWRITE",
+                    configuration_values=json.dumps(config) if config else None,
+                    pod_identity_associations=identities,
+                    tags=tags,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+                )
+
+            # Before the nodes: the agent that hands pods their credentials, the CNI (which takes
+            # its AWS rights through it, not from the node role every pod can reach) with its
+            # NetworkPolicy agent on, and kube-proxy. All three are DaemonSets, active with no nodes.
+            agent = addon("eks-pod-identity-agent", [])
+            cni = addon(
+                "vpc-cni",
+                [agent],
+                policy="AmazonEKS_CNI_Policy",
+                service_account="aws-node",
+                config={"enableNetworkPolicy": "true"},
+            )
+            proxy = addon("kube-proxy", [])
             node_role = aws.iam.Role(
                 f"{name}-node-role", assume_role_policy=json.dumps(NODE_TRUST), tags=tags, opts=child
             )
@@ -266,15 +378,44 @@ class EksCluster(pulumi.ComponentResource):
                 aws.iam.RolePolicyAttachment(
                     f"{name}-node-{p}", role=node_role.name, policy_arn=MANAGED + p, opts=child
                 )
-                for p in ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")
+                for p in ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly")
             ]
+            # With security groups in a launch template EKS adds none itself: the nodes get the
+            # cluster group (node <-> control plane) and the client group the data services admit.
+            template = aws.ec2.LaunchTemplate(
+                f"{name}-nodes-template",
+                vpc_security_group_ids=[cluster.vpc_config.cluster_security_group_id, clients.id],
+                # IMDSv2 only, and one hop: a pod (one network hop further) cannot reach the node's
+                # instance metadata and its role's credentials.
+                metadata_options={
+                    "http_endpoint": "enabled",
+                    "http_tokens": "required",
+                    "http_put_response_hop_limit": 1,
+                },
+                block_device_mappings=[
+                    {
+                        "device_name": "/dev/xvda",  # the root volume of the EKS AL2023 AMIs
+                        "ebs": {
+                            "volume_size": settings.node_disk_gib,
+                            "volume_type": "gp3",
+                            "encrypted": "true",
+                            "delete_on_termination": "true",
+                        },
+                    }
+                ],
+                tag_specifications=[{"resource_type": "instance", "tags": {**tags, "Name": f"{cluster_name}-node"}}],
+                tags=tags,
+                opts=child,
+            )
             nodes = aws.eks.NodeGroup(
                 f"{name}-nodes",
                 cluster_name=cluster.name,
+                # Nodes follow the control plane's version (an in-place rolling update).
+                version=cluster.version,
                 node_role_arn=node_role.arn,
                 subnet_ids=subnet_ids,  # private only
                 instance_types=settings.node_instance_types,
-                disk_size=settings.node_disk_gib,
+                launch_template={"id": template.id, "version": template.latest_version.apply(str)},
                 scaling_config={
                     "min_size": settings.node_min,
                     "desired_size": settings.node_desired,
@@ -282,47 +423,57 @@ class EksCluster(pulumi.ComponentResource):
                 },
                 update_config={"max_unavailable": 1},
                 tags=tags,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=node_attach),
+                # Nodes in private subnets join through their NAT route.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*node_attach, agent, cni, proxy, *egress]),
             )
-            agent = aws.eks.Addon(
-                f"{name}-pod-identity-agent",
-                cluster_name=cluster.name,
-                addon_name="eks-pod-identity-agent",
-                tags=tags,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[nodes]),
+            # CoreDNS and the CSI controllers are Deployments: they need nodes to become active.
+            dns = addon("coredns", [nodes])
+            efs = addon(
+                "aws-efs-csi-driver",
+                [nodes],
+                policy="service-role/AmazonEFSCSIDriverPolicy",
+                service_account="efs-csi-controller-sa",
             )
-            efs_role = aws.iam.Role(
-                f"{name}-efs-csi-role", assume_role_policy=json.dumps(POD_IDENTITY_TRUST), tags=tags, opts=child
-            )
-            efs_attach = aws.iam.RolePolicyAttachment(
-                f"{name}-efs-csi-policy",
-                role=efs_role.name,
-                policy_arn=MANAGED + "service-role/AmazonEFSCSIDriverPolicy",
-                opts=child,
-            )
-            efs = aws.eks.Addon(
-                f"{name}-efs-csi-driver",
-                cluster_name=cluster.name,
-                addon_name="aws-efs-csi-driver",
-                pod_identity_associations=[{"role_arn": efs_role.arn, "service_account": "efs-csi-controller-sa"}],
-                tags=tags,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[agent, efs_attach]),
-            )
-            self.created = [nodes, agent, efs]
+            self.storage_drivers["efs"] = efs
+            if block_storage:
+                self.storage_drivers["ebs"] = addon(
+                    "aws-ebs-csi-driver",
+                    [nodes],
+                    policy="service-role/AmazonEBSCSIDriverPolicy",
+                    service_account="ebs-csi-controller-sa",
+                )
+            # What any pod needs: a node, its network and DNS (the data services are found by name).
+            self.created = [nodes, cni, proxy, dns]
             self.name = cluster.name
             self.security_group_id = cluster.vpc_config.cluster_security_group_id
             endpoint, ca = cluster.endpoint, cluster.certificate_authority.data
             self.kubeconfig = pulumi.Output.secret(kubeconfig(cluster.name, endpoint, ca, region))
-        self.client_security_group_ids: list[pulumi.Input[str]] = [
-            self.security_group_id,
-            *settings.client_security_group_ids,
-        ]
+        self.client_security_group_ids: list[pulumi.Input[str]] = [*clients_ids, *settings.client_security_group_ids]
 
         config = kubeconfig(self.name, endpoint, ca, region)
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=config,
-            # Workloads need nodes and the CSI driver before anything is applied.
+            # Workloads need nodes, their network and DNS; what mounts a volume waits for its
+            # driver (`storage_drivers`) itself. Destroy removes Kubernetes objects before these.
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.created),
         )
+        # Worker log claims: EKS (1.30+) has no default StorageClass, so a claim without a class
+        # would stay Pending. An existing cluster brings its own (airflow.workers.storageClass).
+        self.storage_class: str | None = None
+        self.storage_class_ready: list[pulumi.Resource] = []
+        if "ebs" in self.storage_drivers:
+            gp3 = k8s.storage.v1.StorageClass(
+                f"{name}-gp3",
+                metadata={"name": GP3_CLASS},
+                provisioner="ebs.csi.aws.com",
+                parameters={"type": "gp3", "encrypted": "true"},
+                volume_binding_mode="WaitForFirstConsumer",  # the volume in the pod's zone
+                allow_volume_expansion=True,
+                reclaim_policy="Delete",
+                opts=pulumi.ResourceOptions(
+                    parent=self, provider=self.provider, depends_on=[self.storage_drivers["ebs"]]
+                ),
+            )
+            self.storage_class, self.storage_class_ready = GP3_CLASS, [gp3]
         self.register_outputs({"name": self.name})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import pulumi
@@ -72,7 +72,10 @@ class Subnets:
         vpc_cidr: its CIDR block (looked up for an existing VPC).
         private_ids: private subnet ids: the cluster, its nodes and the data services live there.
         public_ids: public subnet ids (load balancers only); empty for an existing VPC.
-        resources: created subnets and NAT gateways; empty for an existing VPC.
+        resources: created subnets; empty for an existing VPC.
+        egress: what gives the private subnets their way out (NAT gateways, the private route
+            tables and their associations): nodes need it to join; the control plane and the data
+            services do not. Empty for an existing VPC.
     """
 
     vpc_id: pulumi.Input[str]
@@ -80,6 +83,7 @@ class Subnets:
     private_ids: list[pulumi.Input[str]]
     public_ids: list[pulumi.Input[str]]
     resources: list[pulumi.Resource]  # what data services and the cluster must outlive
+    egress: list[pulumi.Resource] = field(default_factory=list)
 
 
 def carve(cidr: str, zones: int) -> tuple[list[str], list[str]]:
@@ -160,7 +164,7 @@ class AwsVpc(pulumi.ComponentResource):
             tags={**tags, "Name": f"{cluster_name}-public"},
             opts=child,
         )
-        public, private, nats, private_tables = [], [], [], []
+        public, private, nats, private_tables, egress = [], [], [], [], []
         for i, (zone, pub_cidr, priv_cidr) in enumerate(zip(zones, public_cidrs, private_cidrs, strict=True)):
             pub = aws.ec2.Subnet(
                 f"{name}-public-{zone}",
@@ -210,9 +214,12 @@ class AwsVpc(pulumi.ComponentResource):
                 tags={**tags, "Name": f"{cluster_name}-private-{zone}"},
                 opts=child,
             )
-            aws.ec2.RouteTableAssociation(f"{name}-private-{zone}", subnet_id=priv.id, route_table_id=rt.id, opts=child)
+            assoc = aws.ec2.RouteTableAssociation(
+                f"{name}-private-{zone}", subnet_id=priv.id, route_table_id=rt.id, opts=child
+            )
             private.append(priv)
             private_tables.append(rt)
+            egress.append(assoc)
         # ECR serves image layers from S3, and task logs go there: a gateway endpoint (no charge)
         # keeps that traffic off the NAT gateways, which bill per GB.
         aws.ec2.VpcEndpoint(
@@ -225,7 +232,12 @@ class AwsVpc(pulumi.ComponentResource):
             opts=child,
         )
         self.subnets = Subnets(
-            vpc.id, vpc.cidr_block, [s.id for s in private], [s.id for s in public], [*private, *public, *nats]
+            vpc.id,
+            vpc.cidr_block,
+            [s.id for s in private],
+            [s.id for s in public],
+            [*private, *public],
+            [*nats, *egress],
         )
         self.register_outputs({"vpc_id": vpc.id})
 
@@ -253,7 +265,7 @@ def cluster_only_security_group(
                 "from_port": port,
                 "to_port": port,
                 "security_groups": list(client_security_group_ids),
-                "description": "Airflow on EKS",
+                "description": "EKS cluster",  # unchanged: a new description re-creates the rule
             }
         ],
         tags=tags,

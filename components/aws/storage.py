@@ -47,6 +47,7 @@ class EfsDagVolume(pulumi.ComponentResource):
         size: str,
         protect: bool,
         tags: dict[str, str],
+        driver: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """Create the file system, its mount targets and access point, and the PV and PVC.
@@ -56,8 +57,8 @@ class EfsDagVolume(pulumi.ComponentResource):
             vpc_id: the VPC the security group is made in.
             subnet_ids: one mount target is made in each; EFS allows one per zone. The stack passes the
                 VPC's private subnets.
-            client_security_group_ids: the security group whose members may mount over NFS (2049): the
-                EKS cluster SG.
+            client_security_group_ids: the security groups whose members may mount over NFS (2049):
+                `EksCluster.client_security_group_ids`.
             namespace: namespace of the claim (the Airflow namespace); the PV is cluster-scoped.
             instance: the Airflow instance name: PV and PVC are `<instance>-dags`, the file system's
                 `Name` tag too.
@@ -68,8 +69,10 @@ class EfsDagVolume(pulumi.ComponentResource):
                 `kubernetes.dagVolumeSize`); EFS is elastic, so it limits nothing.
             protect: Pulumi `protect` on the file system (config `aws.protect`).
             tags: tags on each AWS resource; the stack passes none, its provider's default tags cover them.
-            opts: options of the component; pass the AWS and Kubernetes providers as `providers=[...]`
-                (the stack also makes it depend on the namespace and the network's subnets).
+            driver: the EFS CSI driver the PV is mounted through: the PV is made after it and deleted
+                before it (a pod cannot unmount without it). Only the PV waits: the file system and
+                its mount targets start as soon as the network is there.
+            opts: options of the component; pass the AWS and Kubernetes providers as `providers=[...]`.
         """
         super().__init__("airflow-k8s:aws:DagVolume", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -119,7 +122,7 @@ class EfsDagVolume(pulumi.ComponentResource):
             f"{name}-pv",
             metadata={"name": f"{instance}-dags", "labels": labels(instance, "dags")},
             spec=pv_spec,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=targets),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*targets, *driver]),
         )
         pvc = k8s.core.v1.PersistentVolumeClaim(
             f"{name}-pvc",

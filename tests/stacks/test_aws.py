@@ -112,14 +112,14 @@ def test_airflow_urls_use_tls(stack: str) -> None:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_security_groups_admit_data_ports_only_from_the_cluster(stack: str) -> None:
+def test_security_groups_admit_data_ports_only_from_the_clients_group(stack: str) -> None:
     run = render(stack)
     groups = of_type(run, "ec2/securityGroup:SecurityGroup")
-    assert len(groups) == 3
+    assert len(groups) == 4  # database, broker, DAG volume, and the clients group (no ingress)
     for sg in groups:
         for rule in sg.inputs.get("ingress", []):
             assert "0.0.0.0/0" not in rule.get("cidrBlocks", []) and "::/0" not in rule.get("ipv6CidrBlocks", [])
-            assert rule["fromPort"] in DATA_PORTS and rule["securityGroups"] == ["sg-eks-cluster"]
+            assert rule["fromPort"] in DATA_PORTS and rule["securityGroups"] == ["eks-clients-sg-id"]
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -259,6 +259,13 @@ BAD = [
     ("aws.cluster.clientSecurityGroupIds=[sg-nothex]", "airflow-k8s:aws.cluster.clientSecurityGroupIds", "sg-"),
     # A pinned minor with AWS's minor upgrades on fails the next `up` once AWS has upgraded.
     ("aws.database.engineVersion=17.6", "airflow-k8s:aws.database.engineVersion", "autoMinorVersionUpgrade"),
+    ("aws.cluster.version=1.33", "airflow-k8s:aws.cluster.version", "1.34"),
+    ("aws.cluster.supportType=FOREVER", "airflow-k8s:aws.cluster.supportType", "STANDARD"),
+    (
+        ("aws.cluster.existingName=team-eks", EXISTING[1], "airflow.workers.storageSize=20Gi"),
+        "airflow-k8s:airflow.workers.storageClass",
+        "no default StorageClass",
+    ),
 ]
 
 PROD_BAD = [
@@ -272,11 +279,12 @@ PROD_BAD = [
 
 
 @pytest.mark.parametrize("override,key,fragment", BAD)
-def test_bad_aws_input(override: str, key: str, fragment: str) -> None:
+def test_bad_aws_input(override: str | tuple[str, ...], key: str, fragment: str) -> None:
     from stacks.main import program
     from stacks.tooling.render import load_stack_config
 
-    config, keys = load_stack_config("aws-dev", [override])
+    overrides = list(override) if isinstance(override, tuple) else [override]
+    config, keys = load_stack_config("aws-dev", overrides)
     run = engine.run(program, config=config, secret_keys=keys, stack="aws-dev")
     assert run.error is not None and key in str(run.error) and fragment in str(run.error), str(run.error)
     assert run.resources == []
@@ -394,3 +402,122 @@ def test_database_pins_the_major_version_and_takes_aws_minor_upgrades(stack: str
         "rds/instance:Instance",
     ).inputs
     assert pinned["engineVersion"] == "17.6" and pinned["autoMinorVersionUpgrade"] is False
+
+
+def addons(run: engine.Run) -> dict[str, engine.Resource]:
+    return {r.inputs["addonName"]: r for r in of_type(run, "eks/addon:Addon")}
+
+
+def attached(run: engine.Run, role: engine.Resource) -> set[str]:
+    return {
+        a.inputs["policyArn"].rsplit("/", 1)[-1]
+        for a in of_type(run, "iam/rolePolicyAttachment:RolePolicyAttachment")
+        if role.urn in a.dependencies
+    }
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_cluster_networking_is_managed_pinned_and_enforces_network_policies(stack: str) -> None:
+    """The VPC CNI's policy agent is off unless its add-on turns it on: without it every
+    NetworkPolicy the stack makes is ignored. vpc-cni, kube-proxy and CoreDNS are managed add-ons
+    with pinned versions (upgraded with the cluster), taking over the self-managed ones EKS installs."""
+    from components.aws.eks import ADDON_VERSIONS
+
+    run = render(stack)
+    cluster = one(run, "eks/cluster:Cluster")
+    version = cluster.inputs["version"]
+    found = addons(run)
+    assert set(found) >= {"vpc-cni", "kube-proxy", "coredns", "eks-pod-identity-agent", "aws-efs-csi-driver"}
+    for name, addon in found.items():
+        assert addon.inputs["addonVersion"] == ADDON_VERSIONS[version][name], name
+        assert addon.inputs["resolveConflictsOnCreate"] == "OVERWRITE", name
+        assert addon.inputs["resolveConflictsOnUpdate"] == "OVERWRITE", name
+    cni = found["vpc-cni"]
+    assert json.loads(cni.inputs["configurationValues"])["enableNetworkPolicy"] == "true"
+    # The CNI's AWS rights go to its own service account, not to every pod through the node role.
+    [assoc] = cni.inputs["podIdentityAssociations"]
+    assert assoc["serviceAccount"] == "aws-node"
+    [cni_role] = [
+        r
+        for r in of_type(run, "iam/role:Role")
+        if f"{r.name}-id" in json.dumps(assoc) or r.urn in cni.dependencies and "cni" in r.name
+    ]
+    assert attached(run, cni_role) == {"AmazonEKS_CNI_Policy"}
+    node_role = run.get("aws:iam/role:Role", "eks-node-role")
+    assert "AmazonEKS_CNI_Policy" not in attached(run, node_role)
+    # Nodes join with the managed CNI (and the agent that hands it credentials) already in place;
+    # CoreDNS needs nodes to become active.
+    nodes = one(run, "eks/nodeGroup:NodeGroup")
+    before_nodes = ancestors(run, nodes.urn)
+    assert {found["vpc-cni"].urn, found["eks-pod-identity-agent"].urn} <= before_nodes
+    assert nodes.urn in ancestors(run, found["coredns"].urn)
+    # Nodes follow the control plane's version.
+    assert cluster.urn in nodes.property_dependencies.get("version", [])
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_kubernetes_version_is_in_standard_support_and_never_silently_extended(stack: str) -> None:
+    cluster = one(render(stack), "eks/cluster:Cluster").inputs
+    assert cluster["version"] == "1.35"  # standard support until 2027-03-27 (EKS release calendar)
+    assert cluster["upgradePolicy"] == {"supportType": "STANDARD"}
+
+
+def test_worker_log_claims_get_an_encrypted_gp3_class_and_its_csi_driver() -> None:
+    """EKS (1.30+) has no default StorageClass: a claim without a class stays Pending."""
+    run = render("aws-dev", "airflow.workers.storageSize=20Gi")
+    ebs = addons(run)["aws-ebs-csi-driver"]
+    [assoc] = ebs.inputs["podIdentityAssociations"]
+    assert assoc["serviceAccount"] == "ebs-csi-controller-sa"
+    [role] = [r for r in of_type(run, "iam/role:Role") if "ebs" in r.name]
+    assert attached(run, role) == {"AmazonEBSCSIDriverPolicy"}
+    [sc] = objects(run, "StorageClass")
+    assert sc["provisioner"] == "ebs.csi.aws.com" and sc["volumeBindingMode"] == "WaitForFirstConsumer"
+    assert sc["parameters"] == {"type": "gp3", "encrypted": "true"} and sc["allowVolumeExpansion"] is True
+    [worker] = [w for w in objects(run, "StatefulSet") if w["metadata"]["name"].startswith("airflow-worker-")]
+    [claim] = worker["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["storageClassName"] == sc["metadata"]["name"]
+    assert "aws-ebs-csi-driver" not in addons(render("aws-dev"))
+    assert not objects(render("aws-dev"), "StorageClass")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_data_services_start_at_the_vpc_not_after_the_cluster(stack: str) -> None:
+    """RDS, ElastiCache, EFS and the log bucket need their subnets and a security group, nothing of
+    the cluster: the groups admit the stack's client security group (which the nodes carry through
+    their launch template) instead of the cluster security group EKS makes with the cluster."""
+    run = render(stack)
+    eks = {
+        r.urn for r in run.resources if r.type.startswith(("aws:eks/", "aws:ec2/natGateway", "aws:ec2/launchTemplate"))
+    }
+    for suffix in (
+        "rds/instance:Instance",
+        "elasticache/replicationGroup:ReplicationGroup",
+        "efs/fileSystem:FileSystem",
+        "efs/mountTarget:MountTarget",
+        "s3/bucket:Bucket",
+    ):
+        for r in of_type(run, suffix):
+            assert not ancestors(run, r.urn) & eks, (r.name, sorted(ancestors(run, r.urn) & eks))
+    clients = run.get("aws:ec2/securityGroup:SecurityGroup", "eks-clients-sg")
+    template = one(run, "ec2/launchTemplate:LaunchTemplate")
+    assert template.inputs["vpcSecurityGroupIds"] == ["sg-eks-cluster", "eks-clients-sg-id"]
+    for name in ("database-sg", "broker-sg", "dags-sg"):
+        [rule] = run.get("aws:ec2/securityGroup:SecurityGroup", name).inputs["ingress"]
+        assert rule["securityGroups"] == ["eks-clients-sg-id"], name
+    assert clients.inputs.get("ingress", []) == []
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_nodes_keep_pods_off_the_instance_metadata_and_encrypt_their_disk(stack: str) -> None:
+    run = render(stack)
+    template = one(run, "ec2/launchTemplate:LaunchTemplate").inputs
+    assert template["metadataOptions"] == {
+        "httpEndpoint": "enabled",
+        "httpTokens": "required",
+        "httpPutResponseHopLimit": 1,  # a pod's extra network hop never reaches IMDS
+    }
+    [disk] = template["blockDeviceMappings"]
+    assert disk["deviceName"] == "/dev/xvda" and disk["ebs"]["encrypted"] == "true"
+    assert disk["ebs"]["volumeType"] == "gp3" and disk["ebs"]["volumeSize"] >= 20
+    nodes = one(run, "eks/nodeGroup:NodeGroup").inputs
+    assert "diskSize" not in nodes and nodes["launchTemplate"]["id"] == "eks-nodes-template-id"
