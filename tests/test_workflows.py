@@ -103,3 +103,43 @@ def test_the_private_prod_api_server_is_previewed_from_inside_its_vpc() -> None:
     [job] = load(ROOT / ".github/workflows/preview.yml")["jobs"].values()
     assert "matrix.stack == 'aws-prod' && vars.PRIVATE_API_RUNNER" in job["runs-on"]
     assert "vars.PRIVATE_API_RUNNER != ''" in job["env"]["CLOUD_CONFIGURED"]
+
+
+def test_every_aws_destroy_removes_the_log_group_eks_recreates() -> None:
+    """Late control-plane log deliveries re-create /aws/eks/<cluster>/cluster after the stack
+    deleted it; the next `up` of that stack name would fail on it."""
+    for name in ("destroy", "review-env"):
+        text = [
+            s.get("run", "") + str(s.get("with", {}).get("command", ""))
+            for s in steps(load(ROOT / f".github/workflows/{name}.yml"))
+        ]
+        destroys = [i for i, t in enumerate(text) if t == "destroy"]
+        assert destroys, name
+        for i in destroys:
+            assert 'eks-log-group-cleanup.sh "$STACK"' in text[i + 1], name
+
+
+def test_log_group_cleanup_deletes_the_group_the_stack_names(tmp_path: Path) -> None:
+    from tests.render import render
+
+    [cluster] = [r for r in render("aws-dev").resources if r.type == "aws:eks/cluster:Cluster"]
+    group = f"/aws/eks/{cluster.inputs['name']}/cluster"
+    calls = tmp_path / "calls"
+    fake = tmp_path / "aws"
+    # A fake AWS CLI: the group exists until it is deleted.
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo "$*" >> {calls}\n'
+        f'if [[ "$2" == describe-log-groups ]]; then grep -q delete-log-group {calls} || echo "{group}"; fi\n'
+    )
+    fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    script = ROOT / ".github/scripts/eks-log-group-cleanup.sh"
+    out = subprocess.run(["bash", str(script), "aws-dev", "eu-west-1", "0"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    log = calls.read_text()
+    assert f"delete-log-group --region eu-west-1 --log-group-name {group}" in log
+    # Gone (or never re-created): nothing is deleted.
+    calls.write_text("delete-log-group (earlier)\n")
+    again = subprocess.run(["bash", str(script), "aws-dev", "eu-west-1", "0"], env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and calls.read_text().count("delete-log-group") == 1

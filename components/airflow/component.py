@@ -131,6 +131,7 @@ class Airflow(pulumi.ComponentResource):
             api_url=self.api_url,
             dags_folder=dags_folder(settings, args.dags.git_writer),
             secret_name=self.secrets.secret_name,
+            secret_names=self.secrets.secret_names,
             connection_keys=self.secrets.connection_keys,
             remote_logs=args.remote_logs,
             instance=args.instance,
@@ -156,7 +157,7 @@ class Airflow(pulumi.ComponentResource):
             self.pod_template = pod_template_configmap(self, name, args.instance, args.namespace, self._pods)
 
         jobs = Jobs(self, name, args.instance, args.namespace, settings, self._pods, list(args.database.depends_on))
-        self.migration = jobs.migration(self.secrets)
+        self.migration = jobs.migration(self.secrets.database_resources)
         # Log writers also wait for their cloud identity's bindings (made when the pod is admitted).
         identity = list(args.remote_logs.ready) if args.remote_logs is not None else []
         after_migration: list[pulumi.Resource] = [self.migration, *identity]

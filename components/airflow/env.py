@@ -71,6 +71,7 @@ class AirflowEnv:
         dags_folder: str,
         secret_name: str,
         connection_keys: list[str],
+        secret_names: Mapping[str, str] | None = None,
         remote_logs: RemoteLogs | None,
         instance: str,
         secret_values: Mapping[str, pulumi.Output[str]] | None = None,
@@ -82,6 +83,7 @@ class AirflowEnv:
         self._api_url = api_url
         self._dags_folder = dags_folder
         self._secret_name = secret_name
+        self._secret_names = dict(secret_names or {})
         self._connection_keys = connection_keys
         self._remote_logs_settings = remote_logs
         self._instance = instance
@@ -96,7 +98,8 @@ class AirflowEnv:
         return self._ref(key, variable)
 
     def _ref(self, key: str, variable: str) -> dict[str, Any]:
-        return {"name": variable, "valueFrom": {"secretKeyRef": {"name": self._secret_name, "key": key}}}
+        name = self._secret_names.get(key, self._secret_name)
+        return {"name": variable, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
 
     def _groups(self) -> dict[str, Mapping[str, pulumi.Input[str]]]:
         """The plain settings (no secrets) by group (roster.py's BASE, RUNTIME, ...), in the order

@@ -81,9 +81,9 @@ class Jobs:
             ),
         )
 
-    def migration(self, secrets: pulumi.Resource) -> k8s.batch.v1.Job:
-        """`airflow db migrate`, once the database and the Secret exist."""
-        return self._job("migrate", ["db", "migrate"], [secrets], self._settings.migration_timeout_minutes)
+    def migration(self, secrets: list[pulumi.Resource]) -> k8s.batch.v1.Job:
+        """`airflow db migrate`, once the database and what its pod reads (`secrets`) exist."""
+        return self._job("migrate", ["db", "migrate"], secrets, self._settings.migration_timeout_minutes)
 
     def create_user(self, migration: pulumi.Resource) -> k8s.batch.v1.Job:
         """The FAB admin with the generated password, after the migration."""

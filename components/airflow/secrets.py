@@ -106,10 +106,14 @@ def fernet_from_base64(std_b64: str) -> str:
 
 
 class AirflowSecrets(pulumi.ComponentResource):
-    """Generated Airflow secrets plus connection URLs, as one Kubernetes Secret.
+    """Generated Airflow secrets plus connection URLs, as a Kubernetes Secret, and the broker URL as
+    a second one (`<instance>-broker`) so that what reads only the database never waits for the broker.
 
     Attributes:
-        secret_name: the Secret's name, for `secretKeyRef`s (its keys are roster.py's constants).
+        secret_name: the main Secret's name, for `secretKeyRef`s (its keys are roster.py's constants).
+        secret_names: key -> the Secret holding it where that is not `secret_name` (the broker URL).
+        database_resources: what a pod reading the database needs first (the main Secret, and the
+            CA bundle's ConfigMap when the stack ships one).
         connection_keys: the keys holding `airflow.connections`, as AIRFLOW_CONN_<ID>.
         values: every key's value, a secret Output each.
         admin_password: the generated admin password, a secret Output (the `adminPassword` output).
@@ -142,6 +146,7 @@ class AirflowSecrets(pulumi.ComponentResource):
         """
         super().__init__("airflow-k8s:kubernetes:AirflowSecrets", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        self._ca_configmap: list[pulumi.Resource] = []
 
         fernet = random.RandomBytes(f"{name}-fernet-key", length=32, opts=child)
         jwt = random.RandomPassword(f"{name}-jwt-secret", length=64, special=False, opts=child)
@@ -154,6 +159,8 @@ class AirflowSecrets(pulumi.ComponentResource):
 
         db = database
         self.database_ca = self._database_ca(name, namespace, instance, db.ca, child)
+        # What a pod that reads the database needs to exist: the Secret, and a shipped CA's ConfigMap.
+        self.database_resources: list[pulumi.Resource] = [*self._ca_configmap]
         ca_file = self.database_ca.file if self.database_ca else None
         login = pulumi.Output.all(db.user, db.password, db.host, db.port, db.name)
         sql_conn = login.apply(
@@ -176,11 +183,6 @@ class AirflowSecrets(pulumi.ComponentResource):
             ADMIN_PASSWORD: admin.result,
             SIMPLE_AUTH_PASSWORDS: admin.result.apply(lambda p: json.dumps({admin_user: p})),
         }
-        if broker is not None:
-            b = broker
-            data[BROKER_URL] = pulumi.Output.all(b.password, b.host, b.port).apply(
-                lambda a: broker_url(a[0], a[1], int(a[2]), b.db, b.tls, b.cert_reqs)
-            )
         for conn_id, uri in connections.items():
             data[f"AIRFLOW_CONN_{conn_id.upper()}"] = uri
 
@@ -192,10 +194,29 @@ class AirflowSecrets(pulumi.ComponentResource):
             string_data={k: pulumi.Output.secret(v) for k, v in data.items()},
             opts=child,
         )
+        self.database_resources.append(self.secret)
+        # Key -> the Secret holding it, where that is not `secret_name`.
+        self.secret_names: dict[str, str] = {}
+        broker_data: dict[str, pulumi.Input[str]] = {}
+        if broker is not None:
+            # A Secret of its own: the migration reads the main one, and must not wait for a broker
+            # that takes longer to create than the database.
+            b = broker
+            broker_data[BROKER_URL] = pulumi.Output.all(b.password, b.host, b.port).apply(
+                lambda a: broker_url(a[0], a[1], int(a[2]), b.db, b.tls, b.cert_reqs)
+            )
+            self.secret_names[BROKER_URL] = f"{instance}-broker"
+            k8s.core.v1.Secret(
+                f"{name}-broker",
+                metadata={"name": f"{instance}-broker", "namespace": namespace, "labels": labels(instance, "broker")},
+                type="Opaque",
+                string_data={k: pulumi.Output.secret(v) for k, v in broker_data.items()},
+                opts=child,
+            )
         self.connection_keys = [f"AIRFLOW_CONN_{c.upper()}" for c in connections]
         # Key -> value (secret Outputs), for the checksums that roll the pods reading a changed key.
         self.values: dict[str, pulumi.Output[str]] = {
-            k: pulumi.Output.secret(pulumi.Output.from_input(v)) for k, v in data.items()
+            k: pulumi.Output.secret(pulumi.Output.from_input(v)) for k, v in {**data, **broker_data}.items()
         }
         self.register_outputs({"secret_name": self.secret_name, "admin_password": self.admin_password})
 
@@ -220,4 +241,5 @@ class AirflowSecrets(pulumi.ComponentResource):
                 opts=child,
             )
             source = configmap.metadata["name"]
+            self._ca_configmap.append(configmap)
         return DatabaseCa(DB_CA_FILE, {"name": DB_CA_VOLUME, "configMap": {"name": source, "items": items}})

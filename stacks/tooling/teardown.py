@@ -96,7 +96,8 @@ def report(run: engine.Run) -> str:
     lines += [f"  {n:3d}. {r.type}  {r.name}" for n, r in enumerate(destroy_order(run), 1)]
     found = findings(run)
     lines.append("")
-    lines.append("what could block destroy or leave something behind:" if found else "nothing blocks destroy.")
+    serious = [f for f in found if f.severity != "note"]
+    lines.append("what could block destroy or leave something behind:" if serious else "nothing blocks destroy.")
     lines += [f"  {f}" for f in sorted(found, key=lambda f: ("blocks", "leaves", "note").index(f.severity))]
     blocking = sum(f.severity == "blocks" for f in found)
     lines.append(

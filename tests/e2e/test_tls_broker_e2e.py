@@ -21,8 +21,8 @@ def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
 
 
 def test_rendered_broker_url_has_the_aws_stack_form(tls_stack: Deployment) -> None:
-    ours = urlsplit(tls_stack.cluster.secrets["airflow-secrets"]["broker-url"])
-    aws = urlsplit(named(render("aws-dev"), "Secret", "airflow-secrets", reveal=True)["stringData"]["broker-url"])
+    ours = urlsplit(tls_stack.cluster.secrets["airflow-broker"]["broker-url"])
+    aws = urlsplit(named(render("aws-dev"), "Secret", "airflow-broker", reveal=True)["stringData"]["broker-url"])
     for url in (ours, aws):
         assert url.scheme == "rediss" and url.username == "" and url.password and url.path == "/0"
     assert ours.query == aws.query == "ssl_cert_reqs=required"
@@ -30,7 +30,7 @@ def test_rendered_broker_url_has_the_aws_stack_form(tls_stack: Deployment) -> No
 
 def test_certificate_is_checked(tls_stack: Deployment) -> None:
     """Without the CA in the trust store the same URL is refused: kombu really verifies."""
-    url = tls_stack.cluster.secrets["airflow-secrets"]["broker-url"]
+    url = tls_stack.cluster.secrets["airflow-broker"]["broker-url"]
     probe = "import redis, sys; redis.from_url(sys.argv[1]).ping()"
     untrusted = subprocess.run(
         [str(AIRFLOW_VENV / "bin" / "python"), "-c", probe, url],

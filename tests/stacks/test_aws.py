@@ -107,7 +107,7 @@ def test_encryption_at_rest_and_in_transit(stack: str) -> None:
 def test_airflow_urls_use_tls(stack: str) -> None:
     secret = named(render(stack), "Secret", "airflow-secrets", reveal=True)["stringData"]
     assert "sslmode=verify-full&sslrootcert=" in secret["sql-alchemy-conn"]
-    broker = urlsplit(secret["broker-url"])
+    broker = urlsplit(named(render(stack), "Secret", "airflow-broker", reveal=True)["stringData"]["broker-url"])
     assert broker.scheme == "rediss" and broker.query == "ssl_cert_reqs=required" and broker.username == ""
 
 
@@ -521,3 +521,16 @@ def test_nodes_keep_pods_off_the_instance_metadata_and_encrypt_their_disk(stack:
     assert disk["ebs"]["volumeType"] == "gp3" and disk["ebs"]["volumeSize"] >= 20
     nodes = one(run, "eks/nodeGroup:NodeGroup").inputs
     assert "diskSize" not in nodes and nodes["launchTemplate"]["id"] == "eks-nodes-template-id"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_migration_waits_for_the_database_not_the_broker(stack: str) -> None:
+    """The broker URL has a Secret of its own, so the Secret the migration reads (and so the
+    migration) need not wait for ElastiCache, which can take longer than RDS."""
+    run = render(stack)
+    [migrate] = [r for r in run.resources if r.type.endswith("batch/v1:Job") and r.name.endswith("-migrate")]
+    before = ancestors(run, migrate.urn)
+    assert one(run, "rds/instance:Instance").urn in before
+    assert one(run, "elasticache/replicationGroup:ReplicationGroup").urn not in before
+    assert "broker-url" not in named(run, "Secret", "airflow-secrets", reveal=True)["stringData"]
+    assert set(named(run, "Secret", "airflow-broker", reveal=True)["stringData"]) == {"broker-url"}

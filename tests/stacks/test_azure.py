@@ -91,7 +91,7 @@ def test_tls_everywhere(stack: str) -> None:
     assert one(run, "redisenterprise:RedisEnterprise").inputs["minimumTlsVersion"] == "1.2"
     secret = named(run, "Secret", "airflow-secrets", reveal=True)["stringData"]
     assert "sslmode=verify-full&sslrootcert=" in secret["sql-alchemy-conn"]
-    broker = urlsplit(secret["broker-url"])
+    broker = urlsplit(named(run, "Secret", "airflow-broker", reveal=True)["stringData"]["broker-url"])
     assert broker.scheme == "rediss" and broker.port == 10000 and broker.query == "ssl_cert_reqs=required"
     blob = [a.inputs for a in of_type(run, "storage:StorageAccount") if a.inputs["kind"] == "StorageV2"][0]
     assert blob["enableHttpsTrafficOnly"] is True and blob["minimumTlsVersion"] == "TLS1_2"

@@ -355,7 +355,7 @@ def test_database_and_broker_urls_are_url_encoded() -> None:
     db = urlsplit(data["sql-alchemy-conn"])
     assert unquote(db.password) == "p@ss:w/rd$1" and "$" not in data["sql-alchemy-conn"]
     assert db.hostname == "db.example.com" and "sslmode=require" in db.query
-    broker = urlsplit(data["broker-url"])
+    broker = urlsplit(named(run, "Secret", "airflow-broker", reveal=True)["stringData"]["broker-url"])
     assert broker.scheme == "rediss" and broker.username == "" and unquote(broker.password) == "r3d!s$pw"
     assert broker.query == "ssl_cert_reqs=required"
 

@@ -51,3 +51,9 @@ def test_cli_exit_status_says_whether_anything_blocks(capsys: pytest.CaptureFixt
     assert "nothing blocks destroy." in capsys.readouterr().out
     assert render_main(["aws-prod", "--teardown"]) == 1
     assert "[blocks]" in capsys.readouterr().out
+
+
+def test_eks_log_group_recreation_is_a_note_with_its_cleanup() -> None:
+    [note] = [f for f in findings(render("aws-dev")) if "re-create" in f.message]
+    assert note.severity == "note" and "eks-log-group-cleanup.sh" in note.message
+    assert note.resource.endswith("eks-cluster")

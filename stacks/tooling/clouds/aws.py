@@ -77,6 +77,13 @@ def destroy_checks(r: Resource, view: DestroyView) -> Iterator[tuple[Severity, s
         name = f"/aws/eks/{i.get('name')}/cluster"
         if name not in {g.inputs.get("name") for g in view.run.by_type(LOG_GROUP)}:
             yield "leaves", f"EKS creates log group {name} outside the state"
+        else:
+            yield (
+                "note",
+                f"late log deliveries can re-create {name} after destroy (and fail the next `up` of this stack "
+                "name): the destroy workflows run .github/scripts/eks-log-group-cleanup.sh; run it after a manual "
+                "destroy",
+            )
 
 
 FACTS = CloudFacts(
