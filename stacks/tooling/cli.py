@@ -4,6 +4,7 @@
     python -m stacks.render STACK --diff-against REF [--allow-destructive]
     python -m stacks.render STACK --teardown
     python -m stacks.render STACK --graph [--out DIR]
+    python -m stacks.render STACK --critical-path  # estimated `pulumi up` time: longest and forced chain
     python -m stacks.render --config-reference     # print the README's config reference
     python -m stacks.render --write-readme         # regenerate the README's generated sections
 
@@ -19,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stacks.tooling import README, configdoc, graph
+from stacks.tooling import README, configdoc, critpath, graph
 from stacks.tooling.diff import at_ref, compare, format_changes
 from stacks.tooling.render import RenderError, run_stack, stack_names, tree, write
 from stacks.tooling.teardown import findings, report
@@ -75,6 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "and their dependencies (and write DIR/graph.mmd with --out)",
     )
     ap.add_argument(
+        "--critical-path",
+        action="store_true",
+        help="print the estimated time of `pulumi up` of a new stack: its longest chain of creations, the "
+        "chain the cloud forces, and when each data service starts",
+    )
+    ap.add_argument(
         "--config-reference", action="store_true", help="print the README's config reference (takes no STACK)"
     )
     ap.add_argument(
@@ -123,6 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.out:
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / "graph.mmd").write_text(picture + "\n")
+        return 0
+    if args.critical_path:
+        print(critpath.summary(run))
         return 0
     print(tree(run))
     if args.out:

@@ -99,6 +99,10 @@ class Resource:
     inputs: dict[str, Any]  # masked
     revealed: dict[str, Any] = field(repr=False, default_factory=dict)
     secret_paths: bool = False
+    # A component's `providers` option (URNs): the SDK awaits each provider before it registers the
+    # component, and every child awaits that registration (stacks/tooling/critpath.py). Not part of
+    # `to_json`, so renders and diffs are unchanged.
+    providers: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -202,6 +206,7 @@ class RecordingMonitor(rmocks.MockMonitor):
                 options=options,
                 inputs=_decode(obj, reveal=False),
                 revealed=_decode(obj, reveal=True),
+                providers=sorted({ref.rsplit("::", 1)[0] for ref in request.providers.values()}),
             )
         )
         return resp

@@ -6,7 +6,7 @@ import base64
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from stacks.tooling.clouds.facts import CloudFacts, DestroyView, Severity, mock_secret
+from stacks.tooling.clouds.facts import CloudFacts, CreationTime, DestroyView, Severity, estimate, mock_secret
 
 if TYPE_CHECKING:
     from stacks.tooling.engine import Resource
@@ -81,6 +81,108 @@ def destroy_checks(r: Resource, view: DestroyView) -> Iterator[tuple[Severity, s
         yield "blocks", "management lock"
 
 
+# ---- `pulumi up` timing (stacks/tooling/critpath.py) -------------------------------------------------
+
+RG, VNET, SUBNET, ZONE, ZONE_LINK, ENDPOINT, ZONE_GROUP = (
+    "azure-native:resources:ResourceGroup",
+    "azure-native:network:VirtualNetwork",
+    "azure-native:network:Subnet",
+    "azure-native:privatedns:PrivateZone",
+    "azure-native:privatedns:VirtualNetworkLink",
+    "azure-native:network:PrivateEndpoint",
+    "azure-native:network:PrivateDnsZoneGroup",
+)
+AKS, POOL = "azure-native:containerservice:ManagedCluster", "azure-native:containerservice:AgentPool"
+PG, PG_DB, PG_CONF, REDIS, REDIS_DB = (
+    "azure-native:dbforpostgresql:Server",
+    "azure-native:dbforpostgresql:Database",
+    "azure-native:dbforpostgresql:Configuration",
+    "azure-native:redisenterprise:RedisEnterprise",
+    "azure-native:redisenterprise:Database",
+)
+STORAGE, CONTAINER, SHARE, LIFECYCLE = (
+    "azure-native:storage:StorageAccount",
+    "azure-native:storage:BlobContainer",
+    "azure-native:storage:FileShare",
+    "azure-native:storage:ManagementPolicy",
+)
+IDENTITY, FEDERATED, ROLE_ASSIGNMENT = (
+    "azure-native:managedidentity:UserAssignedIdentity",
+    "azure-native:managedidentity:FederatedIdentityCredential",
+    "azure-native:authorization:RoleAssignment",
+)
+_STEAMPIPE = (
+    "terraform log in turbot/steampipe-plugin-azure#824 (azurerm_virtual_network 8 s, azurerm_subnet 6 s, "
+    "azurerm_private_dns_zone 35 s); #64, #299 (azurerm_resource_group 2-5 s)"
+)
+
+CREATION_TIMES: dict[str, CreationTime] = {
+    RG: CreationTime(3, _STEAMPIPE),
+    VNET: CreationTime(8, _STEAMPIPE),
+    SUBNET: CreationTime(6, _STEAMPIPE),
+    ZONE: CreationTime(35, _STEAMPIPE),
+    ZONE_LINK: estimate(30, "turbot/steampipe-plugin-azure#824 log: over 10 s"),
+    ENDPOINT: estimate(90),
+    ZONE_GROUP: estimate(10),
+    AKS: estimate(
+        7 * 60,
+        "within the ranges reported: Azure/AKS#1017 ('should be completed in 5-15 mins'), "
+        "Azure/acs-engine#3721 (about 4 min for 3 nodes in acs-engine, 'AKS ... needs additional time')",
+    ),
+    POOL: estimate(3 * 60),
+    PG: estimate(7 * 60, "no measured creation time found"),
+    PG_DB: estimate(20),
+    PG_CONF: estimate(20),
+    REDIS: estimate(
+        20 * 60,
+        "no figure found for Azure Managed Redis; its predecessor Azure Cache for Redis: '20+ minutes "
+        "is a typical provisioning duration' (Microsoft, Azure/AzureCacheForRedis#6), 'like 30 "
+        "minutes' (microsoft/aspire#9468)",
+    ),
+    REDIS_DB: estimate(60),
+    STORAGE: estimate(30),
+    CONTAINER: estimate(3),
+    SHARE: estimate(3),
+    LIFECYCLE: estimate(3),
+    IDENTITY: estimate(5),
+    FEDERATED: estimate(5),
+    ROLE_ASSIGNMENT: estimate(5),
+}
+
+PHYSICAL: dict[str, frozenset[str]] = {
+    # Everything lives in its resource group. Subnets of one VNet are written one at a time (ARM
+    # rejects concurrent writes to a VNet), as are the federated credentials of one identity
+    # ("Concurrent write request to federated identity credential resources under the same
+    # user-assigned identity has been denied", MicrosoftDocs/entra-docs
+    # docs/workload-id/workload-identity-federation-considerations.md).
+    RG: frozenset(),
+    VNET: frozenset({RG}),
+    SUBNET: frozenset({RG, VNET, SUBNET}),
+    ZONE: frozenset({RG, "@generated"}),
+    ZONE_LINK: frozenset({RG, ZONE, VNET}),
+    ENDPOINT: frozenset({RG, SUBNET, PG, REDIS, STORAGE}),
+    ZONE_GROUP: frozenset({RG, ENDPOINT, ZONE}),
+    AKS: frozenset({RG, SUBNET, IDENTITY}),
+    POOL: frozenset({RG, AKS, SUBNET}),
+    # A VNet-integrated server needs its delegated subnet and its private DNS zone, linked to the VNet.
+    # A server runs one operation at a time (FIELD-NOTES: ServerIsBusy), so its databases and
+    # configurations wait for each other where the program orders them.
+    PG: frozenset({RG, SUBNET, ZONE, ZONE_LINK, IDENTITY, "@generated"}),
+    PG_DB: frozenset({RG, PG, PG_CONF}),
+    PG_CONF: frozenset({RG, PG, PG_DB}),
+    REDIS: frozenset({RG, "@generated"}),
+    REDIS_DB: frozenset({RG, REDIS}),
+    STORAGE: frozenset({RG, SUBNET, "@generated"}),
+    CONTAINER: frozenset({RG, STORAGE}),
+    SHARE: frozenset({RG, STORAGE}),
+    LIFECYCLE: frozenset({RG, STORAGE, CONTAINER}),
+    IDENTITY: frozenset({RG, "@generated"}),
+    # A federated credential trusts the cluster's OIDC issuer URL, which exists with the cluster.
+    FEDERATED: frozenset({RG, IDENTITY, AKS, FEDERATED}),
+    ROLE_ASSIGNMENT: frozenset({RG, IDENTITY, AKS, STORAGE, CONTAINER, SUBNET}),
+}
+
+
 FACTS = CloudFacts(
     prefix="azure-native:",
     mock_outputs=mock_outputs,
@@ -104,4 +206,15 @@ FACTS = CloudFacts(
     },
     network_and_cluster=("azure-native:network:Subnet", "azure-native:containerservice:ManagedCluster"),
     destroy_checks=destroy_checks,
+    creation_times=CREATION_TIMES,
+    physical=PHYSICAL,
+    roles={
+        "kubernetes-api": frozenset({AKS}),
+        # A created cluster brings its system node pool.
+        "kubernetes-nodes": frozenset({AKS, POOL}),
+        # What a Kubernetes object can carry only once it exists: a host, a client id, an account name.
+        "value": frozenset({PG, PG_DB, REDIS, REDIS_DB, STORAGE, CONTAINER, IDENTITY}),
+        "volume": frozenset({STORAGE, SHARE}),
+        "data-service": frozenset({PG, REDIS, STORAGE}),
+    },
 )

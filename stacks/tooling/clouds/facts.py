@@ -1,8 +1,8 @@
 """What the offline tooling knows about one cloud (one provider's resource types), in one object.
 
 A cloud's module fills in a `CloudFacts`; `stacks/tooling/clouds/__init__.py` lists them, and the
-engine (mock outputs and invokes), diff (stateful types) and teardown (what blocks or outlives a
-destroy) read only that list.
+engine (mock outputs and invokes), diff (stateful types), teardown (what blocks or outlives a
+destroy) and critpath (creation times, physical prerequisites) read only that list.
 """
 
 from __future__ import annotations
@@ -40,6 +40,37 @@ class DestroyView(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class CreationTime:
+    """How long creating one resource of a type typically takes, and where the figure comes from."""
+
+    seconds: float
+    source: str
+    """A public source for the figure, or `estimate: ...` when none was found (the report counts those)."""
+    by_inputs: Callable[[Mapping[str, Any]], float] | None = None
+    """When the time depends on the inputs (camelCase, as the provider gets them): seconds from them."""
+
+    @property
+    def estimate(self) -> bool:
+        return self.source.startswith("estimate")
+
+    def of(self, inputs: Mapping[str, Any]) -> float:
+        return self.by_inputs(inputs) if self.by_inputs is not None else self.seconds
+
+
+def estimate(seconds: float, why: str = "") -> CreationTime:
+    """A creation time without a measured source, marked as such."""
+    return CreationTime(seconds, f"estimate{': ' + why if why else ''}")
+
+
+# What the dependent physically needs of the prerequisite, when the table cannot say by type alone
+# (an EKS add-on by its name): True, False, or None to let the tables decide.
+PhysicalRule = Callable[["Resource", "Resource"], "bool | None"]
+
+ROLE = "@"
+"""Marks a role in `CloudFacts.physical`: `@kubernetes-api` is every type any cloud says plays it."""
+
+
 # (type token, resource name, inputs) -> the computed outputs a real provider would add.
 MockOutputs = Callable[[str, str, dict[str, Any]], dict[str, Any]]
 # An invoke's arguments -> its result, shaped like the provider's.
@@ -56,6 +87,10 @@ def _no_findings(resource: Resource, view: DestroyView) -> Iterable[tuple[Severi
     return ()
 
 
+def _undecided(dependent: Resource, prereq: Resource) -> bool | None:
+    return None
+
+
 @dataclass(frozen=True)
 class CloudFacts:
     prefix: str
@@ -70,6 +105,20 @@ class CloudFacts:
     """Types that a load balancer made by a Kubernetes controller must be deleted before."""
     destroy_checks: DestroyCheck = _no_findings
     """What about one of this cloud's resources blocks `pulumi destroy` or is left behind."""
+    # What `render --critical-path` (stacks/tooling/critpath.py) needs to time `pulumi up`:
+    creation_times: Mapping[str, CreationTime] = field(default_factory=dict)
+    """Type -> its typical creation time, with the source of the figure."""
+    default_creation: CreationTime | None = None
+    """For this provider's types not in `creation_times`; None: critpath's default, and the report names them."""
+    physical: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Dependent type -> the types (or `@roles`) it cannot be created, or run, without: the forced chain."""
+    default_physical: frozenset[str] | None = None
+    """For this provider's types not in `physical`; None: such a type keeps all its edges (and is reported)."""
+    roles: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Role (`kubernetes-api`, `kubernetes-nodes`, `pod-addon`, `value`, `volume`, `generated`,
+    `data-service`) -> this provider's types that play it, so other providers' tables can name them."""
+    physical_rule: PhysicalRule = _undecided
+    """Pairs involving this provider's types whose physical need depends on the resources themselves."""
 
     def owns(self, type_token: str) -> bool:
         return type_token.startswith(self.prefix)

@@ -6,7 +6,7 @@ import base64
 import hashlib
 from typing import Any
 
-from stacks.tooling.clouds.facts import CloudFacts, mock_secret
+from stacks.tooling.clouds.facts import CloudFacts, CreationTime, mock_secret
 
 
 def mock_outputs(typ: str, name: str, state: dict[str, Any]) -> dict[str, Any]:
@@ -25,4 +25,19 @@ def mock_outputs(typ: str, name: str, state: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-FACTS = CloudFacts(prefix="random:", mock_outputs=mock_outputs)
+_GENERATED = frozenset(
+    {
+        "random:index/randomPassword:RandomPassword",
+        "random:index/randomBytes:RandomBytes",
+        "random:index/randomString:RandomString",
+    }
+)
+
+FACTS = CloudFacts(
+    prefix="random:",
+    mock_outputs=mock_outputs,
+    # pulumi-random computes its values in the plugin: no cloud call, no wait.
+    default_creation=CreationTime(0, "pulumi-random generates the value locally, in the provider plugin"),
+    default_physical=frozenset(),
+    roles={"generated": _GENERATED, "value": _GENERATED},
+)
