@@ -105,7 +105,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             protect=a.protect,
             tags=tags,
             driver=[eks.storage_drivers["efs"]] if "efs" in eks.storage_drivers else [],
-            opts=pulumi.ResourceOptions(providers=[aws_provider, provider]),
+            kubernetes=provider,
+            opts=aws_opts,
         )
         claim, dag_volume = efs.claim_name, efs.volume_handle
 

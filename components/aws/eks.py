@@ -365,7 +365,7 @@ class EksCluster(pulumi.ComponentResource):
             agent = addon("eks-pod-identity-agent", [])
             cni = addon(
                 "vpc-cni",
-                [agent],
+                [],
                 policy="AmazonEKS_CNI_Policy",
                 service_account="aws-node",
                 config={"enableNetworkPolicy": "true"},

@@ -48,6 +48,7 @@ class EfsDagVolume(pulumi.ComponentResource):
         protect: bool,
         tags: dict[str, str],
         driver: Sequence[pulumi.Resource] = (),
+        kubernetes: pulumi.ProviderResource,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """Create the file system, its mount targets and access point, and the PV and PVC.
@@ -72,7 +73,10 @@ class EfsDagVolume(pulumi.ComponentResource):
             driver: the EFS CSI driver the PV is mounted through: the PV is made after it and deleted
                 before it (a pod cannot unmount without it). Only the PV waits: the file system and
                 its mount targets start as soon as the network is there.
-            opts: options of the component; pass the AWS and Kubernetes providers as `providers=[...]`.
+            kubernetes: the Kubernetes provider, for the PV and PVC only. Not in the component's
+                `providers`: a component's children wait for every provider it lists, and the file
+                system must not wait for the cluster.
+            opts: options of the component; pass the AWS provider as `providers=[...]`.
         """
         super().__init__("airflow-k8s:aws:DagVolume", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -122,13 +126,13 @@ class EfsDagVolume(pulumi.ComponentResource):
             f"{name}-pv",
             metadata={"name": f"{instance}-dags", "labels": labels(instance, "dags")},
             spec=pv_spec,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*targets, *driver]),
+            opts=pulumi.ResourceOptions(parent=self, provider=kubernetes, depends_on=[*targets, *driver]),
         )
         pvc = k8s.core.v1.PersistentVolumeClaim(
             f"{name}-pvc",
             metadata={"name": f"{instance}-dags", "namespace": namespace, "labels": labels(instance, "dags")},
             spec=static_claim(pv.metadata["name"], size),
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(ignore_changes=CLAIM_SIZE)),
+            opts=pulumi.ResourceOptions(parent=self, provider=kubernetes, ignore_changes=CLAIM_SIZE),
         )
         self.claim_name = pvc.metadata["name"]
         self.file_system_id = fs.id

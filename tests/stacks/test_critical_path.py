@@ -165,9 +165,12 @@ def test_workloads_physically_wait_for_the_migration_job_only() -> None:
         job("migrate", ["db", "migrate"]),
         job("create-user", ["bash", "-c", "airflow users create"], deps=["migrate"]),
         res("web", DEPLOYMENT, deps=["migrate", "create-user"]),
+        res("airflow-api-server", DEPLOYMENT, deps=["migrate", "create-user"]),
     )
     assert start_of(run, DEPLOYMENT, "web") == pytest.approx(2 * minutes(JOB))
     assert start_of(run, DEPLOYMENT, "web", forced=True) == pytest.approx(minutes(JOB))
+    # The api-server and `users create` both write FAB's roles: the api-server waits, forced or not.
+    assert start_of(run, DEPLOYMENT, "airflow-api-server", forced=True) == pytest.approx(2 * minutes(JOB))
 
 
 def test_addons_need_nodes_only_when_they_run_a_deployment() -> None:
@@ -341,3 +344,29 @@ def test_every_creation_time_names_its_source_or_says_estimate() -> None:
     for facts in clouds.ALL:
         for type_, t in facts.creation_times.items():
             assert t.estimate or any(mark in t.source for mark in ("#", "docs", "docstring", "What's New")), type_
+
+
+AWS_DATA = [
+    ("aws:rds/instance:Instance", "database-instance"),
+    ("aws:elasticache/replicationGroup:ReplicationGroup", "broker-group"),
+    ("aws:efs/fileSystem:FileSystem", "dags-fs"),
+    ("aws:s3/bucket:Bucket", "logs-bucket"),
+]
+
+
+@pytest.mark.parametrize("stack", ["aws-dev", "aws-prod"])
+def test_aws_deploys_within_five_percent_of_what_the_cloud_forces(stack: str) -> None:
+    """Issue 11: the program's own graph made aws-prod ~30 min against ~19 forced (the data
+    services waited for the EKS cluster's security group, the migration for the broker)."""
+    run = render(stack)
+    longest, forced = longest_chain(run).minutes, forced_chain(run).minutes
+    assert longest <= 1.05 * forced, (longest, forced)
+
+
+@pytest.mark.parametrize("stack", ["aws-dev", "aws-prod"])
+def test_aws_data_services_start_at_the_vpc(stack: str) -> None:
+    run = render(stack)
+    for type_, name in AWS_DATA:
+        start = start_of(run, type_, name)
+        assert start == pytest.approx(start_of(run, type_, name, forced=True)), name
+        assert start < 1.0, (name, start)  # the VPC, its subnets and a security group: seconds

@@ -125,9 +125,21 @@ def migrates(job: Resource) -> bool:
     return "db migrate" in " ".join(words)
 
 
+def syncs_fab_roles(job: Resource) -> bool:
+    """Whether a Job runs `airflow users create`: like the api-server's FAB auth manager at start
+    (`FabAuthManager.init_flask_resources` -> `sync_roles`), it writes FAB's roles and permissions,
+    and two writers at once race on the same unique rows."""
+    containers = _pod_spec(job).get("containers") or []
+    words = [str(w) for c in containers for w in [*(c.get("command") or []), *(c.get("args") or [])]]
+    return "users create" in " ".join(words)
+
+
 def physical_rule(dependent: Resource, prereq: Resource) -> bool | None:
     if prereq.type == JOB and runs_pods(dependent):
-        # No workload on an unmigrated database (DESIGN.md); other Jobs (the admin user) need not finish.
+        # No workload on an unmigrated database (DESIGN.md). The admin-user Job must finish before
+        # the one other writer of FAB's roles (the api-server) starts; other workloads need not wait.
+        if syncs_fab_roles(prereq):
+            return dependent.name.endswith("api-server")
         return migrates(prereq)
     return None
 
