@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +145,48 @@ def test_log_group_cleanup_deletes_the_group_the_stack_names(tmp_path: Path) -> 
     calls.write_text("delete-log-group (earlier)\n")
     again = subprocess.run(["bash", str(script), "aws-dev", "eu-west-1", "0"], env=env, capture_output=True, text=True)
     assert again.returncode == 0 and calls.read_text().count("delete-log-group") == 1
+
+
+OFFLINE_DIFF = ROOT / ".github/scripts/offline-diff.sh"
+
+
+def test_the_offline_diff_shows_each_stacks_deploy_time_on_the_base_and_now() -> None:
+    """Reviewers see a deploy-time regression in the pull request: the real script and tooling."""
+    out = subprocess.run(
+        ["bash", str(OFFLINE_DIFF), "HEAD", "local"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHON": sys.executable},
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    [line] = [x for x in out.stdout.splitlines() if x.startswith("Estimated `pulumi up`")]
+    now, base = re.findall(r"(\d+\.\d) min", line)
+    assert now == base and float(now) > 0 and "slower" not in line
+    assert "local: no changes against HEAD" in out.stdout
+
+
+def test_the_offline_diff_flags_a_stack_more_than_five_percent_slower(tmp_path: Path) -> None:
+    # A stand-in for python: the base estimates 20 minutes, the change 21.5 (7.5% slower).
+    fake = tmp_path / "python"
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        'case " $* " in\n'
+        '  *" --critical-path "*) if [ "$PWD" = "$REPO" ]; then\n'
+        '      echo "estimated \\`pulumi up\\` of a new stack: 21.5 min (longest chain)";\n'
+        '    else echo "estimated \\`pulumi up\\` of a new stack: 20.0 min (longest chain)"; fi ;;\n'
+        '  *) echo "$3: no changes" ;;\n'
+        "esac\n"
+    )
+    fake.chmod(0o755)
+    out = subprocess.run(
+        ["bash", str(OFFLINE_DIFF), "HEAD", "aws-dev"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHON": str(fake), "REPO": str(ROOT)},
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Estimated `pulumi up` of a new stack: 21.5 min (base: 20.0 min) :hourglass: more than 5% slower" in (
+        out.stdout
+    ), out.stdout
