@@ -14,6 +14,7 @@ The README's config reference is generated from the whole model (`python -m stac
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import re
@@ -465,6 +466,30 @@ def _secret_loc(loc: tuple[Any, ...]) -> bool:
     return any(str(p) in ("password", "connections") for p in loc)
 
 
+# What a key in another namespace would have meant here: the stack builds its own providers from
+# `airflow-k8s:*`, so a provider namespace's settings would be ignored without a word.
+PROVIDER_SETTINGS = {
+    "aws": "the aws stack's provider takes airflow-k8s:aws.region (and the ambient AWS credentials)",
+    "azure-native": "the azure stack's provider takes airflow-k8s:azure.region (and the ambient az login)",
+    "kubernetes": "the Kubernetes provider takes airflow-k8s:kubernetes.context (local) or the created cluster",
+}
+
+
+def _foreign_key(ns: str, key: str) -> None:
+    """Refuse a key outside `airflow-k8s:` that was surely meant for it: a misspelt project
+    namespace (`airflow-k8:airflow`) would otherwise drop a whole block and deploy defaults, and a
+    provider namespace's setting (`aws:region`) would be ignored by the stack's explicit providers."""
+    top = key.split(".")[0]
+    if ns in PROVIDER_SETTINGS:
+        raise ConfigError(f"{ns}:{key}: is not read by this program: {PROVIDER_SETTINGS[ns]}")
+    ours = {f.alias or name for name, f in StackConfig.model_fields.items()}
+    if difflib.SequenceMatcher(None, ns.lower(), PROJECT).ratio() >= 0.8 or top in ours:
+        raise ConfigError(
+            f"{ns}:{key}: '{ns}' is not this project's config namespace: did you mean {PROJECT}:{key}? "
+            f"(the project's keys: {', '.join(sorted(ours))})"
+        )
+
+
 def from_pulumi_config() -> StackConfig:
     """Read every `airflow-k8s:*` key from the running Pulumi program's config and validate it.
 
@@ -481,6 +506,7 @@ def from_pulumi_config() -> StackConfig:
         value = rconfig.get_config(full_key)
         ns, _, key = full_key.partition(":")
         if ns != PROJECT:
+            _foreign_key(ns, key)
             continue
         if "." in key or ":" in key:
             raise ConfigError(f"{full_key}: is not a known key (use --path to set nested values)")

@@ -30,6 +30,45 @@ class RenderError(Exception):
     """A render that could not run: bad config, unknown stack, bad --set."""
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML as the Pulumi CLI reads a stack file: a key given twice is an error, not last-wins."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    first: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        if key in first:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first given on line {first[key]})", key_node.start_mark
+            )
+        first[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=True)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)  # type: ignore[arg-type]
+
+
+def read_yaml(text: str, where: str) -> Any:
+    """Parse YAML strictly; a syntax error or a duplicate key is a RenderError naming `where` and the line."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = f", line {mark.line + 1}" if mark is not None else ""
+        what = " ".join(x for x in (e.context, e.problem) if x)
+        raise RenderError(f"{where}{line}: not valid YAML: {what}") from None
+    except yaml.YAMLError as e:
+        raise RenderError(f"{where}: not valid YAML: {e}") from None
+
+
+def _kind(value: Any) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
 def stack_names() -> list[str]:
     return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in STACKS_DIR.glob("Pulumi.*.yaml"))
 
@@ -42,8 +81,16 @@ def load_stack_config(stack: str, overrides: Sequence[str] = ()) -> tuple[dict[s
     path = STACKS_DIR / f"Pulumi.{stack}.yaml"
     if not path.exists():
         raise RenderError(f"no stack file {path.name} in stacks/ (have: {', '.join(stack_names())})")
-    doc = yaml.safe_load(path.read_text()) or {}
-    values: dict[str, Any] = copy.deepcopy(doc.get("config") or {})
+    where = f"stacks/{path.name}"
+    doc = read_yaml(path.read_text(), where)
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise RenderError(f"{where}: a stack file is a mapping with a 'config:' key, not a {_kind(doc)}")
+    config_block = doc.get("config") or {}
+    if not isinstance(config_block, dict):
+        raise RenderError(f"{where}: 'config:' must be a mapping of keys to values, not a {_kind(config_block)}")
+    values: dict[str, Any] = copy.deepcopy(config_block)
     secret_keys: set[str] = set()
 
     def unsecure(key: str, v: Any) -> Any:
@@ -64,7 +111,7 @@ def load_stack_config(stack: str, overrides: Sequence[str] = ()) -> tuple[dict[s
         if ":" not in key.split(".")[0]:
             key = f"{PROJECT}:{key}"
         top, *path = key.split(".")
-        value = yaml.safe_load(raw) if raw else ""
+        value = read_yaml(raw, f"--set {key}") if raw else ""
         if not path:
             values[top] = value
             continue

@@ -53,6 +53,14 @@ CASES = [
         "cannot hold 8 concurrent tasks: at least",
     ),
     ("airflow.migrationTimeoutMinutes=0", "airflow-k8s:airflow.migrationTimeoutMinutes", "greater than or equal to 1"),
+    # Issue 13, intent silently dropped: a misspelt project namespace or a provider namespace the
+    # stack's explicit providers never read.
+    ("airflow-k8:airflow.executor=CeleryExecutor", "airflow-k8:airflow", "did you mean airflow-k8s:airflow?"),
+    ("Airflow-K8s:cloud=local", "Airflow-K8s:cloud", "did you mean airflow-k8s:cloud?"),
+    ("team:database.mode=external", "team:database", "did you mean airflow-k8s:database?"),
+    ("aws:region=us-east-1", "aws:region", "takes airflow-k8s:aws.region"),
+    ("azure-native:location=westeurope", "azure-native:location", "takes airflow-k8s:azure.region"),
+    ("kubernetes:context=kind-x", "kubernetes:context", "takes airflow-k8s:kubernetes.context"),
 ]
 
 
@@ -105,3 +113,54 @@ def test_cli_rejects_malformed_set() -> None:
 def test_unknown_stack_file() -> None:
     with pytest.raises(RenderError, match="no stack file Pulumi.nope.yaml"):
         load_stack_config("nope")
+
+
+def test_other_namespaces_unrelated_to_the_project_are_left_alone() -> None:
+    config, keys = load_stack_config("local", ["pulumi:tags={team: data}", "observability:endpoint=x"])
+    run = engine.run(program, config=config, secret_keys=keys, stack="local")
+    assert run.error is None and run.resources
+
+
+MALFORMED = [
+    # (stack file text, fragment of the message); each names the file and, where YAML has one, the line.
+    ("- config\n- x\n", "stacks/Pulumi.bad.yaml: a stack file is a mapping with a 'config:' key, not a list"),
+    ("just text\n", "not a string"),
+    ("config: airflow-k8s:cloud=local\n", "stacks/Pulumi.bad.yaml: 'config:' must be a mapping"),
+    ("config:\n  airflow-k8s:cloud: [local\n", "stacks/Pulumi.bad.yaml, line 3: not valid YAML"),
+    (
+        "config:\n  airflow-k8s:cloud: local\n  airflow-k8s:cloud: aws\n",
+        "stacks/Pulumi.bad.yaml, line 3: not valid YAML: duplicate key 'airflow-k8s:cloud' (first given on line 2)",
+    ),
+    (
+        "config:\n  airflow-k8s:airflow:\n    executor: CeleryExecutor\n    executor: KubernetesExecutor\n",
+        "line 4: not valid YAML: duplicate key 'executor' (first given on line 3)",
+    ),
+]
+
+
+@pytest.mark.parametrize("text,fragment", MALFORMED)
+def test_a_malformed_stack_file_is_exit_2_naming_file_and_line(
+    text: str, fragment: str, tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stacks.tooling import render as render_module
+
+    (tmp_path / "Pulumi.bad.yaml").write_text(text)
+    monkeypatch.setattr(render_module, "STACKS_DIR", tmp_path)
+    assert render_main(["bad"]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    "override,fragment",
+    [
+        ("airflow.config={core.parallelism: [}", "--set airflow-k8s:airflow.config, line 1: not valid YAML"),
+        ("airflow.variables={a: 1, a: 2}", "--set airflow-k8s:airflow.variables, line 1: not valid YAML: duplicate"),
+    ],
+)
+def test_a_set_value_that_is_not_yaml_is_exit_2_naming_the_key(
+    override: str, fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert render_main(["local", "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err, err
