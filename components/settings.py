@@ -8,13 +8,15 @@ error formatting (stacks/config.py) turns into a full key path.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 from pydantic.alias_generators import to_camel
 
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS1123_NAME = r"[a-z0-9_]([-a-z0-9_]{0,61}[a-z0-9_])?(\.[a-z0-9_]([-a-z0-9_]{0,61}[a-z0-9_])?)*\.?"
 QUANTITY = r"^([+]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 
 
@@ -36,6 +38,40 @@ class SettingsModel(BaseModel):
         coerce_numbers_to_str=True,
     )
 
+
+def _host(value: str) -> str:
+    """A bare host: a DNS name or an IP address, nothing that could carry a path, query or port into a URL."""
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+        return value.strip("[]")
+    except ValueError:
+        pass
+    if ":" in value and re.fullmatch(r"[^:/?#]+:\d+", value):
+        raise ValueError(f"{value!r}: give the host only; the port goes in 'port'")
+    if len(value) > 253 or not re.fullmatch(DNS1123_NAME, value.lower()):
+        raise ValueError(
+            f"{value!r} is not a host name or IP address (letters, digits, '-' and '.'; no scheme, port, path, "
+            "query or spaces)"
+        )
+    return value
+
+
+def _printable(value: str) -> str:
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("contains a control character (NUL, newline, tab, ...), which is not allowed")
+    return value
+
+
+def _printable_secret(value: SecretStr) -> SecretStr:
+    _printable(value.get_secret_value())  # the message never echoes the value
+    return value
+
+
+HostName = Annotated[str, Field(min_length=1), AfterValidator(_host)]
+"""A DNS name or IP address that goes into a connection URL."""
+PrintableStr = Annotated[str, AfterValidator(_printable)]
+"""Free text without control characters (they end up in URLs, env vars and printed commands)."""
+PrintableSecret = Annotated[SecretStr, AfterValidator(_printable_secret)]
 
 Quantity = Annotated[str, Field(pattern=QUANTITY)]
 DnsLabel = Annotated[str, Field(pattern=DNS1123_LABEL, max_length=63)]

@@ -22,7 +22,7 @@ import types
 import typing
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 from components.airflow.settings import AIRFLOW_VERSION, AirflowSettings
@@ -38,7 +38,16 @@ from components.azure.storage import AzureDags
 from components.endpoints import VERIFYING_SSLMODES, ca_certificates
 from components.postgres import InClusterDatabase
 from components.redis import InClusterBroker
-from components.settings import DnsLabel, Quantity, SettingsModel, bad, defaults
+from components.settings import (
+    DnsLabel,
+    HostName,
+    PrintableSecret,
+    PrintableStr,
+    Quantity,
+    SettingsModel,
+    bad,
+    defaults,
+)
 
 __all__ = ["AIRFLOW_VERSION", "PROJECT", "ConfigError", "StackConfig", "from_pulumi_config", "parse"]
 
@@ -77,11 +86,11 @@ class ExternalDatabaseCa(SettingsModel):
 
 
 class ExternalDatabase(SettingsModel):
-    host: str = Field(..., min_length=1, description="Host name of the PostgreSQL server.")
+    host: HostName = Field(..., description="Host name or IP address of the PostgreSQL server (no port or path).")
     port: int = Field(5432, ge=1, le=65535, description="Port.")
     name: str = Field("airflow", pattern=r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$", description="Database name.")
-    user: str = Field("airflow", min_length=1, description="User name.")
-    password: SecretStr = Field(..., description="Password (set it with `pulumi config set --secret`).")
+    user: PrintableStr = Field("airflow", min_length=1, description="User name.")
+    password: PrintableSecret = Field(..., description="Password (set it with `pulumi config set --secret`).")
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
         "require",
         description="libpq sslmode (the async URL gets the same mode). 'require' encrypts but verifies nothing; "
@@ -112,13 +121,15 @@ class Database(SettingsModel):
     def _mode(self) -> Database:
         if self.mode == "external" and self.external is None:
             raise bad("external", "mode 'external' needs 'external' (host, password, ...)")
+        if self.mode == "inCluster" and self.external is not None:
+            raise bad("external", "is set but mode is 'inCluster', which would ignore it: set mode: external")
         return self
 
 
 class ExternalBroker(SettingsModel):
-    host: str = Field(..., min_length=1, description="Redis host (a non-clustered endpoint).")
+    host: HostName = Field(..., description="Redis host name or IP address (a non-clustered endpoint; no port).")
     port: int = Field(6379, ge=1, le=65535, description="Port.")
-    password: SecretStr | None = Field(None, description="AUTH password (secret).")
+    password: PrintableSecret | None = Field(None, description="AUTH password (secret).")
     tls: bool = Field(False, description="Connect with TLS (rediss://).")
     db: int = Field(0, ge=0, le=15, description="Redis database number.")
 
@@ -134,12 +145,18 @@ class Broker(SettingsModel):
     def _mode(self) -> Broker:
         if self.mode == "external" and self.external is None:
             raise bad("external", "mode 'external' needs 'external' (host, password, ...)")
+        if self.mode == "inCluster" and self.external is not None:
+            raise bad("external", "is set but mode is 'inCluster', which would ignore it: set mode: external")
         return self
 
 
 class KubernetesSettings(SettingsModel):
-    context: str | None = Field(None, description="kubeconfig context to deploy into (required for the local stack).")
-    kubeconfig: str | None = Field(None, description="Path to the kubeconfig file; unset uses the default search path.")
+    context: PrintableStr | None = Field(
+        None, description="kubeconfig context to deploy into (required for the local stack)."
+    )
+    kubeconfig: PrintableStr | None = Field(
+        None, description="Path to the kubeconfig file; unset uses the default search path."
+    )
     namespace: DnsLabel = Field("airflow", description="Namespace for Airflow.")
     task_namespace: DnsLabel | None = Field(
         None,

@@ -6,6 +6,7 @@ cluster's default StorageClass provides, and an explicit Kubernetes provider for
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import pulumi
@@ -111,8 +112,20 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         airflow=airflow,
         database=database,
         broker=broker,
-        ui_access=f"kubectl --context {k.context} -n {k.namespace} port-forward "
-        f"svc/{airflow.api_service_name} 8080:8080",
+        # Values from config are quoted: the output is a command people paste into a shell.
+        ui_access=shlex.join(
+            [
+                "kubectl",
+                *(["--kubeconfig", k.kubeconfig] if k.kubeconfig else []),
+                "--context",
+                k.context or "",
+                "-n",
+                k.namespace,
+                "port-forward",
+                f"svc/{airflow.api_service_name}",
+                "8080:8080",
+            ]
+        ),
         dag_volume=claim,
         log_location=(
             pulumi.Output.concat("persistentvolumeclaim/", log_claim)

@@ -203,6 +203,49 @@ class PodOperator(SettingsModel):
     )
 
 
+# airflow.cfg options the program sets itself, and what controls each: `airflow.config` may not
+# override them (the stack would build for one executor while Airflow ran another, or a generated
+# secret would be shadowed by a plain-text one in every pod).
+OWNED_OPTIONS = {
+    "core.executor": "airflow.executor",
+    "core.auth_manager": "airflow.auth.manager",
+    "core.fernet_key": "a generated secret",
+    "core.dags_folder": "airflow.dags",
+    "core.load_examples": "off: DAGs come from airflow.dags",
+    "core.execution_api_server_url": "the api-server's in-cluster Service",
+    "core.simple_auth_manager_users": "airflow.auth",
+    "core.simple_auth_manager_passwords_file": "airflow.auth",
+    "database.sql_alchemy_conn": "a generated secret from the stack's database",
+    "database.sql_alchemy_conn_async": "a generated secret from the stack's database",
+    "celery.broker_url": "a generated secret from the stack's broker",
+    "celery.result_backend": "a generated secret from the stack's database",
+    "celery.worker_concurrency": "airflow.workers.concurrency",
+    "api_auth.jwt_secret": "a generated secret",
+    "api.secret_key": "a generated secret",
+    "fab.config_file": "the rendered webserver_config.py",
+    "kubernetes_executor.namespace": "kubernetes.namespace",
+    "kubernetes_executor.pod_template_file": "the rendered pod template",
+    "kubernetes_executor.delete_worker_pods": "the task-log design (logs outlive pods)",
+    "logging.base_log_folder": "the pods' log mount",
+    "logging.remote_logging": "the cloud stack's task logs",
+    "logging.remote_base_log_folder": "the cloud stack's task logs",
+    "logging.remote_log_conn_id": "the cloud stack's task logs",
+    "logging.worker_log_server_port": "the worker's Service port",
+    "logging.trigger_log_server_port": "the triggerer's Service port",
+    "scheduler.enable_health_check": "the scheduler's probes",
+    "scheduler.scheduler_health_check_server_port": "the scheduler's probes",
+    "metrics.statsd_on": "airflow.statsd",
+    "metrics.statsd_host": "airflow.statsd",
+    "metrics.statsd_port": "airflow.statsd",
+    "metrics.statsd_prefix": "airflow.statsd",
+    "dag_processor.dag_bundle_config_list": "airflow.dags",
+    "dag_processor.dag_bundle_storage_path": "airflow.dags",
+}
+# Options that hold or fetch a secret: Airflow's `_cmd`/`_secret` variants run a command or read a
+# secrets backend, and the rest carry credentials (e.g. smtp.smtp_password, webserver.secret_key).
+SECRET_OPTION = re.compile(r"((^|_)(password|passwd|secret|secret_key|token|fernet_key)|_cmd)$")
+
+
 class AirflowSettings(SettingsModel):
     image: Image = Field(default_factory=defaults(Image), description="Airflow image.")
     executor: Literal["CeleryExecutor", "KubernetesExecutor", "CeleryExecutor,KubernetesExecutor"] = Field(
@@ -238,17 +281,33 @@ class AirflowSettings(SettingsModel):
     @field_validator("variables", "connections")
     @classmethod
     def _env_names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        seen: dict[str, str] = {}
         for k in v:
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k):
                 raise ValueError(f"name {k!r} must be letters, digits and '_' (it becomes an env variable)")
+            # AIRFLOW_VAR_<NAME> / AIRFLOW_CONN_<ID> upper-case the name: two spellings would be one variable.
+            if k.upper() in seen:
+                raise ValueError(
+                    f"names {seen[k.upper()]!r} and {k!r} differ only in case and would be one env variable"
+                )
+            seen[k.upper()] = k
         return v
 
     @field_validator("config")
     @classmethod
     def _cfg_keys(cls, v: dict[str, str]) -> dict[str, str]:
-        for k in v:
+        for k, value in v.items():
             if not re.match(r"^[a-z_]+\.[a-z0-9_]+$", k):
                 raise ValueError(f"key {k!r} must be 'section.option' in lower case, e.g. 'core.parallelism'")
+            if k in OWNED_OPTIONS:
+                raise ValueError(f"{k!r} is set by the program ({OWNED_OPTIONS[k]}); it cannot be overridden here")
+            if SECRET_OPTION.search(k.split(".", 1)[1]):
+                raise ValueError(
+                    f"{k!r} looks like a secret, and airflow.config is plain text in every pod's spec; secrets go "
+                    "through Pulumi secrets (airflow.connections for connections)"
+                )
+            if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+                raise ValueError(f"the value of {k!r} contains a control character")
         return v
 
     @property

@@ -61,6 +61,55 @@ CASES = [
     ("aws:region=us-east-1", "aws:region", "takes airflow-k8s:aws.region"),
     ("azure-native:location=westeurope", "azure-native:location", "takes airflow-k8s:azure.region"),
     ("kubernetes:context=kind-x", "kubernetes:context", "takes airflow-k8s:kubernetes.context"),
+    # Issue 13, intent silently dropped: an external server given while its mode still says inCluster.
+    ("database.external={host: db, password: p}", "airflow-k8s:database.external", "set mode: external"),
+    ("broker.external={host: redis}", "airflow-k8s:broker.external", "set mode: external"),
+    # Issue 13, injection through free text: a host carries no path, query, fragment or port into a URL.
+    *[
+        (
+            f"database={{mode: external, external: {{host: '{host}', password: p}}}}",
+            "airflow-k8s:database.external.host",
+            why,
+        )
+        for host, why in [
+            ("db.example.com/x?sslmode=disable#", "not a host name or IP address"),
+            ("db.example.com:5432", "the port goes in 'port'"),
+            ("postgres://db.example.com", "not a host name or IP address"),
+            ("db example.com", "not a host name or IP address"),
+            ("", "at least 1 character"),
+        ]
+    ],
+    ("broker={mode: external, external: {host: 'r:6379'}}", "airflow-k8s:broker.external.host", "'port'"),
+    (
+        'database={mode: external, external: {host: db, user: "air\\nflow", password: p}}',
+        "airflow-k8s:database.external.user",
+        "control character",
+    ),
+    (
+        'database={mode: external, external: {host: db, password: "pass\\x00word"}}',
+        "airflow-k8s:database.external.password",
+        "control character",
+    ),
+    ('kubernetes.context="kind\\nx"', "airflow-k8s:kubernetes.context", "control character"),
+    # Issue 13, settings that override what the program generates, or put a secret in plain text.
+    *[
+        (f"airflow.config={{{option}: x}}", "airflow-k8s:airflow.config", why)
+        for option, why in [
+            ("core.executor", "set by the program (airflow.executor)"),
+            ("core.fernet_key", "set by the program (a generated secret)"),
+            ("database.sql_alchemy_conn", "set by the program"),
+            ("celery.broker_url", "set by the program"),
+            ("api.secret_key", "set by the program"),
+            ("logging.remote_base_log_folder", "set by the program"),
+            ("smtp.smtp_password", "looks like a secret"),
+            ("webserver.secret_key", "looks like a secret"),
+            ("core.fernet_key_cmd", "looks like a secret"),
+            ("secrets.backend_token", "looks like a secret"),
+        ]
+    ],
+    ('airflow.config={core.parallelism: "4\\n5"}', "airflow-k8s:airflow.config", "control character"),
+    # Issue 13, case collisions: both would become AIRFLOW_VAR_FOO.
+    ("airflow.variables={foo: a, FOO: b}", "airflow-k8s:airflow.variables", "differ only in case"),
 ]
 
 
@@ -164,3 +213,36 @@ def test_a_set_value_that_is_not_yaml_is_exit_2_naming_the_key(
     assert render_main(["local", "--set", override]) == 2
     err = capsys.readouterr().err
     assert fragment in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    "host", ["db.internal", "10.0.0.5", "::1", "[::1]", "pg_primary.svc.cluster.local", "DB.Example.COM."]
+)
+def test_host_names_and_addresses_are_accepted(host: str) -> None:
+    config, keys = load_stack_config(
+        "local", [f"database={{mode: external, external: {{host: '{host}', password: p}}}}"]
+    )
+    run = engine.run(program, config=config, secret_keys=keys, stack="local")
+    assert run.error is None, run.error
+
+
+def test_the_printed_ui_command_quotes_what_came_from_config() -> None:
+    import shlex
+
+    context, kubeconfig = "team; rm -rf ~ | x", "/home/a b/.kube/config"
+    config, keys = load_stack_config("local", [f"kubernetes.context={context}", f"kubernetes.kubeconfig={kubeconfig}"])
+    run = engine.run(program, config=config, secret_keys=keys, stack="local")
+    assert run.error is None, run.error
+    command = shlex.split(run.outputs["uiAccess"])
+    assert command[:5] == ["kubectl", "--kubeconfig", kubeconfig, "--context", context]
+
+
+def test_ordinary_airflow_settings_still_pass_through() -> None:
+    config, keys = load_stack_config(
+        "local",
+        [
+            "airflow.config={core.parallelism: '64', logging.secret_mask_adapter: '', scheduler.task_instance_heartbeat_timeout: '20'}"
+        ],
+    )
+    run = engine.run(program, config=config, secret_keys=keys, stack="local")
+    assert run.error is None, run.error
