@@ -69,7 +69,7 @@ def test_reads_pulumi_config_including_secret_keys() -> None:
         config={
             f"{PROJECT}:kubernetes": '{"context": "kind-x"}',
             f"{PROJECT}:database": '{"mode": "external", "external": {"host": "h", "password": "pw-from-secret"}}',
-            "aws:region": "eu-west-1",  # other namespaces are not ours to validate
+            "observability:endpoint": "x",  # other namespaces unrelated to this project are not ours
         },
         secret_keys=[f"{PROJECT}:database"],
     )
