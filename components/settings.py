@@ -12,12 +12,14 @@ import ipaddress
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic.alias_generators import to_camel
 
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS1123_NAME = r"[a-z0-9_]([-a-z0-9_]{0,61}[a-z0-9_])?(\.[a-z0-9_]([-a-z0-9_]{0,61}[a-z0-9_])?)*\.?"
-QUANTITY = r"^([+]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+# A Kubernetes quantity (apimachinery resource.Quantity): a number, then a binary-SI suffix, a
+# decimal-SI suffix or a decimal exponent. Signs are left out: no size or request here is negative.
+QUANTITY = r"^(\d+(\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|[eE][-+]?\d+)?$"
 
 
 def bad(key: str, message: str) -> ValueError:
@@ -73,7 +75,29 @@ PrintableStr = Annotated[str, AfterValidator(_printable)]
 """Free text without control characters (they end up in URLs, env vars and printed commands)."""
 PrintableSecret = Annotated[SecretStr, AfterValidator(_printable_secret)]
 
-Quantity = Annotated[str, Field(pattern=QUANTITY)]
+_UNIT = {"m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+_UNIT.update({"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60})
+
+
+def quantity_value(value: str) -> float:
+    """A quantity's value in base units (bytes, cores): '1536Mi', '2Gi', '250m', '1e9'."""
+    m = re.fullmatch(QUANTITY, value)
+    if m is None:
+        raise ValueError(f"{value!r} is not a Kubernetes quantity such as '512Mi', '2Gi', '250m' or '1'")
+    suffix = m.group(3) or ""
+    if suffix[:1] in ("e", "E"):
+        return float(m.group(1)) * 10 ** int(suffix[1:])
+    return float(m.group(1)) * _UNIT[suffix]
+
+
+def _positive_quantity(value: str) -> str:
+    if quantity_value(value) <= 0:
+        raise ValueError(f"{value!r} must be more than zero")
+    return value
+
+
+Quantity = Annotated[str, AfterValidator(_positive_quantity)]
+"""A Kubernetes quantity above zero ('512Mi', '2Gi', '250m'); the error says what a quantity looks like."""
 DnsLabel = Annotated[str, Field(pattern=DNS1123_LABEL, max_length=63)]
 
 
@@ -91,6 +115,15 @@ class Resources(SettingsModel):
         None, description="CPU limit; unset by default so a busy component is throttled, not capped."
     )
     memory_limit: Quantity = Field("1Gi", description="Memory limit (also the OOM bound).")
+
+    @model_validator(mode="after")
+    def _request_within_limit(self) -> Resources:
+        # The API server refuses a request above its limit ("must be less than or equal to ... limit").
+        if quantity_value(self.memory_request) > quantity_value(self.memory_limit):
+            raise bad("memoryRequest", f"{self.memory_request} is above memoryLimit {self.memory_limit}")
+        if self.cpu_limit is not None and quantity_value(self.cpu_request) > quantity_value(self.cpu_limit):
+            raise bad("cpuRequest", f"{self.cpu_request} is above cpuLimit {self.cpu_limit}")
+        return self
 
 
 def resources_field(cpu: str, mem: str, mem_limit: str) -> Any:

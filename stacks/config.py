@@ -150,6 +150,9 @@ class Broker(SettingsModel):
         return self
 
 
+SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+
+
 class KubernetesSettings(SettingsModel):
     context: PrintableStr | None = Field(
         None, description="kubeconfig context to deploy into (required for the local stack)."
@@ -214,6 +217,12 @@ class KubernetesSettings(SettingsModel):
 
     @model_validator(mode="after")
     def _ns(self) -> KubernetesSettings:
+        for key, name in (("namespace", self.namespace), ("taskNamespace", self.task_namespace)):
+            if name in SYSTEM_NAMESPACES:
+                # The stack creates its namespaces and deletes them on destroy: never one the cluster owns.
+                raise bad(
+                    key, f"'{name}' belongs to the cluster ({', '.join(sorted(SYSTEM_NAMESPACES))}); choose another"
+                )
         if self.task_namespace is None and len(self.derived_task_namespace) > 63:
             raise bad(
                 "taskNamespace",

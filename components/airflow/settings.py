@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 
 from components.settings import (
     DnsLabel,
@@ -25,8 +25,31 @@ from components.settings import (
 AIRFLOW_VERSION = "3.3.2"
 
 
+# The image reference grammar of distribution/reference (what kubelet and containerd parse).
+_DOMAIN = r"[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*(:[0-9]+)?"
+_PATH_COMPONENT = r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*"
+
+
+def _repository(value: str) -> str:
+    """A repository without tag or digest: `[domain[:port]/]path`, the path in lower case."""
+    shape = "an image repository such as 'apache/airflow' or 'registry.example.com:5000/team/airflow'"
+    if "@" in value or re.search(r":[^/]*$", value.split("/", 1)[1] if "/" in value else value):
+        raise ValueError(f"{value!r} carries a tag or digest: give {shape} and the tag in image.tag")
+    first, _, rest = value.partition("/")
+    # As distribution/reference splits it: the first component is a registry when it looks like a host.
+    is_domain = bool(rest) and (any(c in first for c in ".:") or first == "localhost" or first != first.lower())
+    path = rest if is_domain else value
+    if (is_domain and not re.fullmatch(_DOMAIN, first)) or not all(
+        re.fullmatch(_PATH_COMPONENT, part) for part in path.split("/")
+    ):
+        raise ValueError(f"{value!r} is not {shape} (path components in lower case: letters, digits, '.', '_', '-')")
+    return value
+
+
 class Image(SettingsModel):
-    repository: str = Field("apache/airflow", description="Airflow image repository.")
+    repository: Annotated[str, AfterValidator(_repository)] = Field(
+        "apache/airflow", description="Airflow image repository, without the tag."
+    )
     tag: str = Field(
         AIRFLOW_VERSION,
         description="Exact Airflow image tag; a new tag gives a new migration Job.",
@@ -177,6 +200,32 @@ class Dags(SettingsModel):
         None, description="Git repository: fills the volume (volume), feeds sidecars (gitSync) or the bundle."
     )
     folder: str = Field("/opt/airflow/dags", description="Where DAGs appear inside Airflow containers.")
+
+    @field_validator("folder")
+    @classmethod
+    def _folder(cls, v: str) -> str:
+        # A mount path: absolute, normalized, and not a directory the image or Airflow itself needs.
+        if not re.fullmatch(r"(/[A-Za-z0-9._-]+)+", v) or any(p in (".", "..") for p in v.split("/")):
+            raise ValueError(
+                f"{v!r} must be an absolute path such as '/opt/airflow/dags' (letters, digits, '.', '_', '-')"
+            )
+        reserved = ("/opt/airflow", "/opt/airflow/logs", "/opt/airflow/config", "/tmp", "/home/airflow")
+        if v in reserved or v.split("/")[1] in (
+            "bin",
+            "dev",
+            "etc",
+            "lib",
+            "lib64",
+            "proc",
+            "sbin",
+            "sys",
+            "usr",
+            "var",
+        ):
+            raise ValueError(
+                f"{v!r} would hide a directory the image needs; use a folder of its own such as '/opt/airflow/dags'"
+            )
+        return v
 
     @property
     def git_writer(self) -> bool:

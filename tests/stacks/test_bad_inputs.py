@@ -35,7 +35,11 @@ CASES = [
     ("broker.external.port=70000", "airflow-k8s:broker.external.port", "less than or equal to 65535"),
     ("airflow.dags={source: gitSync}", "airflow-k8s:airflow.dags.git", "needs 'git'"),
     ("airflow.dags.git.repo=github.com/x/y", "airflow-k8s:airflow.dags.git.repo", "must be a git URL"),
-    ("airflow.workers.resources.memoryLimit=lots", "airflow-k8s:airflow.workers.resources.memoryLimit", "must match"),
+    (
+        "airflow.workers.resources.memoryLimit=lots",
+        "airflow-k8s:airflow.workers.resources.memoryLimit",
+        "not a Kubernetes quantity",
+    ),
     ("airflow.auth.manager=ldap", "airflow-k8s:airflow.auth.manager", "must be one of 'fab', 'simple'"),
     ("airflow.executor=KubernetesExecutor", None, None),  # valid on its own: control for the next case
     ("airflow.variables={bad-name: x}", "airflow-k8s:airflow.variables", "letters, digits and '_'"),
@@ -108,6 +112,48 @@ CASES = [
         ]
     ],
     ('airflow.config={core.parallelism: "4\\n5"}', "airflow-k8s:airflow.config", "control character"),
+    # Issue 13, values that would only fail at deploy time.
+    *[
+        (f"airflow.workers.resources.{key}={value}", f"airflow-k8s:airflow.workers.resources.{key}", why)
+        for key, value, why in [
+            ("memoryLimit", "1.2.3Gi", "is not a Kubernetes quantity such as"),
+            ("memoryRequest", "0", "must be more than zero"),
+            ("cpuRequest", "0m", "must be more than zero"),
+            ("cpuRequest", "-1", "is not a Kubernetes quantity such as"),
+            ("memoryRequest", "64Gi", "above memoryLimit"),
+        ]
+    ],
+    (
+        "airflow.scheduler.resources={cpuRequest: '2', cpuLimit: 500m}",
+        "airflow-k8s:airflow.scheduler.resources.cpuRequest",
+        "above cpuLimit",
+    ),
+    ("kubernetes.dagVolumeSize=1.5.Gi", "airflow-k8s:kubernetes.dagVolumeSize", "is not a Kubernetes quantity such as"),
+    *[
+        ("airflow.image.repository=" + repo, "airflow-k8s:airflow.image.repository", why)
+        for repo, why in [
+            ("Apache/Airflow", "not an image repository"),
+            ("''", "not an image repository"),
+            ("apache/airflow:3.3.2", "carries a tag or digest"),
+            ("apache/airflow@sha256:0123", "carries a tag or digest"),
+            ("ghcr.io/Team/airflow", "path components in lower case"),
+        ]
+    ],
+    *[
+        ("airflow.dags.folder=" + folder, "airflow-k8s:airflow.dags.folder", why)
+        for folder, why in [
+            ("''", "must be an absolute path"),
+            ("dags", "must be an absolute path"),
+            ("/opt/airflow/../dags", "must be an absolute path"),
+            ("/opt/airflow", "would hide a directory"),
+            ("/etc/dags", "would hide a directory"),
+        ]
+    ],
+    *[
+        (f"kubernetes.{key}={ns}", f"airflow-k8s:kubernetes.{key}", "belongs to the cluster")
+        for key in ("namespace", "taskNamespace")
+        for ns in ("kube-system", "default")
+    ],
     # Issue 13, case collisions: both would become AIRFLOW_VAR_FOO.
     ("airflow.variables={foo: a, FOO: b}", "airflow-k8s:airflow.variables", "differ only in case"),
 ]
@@ -244,5 +290,21 @@ def test_ordinary_airflow_settings_still_pass_through() -> None:
             "airflow.config={core.parallelism: '64', logging.secret_mask_adapter: '', scheduler.task_instance_heartbeat_timeout: '20'}"
         ],
     )
+    run = engine.run(program, config=config, secret_keys=keys, stack="local")
+    assert run.error is None, run.error
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "airflow.image.repository=registry.example.com:5000/team/airflow",
+        "airflow.image.repository=localhost/airflow",
+        "airflow.dags.folder=/opt/airflow/dags/repo",
+        "airflow.workers.resources={cpuRequest: 500m, cpuLimit: '1', memoryRequest: 2Gi, memoryLimit: 2Gi}",
+        "kubernetes.dagVolumeSize=1e9",
+    ],
+)
+def test_valid_values_of_the_validated_kinds_pass(override: str) -> None:
+    config, keys = load_stack_config("local", [override])
     run = engine.run(program, config=config, secret_keys=keys, stack="local")
     assert run.error is None, run.error
