@@ -81,8 +81,63 @@ def _identity(r: dict[str, Any]) -> str:
     return json.dumps({"type": r["type"], "inputs": r["inputs"]}, sort_keys=True)
 
 
+def _replace_in(obj: Any, pairs: list[tuple[str, str]]) -> Any:
+    if isinstance(obj, str):
+        for new_value, old_value in pairs:
+            obj = obj.replace(new_value, old_value)
+        return obj
+    if isinstance(obj, dict):
+        return {k: _replace_in(v, pairs) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_replace_in(v, pairs) for v in obj]
+    return obj
+
+
+def carry_ignored(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The new render as an existing stack would get it: an input under `ignoreChanges` keeps its
+    value from state, and so does whatever the provider derives from it (a resource group's name,
+    say); an input that depends on that resource then sees the old value too. The render models a
+    new stack, so without this every child of a renamed-for-new-stacks group looked replaced. (The
+    ignored input itself is left as rendered: the diff lists it, marked as kept from state.)
+
+    Only string values are carried, and only one step: into the properties whose recorded property
+    dependencies name the resource itself. A further step would be a guess (the server named like the
+    group is not derived from it), so a value derived twice over still shows as a change.
+    """
+    before = {r["urn"]: r for r in old}
+    out = [json.loads(json.dumps(r)) for r in new]
+    pairs: dict[str, list[tuple[str, str]]] = {}
+    for r in out:
+        o = before.get(r["urn"])
+        if o is None:
+            continue
+        for path in r.get("options", {}).get("ignoreChanges", []):
+            a, b = _flatten({path: _get(o["inputs"], path)}), _flatten({path: _get(r["inputs"], path)})
+            for k, value in b.items():
+                if a.get(k) != value:
+                    if isinstance(value, str) and isinstance(a.get(k), str) and value:
+                        pairs.setdefault(r["urn"], []).append((value, a[k]))
+    for r in out:
+        for prop, deps in (r.get("propertyDependencies") or {}).items():
+            carried = sorted({p for d in deps if d != r["urn"] for p in pairs.get(d, ())})
+            # A pair whose new value is part of its old one would not be undone by replacing it.
+            carried = [(n, o) for n, o in carried if n not in o]
+            if carried and prop in r["inputs"]:
+                r["inputs"][prop] = _replace_in(r["inputs"][prop], carried)
+    return out
+
+
+def _get(obj: Any, path: str) -> Any:
+    for p in path.split("."):
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(p)
+    return obj
+
+
 def compare(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[Change]:
     """Resource-level changes between two renders (`resources.json` entries)."""
+    new = carry_ignored(old, new)
     before = {r["urn"]: r for r in old}
     after = {r["urn"]: r for r in new}
     changes: list[Change] = []
@@ -121,13 +176,18 @@ def compare(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[Change
         fields = changed_fields(before[u]["inputs"], after[u]["inputs"])
         opts = changed_fields(before[u].get("options", {}), after[u].get("options", {}))
         if fields or opts:
-            replacing = _replacing(before[u]["type"], fields, after[u].get("options", {}).get("ignoreChanges", []))
+            ignored = after[u].get("options", {}).get("ignoreChanges", [])
+            replacing = _replacing(before[u]["type"], fields, ignored)
+            shown = [
+                f"{f} (ignoreChanges: an existing stack keeps its value)" if any(_covers(i, f) for i in ignored) else f
+                for f in fields
+            ]
             changes.append(
                 Change(
                     "changed",
                     u,
                     before[u]["type"],
-                    fields + [f"options.{o}" for o in opts],
+                    shown + [f"options.{o}" for o in opts],
                     destructive=f"replaced: {', '.join(replacing)} changed" if replacing else None,
                 )
             )

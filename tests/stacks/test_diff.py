@@ -121,3 +121,68 @@ def test_renumbering_the_network_is_destructive() -> None:
     changes = compare(resources("aws-dev"), resources("aws-dev", "aws.network.cidr=10.44.0.0/16"))
     flagged = {c.urn.rsplit("::", 1)[-1] for c in changes if c.destructive}
     assert "network-vpc" in flagged and "network-private-eu-west-1a" in flagged
+
+
+def _res(urn: str, type_: str, inputs: dict, deps: dict | None = None, ignore: list | None = None) -> dict:
+    return {
+        "urn": urn,
+        "type": type_,
+        "name": urn,
+        "inputs": inputs,
+        "propertyDependencies": deps or {},
+        "options": {"ignoreChanges": ignore} if ignore else {},
+    }
+
+
+def test_an_ignored_name_keeps_its_old_value_and_so_do_inputs_derived_from_it() -> None:
+    """A resource group renamed for new stacks only (ignoreChanges): an existing stack keeps the old
+    group, and its children's group name with it; nothing is replaced. A server merely named like the
+    new group is not derived from it and keeps its own name."""
+    group, server = "azure-native:resources:ResourceGroup", "azure-native:dbforpostgresql:Server"
+    old = [
+        _res("rg", group, {"resourceGroupName": "airflow-dev"}),
+        _res(
+            "srv",
+            server,
+            {"resourceGroupName": "airflow-dev", "serverName": "airflow-dev-abc"},
+            {"resourceGroupName": ["rg"]},
+        ),
+        _res(
+            "pv",
+            "kubernetes:core/v1:PersistentVolume",
+            {"spec": {"csi": {"volumeHandle": "airflow-dev#acct#dags"}}},
+            {"spec": ["rg"]},
+        ),
+    ]
+    new = [
+        _res("rg", group, {"resourceGroupName": "airflow-dev-abc"}, ignore=["resourceGroupName"]),
+        _res(
+            "srv",
+            server,
+            {"resourceGroupName": "airflow-dev-abc", "serverName": "airflow-dev-abc"},
+            {"resourceGroupName": ["rg"], "serverName": ["suffix"]},
+        ),
+        _res(
+            "pv",
+            "kubernetes:core/v1:PersistentVolume",
+            {"spec": {"csi": {"volumeHandle": "airflow-dev-abc#acct#dags"}}},
+            {"spec": ["rg"]},
+        ),
+    ]
+    [change] = compare(old, new)  # the group alone: its name is kept from state, its option is new
+    assert change.urn == "rg" and change.destructive is None
+    assert change.fields == [
+        "resourceGroupName (ignoreChanges: an existing stack keeps its value)",
+        "options.ignoreChanges[0]",
+    ]
+    # Without the ignore option the same rename is a replacement of the server.
+    new[0]["options"] = {}
+    assert {c.urn for c in compare(old, new) if c.destructive} >= {"srv"}
+
+
+def test_an_ignored_input_absent_from_the_old_render_stays_absent() -> None:
+    cache = "azure-native:redisenterprise:RedisEnterprise"
+    old = [_res("redis", cache, {"clusterName": "c"})]
+    new = [_res("redis", cache, {"clusterName": "c", "highAvailability": "Disabled"}, ignore=["highAvailability"])]
+    [change] = compare(old, new)
+    assert change.fields[-1] == "options.ignoreChanges[0]" and change.destructive is None
