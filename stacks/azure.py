@@ -47,10 +47,13 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     aks = AksCluster(
         "aks",
         settings=z.cluster,
-        cluster_name=z.cluster.existing_name or name,
+        # The stack's suffix keeps two same-named stacks in one subscription apart; a cluster made
+        # before it keeps `airflow-<stack>` (AksCluster ignores changes to its name).
+        cluster_name=z.cluster.existing_name or global_name,
         resource_group=rg.name,
         location=z.region,
         subnet_id=net.aks_subnet.id,
+        protect=z.protect,
         tags=tags,
         depends_on=net.subnets,
         opts=az_opts,
@@ -124,16 +127,25 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         pod_labels=pod_labels,
         namespace=ns,
     )
-    cluster = z.cluster.existing_name or name
-    group = z.cluster.existing_resource_group or name
+    group = z.cluster.existing_resource_group or rg.name
     forward = f"kubectl -n {cfg.kubernetes.namespace} port-forward svc/{airflow.api_service_name} 8080:8080"
+    # The names as they are (state, not config): a cluster from before the suffix keeps its old name.
+    # `kubelogin convert-kubeconfig -l azurecli` makes the Entra ID credentials non-interactive.
+    ui_access = pulumi.Output.concat(
+        "az aks get-credentials --resource-group ",
+        group,
+        " --name ",
+        aks.name,
+        " && kubelogin convert-kubeconfig -l azurecli && ",
+        forward,
+    )
     return outputs(
         cfg,
         namespace=ns,
         airflow=airflow,
         database=db.endpoint,
         broker=broker,
-        ui_access=f"az aks get-credentials --resource-group {group} --name {cluster} && {forward}",
+        ui_access=ui_access,
         dag_volume=dag_volume,
         log_location=logs.location,
         kubeconfig=aks.kubeconfig,

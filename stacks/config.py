@@ -348,7 +348,7 @@ class AzureSettings(SettingsModel):
     log_retention_days: int = Field(90, ge=1, le=3650, description="Days task logs are kept in Blob storage.")
     protect: bool = Field(
         True,
-        description="Production safety: Pulumi `protect` on the database, share and log "
+        description="Production safety: Pulumi `protect` on the cluster, database, share and log "
         "container (and their storage accounts); false for test stacks.",
     )
     tags: dict[str, str] = Field(default_factory=dict, description="Tags on every Azure resource.")
@@ -365,6 +365,23 @@ class AzureSettings(SettingsModel):
         if ipaddress.ip_network(self.cluster.service_cidr).overlaps(ipaddress.ip_network(self.network.address_space)):
             raise bad(
                 "cluster.serviceCidr", f"{self.cluster.service_cidr} overlaps the VNet {self.network.address_space}"
+            )
+        c = self.cluster
+        if not c.existing_name and c.public_endpoint and not c.authorized_ip_ranges:
+            raise bad(
+                "cluster.authorizedIpRanges",
+                "list who may reach the public API server (your admins' and CI's CIDRs), "
+                "or set cluster.publicEndpoint: false for a private cluster",
+            )
+        if (
+            self.protect
+            and c.public_endpoint
+            and any(ipaddress.ip_network(n).prefixlen == 0 for n in c.authorized_ip_ranges)
+        ):
+            raise bad(
+                "cluster.authorizedIpRanges",
+                "0.0.0.0/0 opens a production API server to the whole internet (azure.protect is true): list your "
+                "admins' and CI's CIDRs, or set cluster.publicEndpoint: false",
             )
         return self
 

@@ -104,7 +104,7 @@ def test_log_identity_is_federated_with_log_writers_and_scoped_to_the_container(
     creds = of_type(run, "managedidentity:FederatedIdentityCredential")
     assert {c.inputs["subject"] for c in creds} == {f"system:serviceaccount:airflow:{sa}" for sa in LOG_WRITERS}
     assert all(c.inputs["issuer"] == "https://oidc.mock/aks-cluster/" for c in creds)
-    [role] = of_type(run, "authorization:RoleAssignment")
+    [role] = [r for r in of_type(run, "authorization:RoleAssignment") if r.name == "logs-blob-writer"]
     container = one(run, "storage:BlobContainer")
     assert role.inputs["scope"] == f"{container.name}-id"  # the container, not the account or group
     assert role.inputs["roleDefinitionId"].endswith("ba92f5b4-2d11-453d-a403-e96b0029c9fe")
@@ -164,6 +164,7 @@ def test_prod_protects_database_share_and_log_container() -> None:
     run = render("azure-prod")
     protected = {r.type.split(":")[-1] + "/" + r.name for r in run.resources if r.options.get("protect")}
     assert protected == {
+        "ManagedCluster/aks-cluster",
         "Server/database-server",
         "StorageAccount/dags-account",
         "FileShare/dags-share",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,14 @@ def mock_outputs(typ: str, name: str, state: dict[str, Any]) -> dict[str, Any]:
         out["name"] = state.get("resourceGroupName", name)
     elif typ == "azure-native:containerservice:ManagedCluster":
         out["oidcIssuerProfile"] = {"enabled": True, "issuerURL": f"https://oidc.mock/{name}/"}
+        # The input lists user-assigned identity ids; ARM answers with a map of id to client and principal.
+        identity = dict(state.get("identity") or {})
+        if isinstance(identity.get("userAssignedIdentities"), list):
+            identity["userAssignedIdentities"] = {
+                i: {"clientId": f"{i}-client", "principalId": f"{i}-principal"}
+                for i in identity["userAssignedIdentities"]
+            }
+            out["identity"] = identity
     elif typ == "azure-native:dbforpostgresql:Server":
         out["fullyQualifiedDomainName"] = f"{state.get('serverName', name)}.postgres.database.azure.com"
     elif typ == "azure-native:redisenterprise:RedisEnterprise":
@@ -47,8 +56,56 @@ def mock_outputs(typ: str, name: str, state: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cluster_credentials(args: dict[str, Any]) -> dict[str, Any]:
-    kubeconfig = f"apiVersion: v1\nkind: Config\nclusters:\n- name: {args['resourceName']}\n"
-    return {"kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(kubeconfig.encode()).decode()}]}
+    """What `listClusterUserCredential` returns: with `format: exec` (an Entra ID cluster) a kubelogin exec
+    user whose login prompts (devicecode); without it, a local-account cluster's client certificate, key and
+    token (the credentials that must never reach the state)."""
+    name = args["resourceName"]
+    if args.get("format") == "exec":
+        user: dict[str, Any] = {
+            "exec": {
+                "apiVersion": "client.authentication.k8s.io/v1beta1",
+                "command": "kubelogin",
+                "args": [
+                    "get-token",
+                    "--environment",
+                    "AzurePublicCloud",
+                    "--server-id",
+                    "6dae42f8-4368-4678-94ff-3960e28e3630",
+                    "--client-id",
+                    "80faf920-1908-4b52-b5ef-a8e7bedfc67a",
+                    "--tenant-id",
+                    "00000000-0000-0000-0000-00000000fe11",
+                    "--login",
+                    "devicecode",
+                ],
+                "env": None,
+                "installHint": "\nkubelogin is not installed which is required to connect to AAD enabled cluster.\n",
+                "provideClusterInfo": False,
+            }
+        }
+    else:
+        user = {
+            "client-certificate-data": mock_secret("aks-client-cert", 40),
+            "client-key-data": mock_secret("aks-client-key", 40),
+            "token": mock_secret("aks-user-token", 40),
+        }
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": name,
+                "cluster": {
+                    "certificate-authority-data": "bW9jay1jYQ==",
+                    "server": f"https://{name}-dns.hcp.westeurope.azmk8s.io:443",
+                },
+            }
+        ],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": f"clusterUser_rg_{name}"}}],
+        "current-context": name,
+        "users": [{"name": f"clusterUser_rg_{name}", "user": user}],
+    }
+    return {"kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(json.dumps(config).encode()).decode()}]}
 
 
 def _get_cluster(args: dict[str, Any]) -> dict[str, Any]:
