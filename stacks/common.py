@@ -93,7 +93,7 @@ def outputs(
     airflow: Airflow,
     database: DatabaseEndpoint,
     broker: BrokerEndpoint | None,
-    ui_access: str,
+    ui_access: pulumi.Input[str],
     dag_volume: pulumi.Input[str] | None,
     log_location: pulumi.Input[str],
     kubeconfig: pulumi.Output[str] | None = None,

@@ -213,8 +213,11 @@ FACTS = CloudFacts(
         # A created cluster brings its system node pool.
         "kubernetes-nodes": frozenset({AKS, POOL}),
         # What a Kubernetes object can carry only once it exists: a host, a client id, an account name.
-        "value": frozenset({PG, PG_DB, REDIS, REDIS_DB, STORAGE, CONTAINER, IDENTITY}),
-        "volume": frozenset({STORAGE, SHARE}),
+        # A private host name is usable only once it resolves privately: the endpoint's A record (the
+        # zone group) and the zone's VNet link; before that it resolves to a public address that
+        # refuses (public network access is off), and a pod may cache that answer.
+        "value": frozenset({PG, PG_DB, REDIS, REDIS_DB, STORAGE, CONTAINER, IDENTITY, ZONE_GROUP, ZONE_LINK}),
+        "volume": frozenset({STORAGE, SHARE, ZONE_GROUP, ZONE_LINK}),
         "data-service": frozenset({PG, REDIS, STORAGE}),
     },
 )
