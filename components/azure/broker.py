@@ -32,8 +32,8 @@ class AzureBroker(SettingsModel):
     sku: str = Field("Balanced_B1", description="Azure Managed Redis SKU.")
     high_availability: bool = Field(
         True,
-        description="Replicate the data set (Azure's default; off halves the cost and loses queued tasks with a "
-        "node). Applies when the broker is created: an existing broker keeps its setting.",
+        description="Replicate the data set (Azure's default; off: one node, cheaper, and queued tasks are lost "
+        "with it). Applies when the broker is created: an existing broker keeps its setting.",
     )
 
     @field_validator("sku")

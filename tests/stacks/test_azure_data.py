@@ -172,6 +172,9 @@ def test_private_dns_is_in_place_before_anything_resolves_a_name(stack: str, var
     assert run.get("azure-native:privatedns:VirtualNetworkLink", "database-zone-link").urn in server.dependencies
     broker_url = run.get("kubernetes:core/v1:Secret", "airflow-secrets-broker")  # the `airflow-broker` Secret
     assert _dns(run, "broker") <= ancestors(run, broker_url.urn)
+    for prefix in ("broker", "dags"):  # the A record is written for an endpoint that exists
+        endpoint = run.get("azure-native:network:PrivateEndpoint", f"{prefix}-endpoint")
+        assert endpoint.urn in run.get("azure-native:network:PrivateDnsZoneGroup", f"{prefix}-dns").dependencies
     pv = next(r for r in run.kubernetes() if r.type == "kubernetes:core/v1:PersistentVolume")
     assert _dns(run, "dags") <= ancestors(run, pv.urn)
     # ... and the deploy-time report sees it: the consumers start after the DNS, also in the forced chain.

@@ -33,6 +33,9 @@ def mock_outputs(typ: str, name: str, state: dict[str, Any]) -> dict[str, Any]:
     for key in _NAME_INPUTS:
         if key in state and key != "resourceGroupName":
             out["name"] = state[key]
+    # Without a name input azure-native autonames the resource; ARM returns its `name` either way, and
+    # a reader of it (a Subnet of its VNet, a zone group of its private endpoint) waits for it.
+    out.setdefault("name", name)
     if typ == "azure-native:resources:ResourceGroup":
         out["name"] = state.get("resourceGroupName", name)
     elif typ == "azure-native:containerservice:ManagedCluster":
