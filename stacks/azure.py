@@ -42,7 +42,17 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     # suffix generated once per stack (kept in state) keeps two teams' `azure-dev` apart.
     unique = random.RandomString("unique-suffix", length=6, special=False, upper=False, opts=az_opts).result
     global_name = pulumi.Output.concat(name, "-", unique)
-    rg = resources.ResourceGroup("resource-group", resource_group_name=name, location=z.region, tags=tags, opts=az_opts)
+    # A resource group name is unique in its subscription: with the suffix, two stacks of one name (or
+    # a stack re-created before Azure has finished deleting the old group) do not collide. Stacks made
+    # before it have `airflow-<stack>`, and a new name would replace the group, deleting everything in
+    # it: Pulumi uses an ignored input only on create, so they keep their name.
+    rg = resources.ResourceGroup(
+        "resource-group",
+        resource_group_name=global_name,
+        location=z.region,
+        tags=tags,
+        opts=pulumi.ResourceOptions.merge(az_opts, pulumi.ResourceOptions(ignore_changes=["resourceGroupName"])),
+    )
     net = AzureVnet("network", settings=z.network, resource_group=rg.name, location=z.region, tags=tags, opts=az_opts)
     aks = AksCluster(
         "aks",
@@ -52,7 +62,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         cluster_name=z.cluster.existing_name or global_name,
         resource_group=rg.name,
         location=z.region,
-        subnet_id=net.aks_subnet.id,
+        subnet_id=net.aks_subnet_id,
         protect=z.protect,
         tags=tags,
         depends_on=net.subnets,
@@ -127,7 +137,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         pod_labels=pod_labels,
         namespace=ns,
     )
-    group = z.cluster.existing_resource_group or rg.name
+    group: pulumi.Input[str] = z.cluster.existing_resource_group or rg.name
     forward = f"kubectl -n {cfg.kubernetes.namespace} port-forward svc/{airflow.api_service_name} 8080:8080"
     # The names as they are (state, not config): a cluster from before the suffix keeps its old name.
     # `kubelogin convert-kubeconfig -l azurecli` makes the Entra ID credentials non-interactive.

@@ -362,10 +362,28 @@ class AzureSettings(SettingsModel):
 
     @model_validator(mode="after")
     def _coherent(self) -> AzureSettings:
-        if ipaddress.ip_network(self.cluster.service_cidr).overlaps(ipaddress.ip_network(self.network.address_space)):
+        net = self.network
+        if self.cluster.existing_name and not net.existing:
+            # The database, broker and share are reachable only from the VNet their private DNS zones are
+            # linked to: a VNet of the stack's own would leave the cluster's pods (the migration Job
+            # first) unable to reach them.
             raise bad(
-                "cluster.serviceCidr", f"{self.cluster.service_cidr} overlaps the VNet {self.network.address_space}"
+                "network.existingVnetId",
+                "an existing cluster (cluster.existingName) needs the VNet it runs in: set network.existingVnetId, "
+                "existingPostgresSubnetId and existingEndpointsSubnetId",
             )
+        if net.existing:
+            if self.cluster.existing_name and net.existing_aks_subnet_id:
+                raise bad(
+                    "network.existingAksSubnetId", "only for a cluster the stack creates (cluster.existingName is set)"
+                )
+            if not self.cluster.existing_name and not net.existing_aks_subnet_id:
+                raise bad(
+                    "network.existingAksSubnetId",
+                    "a cluster the stack creates in an existing VNet needs the subnet its nodes join",
+                )
+        elif ipaddress.ip_network(self.cluster.service_cidr).overlaps(ipaddress.ip_network(net.address_space)):
+            raise bad("cluster.serviceCidr", f"{self.cluster.service_cidr} overlaps the VNet {net.address_space}")
         c = self.cluster
         if not c.existing_name and c.public_endpoint and not c.authorized_ip_ranges:
             raise bad(

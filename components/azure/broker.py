@@ -30,6 +30,11 @@ class AzureBroker(SettingsModel):
     """`azure.broker`: the Azure Managed Redis cluster of the Celery broker."""
 
     sku: str = Field("Balanced_B1", description="Azure Managed Redis SKU.")
+    high_availability: bool = Field(
+        True,
+        description="Replicate the data set (Azure's default; off: one node, cheaper, and queued tasks are lost "
+        "with it). Applies when the broker is created: an existing broker keeps its setting.",
+    )
 
     @field_validator("sku")
     @classmethod
@@ -79,7 +84,6 @@ class ManagedRedis(pulumi.ComponentResource):
             opts: options of the component; pass the Azure provider as `providers=[...]`.
         """
         super().__init__("airflow-k8s:azure:Broker", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         cluster = redisenterprise.RedisEnterprise(
             f"{name}-cluster",
             cluster_name=cluster_name,
@@ -88,8 +92,13 @@ class ManagedRedis(pulumi.ComponentResource):
             sku={"name": settings.sku},
             minimum_tls_version="1.2",
             public_network_access="Disabled",
+            high_availability="Enabled" if settings.high_availability else "Disabled",
             tags=tags,
-            opts=child,
+            # Azure cannot switch replication on an existing cluster (hashicorp/terraform-provider-azurerm
+            # marks `high_availability_enabled` ForceNew), and a broker created before this setting
+            # existed has it unset (enabled): a change would replace the broker and drop its queue. Pulumi
+            # uses the value only on create, and an old state without it keeps it unset.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["highAvailability"]),
         )
         db = redisenterprise.Database(
             f"{name}-db",
@@ -105,7 +114,7 @@ class ManagedRedis(pulumi.ComponentResource):
             access_keys_authentication="Enabled",
             opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["clusteringPolicy"]),
         )
-        net.private_endpoint(
+        access = net.private_endpoint(
             name,
             target_id=cluster.id,
             group="redisEnterprise",
@@ -119,8 +128,12 @@ class ManagedRedis(pulumi.ComponentResource):
             resource_group_name=net.resource_group,
             opts=pulumi.InvokeOutputOptions(parent=self),
         )
+        # The host name resolves to the private endpoint only once its A record and the zone's VNet link
+        # exist; before that it resolves to the public address (refused). The host carries them, so
+        # whatever is built from it (the broker-URL Secret, and the Celery pods reading it) waits.
+        host = pulumi.Output.all(cluster.host_name, *(r.urn for r in access.ready)).apply(lambda v: str(v[0]))
         self.endpoint = BrokerEndpoint(
-            host=cluster.host_name,
+            host=host,
             port=REDIS_PORT,
             password=pulumi.Output.secret(keys.primary_key),
             tls=True,

@@ -1,5 +1,5 @@
 """PostgreSQL Flexible Server for the Airflow metadata DB: VNet-integrated (no public access), TLS
-required, resolvable through a private DNS zone linked to the VNet."""
+required (the server's default), resolvable through a private DNS zone linked to the VNet."""
 
 from __future__ import annotations
 
@@ -27,7 +27,11 @@ class AzureDatabase(SettingsModel):
         description="Compute SKU (Standard_B*, Standard_D*, Standard_E*).",
     )
     version: Literal["14", "15", "16", "17"] = Field("17", description="PostgreSQL major version.")
-    storage_gib: Literal[32, 64, 128, 256, 512, 1024, 2048, 4096] = Field(64, description="Storage size.")
+    storage_gib: Literal[32, 64, 128, 256, 512, 1024, 2048, 4096] = Field(
+        64,
+        description="Storage size the server is created with; storage autogrow grows it, and the stack never "
+        "changes it afterwards (grow it with `az postgres flexible-server update --storage-size`).",
+    )
     backup_retention_days: int = Field(7, ge=7, le=35, description="Backups kept (Azure's minimum is 7).")
     high_availability: bool = Field(True, description="Zone-redundant standby.")
     sslmode: Literal["require", "verify-ca", "verify-full"] = Field(
@@ -49,7 +53,7 @@ class AzureDatabase(SettingsModel):
 
 class FlexiblePostgres(pulumi.ComponentResource):
     """A PostgreSQL Flexible Server in the VNet's delegated subnet (no public access), with
-    `require_secure_transport` on, password auth for the `airflow` administrator (a generated
+    `require_secure_transport` left at its default (on), password auth for the `airflow` administrator (a generated
     password) and an `airflow` database.
 
     Attributes:
@@ -94,8 +98,9 @@ class FlexiblePostgres(pulumi.ComponentResource):
         password = random.RandomPassword(
             f"{name}-password", length=32, special=True, override_special="!#%&*()-_=+[]{}<>:?", opts=child
         )
-        # Private access: the server lives in the delegated subnet and resolves through this zone.
-        zone = net.private_zone(name, pulumi.Output.concat(server_name, ".private.postgres.database.azure.com"), self)
+        # Private access: the server lives in the delegated subnet and resolves through this zone. The
+        # zone must be linked to the VNet before the server exists, or its name first resolves publicly.
+        dns = net.private_zone(name, pulumi.Output.concat(server_name, ".private.postgres.database.azure.com"), self)
         self.server = postgresql.Server(
             f"{name}-server",
             server_name=server_name,
@@ -107,25 +112,28 @@ class FlexiblePostgres(pulumi.ComponentResource):
             backup={"backup_retention_days": settings.backup_retention_days, "geo_redundant_backup": "Disabled"},
             high_availability={"mode": "ZoneRedundant" if settings.high_availability else "Disabled"},
             network={
-                "delegated_subnet_resource_id": net.postgres_subnet.id,
-                "private_dns_zone_arm_resource_id": zone.id,
+                "delegated_subnet_resource_id": net.postgres_subnet_id,
+                "private_dns_zone_arm_resource_id": dns.zone.id,
                 "public_network_access": "Disabled",
             },
             auth_config={"password_auth": "Enabled", "active_directory_auth": "Disabled"},
             administrator_login="airflow",
             administrator_login_password=password.result,
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, protect=protect, depends_on=net.subnets),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                protect=protect,
+                depends_on=[*net.subnets, dns.link],
+                # Autogrow grows the storage; the configured size is only where it starts, and a
+                # Flexible Server's storage can never shrink, so a later `up` must not send it back.
+                ignore_changes=["storage.storageSizeGB"],
+            ),
         )
-        postgresql.Configuration(
-            f"{name}-require-tls",
-            server_name=self.server.name,
-            resource_group_name=net.resource_group,
-            configuration_name="require_secure_transport",
-            value="on",
-            source="user-override",
-            opts=child,
-        )
+        # A Flexible Server runs one operation at a time: a second write beside this one fails with
+        # ServerIsBusy (Azure/azure-postgresql#134, hashicorp/terraform-provider-azurerm#28298). So the
+        # server gets no Configuration: `require_secure_transport` is on by default ("Encryption is
+        # enforced by default", learn.microsoft.com, flexible-server/concepts-security). Anything
+        # written on the server later chains after the previous write.
         db = postgresql.Database(
             f"{name}-db",
             server_name=self.server.name,

@@ -1,9 +1,13 @@
 """The Azure network: a VNet with a subnet for AKS, one delegated to PostgreSQL Flexible Server and
-one for private endpoints, plus the private DNS zones that make private endpoints resolvable."""
+one for private endpoints, plus the private DNS zones that make private endpoints resolvable; or an
+existing VNet and its subnets, which the stack only uses (the cluster's own network, when the cluster
+exists already)."""
 
 from __future__ import annotations
 
 import ipaddress
+import re
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_azure_native.network as network
@@ -13,17 +17,55 @@ from pydantic.alias_generators import to_camel
 
 from components.settings import SettingsModel, bad
 
+# ARM resource IDs (the form `az network vnet show --query id` prints). Resource group names: 1-90
+# letters, digits, `_ - . ( )`; VNet names 2-64 and subnet names 1-80 letters, digits, `_ - .`
+# (learn.microsoft.com "Naming rules and restrictions for Azure resources", Microsoft.Network).
+_VNET_ID = (
+    r"/subscriptions/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"/resourceGroups/[-\w.()]{1,90}/providers/Microsoft\.Network/virtualNetworks/[-\w.]{2,64}"
+)
+VNET_ID = re.compile(f"^{_VNET_ID}$", re.IGNORECASE)
+SUBNET_ID = re.compile(f"^({_VNET_ID})/subnets/[-\\w.]{{1,80}}$", re.IGNORECASE)
+VNET_ID_FORM = "/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Network/virtualNetworks/<name>"
+_EXISTING_SUBNETS = ("existing_postgres_subnet_id", "existing_endpoints_subnet_id", "existing_aks_subnet_id")
+
 
 class AzureNetwork(SettingsModel):
-    """`azure.network`: the VNet's address space and its three subnets."""
+    """`azure.network`: the VNet's address space and its three subnets, or an existing VNet's subnets."""
 
-    address_space: str = Field("10.50.0.0/16", description="VNet address space.")
-    aks_subnet: str = Field("10.50.0.0/18", description="Subnet for AKS nodes.")
-    postgres_subnet: str = Field("10.50.64.0/24", description="Subnet delegated to PostgreSQL Flexible Server.")
-    endpoints_subnet: str = Field("10.50.65.0/24", description="Subnet for private endpoints (Redis, Files).")
+    address_space: str = Field("10.50.0.0/16", description="VNet address space (a VNet the stack creates).")
+    aks_subnet: str = Field("10.50.0.0/18", description="Subnet for AKS nodes (a VNet the stack creates).")
+    postgres_subnet: str = Field(
+        "10.50.64.0/24", description="Subnet delegated to PostgreSQL Flexible Server (a VNet the stack creates)."
+    )
+    endpoints_subnet: str = Field(
+        "10.50.65.0/24", description="Subnet for private endpoints, Redis and Files (a VNet the stack creates)."
+    )
+    existing_vnet_id: str | None = Field(
+        None,
+        description="Use this existing VNet (ARM ID) instead of creating one; required with cluster.existingName "
+        "(the cluster's own VNet). The stack creates, changes and deletes nothing of it: it links its private "
+        "DNS zones to it and puts the server and private endpoints in the subnets below.",
+    )
+    existing_postgres_subnet_id: str | None = Field(
+        None,
+        description="With existingVnetId: a subnet of it delegated to Microsoft.DBforPostgreSQL/flexibleServers "
+        "(ARM ID).",
+    )
+    existing_endpoints_subnet_id: str | None = Field(
+        None, description="With existingVnetId: a subnet of it for the private endpoints of Redis and Files (ARM ID)."
+    )
+    existing_aks_subnet_id: str | None = Field(
+        None, description="With existingVnetId and a cluster the stack creates: the subnet its nodes join (ARM ID)."
+    )
 
     @model_validator(mode="after")
     def _layout(self) -> AzureNetwork:
+        if self.existing_vnet_id is not None:
+            return self._existing()
+        for key in _EXISTING_SUBNETS:
+            if getattr(self, key) is not None:
+                raise bad(to_camel(key), "only with existingVnetId (the VNet it belongs to)")
         try:
             space = ipaddress.ip_network(self.address_space)
         except ValueError as e:
@@ -43,18 +85,86 @@ class AzureNetwork(SettingsModel):
             nets[alias] = net
         return self
 
+    def _existing(self) -> AzureNetwork:
+        vnet = self.existing_vnet_id or ""
+        if not VNET_ID.match(vnet):
+            raise bad("existingVnetId", f"{vnet!r} is not a VNet resource ID ({VNET_ID_FORM})")
+        for key in _EXISTING_SUBNETS:
+            alias, value = to_camel(key), getattr(self, key)
+            if value is None:
+                if key != "existing_aks_subnet_id":
+                    raise bad(alias, "an existing VNet (existingVnetId) needs it: the ARM ID of a subnet of that VNet")
+                continue
+            match = SUBNET_ID.match(value)
+            if not match:
+                raise bad(alias, f"{value!r} is not a subnet resource ID ({VNET_ID_FORM}/subnets/<subnet>)")
+            if match.group(1).lower() != vnet.lower():
+                raise bad(alias, f"{value!r} is not a subnet of existingVnetId {vnet!r}")
+        if (self.existing_postgres_subnet_id or "").lower() == (self.existing_endpoints_subnet_id or "").lower():
+            # A subnet delegated to Flexible Server holds only Flexible Servers.
+            raise bad("existingEndpointsSubnetId", "must differ from existingPostgresSubnetId (a delegated subnet)")
+        return self
+
+    @property
+    def existing(self) -> bool:
+        return self.existing_vnet_id is not None
+
+
+@dataclass(frozen=True)
+class PrivateDns:
+    """A private DNS zone and its link to the VNet: a name in the zone resolves in the VNet only once
+    both exist.
+
+    Attributes:
+        zone: the PrivateZone.
+        link: its VirtualNetworkLink to the VNet.
+    """
+
+    zone: privatedns.PrivateZone
+    link: privatedns.VirtualNetworkLink
+
+
+@dataclass(frozen=True)
+class PrivateAccess:
+    """A private endpoint and what makes its name resolve to it inside the VNet.
+
+    Attributes:
+        endpoint: the PrivateEndpoint.
+        dns: its zone and the zone's VNet link.
+        zone_group: the PrivateDnsZoneGroup that writes the endpoint's A record into the zone.
+        ready: what a client must wait for before it resolves the service's name: until the zone
+            group and the link exist, the name resolves to the service's public address (refused:
+            public network access is off), and a pod may cache that answer.
+    """
+
+    endpoint: network.PrivateEndpoint
+    dns: PrivateDns
+    zone_group: network.PrivateDnsZoneGroup
+
+    @property
+    def ready(self) -> list[pulumi.Resource]:
+        return [self.zone_group, self.dns.link]
+
 
 class AzureVnet(pulumi.ComponentResource):
     """A VNet with three subnets (AKS nodes; one delegated to PostgreSQL Flexible Server; private
-    endpoints), and the helpers the data services use to add private DNS zones and endpoints to it.
+    endpoints), or an existing VNet and its subnets; and the helpers the data services use to add
+    private DNS zones linked to it and private endpoints in it.
+
+    An existing VNet is only referenced by ID: nothing of it is registered, so nothing of it is ever
+    changed or deleted. What the stack adds lives in its own resource group: the zones' VNet links
+    (children of the zones), the private endpoints (their NICs take addresses in the endpoints
+    subnet) and the server (in the delegated subnet).
 
     Attributes:
         resource_group: the resource group it was given; the data services create their resources in it.
-        vnet: the VirtualNetwork.
-        aks_subnet: the subnet AKS nodes join.
-        postgres_subnet: the subnet delegated to `Microsoft.DBforPostgreSQL/flexibleServers`.
-        endpoints_subnet: the subnet of the private endpoints (Redis, Files).
-        subnets: all three; the cluster and the database server are created after them.
+        vnet_id: the VNet's ID.
+        aks_subnet_id: the subnet a created cluster's nodes join (None: an existing VNet given no
+            existingAksSubnetId, which the config allows only with an existing cluster).
+        postgres_subnet_id: the subnet delegated to `Microsoft.DBforPostgreSQL/flexibleServers`.
+        endpoints_subnet_id: the subnet of the private endpoints (Redis, Files).
+        subnets: the created subnets (none for an existing VNet); the cluster and the database
+            server are created after them.
     """
 
     def __init__(
@@ -67,21 +177,31 @@ class AzureVnet(pulumi.ComponentResource):
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        """Create the VNet and its subnets, one after another.
+        """Create the VNet and its subnets, one after another, or take the existing ones.
 
         Args:
             name: Pulumi name prefix of the children (`<name>-vnet`, `<name>-aks`, `<name>-postgres`,
                 `<name>-endpoints`).
-            settings: address space and subnet prefixes (config `azure.network`).
-            resource_group: the resource group of the VNet (the stack's own group).
-            location: Azure region of the VNet.
-            tags: tags on the VNet.
+            settings: address space and subnet prefixes, or the existing VNet and subnet IDs
+                (config `azure.network`).
+            resource_group: the resource group of a created VNet, and of the zones and endpoints
+                (the stack's own group).
+            location: Azure region of a created VNet.
+            tags: tags on a created VNet.
             opts: options of the component; pass the Azure provider as `providers=[...]`.
         """
         super().__init__("airflow-k8s:azure:Network", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         self.resource_group = resource_group
-        self.vnet = network.VirtualNetwork(
+        self.subnets: list[pulumi.Resource] = []
+        if settings.existing_vnet_id is not None:
+            self.vnet_id: pulumi.Input[str] = settings.existing_vnet_id
+            self.aks_subnet_id: pulumi.Input[str] | None = settings.existing_aks_subnet_id
+            self.postgres_subnet_id: pulumi.Input[str] = settings.existing_postgres_subnet_id or ""
+            self.endpoints_subnet_id: pulumi.Input[str] = settings.existing_endpoints_subnet_id or ""
+            self.register_outputs({"vnet_id": self.vnet_id})
+            return
+        child = pulumi.ResourceOptions(parent=self)
+        vnet = network.VirtualNetwork(
             f"{name}-vnet",
             resource_group_name=resource_group,
             location=location,
@@ -90,33 +210,37 @@ class AzureVnet(pulumi.ComponentResource):
             # Subnets are their own resources; an inline list would fight them on every update.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["subnets"]),
         )
-        self.aks_subnet = network.Subnet(
+        aks_subnet = network.Subnet(
             f"{name}-aks",
             resource_group_name=resource_group,
-            virtual_network_name=self.vnet.name,
+            virtual_network_name=vnet.name,
             address_prefix=settings.aks_subnet,
             opts=child,
         )
-        self.postgres_subnet = network.Subnet(
+        postgres_subnet = network.Subnet(
             f"{name}-postgres",
             resource_group_name=resource_group,
-            virtual_network_name=self.vnet.name,
+            virtual_network_name=vnet.name,
             address_prefix=settings.postgres_subnet,
             delegations=[{"name": "postgres", "service_name": "Microsoft.DBforPostgreSQL/flexibleServers"}],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.aks_subnet]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[aks_subnet]),
         )  # one subnet write at a time
-        self.endpoints_subnet = network.Subnet(
+        endpoints_subnet = network.Subnet(
             f"{name}-endpoints",
             resource_group_name=resource_group,
-            virtual_network_name=self.vnet.name,
+            virtual_network_name=vnet.name,
             address_prefix=settings.endpoints_subnet,
             private_endpoint_network_policies="Disabled",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.postgres_subnet]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[postgres_subnet]),
         )
-        self.subnets = [self.aks_subnet, self.postgres_subnet, self.endpoints_subnet]
-        self.register_outputs({"vnet_id": self.vnet.id})
+        self.vnet_id = vnet.id
+        self.aks_subnet_id = aks_subnet.id
+        self.postgres_subnet_id = postgres_subnet.id
+        self.endpoints_subnet_id = endpoints_subnet.id
+        self.subnets = [aks_subnet, postgres_subnet, endpoints_subnet]
+        self.register_outputs({"vnet_id": vnet.id})
 
-    def private_zone(self, name: str, zone: pulumi.Input[str], parent: pulumi.Resource) -> privatedns.PrivateZone:
+    def private_zone(self, name: str, zone: pulumi.Input[str], parent: pulumi.Resource) -> PrivateDns:
         """A private DNS zone linked to this VNet."""
         z = privatedns.PrivateZone(
             f"{name}-zone",
@@ -125,38 +249,38 @@ class AzureVnet(pulumi.ComponentResource):
             location="Global",
             opts=pulumi.ResourceOptions(parent=parent),
         )
-        privatedns.VirtualNetworkLink(
+        link = privatedns.VirtualNetworkLink(
             f"{name}-zone-link",
             private_zone_name=z.name,
             resource_group_name=self.resource_group,
             location="Global",
-            virtual_network={"id": self.vnet.id},
+            virtual_network={"id": self.vnet_id},
             registration_enabled=False,
             opts=pulumi.ResourceOptions(parent=parent),
         )
-        return z
+        return PrivateDns(zone=z, link=link)
 
     def private_endpoint(
         self, name: str, *, target_id: pulumi.Input[str], group: str, zone: str, location: str, parent: pulumi.Resource
-    ) -> network.PrivateEndpoint:
+    ) -> PrivateAccess:
         """A private endpoint for `target_id` in the endpoints subnet, registered in `zone`."""
         dns = self.private_zone(name, zone, parent)
         ep = network.PrivateEndpoint(
             f"{name}-endpoint",
             resource_group_name=self.resource_group,
             location=location,
-            subnet={"id": self.endpoints_subnet.id},
+            subnet={"id": self.endpoints_subnet_id},
             private_link_service_connections=[
                 {"name": f"{name}-link", "private_link_service_id": target_id, "group_ids": [group]}
             ],
             opts=pulumi.ResourceOptions(parent=parent),
         )
-        network.PrivateDnsZoneGroup(
+        zone_group = network.PrivateDnsZoneGroup(
             f"{name}-dns",
             resource_group_name=self.resource_group,
             private_endpoint_name=ep.name,
             private_dns_zone_group_name="default",
-            private_dns_zone_configs=[{"name": "default", "private_dns_zone_id": dns.id}],
+            private_dns_zone_configs=[{"name": "default", "private_dns_zone_id": dns.zone.id}],
             opts=pulumi.ResourceOptions(parent=parent),
         )
-        return ep
+        return PrivateAccess(endpoint=ep, dns=dns, zone_group=zone_group)

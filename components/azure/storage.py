@@ -127,7 +127,7 @@ class AzureFilesDagVolume(pulumi.ComponentResource):
             root_squash="NoRootSquash" if nfs else None,
             opts=pulumi.ResourceOptions(parent=self, protect=protect),
         )
-        net.private_endpoint(
+        access = net.private_endpoint(
             name,
             target_id=acct.id,
             group="file",
@@ -179,7 +179,9 @@ class AzureFilesDagVolume(pulumi.ComponentResource):
             f"{name}-pv",
             metadata={"name": f"{instance}-dags", "labels": labels(instance, "dags")},
             spec=pv_spec,
-            opts=child,
+            # The CSI driver mounts `<account>.file.core.windows.net`: until the endpoint's A record and
+            # the zone's VNet link exist, that name resolves to the public address, which refuses.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=access.ready),
         )
         pvc = k8s.core.v1.PersistentVolumeClaim(
             f"{name}-pvc",

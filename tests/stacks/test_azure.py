@@ -14,7 +14,15 @@ from tests.stacks.test_invariants import _secret_leaves
 
 STACKS = ["azure-dev", "azure-prod"]
 SMB = ("azure.dags.protocol=smb",)
-EXISTING = ("azure.cluster.existingName=team-aks", "azure.cluster.existingResourceGroup=team-rg")
+_VNET = "/subscriptions/1b2c3d4e-0000-4000-8000-00000000abcd/resourceGroups/team-net/providers/Microsoft.Network/virtualNetworks/team-vnet"
+EXISTING = (
+    "azure.cluster.existingName=team-aks",
+    "azure.cluster.existingResourceGroup=team-rg",
+    # An existing cluster brings the VNet it runs in (tests/stacks/test_azure_data.py).
+    f"azure.network.existingVnetId={_VNET}",
+    f"azure.network.existingPostgresSubnetId={_VNET}/subnets/postgres",
+    f"azure.network.existingEndpointsSubnetId={_VNET}/subnets/endpoints",
+)
 LOG_WRITERS = {
     "airflow-api-server",
     "airflow-scheduler",
@@ -84,8 +92,8 @@ def test_data_services_have_no_public_network_access(stack: str) -> None:
 @pytest.mark.parametrize("stack", STACKS)
 def test_tls_everywhere(stack: str) -> None:
     run = render(stack)
-    tls = one(run, "dbforpostgresql:Configuration").inputs
-    assert (tls["configurationName"], tls["value"]) == ("require_secure_transport", "on")
+    # `require_secure_transport` is on by default on Flexible Server; nothing turns it off.
+    assert not of_type(run, "dbforpostgresql:Configuration")
     db = one(run, "redisenterprise:Database").inputs
     assert db["clientProtocol"] == "Encrypted" and db["port"] == 10000 and db["clusteringPolicy"] == "NoCluster"
     assert one(run, "redisenterprise:RedisEnterprise").inputs["minimumTlsVersion"] == "1.2"
@@ -130,7 +138,7 @@ def test_log_identity_is_federated_with_log_writers_and_scoped_to_the_container(
 def test_nfs_share_is_a_static_pv_without_keys_and_smb_uses_a_secret() -> None:
     run = render("azure-dev")
     pv = named(run, "PersistentVolume", "airflow-dags")
-    assert pv["spec"]["csi"]["volumeHandle"] == "airflow-azure-dev#afdagsazuredev994464#dags"  # mock suffix
+    assert pv["spec"]["csi"]["volumeHandle"] == "airflow-azure-dev-994464#afdagsazuredev994464#dags"  # mock suffix
     assert "nodeStageSecretRef" not in pv["spec"]["csi"]
     assert named(run, "PersistentVolumeClaim", "airflow-dags")["spec"]["volumeName"] == "airflow-dags"
     assert one(run, "storage:FileShare").inputs["enabledProtocols"] == "NFS"

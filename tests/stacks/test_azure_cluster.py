@@ -13,10 +13,11 @@ import yaml
 from stacks.tooling import engine
 from stacks.tooling.teardown import ancestors
 from tests.render import objects, render
+from tests.stacks.test_azure import EXISTING  # an existing cluster and the VNet it runs in
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = ["azure-dev", "azure-prod"]
-EXISTING = ("azure.cluster.existingName=team-aks", "azure.cluster.existingResourceGroup=team-rg")
+
 NETWORK_CONTRIBUTOR = "4d97b98b-1d4f-4787-a291-c67834d212e7"
 AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
 DEPLOYER = "00000000-0000-0000-0000-0000000000b1"  # the mock's authorization.getClientConfig objectId

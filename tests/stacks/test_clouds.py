@@ -10,6 +10,7 @@ import pytest
 from stacks.tooling import clouds
 from stacks.tooling.render import stack_names
 from tests.render import render
+from tests.stacks.test_azure import EXISTING as AZURE_EXISTING
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLING = ROOT / "stacks" / "tooling"
@@ -60,7 +61,7 @@ LOOKUPS = [
         ),
     ),
     ("azure-dev", ()),
-    ("azure-dev", ("azure.cluster.existingName=team-aks", "azure.cluster.existingResourceGroup=team-rg")),
+    ("azure-dev", AZURE_EXISTING),
     *[(s, ()) for s in stack_names() if s not in ("aws-dev", "azure-dev")],
 ]
 # Packages whose default provider would pick up ambient settings (region, subscription, kubeconfig

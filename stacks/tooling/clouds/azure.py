@@ -34,6 +34,9 @@ def mock_outputs(typ: str, name: str, state: dict[str, Any]) -> dict[str, Any]:
     for key in _NAME_INPUTS:
         if key in state and key != "resourceGroupName":
             out["name"] = state[key]
+    # Without a name input azure-native autonames the resource; ARM returns its `name` either way, and
+    # a reader of it (a Subnet of its VNet, a zone group of its private endpoint) waits for it.
+    out.setdefault("name", name)
     if typ == "azure-native:resources:ResourceGroup":
         out["name"] = state.get("resourceGroupName", name)
     elif typ == "azure-native:containerservice:ManagedCluster":
@@ -270,8 +273,11 @@ FACTS = CloudFacts(
         # A created cluster brings its system node pool.
         "kubernetes-nodes": frozenset({AKS, POOL}),
         # What a Kubernetes object can carry only once it exists: a host, a client id, an account name.
-        "value": frozenset({PG, PG_DB, REDIS, REDIS_DB, STORAGE, CONTAINER, IDENTITY}),
-        "volume": frozenset({STORAGE, SHARE}),
+        # A private host name is usable only once it resolves privately: the endpoint's A record (the
+        # zone group) and the zone's VNet link; before that it resolves to a public address that
+        # refuses (public network access is off), and a pod may cache that answer.
+        "value": frozenset({PG, PG_DB, REDIS, REDIS_DB, STORAGE, CONTAINER, IDENTITY, ZONE_GROUP, ZONE_LINK}),
+        "volume": frozenset({STORAGE, SHARE, ZONE_GROUP, ZONE_LINK}),
         "data-service": frozenset({PG, REDIS, STORAGE}),
     },
 )
