@@ -123,7 +123,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             zone_redundant=zone_redundant,
             protect=z.protect,
             tags=tags,
-            opts=pulumi.ResourceOptions(providers=[provider_az, provider], depends_on=[ns]),
+            kubernetes=provider,
+            opts=az_opts,
         )
         claim, dag_volume = files.claim_name, files.volume_handle
 

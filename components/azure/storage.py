@@ -76,6 +76,7 @@ class AzureFilesDagVolume(pulumi.ComponentResource):
         zone_redundant: bool,
         protect: bool,
         tags: dict[str, str],
+        kubernetes: pulumi.ProviderResource,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """Create the account, share and private endpoint, and the PV and PVC.
@@ -94,11 +95,12 @@ class AzureFilesDagVolume(pulumi.ComponentResource):
             zone_redundant: Premium_ZRS instead of Premium_LRS; the stack passes `azure.protect`.
             protect: Pulumi `protect` on the account and the share (config `azure.protect`).
             tags: tags on the account.
-            opts: options of the component; pass the Azure and Kubernetes providers as `providers=[...]`
-                (the stack also makes it depend on the namespace).
+            kubernetes: the Kubernetes provider, for the PV, the PVC and the SMB key Secret only. Not
+                in the component's `providers` (nor a namespace in its `depends_on`): every child of a
+                component waits for those, and the storage account must not wait for the cluster.
+            opts: options of the component; pass the Azure provider as `providers=[...]`.
         """
         super().__init__("airflow-k8s:azure:DagVolume", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         nfs = settings.protocol == "nfs"
         acct = storage.StorageAccount(
             f"{name}-account",
@@ -168,7 +170,7 @@ class AzureFilesDagVolume(pulumi.ComponentResource):
                     "azurestorageaccountname": acct.name,
                     "azurestorageaccountkey": pulumi.Output.secret(keys.keys[0].value),
                 },
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, provider=kubernetes),
             )
             csi["nodeStageSecretRef"] = {"name": secret.metadata["name"], "namespace": namespace}
         pv_spec: Manifest = {
@@ -181,14 +183,14 @@ class AzureFilesDagVolume(pulumi.ComponentResource):
             spec=pv_spec,
             # The CSI driver mounts `<account>.file.core.windows.net`: until the endpoint's A record and
             # the zone's VNet link exist, that name resolves to the public address, which refuses.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=access.ready),
+            opts=pulumi.ResourceOptions(parent=self, provider=kubernetes, depends_on=access.ready),
         )
         pvc = k8s.core.v1.PersistentVolumeClaim(
             f"{name}-pvc",
             metadata={"name": f"{instance}-dags", "namespace": namespace, "labels": labels(instance, "dags")},
             spec=static_claim(pv.metadata["name"], f"{settings.quota_gib}Gi"),
             # The share's quota (above) is the real limit and changes in place; the claim keeps its size.
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(ignore_changes=CLAIM_SIZE)),
+            opts=pulumi.ResourceOptions(parent=self, provider=kubernetes, ignore_changes=CLAIM_SIZE),
         )
         self.claim_name = pvc.metadata["name"]
         self.volume_handle = handle

@@ -370,3 +370,29 @@ def test_aws_data_services_start_at_the_vpc(stack: str) -> None:
         start = start_of(run, type_, name)
         assert start == pytest.approx(start_of(run, type_, name, forced=True)), name
         assert start < 1.0, (name, start)  # the VPC, its subnets and a security group: seconds
+
+
+AZURE_DATA = [
+    ("azure-native:dbforpostgresql:Server", "database-server"),
+    ("azure-native:redisenterprise:RedisEnterprise", "broker-cluster"),
+    ("azure-native:storage:StorageAccount", "dags-account"),
+    ("azure-native:storage:StorageAccount", "logs-account"),
+]
+
+
+@pytest.mark.parametrize("stack", ["azure-dev", "azure-prod"])
+def test_azure_deploys_within_five_percent_of_what_the_cloud_forces(stack: str) -> None:
+    run = render(stack)
+    longest, forced = longest_chain(run).minutes, forced_chain(run).minutes
+    assert longest <= 1.05 * forced, (longest, forced)
+
+
+@pytest.mark.parametrize("stack", ["azure-dev", "azure-prod"])
+def test_azure_data_services_start_with_the_network_not_the_cluster(stack: str) -> None:
+    """The DAG share's account waited ~7 min for the AKS cluster: its component listed the
+    Kubernetes provider (and the namespace), which every child of a component waits for."""
+    run = render(stack)
+    for type_, name in AZURE_DATA:
+        start = start_of(run, type_, name)
+        assert start == pytest.approx(start_of(run, type_, name, forced=True)), name
+        assert start < 2.0, (name, start)  # the group, the VNet and (for the server) its DNS link

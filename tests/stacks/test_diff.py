@@ -186,3 +186,9 @@ def test_an_ignored_input_absent_from_the_old_render_stays_absent() -> None:
     new = [_res("redis", cache, {"clusterName": "c", "highAvailability": "Disabled"}, ignore=["highAvailability"])]
     [change] = compare(old, new)
     assert change.fields[-1] == "options.ignoreChanges[0]" and change.destructive is None
+
+
+def test_moving_an_azure_stack_to_another_region_is_destructive() -> None:
+    changes = compare(resources("azure-dev"), resources("azure-dev", "azure.region=northeurope"))
+    destructive = {c.urn.rsplit("::", 1)[-1] for c in changes if c.destructive}
+    assert {"resource-group", "aks-cluster", "database-server"} <= destructive

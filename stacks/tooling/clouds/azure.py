@@ -256,7 +256,20 @@ FACTS = CloudFacts(
     },
     stateful={
         # The cluster: replacing it replaces everything that lives in it.
-        "azure-native:containerservice:ManagedCluster": ("resourceName", "dnsPrefix", "networkProfile"),
+        # pulumi-azure-native's forceNewMap (provider/pkg/gen/properties.go) plus the ARM name and scope.
+        "azure-native:containerservice:ManagedCluster": (
+            "resourceName",
+            "resourceGroupName",
+            "location",
+            "dnsPrefix",
+            "fqdnSubdomain",
+            "nodeResourceGroup",
+            "networkProfile",
+            "linuxProfile",
+            "diskEncryptionSetID",
+        ),
+        # A replaced resource group takes everything in it.
+        "azure-native:resources:ResourceGroup": ("resourceGroupName", "location"),
         "azure-native:dbforpostgresql:Server": ("serverName", "resourceGroupName", "location", "administratorLogin"),
         "azure-native:redisenterprise:RedisEnterprise": ("clusterName", "resourceGroupName", "location"),
         "azure-native:redisenterprise:Database": ("databaseName", "clusteringPolicy", "port"),
