@@ -13,6 +13,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 from pydantic import Field, field_validator, model_validator
 
+from components.aws.network import DataClients
 from components.settings import SettingsModel, bad
 
 
@@ -194,10 +195,11 @@ class EksCluster(pulumi.ComponentResource):
     Attributes:
         name: the cluster name; S3TaskLogs makes its Pod Identity associations in it.
         security_group_id: the EKS cluster security group.
-        client_security_group_ids: the groups the data services admit: for a created cluster the
-            stack's client group (made before the cluster, carried by the nodes through their launch
-            template, so the data services need not wait for the cluster); for an existing one its
-            cluster security group. Either way plus `clientSecurityGroupIds` from config.
+        data_clients: the groups the data services admit: for a created cluster the stack's client
+            group (made before the cluster, carried by the nodes through their launch template, so
+            the data services need not wait for the cluster), through standalone rules; for an
+            existing one its cluster security group, through inline rules. Either way plus
+            `clientSecurityGroupIds` from config.
         storage_drivers: the CSI driver add-ons of a created cluster ("efs", and "ebs" with
             `block_storage`): what mounts their volumes is made after and deleted before them.
         storage_class: the gp3 StorageClass's name with `block_storage` on a created cluster, else None.
@@ -265,7 +267,11 @@ class EksCluster(pulumi.ComponentResource):
             self.security_group_id = found.vpc_config.cluster_security_group_id
             endpoint, ca = found.endpoint, found.certificate_authorities[0].data
             self.kubeconfig = None
-            clients_ids = [self.security_group_id]
+            # Its cluster group, inline as in the stacks made before the client group (no transition).
+            self.data_clients = DataClients(
+                {"cluster": self.security_group_id, **{g: g for g in settings.client_security_group_ids}},
+                inline=True,
+            )
         else:
             # The data services admit this group, which exists before the cluster: they need not
             # wait ten minutes for the cluster security group EKS makes.
@@ -276,7 +282,9 @@ class EksCluster(pulumi.ComponentResource):
                 tags={**tags, "Name": f"{cluster_name}-clients"},
                 opts=child,
             )
-            clients_ids: list[pulumi.Input[str]] = [clients.id]
+            self.data_clients = DataClients(
+                {"clients": clients.id, **{g: g for g in settings.client_security_group_ids}}
+            )
             role = aws.iam.Role(f"{name}-cluster-role", assume_role_policy=json.dumps(EKS_TRUST), tags=tags, opts=child)
             attach = aws.iam.RolePolicyAttachment(
                 f"{name}-cluster-policy", role=role.name, policy_arn=MANAGED + "AmazonEKSClusterPolicy", opts=child
@@ -448,7 +456,6 @@ class EksCluster(pulumi.ComponentResource):
             self.security_group_id = cluster.vpc_config.cluster_security_group_id
             endpoint, ca = cluster.endpoint, cluster.certificate_authority.data
             self.kubeconfig = pulumi.Output.secret(kubeconfig(cluster.name, endpoint, ca, region))
-        self.client_security_group_ids: list[pulumi.Input[str]] = [*clients_ids, *settings.client_security_group_ids]
 
         config = kubeconfig(self.name, endpoint, ca, region)
         self.provider = k8s.Provider(

@@ -111,15 +111,50 @@ def test_airflow_urls_use_tls(stack: str) -> None:
     assert broker.scheme == "rediss" and broker.query == "ssl_cert_reqs=required" and broker.username == ""
 
 
+DATA_GROUPS = {"database-sg": 5432, "broker-sg": 6379, "dags-sg": 2049}
+
+
+def admitted(run: engine.Run, group: str) -> dict[str, engine.Resource]:
+    """The standalone ingress rules of a data security group, by the group each one admits."""
+    rules = of_type(run, "vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    return {r.inputs["referencedSecurityGroupId"]: r for r in rules if r.inputs["securityGroupId"] == f"{group}-id"}
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_security_groups_admit_data_ports_only_from_the_clients_group(stack: str) -> None:
     run = render(stack)
     groups = of_type(run, "ec2/securityGroup:SecurityGroup")
     assert len(groups) == 4  # database, broker, DAG volume, and the clients group (no ingress)
-    for sg in groups:
-        for rule in sg.inputs.get("ingress", []):
-            assert "0.0.0.0/0" not in rule.get("cidrBlocks", []) and "::/0" not in rule.get("ipv6CidrBlocks", [])
-            assert rule["fromPort"] in DATA_PORTS and rule["securityGroups"] == ["eks-clients-sg-id"]
+    assert not [sg.name for sg in groups if "ingress" in sg.inputs]
+    rules = of_type(run, "vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    assert len(rules) == len(DATA_GROUPS)
+    for group, port in DATA_GROUPS.items():
+        [rule] = admitted(run, group).values()
+        assert rule.inputs["referencedSecurityGroupId"] == "eks-clients-sg-id", group
+        assert (rule.inputs["ipProtocol"], rule.inputs["fromPort"], rule.inputs["toPort"]) == ("tcp", port, port)
+        assert not {"cidrIpv4", "cidrIpv6", "prefixListId"} & set(rule.inputs), group
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_old_nodes_keep_reaching_the_data_services_while_their_replacements_start(stack: str) -> None:
+    """Finding 2 of issue 11's review: a stack made before the clients group admits the cluster
+    security group through the data groups' inline rules, and its old nodes carry only that group
+    until the replacement node group (a new launch template) is up, 10-25 minutes later. The data
+    groups therefore manage no inline rules at all (`ingress` omitted: pulumi-aws keeps whatever the
+    group has; `ingress=[]` would revoke it) and admit the clients group, and any configured group,
+    through rules of their own that start at the VPC."""
+    run = render(stack, "aws.cluster.clientSecurityGroupIds=[sg-0123456789abcdef0]")
+    eks = {r.urn for r in run.resources if r.type.startswith(("aws:eks/", "aws:ec2/launchTemplate"))}
+    for group, port in DATA_GROUPS.items():
+        assert "ingress" not in run.get("aws:ec2/securityGroup:SecurityGroup", group).inputs, group
+        rules = admitted(run, group)
+        assert set(rules) == {"eks-clients-sg-id", "sg-0123456789abcdef0"}, group
+        assert all(r.inputs["fromPort"] == port for r in rules.values())
+        for rule in rules.values():
+            assert not ancestors(run, rule.urn) & eks, rule.name
+    # Named after what they admit, not their position: a reordered list re-creates no rule.
+    names = {r.name for r in admitted(run, "database-sg").values()}
+    assert names == {"database-sg-from-clients", "database-sg-from-sg-0123456789abcdef0"}
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -501,9 +536,8 @@ def test_data_services_start_at_the_vpc_not_after_the_cluster(stack: str) -> Non
     clients = run.get("aws:ec2/securityGroup:SecurityGroup", "eks-clients-sg")
     template = one(run, "ec2/launchTemplate:LaunchTemplate")
     assert template.inputs["vpcSecurityGroupIds"] == ["sg-eks-cluster", "eks-clients-sg-id"]
-    for name in ("database-sg", "broker-sg", "dags-sg"):
-        [rule] = run.get("aws:ec2/securityGroup:SecurityGroup", name).inputs["ingress"]
-        assert rule["securityGroups"] == ["eks-clients-sg-id"], name
+    for name in DATA_GROUPS:
+        assert set(admitted(run, name)) == {"eks-clients-sg-id"}, name
     assert clients.inputs.get("ingress", []) == []
 
 
