@@ -16,6 +16,9 @@ from pydantic import Field, field_validator, model_validator
 from components.aws.network import DataClients
 from components.settings import SettingsModel, bad
 
+# Accepted versions past their end of standard support (EKS release calendar, endoflife.date/amazon-eks).
+EXTENDED_ONLY = {"1.34": "2026-12-02"}
+
 
 class AwsCluster(SettingsModel):
     """`aws.cluster`: the EKS cluster, created with its node group or an existing one by name."""
@@ -27,8 +30,9 @@ class AwsCluster(SettingsModel):
     )
     version: Literal["1.34", "1.35"] = Field(
         "1.35",
-        description="Kubernetes version of a created cluster: one in EKS standard support whose add-on versions "
-        "are pinned (components/aws/eks.py ADDON_VERSIONS). EKS upgrades one minor at a time.",
+        description="Kubernetes version of a created cluster, with add-on versions pinned (components/aws/eks.py "
+        "ADDON_VERSIONS). EKS upgrades one minor at a time; 1.34 (past standard support) only with supportType "
+        "EXTENDED, as the step up from 1.33.",
     )
     support_type: Literal["STANDARD", "EXTENDED"] = Field(
         "STANDARD",
@@ -61,6 +65,12 @@ class AwsCluster(SettingsModel):
         "(terraform-aws-eks, custom launch templates).",
     )
 
+    @field_validator("version", mode="before")
+    @classmethod
+    def _unquoted(cls, v: object) -> object:
+        # `version: 1.34` unquoted in a stack file is a YAML number; two decimals keep 1.30 as "1.30".
+        return f"{v:.2f}" if isinstance(v, float) else v
+
     @field_validator("public_access_cidrs")
     @classmethod
     def _cidrs(cls, v: list[str]) -> list[str]:
@@ -80,6 +90,20 @@ class AwsCluster(SettingsModel):
         if bad_ids:
             raise ValueError(f"{bad_ids} are not security group ids (sg- and 8 or 17 hex digits)")
         return v
+
+    @model_validator(mode="after")
+    def _support(self) -> AwsCluster:
+        # EKS changes a cluster's upgrade policy only while its version is in standard support, and
+        # a cluster in extended support cannot leave it by policy (EKS user guide: "Disable EKS
+        # extended support"); 1.34 left standard support on 2026-12-02 (EKS release calendar).
+        if self.version in EXTENDED_ONLY and self.support_type != "EXTENDED":
+            raise bad(
+                "supportType",
+                f"must be EXTENDED with version {self.version}: it left EKS standard support on "
+                f"{EXTENDED_ONLY[self.version]}, when EKS no longer changes the policy to STANDARD; it is the step "
+                "up from 1.33 (README: Upgrading an AWS stack made before this release); a new stack uses 1.35",
+            )
+        return self
 
     @model_validator(mode="after")
     def _nodes(self) -> AwsCluster:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import kubernetes_validate
@@ -296,6 +297,8 @@ BAD = [
     ("aws.database.engineVersion=17.6", "airflow-k8s:aws.database.engineVersion", "autoMinorVersionUpgrade"),
     ("aws.cluster.version=1.33", "airflow-k8s:aws.cluster.version", "1.34"),
     ("aws.cluster.supportType=FOREVER", "airflow-k8s:aws.cluster.supportType", "STANDARD"),
+    # 1.34 left standard support on 2026-12-02: the step up from 1.33 runs in extended support.
+    ("aws.cluster.version=1.34", "airflow-k8s:aws.cluster.supportType", "EXTENDED"),
     (
         ("aws.cluster.existingName=team-eks", EXISTING[1], "airflow.workers.storageSize=20Gi"),
         "airflow-k8s:airflow.workers.storageClass",
@@ -495,6 +498,25 @@ def test_kubernetes_version_is_in_standard_support_and_never_silently_extended(s
     cluster = one(render(stack), "eks/cluster:Cluster").inputs
     assert cluster["version"] == "1.35"  # standard support until 2027-03-27 (EKS release calendar)
     assert cluster["upgradePolicy"] == {"supportType": "STANDARD"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_readme_upgrade_path_from_the_last_release_renders_step_by_step(stack: str) -> None:
+    """Review finding 1: stacks of release 03ea502 run 1.33 (EXTENDED, the API's default policy,
+    since 2026-07-29). EKS upgrades one minor at a time, and the policy can only be changed in
+    standard support: 1.34 with EXTENDED first, then 1.35 with STANDARD (the provider updates the
+    version before the policy)."""
+    from components.aws.eks import ADDON_VERSIONS
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    upgrading = readme.split("### Upgrading an AWS stack made before this release")[1].split("\n## ")[0]
+    steps = [("1.34", "EXTENDED"), ("1.35", "STANDARD")]
+    for version, support in steps:
+        assert f'`version: "{version}"`, `supportType: {support}`' in upgrading
+        run = render(stack, f"aws.cluster.version={version}", f"aws.cluster.supportType={support}")
+        cluster = one(run, "eks/cluster:Cluster").inputs
+        assert cluster["version"] == version and cluster["upgradePolicy"] == {"supportType": support}
+        assert {a.inputs["addonVersion"] for a in addons(run).values()} <= set(ADDON_VERSIONS[version].values())
 
 
 def test_worker_log_claims_get_an_encrypted_gp3_class_and_its_csi_driver() -> None:
