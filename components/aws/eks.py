@@ -11,7 +11,7 @@ from typing import Literal
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from components.aws.network import DataClients
 from components.settings import SettingsModel, bad
@@ -71,9 +71,25 @@ class AwsCluster(SettingsModel):
         # `version: 1.34` unquoted in a stack file is a YAML number; two decimals keep 1.30 as "1.30".
         return f"{v:.2f}" if isinstance(v, float) else v
 
-    @field_validator("public_access_cidrs")
+    api_access_security_group_ids: list[str] = Field(
+        default_factory=list,
+        description="Security groups whose members may reach the private API endpoint on 443 (a CI runner's, a "
+        "bastion's): rules on the cluster security group of a created cluster.",
+    )
+    api_access_cidrs: list[str] = Field(
+        default_factory=list,
+        description="IPv4 CIDRs that may reach the private API endpoint on 443 (a peered VPC, a VPN), routed to the "
+        "VPC: rules on the cluster security group of a created cluster.",
+    )
+    admin_principal_arns: list[str] = Field(
+        default_factory=list,
+        description="IAM roles or users made cluster admins of a created cluster (EKS access entry with "
+        "AmazonEKSClusterAdminPolicy), besides its creator: CI's deploy role, your admins' role.",
+    )
+
+    @field_validator("public_access_cidrs", "api_access_cidrs")
     @classmethod
-    def _cidrs(cls, v: list[str]) -> list[str]:
+    def _cidrs(cls, v: list[str], info: ValidationInfo) -> list[str]:
         for cidr in v:
             try:
                 net = ipaddress.ip_network(cidr, strict=True)
@@ -81,15 +97,37 @@ class AwsCluster(SettingsModel):
                 raise ValueError(f"{cidr!r} is not a CIDR without host bits ({e})") from None
             if net.version != 4:
                 raise ValueError(f"{cidr!r}: EKS takes IPv4 CIDRs here")
+            if info.field_name == "api_access_cidrs" and net.prefixlen == 0:
+                raise ValueError(f"{cidr!r}: a /0 admits every address; list the networks that need the API server")
         return v
 
-    @field_validator("client_security_group_ids")
+    @field_validator("client_security_group_ids", "api_access_security_group_ids")
     @classmethod
     def _groups(cls, v: list[str]) -> list[str]:
         bad_ids = [g for g in v if not re.fullmatch(r"sg-[0-9a-f]{8,17}", g)]
         if bad_ids:
-            raise ValueError(f"{bad_ids} are not security group ids (sg- and 8 or 17 hex digits)")
+            raise ValueError(f"{bad_ids} are not security group ids (sg- and 8 to 17 hex digits)")
         return v
+
+    @field_validator("admin_principal_arns")
+    @classmethod
+    def _principals(cls, v: list[str]) -> list[str]:
+        bad_arns = [a for a in v if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+", a)]
+        if bad_arns:
+            raise ValueError(f"{bad_arns} are not IAM role or user ARNs (arn:aws:iam::<account>:role/<name>)")
+        return v
+
+    @model_validator(mode="after")
+    def _created_only(self) -> AwsCluster:
+        if self.existing_name:
+            for key, value in (
+                ("adminPrincipalArns", self.admin_principal_arns),
+                ("apiAccessSecurityGroupIds", self.api_access_security_group_ids),
+                ("apiAccessCidrs", self.api_access_cidrs),
+            ):
+                if value:
+                    raise bad(key, "only for a created cluster: an existing cluster's access is its owner's to manage")
+        return self
 
     @model_validator(mode="after")
     def _support(self) -> AwsCluster:
@@ -351,6 +389,39 @@ class EksCluster(pulumi.ComponentResource):
                     delete_before_replace=True,
                 ),
             )
+            # A private endpoint admits what the cluster security group admits (EKS user guide, "Cluster
+            # API server endpoint"): runners and networks outside the VPC's nodes need a 443 rule.
+            api_sources = [(g, g, None) for g in settings.api_access_security_group_ids] + [
+                (c.replace("/", "_"), None, c) for c in settings.api_access_cidrs
+            ]
+            for label, group, cidr in api_sources:
+                aws.vpc.SecurityGroupIngressRule(
+                    f"{name}-api-from-{label}",
+                    security_group_id=cluster.vpc_config.cluster_security_group_id,
+                    referenced_security_group_id=group,
+                    cidr_ipv4=cidr,
+                    ip_protocol="tcp",
+                    from_port=443,
+                    to_port=443,
+                    description="Kubernetes API",
+                    tags=tags,
+                    opts=child,
+                )
+            # Only the creator is admin (bootstrap_cluster_creator_admin_permissions); anyone else,
+            # such as CI's deploy role, needs an access entry and a policy, or gets 401.
+            for arn in settings.admin_principal_arns:
+                label = re.sub(r"[^A-Za-z0-9-]", "-", arn.split(":", 5)[5])
+                entry = aws.eks.AccessEntry(
+                    f"{name}-admin-{label}", cluster_name=cluster.name, principal_arn=arn, type="STANDARD", opts=child
+                )
+                aws.eks.AccessPolicyAssociation(
+                    f"{name}-admin-{label}",
+                    cluster_name=cluster.name,
+                    principal_arn=entry.principal_arn,
+                    policy_arn="arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+                    access_scope={"type": "cluster"},
+                    opts=child,
+                )
             versions = ADDON_VERSIONS[settings.version]
 
             def addon(

@@ -299,6 +299,15 @@ BAD = [
     ("aws.cluster.supportType=FOREVER", "airflow-k8s:aws.cluster.supportType", "STANDARD"),
     # 1.34 left standard support on 2026-12-02: the step up from 1.33 runs in extended support.
     ("aws.cluster.version=1.34", "airflow-k8s:aws.cluster.supportType", "EXTENDED"),
+    # Who else reaches and administers the API server: checked ids, CIDRs and IAM ARNs.
+    ("aws.cluster.apiAccessSecurityGroupIds=[sg-x]", "airflow-k8s:aws.cluster.apiAccessSecurityGroupIds", "sg-"),
+    ("aws.cluster.apiAccessCidrs=[0.0.0.0/0]", "airflow-k8s:aws.cluster.apiAccessCidrs", "/0"),
+    ("aws.cluster.adminPrincipalArns=[ci-deployer]", "airflow-k8s:aws.cluster.adminPrincipalArns", "arn:aws:iam::"),
+    (
+        ("aws.cluster.adminPrincipalArns=[arn:aws:iam::123456789012:role/ci]", *EXISTING),
+        "airflow-k8s:aws.cluster.adminPrincipalArns",
+        "created cluster",
+    ),
     (
         ("aws.cluster.existingName=team-eks", EXISTING[1], "airflow.workers.storageSize=20Gi"),
         "airflow-k8s:airflow.workers.storageClass",
@@ -416,6 +425,38 @@ def test_prod_api_server_is_private_and_dev_public_only_to_listed_cidrs() -> Non
         "eks/cluster:Cluster",
     )
     assert ok.inputs["vpcConfig"]["endpointPublicAccess"] is True
+
+
+ADMIN = "arn:aws:iam::123456789012:role/ci-deployer"
+
+
+def test_a_private_api_server_admits_the_listed_networks_and_administrators() -> None:
+    """Review finding 5: with a private endpoint, traffic from a runner outside the cluster
+    security group needs a 443 rule on it (EKS user guide, "Cluster API server endpoint"), and
+    only the cluster's creator is admin unless an access entry says otherwise: a CI role got 401."""
+    plain = render("aws-prod")
+    assert not of_type(plain, "eks/accessEntry:AccessEntry")
+    assert not [r for r in of_type(plain, "SecurityGroupIngressRule") if r.inputs.get("fromPort") == 443]
+    run = render(
+        "aws-prod",
+        "aws.cluster.apiAccessSecurityGroupIds=[sg-0aaa1111bbbb2222c]",
+        "aws.cluster.apiAccessCidrs=[10.60.0.0/16]",
+        f"aws.cluster.adminPrincipalArns=[{ADMIN}]",
+    )
+    cluster = one(run, "eks/cluster:Cluster")
+    api = [r for r in of_type(run, "SecurityGroupIngressRule") if r.inputs["securityGroupId"] == "sg-eks-cluster"]
+    assert {(r.inputs["ipProtocol"], r.inputs["fromPort"], r.inputs["toPort"]) for r in api} == {("tcp", 443, 443)}
+    assert {r.inputs.get("referencedSecurityGroupId") or r.inputs.get("cidrIpv4") for r in api} == {
+        "sg-0aaa1111bbbb2222c",
+        "10.60.0.0/16",
+    }
+    [entry] = of_type(run, "eks/accessEntry:AccessEntry")
+    assert entry.inputs["principalArn"] == ADMIN and entry.inputs["type"] == "STANDARD"
+    assert cluster.urn in entry.dependencies
+    [policy] = of_type(run, "eks/accessPolicyAssociation:AccessPolicyAssociation")
+    assert policy.inputs["principalArn"] == ADMIN and policy.inputs["accessScope"] == {"type": "cluster"}
+    assert policy.inputs["policyArn"] == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+    assert entry.urn in policy.dependencies  # the association names an entry that must exist
 
 
 def test_an_existing_clusters_own_node_groups_reach_the_data_services() -> None:
