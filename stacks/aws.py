@@ -31,9 +31,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     stack = pulumi.get_stack()
     # Explicit region: nothing depends on the ambient AWS profile's region. Tags go on every
     # resource through the provider's default tags, once; components add only their Name tags.
-    aws_provider = aws.Provider(
-        "aws", region=a.region, default_tags={"tags": {"app": "airflow-k8s", "pulumi-stack": stack, **a.tags}}
-    )
+    identity = {"pulumi-stack": stack, "app": "airflow-k8s"}
+    aws_provider = aws.Provider("aws", region=a.region, default_tags={"tags": {**identity, **a.tags}})
     tags: dict[str, str] = {}
     aws_opts = pulumi.ResourceOptions(providers=[aws_provider])
     name = f"airflow-{stack}"
@@ -51,6 +50,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         depends_on=net.subnets.resources,
         egress=net.subnets.egress,
         block_storage=cfg.airflow.workers.storage_size is not None,
+        volume_tags=identity,
         protect=a.protect,
         tags=tags,
         opts=aws_opts,

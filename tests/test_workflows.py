@@ -119,6 +119,8 @@ def test_every_aws_destroy_removes_the_log_group_eks_recreates() -> None:
         assert destroys, name
         for i in destroys:
             assert 'eks-log-group-cleanup.sh "$STACK"' in text[i + 1], name
+            # Worker claims' EBS volumes the CSI driver had no time to delete (review finding 7).
+            assert 'ebs-volume-cleanup.sh "$STACK"' in text[i + 2], name
 
 
 def test_log_group_cleanup_deletes_the_group_the_stack_names(tmp_path: Path) -> None:
@@ -145,6 +147,31 @@ def test_log_group_cleanup_deletes_the_group_the_stack_names(tmp_path: Path) -> 
     calls.write_text("delete-log-group (earlier)\n")
     again = subprocess.run(["bash", str(script), "aws-dev", "eu-west-1", "0"], env=env, capture_output=True, text=True)
     assert again.returncode == 0 and calls.read_text().count("delete-log-group") == 1
+
+
+def test_ebs_cleanup_deletes_only_the_stacks_available_csi_volumes(tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    fake = tmp_path / "aws"
+    # A fake AWS CLI: describe-volumes answers with the volumes its filters select.
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo "$*" >> {calls}\n'
+        'if [[ "$2" == describe-volumes ]]; then echo "vol-0aaa vol-0bbb"; fi\n'
+    )
+    fake.chmod(0o755)
+    script = ROOT / ".github/scripts/ebs-volume-cleanup.sh"
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    out = subprocess.run(["bash", str(script), "aws-dev", "eu-west-1"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    describe, *deletes = calls.read_text().splitlines()
+    for f in (
+        "tag:pulumi-stack,Values=aws-dev",
+        "tag:app,Values=airflow-k8s",
+        "tag:ebs.csi.aws.com/cluster,Values=true",
+    ):
+        assert f"Name={f}" in describe, f
+    assert "Name=status,Values=available" in describe and "--region eu-west-1" in describe
+    assert deletes == [f"ec2 delete-volume --region eu-west-1 --volume-id {v}" for v in ("vol-0aaa", "vol-0bbb")]
 
 
 OFFLINE_DIFF = ROOT / ".github/scripts/offline-diff.sh"

@@ -290,6 +290,7 @@ class EksCluster(pulumi.ComponentResource):
         depends_on: list[pulumi.Resource],
         egress: list[pulumi.Resource],
         block_storage: bool,
+        volume_tags: dict[str, str],
         protect: bool,
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
@@ -314,6 +315,8 @@ class EksCluster(pulumi.ComponentResource):
                 route tables' associations: `Subnets.egress`); the control plane does not wait for it.
             block_storage: something asks for EBS volumes (worker log claims): a created cluster gets
                 the EBS CSI driver and the encrypted gp3 StorageClass `airflow-gp3`.
+            volume_tags: tags the EBS CSI driver puts on the volumes it makes for that class (they are
+                outside the state: the provider's default tags never reach them).
             tags: tags on each AWS resource; the stack passes none, its provider's default tags cover them.
             opts: options of the component; pass the AWS provider as `providers=[...]`.
         """
@@ -569,7 +572,14 @@ class EksCluster(pulumi.ComponentResource):
                 f"{name}-gp3",
                 metadata={"name": GP3_CLASS},
                 provisioner="ebs.csi.aws.com",
-                parameters={"type": "gp3", "encrypted": "true"},
+                # The driver tags each volume it makes with these (aws-ebs-csi-driver docs/tagging.md):
+                # a volume it had no time to delete before its add-on went on destroy is found by
+                # them (.github/scripts/ebs-volume-cleanup.sh).
+                parameters={
+                    "type": "gp3",
+                    "encrypted": "true",
+                    **{f"tagSpecification_{i}": f"{k}={v}" for i, (k, v) in enumerate(volume_tags.items(), 1)},
+                },
                 volume_binding_mode="WaitForFirstConsumer",  # the volume in the pod's zone
                 allow_volume_expansion=True,
                 reclaim_policy="Delete",
