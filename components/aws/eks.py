@@ -205,6 +205,8 @@ ADDON_VERSIONS: dict[str, dict[str, str]] = {
         "aws-ebs-csi-driver": "v1.57.1-eksbuild.1",
     },
 }
+# Add-ons whose DaemonSets/Deployment every running pod needs: `preserve` keeps them on delete.
+ADDONS_KEPT_ON_DELETE = frozenset({"vpc-cni", "kube-proxy", "coredns"})
 # The encrypted gp3 class a created cluster gets when something asks for block volumes.
 GP3_CLASS = "airflow-gp3"
 
@@ -460,6 +462,9 @@ class EksCluster(pulumi.ComponentResource):
                     resolve_conflicts_on_create="OVERWRITE",
                     resolve_conflicts_on_update="OVERWRITE",
                     configuration_values=json.dumps(config) if config else None,
+                    # What every pod's network and DNS run on stays on live nodes when the add-on is
+                    # deleted or replaced (terraform-aws-eks sets the same for these three).
+                    preserve=addon_name in ADDONS_KEPT_ON_DELETE or None,
                     pod_identity_associations=identities,
                     tags=tags,
                     opts=pulumi.ResourceOptions(parent=self, depends_on=after),

@@ -535,6 +535,15 @@ def test_cluster_networking_is_managed_pinned_and_enforces_network_policies(stac
 
 
 @pytest.mark.parametrize("stack", STACKS)
+def test_replacing_a_networking_addon_leaves_its_daemonsets_on_live_nodes(stack: str) -> None:
+    """Review finding 10: deleting a managed add-on (a replace, or dropping it) removes what it
+    installed unless `preserve`; without the CNI, kube-proxy or CoreDNS running pods lose their
+    network (terraform-aws-eks keeps them: preserve = true)."""
+    found = addons(render(stack, "airflow.workers.storageSize=20Gi"))
+    assert {n for n, a in found.items() if a.inputs.get("preserve")} == {"vpc-cni", "kube-proxy", "coredns"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
 def test_kubernetes_version_is_in_standard_support_and_never_silently_extended(stack: str) -> None:
     cluster = one(render(stack), "eks/cluster:Cluster").inputs
     assert cluster["version"] == "1.35"  # standard support until 2027-03-27 (EKS release calendar)
