@@ -104,9 +104,9 @@ class AwsCluster(SettingsModel):
     @field_validator("client_security_group_ids", "api_access_security_group_ids")
     @classmethod
     def _groups(cls, v: list[str]) -> list[str]:
-        bad_ids = [g for g in v if not re.fullmatch(r"sg-[0-9a-f]{8,17}", g)]
+        bad_ids = [g for g in v if not re.fullmatch(r"sg-([0-9a-f]{8}|[0-9a-f]{17})", g)]
         if bad_ids:
-            raise ValueError(f"{bad_ids} are not security group ids (sg- and 8 to 17 hex digits)")
+            raise ValueError(f"{bad_ids} are not security group ids (sg- and 8 or 17 hex digits)")
         return v
 
     @field_validator("admin_principal_arns")
@@ -385,6 +385,9 @@ class EksCluster(pulumi.ComponentResource):
                 # STANDARD: at the end of standard support EKS upgrades the cluster rather than
                 # billing extended-support rates without anyone deciding to.
                 upgrade_policy={"support_type": settings.support_type},
+                # EKS's own guard, against a delete from the console or CLI too; Pulumi `protect`
+                # guards only against this program. Off for test stacks: destroy in one go.
+                deletion_protection=protect,
                 tags=tags,
                 # The name is fixed, so a replacement cannot create first ("already exists").
                 opts=pulumi.ResourceOptions(

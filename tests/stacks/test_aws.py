@@ -293,6 +293,8 @@ BAD = [
     ("aws.cluster.publicAccessCidrs=[10.0.0.0/33]", "airflow-k8s:aws.cluster.publicAccessCidrs", "10.0.0.0/33"),
     ("aws.cluster.publicAccessCidrs=[10.1.2.3/8]", "airflow-k8s:aws.cluster.publicAccessCidrs", "host bits"),
     ("aws.cluster.clientSecurityGroupIds=[sg-nothex]", "airflow-k8s:aws.cluster.clientSecurityGroupIds", "sg-"),
+    # Security group ids have 8 or 17 hex digits, nothing between (review finding 15).
+    ("aws.cluster.clientSecurityGroupIds=[sg-0123456789]", "airflow-k8s:aws.cluster.clientSecurityGroupIds", "8 or 17"),
     # A pinned minor with AWS's minor upgrades on fails the next `up` once AWS has upgraded.
     ("aws.database.engineVersion=17.6", "airflow-k8s:aws.database.engineVersion", "autoMinorVersionUpgrade"),
     ("aws.cluster.version=1.33", "airflow-k8s:aws.cluster.version", "1.34"),
@@ -359,6 +361,20 @@ def test_each_prod_database_keeps_a_final_snapshot_of_its_own_name() -> None:
     assert suffix.urn in db.property_dependencies["finalSnapshotIdentifier"]
     assert name.startswith("airflow-aws-prod-final-") and name != "airflow-aws-prod-final-"
     assert suffix.inputs["keepers"] == {"identifier": "airflow-aws-prod"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_protected_cluster_has_eks_deletion_protection(stack: str) -> None:
+    """Review finding 15: Pulumi `protect` guards against this program; EKS's own deletion
+    protection (pulumi-aws 7.51.1 eks.Cluster `deletion_protection`) also against a console or CLI
+    delete. A test stack has neither, so it destroys in one go."""
+    from stacks.tooling.teardown import findings
+
+    run = render(stack)
+    cluster = one(run, "eks/cluster:Cluster")
+    assert cluster.inputs["deletionProtection"] is (stack == "aws-prod")
+    blocks = [f for f in findings(run) if f.resource == cluster.urn and "deletion protection" in f.message]
+    assert [f.severity for f in blocks] == (["blocks"] if stack == "aws-prod" else [])
 
 
 @pytest.mark.parametrize("stack", STACKS)

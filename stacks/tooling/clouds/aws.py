@@ -73,6 +73,8 @@ def destroy_checks(r: Resource, view: DestroyView) -> Iterator[tuple[Severity, s
             yield "leaves", f"final snapshot {name!r} is kept"
             if not re.search(r"-[0-9a-f]{8}$", name):
                 yield "blocks", f"final snapshot name {name!r} is fixed: a re-created stack's destroy collides with it"
+    if r.type == "aws:eks/cluster:Cluster" and i.get("deletionProtection"):
+        yield "blocks", "EKS deletion protection is on"
     if r.type == "aws:s3/bucket:Bucket" and not i.get("forceDestroy"):
         yield "blocks", "bucket is not force_destroy: a non-empty bucket cannot be deleted"
     if r.type == ADDON_TYPE and i.get("addonName") == "aws-ebs-csi-driver":
