@@ -32,7 +32,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     # Explicit region: nothing depends on the ambient AWS profile's region. Tags go on every
     # resource through the provider's default tags, once; components add only their Name tags.
     identity = {"pulumi-stack": stack, "app": "airflow-k8s"}
-    aws_provider = aws.Provider("aws", region=a.region, default_tags={"tags": {**identity, **a.tags}})
+    default_tags = {**identity, **a.tags}
+    aws_provider = aws.Provider("aws", region=a.region, default_tags={"tags": default_tags})
     tags: dict[str, str] = {}
     aws_opts = pulumi.ResourceOptions(providers=[aws_provider])
     name = f"airflow-{stack}"
@@ -51,6 +52,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         egress=net.subnets.egress,
         block_storage=cfg.airflow.workers.storage_size is not None,
         volume_tags=identity,
+        launched_tags=default_tags,
         protect=a.protect,
         tags=tags,
         opts=aws_opts,

@@ -293,6 +293,7 @@ class EksCluster(pulumi.ComponentResource):
         egress: list[pulumi.Resource],
         block_storage: bool,
         volume_tags: dict[str, str],
+        launched_tags: dict[str, str],
         protect: bool,
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
@@ -317,6 +318,8 @@ class EksCluster(pulumi.ComponentResource):
                 route tables' associations: `Subnets.egress`); the control plane does not wait for it.
             block_storage: something asks for EBS volumes (worker log claims): a created cluster gets
                 the EBS CSI driver and the encrypted gp3 StorageClass `airflow-gp3`.
+            launched_tags: the provider's default tags, for the nodes, their disks and network
+                interfaces, which the node group's Auto Scaling group launches without them.
             volume_tags: tags the EBS CSI driver puts on the volumes it makes for that class (they are
                 outside the state: the provider's default tags never reach them).
             tags: tags on each AWS resource; the stack passes none, its provider's default tags cover them.
@@ -517,7 +520,15 @@ class EksCluster(pulumi.ComponentResource):
                         },
                     }
                 ],
-                tag_specifications=[{"resource_type": "instance", "tags": {**tags, "Name": f"{cluster_name}-node"}}],
+                # The provider's default tags never reach what the Auto Scaling group launches
+                # (pulumi-aws LaunchTemplate docstring): the template tags nodes, disks and interfaces.
+                tag_specifications=[
+                    {
+                        "resource_type": kind,
+                        "tags": {**launched_tags, **({"Name": f"{cluster_name}-node"} if kind == "instance" else {})},
+                    }
+                    for kind in ("instance", "volume", "network-interface")
+                ],
                 tags=tags,
                 opts=child,
             )

@@ -657,6 +657,20 @@ def test_nodes_keep_pods_off_the_instance_metadata_and_encrypt_their_disk(stack:
 
 
 @pytest.mark.parametrize("stack", STACKS)
+def test_node_instances_disks_and_interfaces_carry_the_stack_tags(stack: str) -> None:
+    """Review finding 13: the provider's default tags do not reach what the node group's Auto
+    Scaling group launches (pulumi-aws LaunchTemplate docstring): the template tags them itself."""
+    run = render(stack, "aws.tags={team: data}")
+    spec = {
+        t["resourceType"]: t["tags"] for t in one(run, "ec2/launchTemplate:LaunchTemplate").inputs["tagSpecifications"]
+    }
+    assert set(spec) == {"instance", "volume", "network-interface"}
+    for tags in spec.values():
+        assert {"pulumi-stack": stack, "app": "airflow-k8s", "team": "data"}.items() <= tags.items()
+    assert spec["instance"]["Name"] == f"airflow-{stack}-node"
+
+
+@pytest.mark.parametrize("stack", STACKS)
 def test_the_migration_waits_for_the_database_not_the_broker(stack: str) -> None:
     """The broker URL has a Secret of its own, so the Secret the migration reads (and so the
     migration) need not wait for ElastiCache, which can take longer than RDS."""
