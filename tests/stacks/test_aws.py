@@ -585,6 +585,23 @@ def test_the_readme_upgrade_path_from_the_last_release_renders_step_by_step(stac
         assert {a.inputs["addonVersion"] for a in addons(run).values()} <= set(ADDON_VERSIONS[version].values())
 
 
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_readme_database_steps_for_existing_stacks_render(stack: str) -> None:
+    """Review findings 3 and 8: a 03ea502 stack has "17.6" in state, and "17" in config would send
+    ModifyDBInstance EngineVersion=17 (alphagov/govuk-infrastructure#2954); a production major
+    upgrade leaves the old parameter group in use until the maintenance window. The README's
+    steps must be ones the config accepts."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    upgrading = readme.split("### Upgrading an AWS stack made before this release")[1].split("\n## ")[0]
+    assert '`engineVersion: "<running major.minor>"`, `autoMinorVersionUpgrade: false`' in upgrading
+    assert "InvalidDBParameterGroupState" in upgrading and "maintenance window" in upgrading
+    db = one(
+        render(stack, "aws.database.engineVersion=17.6", "aws.database.autoMinorVersionUpgrade=false"),
+        "rds/instance:Instance",
+    ).inputs
+    assert db["engineVersion"] == "17.6" and db["autoMinorVersionUpgrade"] is False
+
+
 def test_worker_log_claims_get_an_encrypted_gp3_class_and_its_csi_driver() -> None:
     """EKS (1.30+) has no default StorageClass: a claim without a class stays Pending."""
     run = render("aws-dev", "airflow.workers.storageSize=20Gi")
