@@ -182,8 +182,8 @@ POD_IDENTITY_TRUST = {
 MANAGED = "arn:aws:iam::aws:policy/"
 
 # Add-on versions per Kubernetes version, pinned so a `pulumi up` never changes them unasked and
-# they move with the cluster's version. EKS never downgrades an add-on: a pin is raised, never
-# lowered. Sources: the EKS user guide's version tables for kube-proxy ("Manage kube-proxy") and
+# they move with the cluster's version. Project policy: a pin is only ever raised (a lowered one
+# would ask EKS for a downgrade this program never tests). Sources: the EKS user guide's version tables for kube-proxy ("Manage kube-proxy") and
 # CoreDNS ("Manage CoreDNS"); vpc-cni, the Pod Identity agent and the CSI drivers as listed by
 # `aws eks describe-addon-versions --kubernetes-version <v>` in public configs of 1.34/1.35
 # clusters (re-check with that command before raising a pin).
