@@ -107,6 +107,18 @@ def test_the_private_prod_api_server_is_previewed_from_inside_its_vpc() -> None:
     assert "vars.PRIVATE_API_RUNNER != ''" in job["env"]["CLOUD_CONFIGURED"]
 
 
+def test_the_prod_preview_waits_for_a_reviewer_before_it_gets_credentials() -> None:
+    """Review finding 6: the aws-prod leg runs the pull request's code on a runner inside the
+    production VPC with production credentials: it runs in a GitHub Environment whose required
+    reviewers approve each run, and whose name the prod role's OIDC trust can require."""
+    [job] = load(ROOT / ".github/workflows/preview.yml")["jobs"].values()
+    env = job["environment"]
+    assert env == "${{ matrix.stack == 'aws-prod' && 'aws-prod-preview' || 'cloud-preview' }}"
+    readme = (ROOT / "README.md").read_text()
+    assert "aws-prod-preview" in readme and "required reviewers" in readme and "ephemeral" in readme
+    assert "environment:aws-prod-preview" in readme  # the OIDC subject the prod role trusts
+
+
 def test_every_aws_destroy_removes_the_log_group_eks_recreates() -> None:
     """Late control-plane log deliveries re-create /aws/eks/<cluster>/cluster after the stack
     deleted it; the next `up` of that stack name would fail on it."""
