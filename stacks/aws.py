@@ -31,7 +31,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     stack = pulumi.get_stack()
     # Explicit region: nothing depends on the ambient AWS profile's region. Tags go on every
     # resource through the provider's default tags, once; components add only their Name tags.
-    identity = {"pulumi-stack": stack, "app": "airflow-k8s"}
+    identity = {"app": "airflow-k8s", "pulumi-stack": stack}
     default_tags = {**identity, **a.tags}
     aws_provider = aws.Provider("aws", region=a.region, default_tags={"tags": default_tags})
     tags: dict[str, str] = {}
