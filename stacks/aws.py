@@ -31,9 +31,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     stack = pulumi.get_stack()
     # Explicit region: nothing depends on the ambient AWS profile's region. Tags go on every
     # resource through the provider's default tags, once; components add only their Name tags.
-    aws_provider = aws.Provider(
-        "aws", region=a.region, default_tags={"tags": {"app": "airflow-k8s", "pulumi-stack": stack, **a.tags}}
-    )
+    identity = {"app": "airflow-k8s", "pulumi-stack": stack}
+    default_tags = {**identity, **a.tags}
+    aws_provider = aws.Provider("aws", region=a.region, default_tags={"tags": default_tags})
     tags: dict[str, str] = {}
     aws_opts = pulumi.ResourceOptions(providers=[aws_provider])
     name = f"airflow-{stack}"
@@ -51,6 +51,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         depends_on=net.subnets.resources,
         egress=net.subnets.egress,
         block_storage=cfg.airflow.workers.storage_size is not None,
+        volume_tags=identity,
+        launched_tags=default_tags,
         protect=a.protect,
         tags=tags,
         opts=aws_opts,
@@ -70,7 +72,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         region=a.region,
         vpc_id=net.subnets.vpc_id,
         subnet_ids=net.subnets.private_ids,
-        client_security_group_ids=eks.client_security_group_ids,
+        clients=eks.data_clients,
         protect=a.protect,
         tags=tags,
         opts=data_opts,
@@ -83,7 +85,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             identifier=name,
             vpc_id=net.subnets.vpc_id,
             subnet_ids=net.subnets.private_ids,
-            client_security_group_ids=eks.client_security_group_ids,
+            clients=eks.data_clients,
             protect=a.protect,
             tags=tags,
             opts=data_opts,
@@ -96,7 +98,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             "dags",
             vpc_id=net.subnets.vpc_id,
             subnet_ids=net.subnets.private_ids,
-            client_security_group_ids=eks.client_security_group_ids,
+            clients=eks.data_clients,
             namespace=ns.namespace,
             instance=INSTANCE,
             uid=AIRFLOW_UID,

@@ -107,6 +107,22 @@ def test_the_private_prod_api_server_is_previewed_from_inside_its_vpc() -> None:
     assert "vars.PRIVATE_API_RUNNER != ''" in job["env"]["CLOUD_CONFIGURED"]
 
 
+def test_the_prod_preview_waits_for_a_reviewer_before_it_gets_credentials() -> None:
+    """Review finding 6: the aws-prod leg runs the pull request's code on a runner inside the
+    production VPC with production credentials: it runs in a GitHub Environment whose required
+    reviewers approve each run, and whose name the prod role's OIDC trust can require."""
+    [job] = load(ROOT / ".github/workflows/preview.yml")["jobs"].values()
+    env = job["environment"]
+    assert env == (
+        "${{ (matrix.stack == 'aws-prod' && 'aws-prod-preview') || "
+        "(matrix.stack == 'azure-prod' && 'azure-prod-preview') || 'cloud-preview' }}"
+    )
+    readme = (ROOT / "README.md").read_text()
+    assert "aws-prod-preview" in readme and "required reviewers" in readme and "ephemeral" in readme
+    for leg in ("aws-prod-preview", "azure-prod-preview"):  # the OIDC subject each prod identity trusts
+        assert f"environment:{leg}" in readme, leg
+
+
 def test_every_aws_destroy_removes_the_log_group_eks_recreates() -> None:
     """Late control-plane log deliveries re-create /aws/eks/<cluster>/cluster after the stack
     deleted it; the next `up` of that stack name would fail on it."""
@@ -119,6 +135,8 @@ def test_every_aws_destroy_removes_the_log_group_eks_recreates() -> None:
         assert destroys, name
         for i in destroys:
             assert 'eks-log-group-cleanup.sh "$STACK"' in text[i + 1], name
+            # Worker claims' EBS volumes the CSI driver had no time to delete (review finding 7).
+            assert 'ebs-volume-cleanup.sh "$STACK"' in text[i + 2], name
 
 
 def test_log_group_cleanup_deletes_the_group_the_stack_names(tmp_path: Path) -> None:
@@ -141,10 +159,83 @@ def test_log_group_cleanup_deletes_the_group_the_stack_names(tmp_path: Path) -> 
     assert out.returncode == 0, out.stderr
     log = calls.read_text()
     assert f"delete-log-group --region eu-west-1 --log-group-name {group}" in log
+    assert f"{group}: deleted" in out.stdout and "not present" not in out.stdout
     # Gone (or never re-created): nothing is deleted.
     calls.write_text("delete-log-group (earlier)\n")
     again = subprocess.run(["bash", str(script), "aws-dev", "eu-west-1", "0"], env=env, capture_output=True, text=True)
     assert again.returncode == 0 and calls.read_text().count("delete-log-group") == 1
+
+
+def test_ebs_cleanup_deletes_only_the_stacks_available_csi_volumes(tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    fake = tmp_path / "aws"
+    # A fake AWS CLI: describe-volumes answers with the volumes its filters select.
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo "$*" >> {calls}\n'
+        'if [[ "$2" == describe-volumes ]]; then echo "vol-0aaa vol-0bbb"; fi\n'
+    )
+    fake.chmod(0o755)
+    script = ROOT / ".github/scripts/ebs-volume-cleanup.sh"
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    out = subprocess.run(["bash", str(script), "aws-dev", "eu-west-1"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    describe, *deletes = calls.read_text().splitlines()
+    for f in (
+        "tag:pulumi-stack,Values=aws-dev",
+        "tag:app,Values=airflow-k8s",
+        "tag:ebs.csi.aws.com/cluster,Values=true",
+    ):
+        assert f"Name={f}" in describe, f
+    assert "Name=status,Values=available" in describe and "--region eu-west-1" in describe
+    assert deletes == [f"ec2 delete-volume --region eu-west-1 --volume-id {v}" for v in ("vol-0aaa", "vol-0bbb")]
+
+
+def test_log_group_cleanup_rides_out_a_failed_look_up(tmp_path: Path) -> None:
+    """Review finding 14: one throttled describe call failed the destroy job after a good destroy."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "aws"
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo "$*" >> {calls}\n'
+        f'if [[ "$2" == describe-log-groups && $(grep -c describe {calls}) == 1 ]]; then exit 255; fi\n'
+    )
+    fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "CLEANUP_PAUSE_SECONDS": "0"}
+    script = ROOT / ".github/scripts/eks-log-group-cleanup.sh"
+    out = subprocess.run(["bash", str(script), "aws-dev", "us-east-2", "0"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert calls.read_text().count("describe-log-groups --region us-east-2") == 2
+    assert "not present" in out.stdout
+    # No region, no guess: the caller passes the stack's.
+    assert subprocess.run(["bash", str(script), "aws-dev"], env=env, capture_output=True).returncode != 0
+
+
+def test_aws_workflows_use_the_region_of_the_stack_file(tmp_path: Path) -> None:
+    """Review finding 14: eu-west-1 was written into the workflows, whatever aws.region said."""
+    for name in ("destroy", "review-env", "preview"):
+        text = (ROOT / f".github/workflows/{name}.yml").read_text()
+        assert "eu-west-1" not in text, name
+        order = [s.get("name", "") + s.get("uses", "") for s in steps(load(ROOT / f".github/workflows/{name}.yml"))]
+        region = next(i for i, s in enumerate(order) if "region" in s.lower())
+        assert region < next(i for i, s in enumerate(order) if "configure-aws-credentials" in s), name
+        for step in steps(load(ROOT / f".github/workflows/{name}.yml")):
+            if "cleanup.sh" in step.get("run", ""):
+                assert step["run"].endswith('"$STACK" "$STACK_REGION"'), name
+    script = ROOT / ".github/scripts/stack-region.sh"
+    (tmp_path / "Pulumi.aws-dev.yaml").write_text(
+        "config:\n  airflow-k8s:cloud: aws\n  airflow-k8s:aws:\n    protect: false\n    region: us-east-2  # Ohio\n"
+        "    network:\n      cidr: 10.0.0.0/16\n"
+    )
+    env = {**os.environ, "STACKS_DIR": str(tmp_path)}
+    for stack in ("aws-dev", "review-pr-12"):
+        out = subprocess.run(["bash", str(script), stack], env=env, capture_output=True, text=True)
+        assert out.returncode == 0 and out.stdout.strip() == "us-east-2", (stack, out.stderr)
+    real = subprocess.run(["bash", str(script), "aws-prod"], capture_output=True, text=True)
+    assert (
+        real.stdout.strip()
+        == yaml.safe_load((ROOT / "stacks/Pulumi.aws-prod.yaml").read_text())["config"]["airflow-k8s:aws"]["region"]
+    )
 
 
 OFFLINE_DIFF = ROOT / ".github/scripts/offline-diff.sh"

@@ -6,7 +6,6 @@ replication group with cluster mode disabled, never ElastiCache Serverless.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Literal
 
 import pulumi
@@ -15,7 +14,7 @@ import pulumi_random as random
 from pydantic import Field, field_validator
 
 from components.aws.instance_classes import check_class
-from components.aws.network import cluster_only_security_group
+from components.aws.network import DataClients, cluster_only_security_group
 from components.endpoints import BrokerEndpoint
 from components.settings import SettingsModel
 
@@ -61,7 +60,7 @@ class ElastiCacheBroker(pulumi.ComponentResource):
         identifier: str,
         vpc_id: pulumi.Input[str],
         subnet_ids: list[pulumi.Input[str]],
-        client_security_group_ids: Sequence[pulumi.Input[str]],
+        clients: DataClients,
         protect: bool,
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
@@ -78,8 +77,8 @@ class ElastiCacheBroker(pulumi.ComponentResource):
             vpc_id: the VPC the security group is made in.
             subnet_ids: subnets of the cache subnet group, where the nodes land; the stack passes the
                 VPC's private subnets.
-            client_security_group_ids: the security groups whose members may connect on 6379
-                (`EksCluster.client_security_group_ids`); no CIDR is ever admitted.
+            clients: the security groups whose members may connect on 6379
+                (`EksCluster.data_clients`); no CIDR is ever admitted.
             protect: Pulumi `protect` on the replication group (config `aws.protect`): a change that
                 would replace it (a new id, encryption at rest, subnet group) stops at preview.
             tags: tags on each AWS resource; the stack passes none, its provider's default tags cover them.
@@ -97,7 +96,7 @@ class ElastiCacheBroker(pulumi.ComponentResource):
             name,
             vpc_id=vpc_id,
             port=PORT,
-            client_security_group_ids=client_security_group_ids,
+            clients=clients,
             description="Airflow Celery broker: Redis protocol from the EKS cluster only",
             tags=tags,
         )

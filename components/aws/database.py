@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -12,7 +11,7 @@ import pulumi_random as random
 from pydantic import Field, field_validator, model_validator
 
 from components.aws.instance_classes import check_class
-from components.aws.network import cluster_only_security_group
+from components.aws.network import DataClients, cluster_only_security_group
 from components.endpoints import VERIFYING_SSLMODES, CaBundle, DatabaseEndpoint, ca_certificates, common_name
 from components.settings import SettingsModel, bad
 
@@ -149,7 +148,7 @@ class RdsPostgres(pulumi.ComponentResource):
         region: str,
         vpc_id: pulumi.Input[str],
         subnet_ids: list[pulumi.Input[str]],
-        client_security_group_ids: Sequence[pulumi.Input[str]],
+        clients: DataClients,
         protect: bool,
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
@@ -169,8 +168,8 @@ class RdsPostgres(pulumi.ComponentResource):
             vpc_id: the VPC the security group is made in.
             subnet_ids: subnets of the DB subnet group (RDS wants at least two zones); the stack passes
                 the VPC's private subnets.
-            client_security_group_ids: the security groups whose members may connect on 5432
-                (`EksCluster.client_security_group_ids`); no CIDR is ever admitted.
+            clients: the security groups whose members may connect on 5432
+                (`EksCluster.data_clients`); no CIDR is ever admitted.
             protect: production safety (config `aws.protect`): deletion protection and Pulumi `protect`
                 on the instance, a final snapshot and the automated backups kept on delete, changes
                 applied in the maintenance window. False (test stacks): none of that, changes applied
@@ -191,7 +190,7 @@ class RdsPostgres(pulumi.ComponentResource):
             name,
             vpc_id=vpc_id,
             port=PORT,
-            client_security_group_ids=client_security_group_ids,
+            clients=clients,
             description="Airflow metadata DB: PostgreSQL from the EKS cluster only",
             tags=tags,
         )

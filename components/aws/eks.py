@@ -11,9 +11,13 @@ from typing import Literal
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from components.aws.network import DataClients
 from components.settings import SettingsModel, bad
+
+# Accepted versions past their end of standard support (EKS release calendar, endoflife.date/amazon-eks).
+EXTENDED_ONLY = {"1.34": "2026-12-02"}
 
 
 class AwsCluster(SettingsModel):
@@ -26,8 +30,9 @@ class AwsCluster(SettingsModel):
     )
     version: Literal["1.34", "1.35"] = Field(
         "1.35",
-        description="Kubernetes version of a created cluster: one in EKS standard support whose add-on versions "
-        "are pinned (components/aws/eks.py ADDON_VERSIONS). EKS upgrades one minor at a time.",
+        description="Kubernetes version of a created cluster, with add-on versions pinned (components/aws/eks.py "
+        "ADDON_VERSIONS). EKS upgrades one minor at a time; 1.34 (past standard support) only with supportType "
+        "EXTENDED, as the step up from 1.33.",
     )
     support_type: Literal["STANDARD", "EXTENDED"] = Field(
         "STANDARD",
@@ -60,9 +65,31 @@ class AwsCluster(SettingsModel):
         "(terraform-aws-eks, custom launch templates).",
     )
 
-    @field_validator("public_access_cidrs")
+    @field_validator("version", mode="before")
     @classmethod
-    def _cidrs(cls, v: list[str]) -> list[str]:
+    def _unquoted(cls, v: object) -> object:
+        # `version: 1.34` unquoted in a stack file is a YAML number; two decimals keep 1.30 as "1.30".
+        return f"{v:.2f}" if isinstance(v, float) else v
+
+    api_access_security_group_ids: list[str] = Field(
+        default_factory=list,
+        description="Security groups whose members may reach the private API endpoint on 443 (a CI runner's, a "
+        "bastion's): rules on the cluster security group of a created cluster.",
+    )
+    api_access_cidrs: list[str] = Field(
+        default_factory=list,
+        description="IPv4 CIDRs that may reach the private API endpoint on 443 (a peered VPC, a VPN), routed to the "
+        "VPC: rules on the cluster security group of a created cluster.",
+    )
+    admin_principal_arns: list[str] = Field(
+        default_factory=list,
+        description="IAM roles or users made cluster admins of a created cluster (EKS access entry with "
+        "AmazonEKSClusterAdminPolicy), besides its creator: CI's deploy role, your admins' role.",
+    )
+
+    @field_validator("public_access_cidrs", "api_access_cidrs")
+    @classmethod
+    def _cidrs(cls, v: list[str], info: ValidationInfo) -> list[str]:
         for cidr in v:
             try:
                 net = ipaddress.ip_network(cidr, strict=True)
@@ -70,15 +97,51 @@ class AwsCluster(SettingsModel):
                 raise ValueError(f"{cidr!r} is not a CIDR without host bits ({e})") from None
             if net.version != 4:
                 raise ValueError(f"{cidr!r}: EKS takes IPv4 CIDRs here")
+            if info.field_name == "api_access_cidrs" and net.prefixlen == 0:
+                raise ValueError(f"{cidr!r}: a /0 admits every address; list the networks that need the API server")
         return v
 
-    @field_validator("client_security_group_ids")
+    @field_validator("client_security_group_ids", "api_access_security_group_ids")
     @classmethod
     def _groups(cls, v: list[str]) -> list[str]:
-        bad_ids = [g for g in v if not re.fullmatch(r"sg-[0-9a-f]{8,17}", g)]
+        bad_ids = [g for g in v if not re.fullmatch(r"sg-([0-9a-f]{8}|[0-9a-f]{17})", g)]
         if bad_ids:
             raise ValueError(f"{bad_ids} are not security group ids (sg- and 8 or 17 hex digits)")
         return v
+
+    @field_validator("admin_principal_arns")
+    @classmethod
+    def _principals(cls, v: list[str]) -> list[str]:
+        bad_arns = [a for a in v if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+", a)]
+        if bad_arns:
+            raise ValueError(f"{bad_arns} are not IAM role or user ARNs (arn:aws:iam::<account>:role/<name>)")
+        return v
+
+    @model_validator(mode="after")
+    def _created_only(self) -> AwsCluster:
+        if self.existing_name:
+            for key, value in (
+                ("adminPrincipalArns", self.admin_principal_arns),
+                ("apiAccessSecurityGroupIds", self.api_access_security_group_ids),
+                ("apiAccessCidrs", self.api_access_cidrs),
+            ):
+                if value:
+                    raise bad(key, "only for a created cluster: an existing cluster's access is its owner's to manage")
+        return self
+
+    @model_validator(mode="after")
+    def _support(self) -> AwsCluster:
+        # EKS changes a cluster's upgrade policy only while its version is in standard support, and
+        # a cluster in extended support cannot leave it by policy (EKS user guide: "Disable EKS
+        # extended support"); 1.34 left standard support on 2026-12-02 (EKS release calendar).
+        if self.version in EXTENDED_ONLY and self.support_type != "EXTENDED":
+            raise bad(
+                "supportType",
+                f"must be EXTENDED with version {self.version}: it left EKS standard support on "
+                f"{EXTENDED_ONLY[self.version]}, when EKS no longer changes the policy to STANDARD; it is the step "
+                "up from 1.33 (README: Upgrading an AWS stack made before this release); a new stack uses 1.35",
+            )
+        return self
 
     @model_validator(mode="after")
     def _nodes(self) -> AwsCluster:
@@ -119,8 +182,8 @@ POD_IDENTITY_TRUST = {
 MANAGED = "arn:aws:iam::aws:policy/"
 
 # Add-on versions per Kubernetes version, pinned so a `pulumi up` never changes them unasked and
-# they move with the cluster's version. EKS never downgrades an add-on: a pin is raised, never
-# lowered. Sources: the EKS user guide's version tables for kube-proxy ("Manage kube-proxy") and
+# they move with the cluster's version. Project policy: a pin is only ever raised (a lowered one
+# would ask EKS for a downgrade this program never tests). Sources: the EKS user guide's version tables for kube-proxy ("Manage kube-proxy") and
 # CoreDNS ("Manage CoreDNS"); vpc-cni, the Pod Identity agent and the CSI drivers as listed by
 # `aws eks describe-addon-versions --kubernetes-version <v>` in public configs of 1.34/1.35
 # clusters (re-check with that command before raising a pin).
@@ -142,6 +205,8 @@ ADDON_VERSIONS: dict[str, dict[str, str]] = {
         "aws-ebs-csi-driver": "v1.57.1-eksbuild.1",
     },
 }
+# Add-ons whose DaemonSets/Deployment every running pod needs: `preserve` keeps them on delete.
+ADDONS_KEPT_ON_DELETE = frozenset({"vpc-cni", "kube-proxy", "coredns"})
 # The encrypted gp3 class a created cluster gets when something asks for block volumes.
 GP3_CLASS = "airflow-gp3"
 
@@ -194,10 +259,11 @@ class EksCluster(pulumi.ComponentResource):
     Attributes:
         name: the cluster name; S3TaskLogs makes its Pod Identity associations in it.
         security_group_id: the EKS cluster security group.
-        client_security_group_ids: the groups the data services admit: for a created cluster the
-            stack's client group (made before the cluster, carried by the nodes through their launch
-            template, so the data services need not wait for the cluster); for an existing one its
-            cluster security group. Either way plus `clientSecurityGroupIds` from config.
+        data_clients: the groups the data services admit: for a created cluster the stack's client
+            group (made before the cluster, carried by the nodes through their launch template, so
+            the data services need not wait for the cluster), through standalone rules; for an
+            existing one its cluster security group, through inline rules. Either way plus
+            `clientSecurityGroupIds` from config.
         storage_drivers: the CSI driver add-ons of a created cluster ("efs", and "ebs" with
             `block_storage`): what mounts their volumes is made after and deleted before them.
         storage_class: the gp3 StorageClass's name with `block_storage` on a created cluster, else None.
@@ -226,6 +292,8 @@ class EksCluster(pulumi.ComponentResource):
         depends_on: list[pulumi.Resource],
         egress: list[pulumi.Resource],
         block_storage: bool,
+        volume_tags: dict[str, str],
+        launched_tags: dict[str, str],
         protect: bool,
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
@@ -250,6 +318,10 @@ class EksCluster(pulumi.ComponentResource):
                 route tables' associations: `Subnets.egress`); the control plane does not wait for it.
             block_storage: something asks for EBS volumes (worker log claims): a created cluster gets
                 the EBS CSI driver and the encrypted gp3 StorageClass `airflow-gp3`.
+            launched_tags: the provider's default tags, for the nodes, their disks and network
+                interfaces, which the node group's Auto Scaling group launches without them.
+            volume_tags: tags the EBS CSI driver puts on the volumes it makes for that class (they are
+                outside the state: the provider's default tags never reach them).
             tags: tags on each AWS resource; the stack passes none, its provider's default tags cover them.
             opts: options of the component; pass the AWS provider as `providers=[...]`.
         """
@@ -265,7 +337,11 @@ class EksCluster(pulumi.ComponentResource):
             self.security_group_id = found.vpc_config.cluster_security_group_id
             endpoint, ca = found.endpoint, found.certificate_authorities[0].data
             self.kubeconfig = None
-            clients_ids = [self.security_group_id]
+            # Its cluster group, inline as in the stacks made before the client group (no transition).
+            self.data_clients = DataClients(
+                {"cluster": self.security_group_id, **{g: g for g in settings.client_security_group_ids}},
+                inline=True,
+            )
         else:
             # The data services admit this group, which exists before the cluster: they need not
             # wait ten minutes for the cluster security group EKS makes.
@@ -276,7 +352,9 @@ class EksCluster(pulumi.ComponentResource):
                 tags={**tags, "Name": f"{cluster_name}-clients"},
                 opts=child,
             )
-            clients_ids: list[pulumi.Input[str]] = [clients.id]
+            self.data_clients = DataClients(
+                {"clients": clients.id, **{g: g for g in settings.client_security_group_ids}}
+            )
             role = aws.iam.Role(f"{name}-cluster-role", assume_role_policy=json.dumps(EKS_TRUST), tags=tags, opts=child)
             attach = aws.iam.RolePolicyAttachment(
                 f"{name}-cluster-policy", role=role.name, policy_arn=MANAGED + "AmazonEKSClusterPolicy", opts=child
@@ -310,6 +388,9 @@ class EksCluster(pulumi.ComponentResource):
                 # STANDARD: at the end of standard support EKS upgrades the cluster rather than
                 # billing extended-support rates without anyone deciding to.
                 upgrade_policy={"support_type": settings.support_type},
+                # EKS's own guard, against a delete from the console or CLI too; Pulumi `protect`
+                # guards only against this program. Off for test stacks: destroy in one go.
+                deletion_protection=protect,
                 tags=tags,
                 # The name is fixed, so a replacement cannot create first ("already exists").
                 opts=pulumi.ResourceOptions(
@@ -319,6 +400,39 @@ class EksCluster(pulumi.ComponentResource):
                     delete_before_replace=True,
                 ),
             )
+            # A private endpoint admits what the cluster security group admits (EKS user guide, "Cluster
+            # API server endpoint"): runners and networks outside the VPC's nodes need a 443 rule.
+            api_sources = [(g, g, None) for g in settings.api_access_security_group_ids] + [
+                (c.replace("/", "_"), None, c) for c in settings.api_access_cidrs
+            ]
+            for label, group, cidr in api_sources:
+                aws.vpc.SecurityGroupIngressRule(
+                    f"{name}-api-from-{label}",
+                    security_group_id=cluster.vpc_config.cluster_security_group_id,
+                    referenced_security_group_id=group,
+                    cidr_ipv4=cidr,
+                    ip_protocol="tcp",
+                    from_port=443,
+                    to_port=443,
+                    description="Kubernetes API",
+                    tags=tags,
+                    opts=child,
+                )
+            # Only the creator is admin (bootstrap_cluster_creator_admin_permissions); anyone else,
+            # such as CI's deploy role, needs an access entry and a policy, or gets 401.
+            for arn in settings.admin_principal_arns:
+                label = re.sub(r"[^A-Za-z0-9-]", "-", arn.split(":", 5)[5])
+                entry = aws.eks.AccessEntry(
+                    f"{name}-admin-{label}", cluster_name=cluster.name, principal_arn=arn, type="STANDARD", opts=child
+                )
+                aws.eks.AccessPolicyAssociation(
+                    f"{name}-admin-{label}",
+                    cluster_name=cluster.name,
+                    principal_arn=entry.principal_arn,
+                    policy_arn="arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+                    access_scope={"type": "cluster"},
+                    opts=child,
+                )
             versions = ADDON_VERSIONS[settings.version]
 
             def addon(
@@ -354,6 +468,9 @@ class EksCluster(pulumi.ComponentResource):
                     resolve_conflicts_on_create="OVERWRITE",
                     resolve_conflicts_on_update="OVERWRITE",
                     configuration_values=json.dumps(config) if config else None,
+                    # What every pod's network and DNS run on stays on live nodes when the add-on is
+                    # deleted or replaced (terraform-aws-eks sets the same for these three).
+                    preserve=addon_name in ADDONS_KEPT_ON_DELETE or None,
                     pod_identity_associations=identities,
                     tags=tags,
                     opts=pulumi.ResourceOptions(parent=self, depends_on=after),
@@ -403,7 +520,15 @@ class EksCluster(pulumi.ComponentResource):
                         },
                     }
                 ],
-                tag_specifications=[{"resource_type": "instance", "tags": {**tags, "Name": f"{cluster_name}-node"}}],
+                # The provider's default tags never reach what the Auto Scaling group launches
+                # (pulumi-aws LaunchTemplate docstring): the template tags nodes, disks and interfaces.
+                tag_specifications=[
+                    {
+                        "resource_type": kind,
+                        "tags": {**launched_tags, **({"Name": f"{cluster_name}-node"} if kind == "instance" else {})},
+                    }
+                    for kind in ("instance", "volume", "network-interface")
+                ],
                 tags=tags,
                 opts=child,
             )
@@ -448,7 +573,6 @@ class EksCluster(pulumi.ComponentResource):
             self.security_group_id = cluster.vpc_config.cluster_security_group_id
             endpoint, ca = cluster.endpoint, cluster.certificate_authority.data
             self.kubeconfig = pulumi.Output.secret(kubeconfig(cluster.name, endpoint, ca, region))
-        self.client_security_group_ids: list[pulumi.Input[str]] = [*clients_ids, *settings.client_security_group_ids]
 
         config = kubeconfig(self.name, endpoint, ca, region)
         self.provider = k8s.Provider(
@@ -467,7 +591,14 @@ class EksCluster(pulumi.ComponentResource):
                 f"{name}-gp3",
                 metadata={"name": GP3_CLASS},
                 provisioner="ebs.csi.aws.com",
-                parameters={"type": "gp3", "encrypted": "true"},
+                # The driver tags each volume it makes with these (aws-ebs-csi-driver docs/tagging.md):
+                # a volume it had no time to delete before its add-on went on destroy is found by
+                # them (.github/scripts/ebs-volume-cleanup.sh).
+                parameters={
+                    "type": "gp3",
+                    "encrypted": "true",
+                    **{f"tagSpecification_{i}": f"{k}={v}" for i, (k, v) in enumerate(volume_tags.items(), 1)},
+                },
                 volume_binding_mode="WaitForFirstConsumer",  # the volume in the pod's zone
                 allow_volume_expansion=True,
                 reclaim_policy="Delete",

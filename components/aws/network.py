@@ -4,7 +4,7 @@ only for load balancers, and NAT for egress; or an existing VPC and its private 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -242,32 +242,73 @@ class AwsVpc(pulumi.ComponentResource):
         self.register_outputs({"vpc_id": vpc.id})
 
 
+@dataclass(frozen=True)
+class DataClients:
+    """Who may reach the data services (see `EksCluster.data_clients`).
+
+    Attributes:
+        groups: the admitted security groups, keyed by a stable label that names their rules
+            (`clients` for the stack's client group, else the group id from config).
+        inline: admit them through the data groups' inline `ingress` (an existing cluster: what
+            stacks made before the client group have in state) instead of standalone rules.
+    """
+
+    groups: Mapping[str, pulumi.Input[str]]
+    inline: bool = False
+
+
 def cluster_only_security_group(
     parent: pulumi.Resource,
     name: str,
     *,
     vpc_id: pulumi.Input[str],
     port: int,
-    client_security_group_ids: Sequence[pulumi.Input[str]],
+    clients: DataClients,
     description: str,
     tags: dict[str, str],
 ) -> aws.ec2.SecurityGroup:
-    """A security group admitting one TCP port from the cluster's client security groups only (see
-    `EksCluster.client_security_group_ids`): data services are never open to a CIDR, let alone
-    0.0.0.0/0."""
-    return aws.ec2.SecurityGroup(
-        f"{name}-sg",
-        vpc_id=vpc_id,
-        description=description,
-        ingress=[
-            {
-                "protocol": "tcp",
-                "from_port": port,
-                "to_port": port,
-                "security_groups": list(client_security_group_ids),
-                "description": "EKS cluster",  # unchanged: a new description re-creates the rule
-            }
-        ],
-        tags=tags,
-        opts=pulumi.ResourceOptions(parent=parent),
+    """A security group admitting one TCP port from the cluster's client security groups only:
+    data services are never open to a CIDR, let alone 0.0.0.0/0.
+
+    With a created cluster the group manages no inline rules: `ingress` is left out (pulumi-aws
+    then keeps whatever rules the group has; `ingress=[]` would revoke them), and each client group
+    gets a `vpc.SecurityGroupIngressRule`, the pattern the SDK recommends and the only one that
+    mixes with rules made elsewhere (ec2/security_group.py docstring). So a stack made before the
+    client group existed keeps its inline rule from the cluster security group, which its old nodes
+    (no client group) need until the new node group replaces them (issue 11's review, finding 2)."""
+    if clients.inline:
+        # An existing cluster's own group, as stacks of the last release have it in state: the same
+        # rule, so their next `up` changes nothing, and no standalone rule duplicating it
+        # (AuthorizeSecurityGroupIngress fails with InvalidPermission.Duplicate).
+        return aws.ec2.SecurityGroup(
+            f"{name}-sg",
+            vpc_id=vpc_id,
+            description=description,
+            ingress=[
+                {
+                    "protocol": "tcp",
+                    "from_port": port,
+                    "to_port": port,
+                    "security_groups": list(clients.groups.values()),
+                    "description": "EKS cluster",  # unchanged: a new description re-creates the rule
+                }
+            ],
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+    sg = aws.ec2.SecurityGroup(
+        f"{name}-sg", vpc_id=vpc_id, description=description, tags=tags, opts=pulumi.ResourceOptions(parent=parent)
     )
+    for label, group in clients.groups.items():
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-sg-from-{label}",
+            security_group_id=sg.id,
+            referenced_security_group_id=group,
+            ip_protocol="tcp",
+            from_port=port,
+            to_port=port,
+            description=f"Airflow nodes ({label})",
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+    return sg

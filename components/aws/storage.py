@@ -11,7 +11,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.aws.eks import POD_IDENTITY_TRUST
-from components.aws.network import cluster_only_security_group
+from components.aws.network import DataClients, cluster_only_security_group
 from components.endpoints import RemoteLogs
 from components.k8s import CLAIM_SIZE, Manifest, labels, static_claim
 
@@ -39,7 +39,7 @@ class EfsDagVolume(pulumi.ComponentResource):
         *,
         vpc_id: pulumi.Input[str],
         subnet_ids: Sequence[pulumi.Input[str]],
-        client_security_group_ids: Sequence[pulumi.Input[str]],
+        clients: DataClients,
         namespace: pulumi.Input[str],
         instance: str,
         uid: int,
@@ -58,8 +58,8 @@ class EfsDagVolume(pulumi.ComponentResource):
             vpc_id: the VPC the security group is made in.
             subnet_ids: one mount target is made in each; EFS allows one per zone. The stack passes the
                 VPC's private subnets.
-            client_security_group_ids: the security groups whose members may mount over NFS (2049):
-                `EksCluster.client_security_group_ids`.
+            clients: the security groups whose members may mount over NFS (2049):
+                `EksCluster.data_clients`.
             namespace: namespace of the claim (the Airflow namespace); the PV is cluster-scoped.
             instance: the Airflow instance name: PV and PVC are `<instance>-dags`, the file system's
                 `Name` tag too.
@@ -93,7 +93,7 @@ class EfsDagVolume(pulumi.ComponentResource):
             name,
             vpc_id=vpc_id,
             port=NFS_PORT,
-            client_security_group_ids=client_security_group_ids,
+            clients=clients,
             description="Airflow DAG volume: NFS from the EKS cluster only",
             tags=tags,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import kubernetes_validate
@@ -111,15 +112,50 @@ def test_airflow_urls_use_tls(stack: str) -> None:
     assert broker.scheme == "rediss" and broker.query == "ssl_cert_reqs=required" and broker.username == ""
 
 
+DATA_GROUPS = {"database-sg": 5432, "broker-sg": 6379, "dags-sg": 2049}
+
+
+def admitted(run: engine.Run, group: str) -> dict[str, engine.Resource]:
+    """The standalone ingress rules of a data security group, by the group each one admits."""
+    rules = of_type(run, "vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    return {r.inputs["referencedSecurityGroupId"]: r for r in rules if r.inputs["securityGroupId"] == f"{group}-id"}
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_security_groups_admit_data_ports_only_from_the_clients_group(stack: str) -> None:
     run = render(stack)
     groups = of_type(run, "ec2/securityGroup:SecurityGroup")
     assert len(groups) == 4  # database, broker, DAG volume, and the clients group (no ingress)
-    for sg in groups:
-        for rule in sg.inputs.get("ingress", []):
-            assert "0.0.0.0/0" not in rule.get("cidrBlocks", []) and "::/0" not in rule.get("ipv6CidrBlocks", [])
-            assert rule["fromPort"] in DATA_PORTS and rule["securityGroups"] == ["eks-clients-sg-id"]
+    assert not [sg.name for sg in groups if "ingress" in sg.inputs]
+    rules = of_type(run, "vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    assert len(rules) == len(DATA_GROUPS)
+    for group, port in DATA_GROUPS.items():
+        [rule] = admitted(run, group).values()
+        assert rule.inputs["referencedSecurityGroupId"] == "eks-clients-sg-id", group
+        assert (rule.inputs["ipProtocol"], rule.inputs["fromPort"], rule.inputs["toPort"]) == ("tcp", port, port)
+        assert not {"cidrIpv4", "cidrIpv6", "prefixListId"} & set(rule.inputs), group
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_old_nodes_keep_reaching_the_data_services_while_their_replacements_start(stack: str) -> None:
+    """Finding 2 of issue 11's review: a stack made before the clients group admits the cluster
+    security group through the data groups' inline rules, and its old nodes carry only that group
+    until the replacement node group (a new launch template) is up, 10-25 minutes later. The data
+    groups therefore manage no inline rules at all (`ingress` omitted: pulumi-aws keeps whatever the
+    group has; `ingress=[]` would revoke it) and admit the clients group, and any configured group,
+    through rules of their own that start at the VPC."""
+    run = render(stack, "aws.cluster.clientSecurityGroupIds=[sg-0123456789abcdef0]")
+    eks = {r.urn for r in run.resources if r.type.startswith(("aws:eks/", "aws:ec2/launchTemplate"))}
+    for group, port in DATA_GROUPS.items():
+        assert "ingress" not in run.get("aws:ec2/securityGroup:SecurityGroup", group).inputs, group
+        rules = admitted(run, group)
+        assert set(rules) == {"eks-clients-sg-id", "sg-0123456789abcdef0"}, group
+        assert all(r.inputs["fromPort"] == port for r in rules.values())
+        for rule in rules.values():
+            assert not ancestors(run, rule.urn) & eks, rule.name
+    # Named after what they admit, not their position: a reordered list re-creates no rule.
+    names = {r.name for r in admitted(run, "database-sg").values()}
+    assert names == {"database-sg-from-clients", "database-sg-from-sg-0123456789abcdef0"}
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -257,10 +293,23 @@ BAD = [
     ("aws.cluster.publicAccessCidrs=[10.0.0.0/33]", "airflow-k8s:aws.cluster.publicAccessCidrs", "10.0.0.0/33"),
     ("aws.cluster.publicAccessCidrs=[10.1.2.3/8]", "airflow-k8s:aws.cluster.publicAccessCidrs", "host bits"),
     ("aws.cluster.clientSecurityGroupIds=[sg-nothex]", "airflow-k8s:aws.cluster.clientSecurityGroupIds", "sg-"),
+    # Security group ids have 8 or 17 hex digits, nothing between (review finding 15).
+    ("aws.cluster.clientSecurityGroupIds=[sg-0123456789]", "airflow-k8s:aws.cluster.clientSecurityGroupIds", "8 or 17"),
     # A pinned minor with AWS's minor upgrades on fails the next `up` once AWS has upgraded.
     ("aws.database.engineVersion=17.6", "airflow-k8s:aws.database.engineVersion", "autoMinorVersionUpgrade"),
     ("aws.cluster.version=1.33", "airflow-k8s:aws.cluster.version", "1.34"),
     ("aws.cluster.supportType=FOREVER", "airflow-k8s:aws.cluster.supportType", "STANDARD"),
+    # 1.34 left standard support on 2026-12-02: the step up from 1.33 runs in extended support.
+    ("aws.cluster.version=1.34", "airflow-k8s:aws.cluster.supportType", "EXTENDED"),
+    # Who else reaches and administers the API server: checked ids, CIDRs and IAM ARNs.
+    ("aws.cluster.apiAccessSecurityGroupIds=[sg-x]", "airflow-k8s:aws.cluster.apiAccessSecurityGroupIds", "sg-"),
+    ("aws.cluster.apiAccessCidrs=[0.0.0.0/0]", "airflow-k8s:aws.cluster.apiAccessCidrs", "/0"),
+    ("aws.cluster.adminPrincipalArns=[ci-deployer]", "airflow-k8s:aws.cluster.adminPrincipalArns", "arn:aws:iam::"),
+    (
+        ("aws.cluster.adminPrincipalArns=[arn:aws:iam::123456789012:role/ci]", *EXISTING),
+        "airflow-k8s:aws.cluster.adminPrincipalArns",
+        "created cluster",
+    ),
     (
         ("aws.cluster.existingName=team-eks", EXISTING[1], "airflow.workers.storageSize=20Gi"),
         "airflow-k8s:airflow.workers.storageClass",
@@ -312,6 +361,20 @@ def test_each_prod_database_keeps_a_final_snapshot_of_its_own_name() -> None:
     assert suffix.urn in db.property_dependencies["finalSnapshotIdentifier"]
     assert name.startswith("airflow-aws-prod-final-") and name != "airflow-aws-prod-final-"
     assert suffix.inputs["keepers"] == {"identifier": "airflow-aws-prod"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_protected_cluster_has_eks_deletion_protection(stack: str) -> None:
+    """Review finding 15: Pulumi `protect` guards against this program; EKS's own deletion
+    protection (pulumi-aws 7.51.1 eks.Cluster `deletion_protection`) also against a console or CLI
+    delete. A test stack has neither, so it destroys in one go."""
+    from stacks.tooling.teardown import findings
+
+    run = render(stack)
+    cluster = one(run, "eks/cluster:Cluster")
+    assert cluster.inputs["deletionProtection"] is (stack == "aws-prod")
+    blocks = [f for f in findings(run) if f.resource == cluster.urn and "deletion protection" in f.message]
+    assert [f.severity for f in blocks] == (["blocks"] if stack == "aws-prod" else [])
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -378,6 +441,38 @@ def test_prod_api_server_is_private_and_dev_public_only_to_listed_cidrs() -> Non
         "eks/cluster:Cluster",
     )
     assert ok.inputs["vpcConfig"]["endpointPublicAccess"] is True
+
+
+ADMIN = "arn:aws:iam::123456789012:role/ci-deployer"
+
+
+def test_a_private_api_server_admits_the_listed_networks_and_administrators() -> None:
+    """Review finding 5: with a private endpoint, traffic from a runner outside the cluster
+    security group needs a 443 rule on it (EKS user guide, "Cluster API server endpoint"), and
+    only the cluster's creator is admin unless an access entry says otherwise: a CI role got 401."""
+    plain = render("aws-prod")
+    assert not of_type(plain, "eks/accessEntry:AccessEntry")
+    assert not [r for r in of_type(plain, "SecurityGroupIngressRule") if r.inputs.get("fromPort") == 443]
+    run = render(
+        "aws-prod",
+        "aws.cluster.apiAccessSecurityGroupIds=[sg-0aaa1111bbbb2222c]",
+        "aws.cluster.apiAccessCidrs=[10.60.0.0/16]",
+        f"aws.cluster.adminPrincipalArns=[{ADMIN}]",
+    )
+    cluster = one(run, "eks/cluster:Cluster")
+    api = [r for r in of_type(run, "SecurityGroupIngressRule") if r.inputs["securityGroupId"] == "sg-eks-cluster"]
+    assert {(r.inputs["ipProtocol"], r.inputs["fromPort"], r.inputs["toPort"]) for r in api} == {("tcp", 443, 443)}
+    assert {r.inputs.get("referencedSecurityGroupId") or r.inputs.get("cidrIpv4") for r in api} == {
+        "sg-0aaa1111bbbb2222c",
+        "10.60.0.0/16",
+    }
+    [entry] = of_type(run, "eks/accessEntry:AccessEntry")
+    assert entry.inputs["principalArn"] == ADMIN and entry.inputs["type"] == "STANDARD"
+    assert cluster.urn in entry.dependencies
+    [policy] = of_type(run, "eks/accessPolicyAssociation:AccessPolicyAssociation")
+    assert policy.inputs["principalArn"] == ADMIN and policy.inputs["accessScope"] == {"type": "cluster"}
+    assert policy.inputs["policyArn"] == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+    assert entry.urn in policy.dependencies  # the association names an entry that must exist
 
 
 def test_an_existing_clusters_own_node_groups_reach_the_data_services() -> None:
@@ -456,10 +551,55 @@ def test_cluster_networking_is_managed_pinned_and_enforces_network_policies(stac
 
 
 @pytest.mark.parametrize("stack", STACKS)
+def test_replacing_a_networking_addon_leaves_its_daemonsets_on_live_nodes(stack: str) -> None:
+    """Review finding 10: deleting a managed add-on (a replace, or dropping it) removes what it
+    installed unless `preserve`; without the CNI, kube-proxy or CoreDNS running pods lose their
+    network (terraform-aws-eks keeps them: preserve = true)."""
+    found = addons(render(stack, "airflow.workers.storageSize=20Gi"))
+    assert {n for n, a in found.items() if a.inputs.get("preserve")} == {"vpc-cni", "kube-proxy", "coredns"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
 def test_kubernetes_version_is_in_standard_support_and_never_silently_extended(stack: str) -> None:
     cluster = one(render(stack), "eks/cluster:Cluster").inputs
     assert cluster["version"] == "1.35"  # standard support until 2027-03-27 (EKS release calendar)
     assert cluster["upgradePolicy"] == {"supportType": "STANDARD"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_readme_upgrade_path_from_the_last_release_renders_step_by_step(stack: str) -> None:
+    """Review finding 1: stacks of release 03ea502 run 1.33 (EXTENDED, the API's default policy,
+    since 2026-07-29). EKS upgrades one minor at a time, and the policy can only be changed in
+    standard support: 1.34 with EXTENDED first, then 1.35 with STANDARD (the provider updates the
+    version before the policy)."""
+    from components.aws.eks import ADDON_VERSIONS
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    upgrading = readme.split("### Upgrading an AWS stack made before this release")[1].split("\n## ")[0]
+    steps = [("1.34", "EXTENDED"), ("1.35", "STANDARD")]
+    for version, support in steps:
+        assert f'`version: "{version}"`, `supportType: {support}`' in upgrading
+        run = render(stack, f"aws.cluster.version={version}", f"aws.cluster.supportType={support}")
+        cluster = one(run, "eks/cluster:Cluster").inputs
+        assert cluster["version"] == version and cluster["upgradePolicy"] == {"supportType": support}
+        assert {a.inputs["addonVersion"] for a in addons(run).values()} <= set(ADDON_VERSIONS[version].values())
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_readme_database_steps_for_existing_stacks_render(stack: str) -> None:
+    """Review findings 3 and 8: a 03ea502 stack has "17.6" in state, and "17" in config would send
+    ModifyDBInstance EngineVersion=17 (alphagov/govuk-infrastructure#2954); a production major
+    upgrade leaves the old parameter group in use until the maintenance window. The README's
+    steps must be ones the config accepts."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    upgrading = readme.split("### Upgrading an AWS stack made before this release")[1].split("\n## ")[0]
+    assert '`engineVersion: "<running major.minor>"`, `autoMinorVersionUpgrade: false`' in upgrading
+    assert "InvalidDBParameterGroupState" in upgrading and "maintenance window" in upgrading
+    db = one(
+        render(stack, "aws.database.engineVersion=17.6", "aws.database.autoMinorVersionUpgrade=false"),
+        "rds/instance:Instance",
+    ).inputs
+    assert db["engineVersion"] == "17.6" and db["autoMinorVersionUpgrade"] is False
 
 
 def test_worker_log_claims_get_an_encrypted_gp3_class_and_its_csi_driver() -> None:
@@ -472,12 +612,23 @@ def test_worker_log_claims_get_an_encrypted_gp3_class_and_its_csi_driver() -> No
     assert attached(run, role) == {"AmazonEBSCSIDriverPolicy"}
     [sc] = objects(run, "StorageClass")
     assert sc["provisioner"] == "ebs.csi.aws.com" and sc["volumeBindingMode"] == "WaitForFirstConsumer"
-    assert sc["parameters"] == {"type": "gp3", "encrypted": "true"} and sc["allowVolumeExpansion"] is True
+    assert sc["parameters"]["type"] == "gp3" and sc["parameters"]["encrypted"] == "true"
+    assert sc["allowVolumeExpansion"] is True
     [worker] = [w for w in objects(run, "StatefulSet") if w["metadata"]["name"].startswith("airflow-worker-")]
     [claim] = worker["spec"]["volumeClaimTemplates"]
     assert claim["spec"]["storageClassName"] == sc["metadata"]["name"]
     assert "aws-ebs-csi-driver" not in addons(render("aws-dev"))
     assert not objects(render("aws-dev"), "StorageClass")
+
+
+def test_worker_volumes_carry_the_stack_tag_the_destroy_cleanup_looks_for() -> None:
+    """Review finding 7: a worker claim's EBS volume is made by the CSI driver, outside the state;
+    if the driver's add-on goes before the volume, destroy leaves it. The driver tags each volume
+    it makes with the class's `tagSpecification_<n>: "key=value"` parameters (aws-ebs-csi-driver
+    docs/tagging.md), so the cleanup can find this stack's volumes."""
+    [sc] = objects(render("aws-dev", "airflow.workers.storageSize=20Gi"), "StorageClass")
+    tags = dict(v.split("=", 1) for k, v in sc["parameters"].items() if k.startswith("tagSpecification_"))
+    assert tags == {"pulumi-stack": "aws-dev", "app": "airflow-k8s"}
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -501,9 +652,8 @@ def test_data_services_start_at_the_vpc_not_after_the_cluster(stack: str) -> Non
     clients = run.get("aws:ec2/securityGroup:SecurityGroup", "eks-clients-sg")
     template = one(run, "ec2/launchTemplate:LaunchTemplate")
     assert template.inputs["vpcSecurityGroupIds"] == ["sg-eks-cluster", "eks-clients-sg-id"]
-    for name in ("database-sg", "broker-sg", "dags-sg"):
-        [rule] = run.get("aws:ec2/securityGroup:SecurityGroup", name).inputs["ingress"]
-        assert rule["securityGroups"] == ["eks-clients-sg-id"], name
+    for name in DATA_GROUPS:
+        assert set(admitted(run, name)) == {"eks-clients-sg-id"}, name
     assert clients.inputs.get("ingress", []) == []
 
 
@@ -521,6 +671,20 @@ def test_nodes_keep_pods_off_the_instance_metadata_and_encrypt_their_disk(stack:
     assert disk["ebs"]["volumeType"] == "gp3" and disk["ebs"]["volumeSize"] >= 20
     nodes = one(run, "eks/nodeGroup:NodeGroup").inputs
     assert "diskSize" not in nodes and nodes["launchTemplate"]["id"] == "eks-nodes-template-id"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_node_instances_disks_and_interfaces_carry_the_stack_tags(stack: str) -> None:
+    """Review finding 13: the provider's default tags do not reach what the node group's Auto
+    Scaling group launches (pulumi-aws LaunchTemplate docstring): the template tags them itself."""
+    run = render(stack, "aws.tags={team: data}")
+    spec = {
+        t["resourceType"]: t["tags"] for t in one(run, "ec2/launchTemplate:LaunchTemplate").inputs["tagSpecifications"]
+    }
+    assert set(spec) == {"instance", "volume", "network-interface"}
+    for tags in spec.values():
+        assert {"pulumi-stack": stack, "app": "airflow-k8s", "team": "data"}.items() <= tags.items()
+    assert spec["instance"]["Name"] == f"airflow-{stack}-node"
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -57,3 +57,11 @@ def test_eks_log_group_recreation_is_a_note_with_its_cleanup() -> None:
     [note] = [f for f in findings(render("aws-dev")) if "re-create" in f.message]
     assert note.severity == "note" and "eks-log-group-cleanup.sh" in note.message
     assert note.resource.endswith("eks-cluster")
+
+
+def test_worker_volumes_that_may_outlive_destroy_are_a_note_with_their_cleanup() -> None:
+    found = findings(render("aws-dev", "airflow.workers.storageSize=20Gi"))
+    [note] = [f for f in found if "EBS" in f.message]
+    assert note.severity == "note" and "ebs-volume-cleanup.sh" in note.message
+    assert "tag:pulumi-stack" in note.message and "aws-dev" in note.message
+    assert not [f for f in findings(render("aws-dev")) if "EBS" in f.message]  # no claims, no volumes

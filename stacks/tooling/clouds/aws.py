@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from stacks.tooling.engine import Resource
 
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+ADDON_TYPE = "aws:eks/addon:Addon"
 
 
 def mock_outputs(typ: str, name: str, state: dict[str, Any]) -> dict[str, Any]:
@@ -72,8 +73,26 @@ def destroy_checks(r: Resource, view: DestroyView) -> Iterator[tuple[Severity, s
             yield "leaves", f"final snapshot {name!r} is kept"
             if not re.search(r"-[0-9a-f]{8}$", name):
                 yield "blocks", f"final snapshot name {name!r} is fixed: a re-created stack's destroy collides with it"
+    if r.type == "aws:eks/cluster:Cluster" and i.get("deletionProtection"):
+        yield "blocks", "EKS deletion protection is on"
     if r.type == "aws:s3/bucket:Bucket" and not i.get("forceDestroy"):
         yield "blocks", "bucket is not force_destroy: a non-empty bucket cannot be deleted"
+    if r.type == ADDON_TYPE and i.get("addonName") == "aws-ebs-csi-driver":
+        tags = [
+            v.split("=", 1)
+            for sc in view.run.by_type("kubernetes:storage.k8s.io/v1:StorageClass")
+            if sc.inputs.get("provisioner") == "ebs.csi.aws.com"
+            for k, v in (sc.inputs.get("parameters") or {}).items()
+            if k.startswith("tagSpecification_")
+        ]
+        filters = " ".join(f"Name=tag:{k},Values={v}" for k, v in tags)
+        yield (
+            "note",
+            "EBS volumes of worker claims are made by the CSI driver outside the state; one the driver has not "
+            "deleted when its add-on goes is left `available`: the destroy workflows run "
+            ".github/scripts/ebs-volume-cleanup.sh; after a manual destroy run it, or list them with "
+            f"`aws ec2 describe-volumes --filters {filters} Name=status,Values=available`",
+        )
     if r.type == "aws:eks/cluster:Cluster" and i.get("enabledClusterLogTypes"):
         name = f"/aws/eks/{i.get('name')}/cluster"
         if name not in {g.inputs.get("name") for g in view.run.by_type(LOG_GROUP)}:
