@@ -69,6 +69,19 @@ def _printable_secret(value: SecretStr) -> SecretStr:
     return value
 
 
+def _ipv4_cidr(value: str) -> str:
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as e:
+        raise ValueError(f"{value!r} is not an IPv4 CIDR without host bits, such as '10.0.0.0/16' ({e})") from None
+    if net.version != 4:
+        raise ValueError(f"{value!r} is not an IPv4 CIDR, such as '10.0.0.0/16'")
+    return value
+
+
+Ipv4Cidr = Annotated[str, AfterValidator(_ipv4_cidr)]
+"""An IPv4 network such as '10.0.0.0/16', checked where it is declared so an error names its own key."""
+
 HostName = Annotated[str, Field(min_length=1), AfterValidator(_host)]
 """A DNS name or IP address that goes into a connection URL."""
 PrintableStr = Annotated[str, AfterValidator(_printable)]

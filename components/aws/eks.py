@@ -14,7 +14,7 @@ import pulumi_kubernetes as k8s
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from components.aws.network import DataClients
-from components.settings import SettingsModel, bad
+from components.settings import Ipv4Cidr, SettingsModel, bad
 
 # Accepted versions past their end of standard support (EKS release calendar, endoflife.date/amazon-eks).
 EXTENDED_ONLY = {"1.34": "2026-12-02"}
@@ -39,7 +39,7 @@ class AwsCluster(SettingsModel):
         description="At the end of standard support: STANDARD lets EKS upgrade the cluster (then set version to "
         "match); EXTENDED keeps it and bills extended-support rates.",
     )
-    service_cidr: str = Field("172.20.0.0/16", description="Service IPv4 CIDR of a created cluster.")
+    service_cidr: Ipv4Cidr = Field("172.20.0.0/16", description="Service IPv4 CIDR of a created cluster.")
     node_instance_types: list[str] = Field(default_factory=lambda: ["m6i.xlarge"], description="Node instance types.")
     node_min: int = Field(3, ge=1, le=100, description="Minimum nodes.")
     node_desired: int = Field(3, ge=1, le=100, description="Desired nodes.")

@@ -12,7 +12,7 @@ import pulumi
 import pulumi_aws as aws
 from pydantic import Field, field_validator, model_validator
 
-from components.settings import SettingsModel, bad
+from components.settings import Ipv4Cidr, SettingsModel, bad
 
 
 class AwsSubnet(SettingsModel):
@@ -31,7 +31,7 @@ class AwsNetwork(SettingsModel):
     private_subnets: list[AwsSubnet] = Field(
         default_factory=list, description="Existing private subnets (with vpcId), at least two zones."
     )
-    cidr: str = Field("10.40.0.0/16", description="CIDR of the VPC the stack creates.")
+    cidr: Ipv4Cidr = Field("10.40.0.0/16", description="CIDR of the VPC the stack creates.")
     availability_zones: list[str] = Field(
         default_factory=list, description="Zones for a created VPC (at least two, in the region)."
     )

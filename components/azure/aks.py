@@ -18,7 +18,7 @@ import pulumi_kubernetes as k8s
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from components.settings import SettingsModel, bad
+from components.settings import Ipv4Cidr, SettingsModel, bad
 
 # Built-in role definition ids (the same GUID in every subscription).
 # https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
@@ -51,7 +51,7 @@ class AzureCluster(SettingsModel):
         description="Kubernetes version of a created cluster: 1.35 to 1.37 (1.34 only as the step of an "
         "existing 1.33 cluster's upgrade: AKS upgrades one minor version at a time).",
     )
-    service_cidr: str = Field("172.21.0.0/16", description="Service CIDR of a created cluster.")
+    service_cidr: Ipv4Cidr = Field("172.21.0.0/16", description="Service CIDR of a created cluster.")
     node_vm_size: str = Field("Standard_D4ds_v5", pattern=r"^Standard_[A-Za-z0-9_]+$", description="Node VM size.")
     node_min: int = Field(3, ge=1, le=100, description="Minimum nodes (autoscaler).")
     node_max: int = Field(6, ge=1, le=100, description="Maximum nodes (autoscaler).")

@@ -15,7 +15,7 @@ import pulumi_azure_native.privatedns as privatedns
 from pydantic import Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from components.settings import SettingsModel, bad
+from components.settings import Ipv4Cidr, SettingsModel, bad
 
 # ARM resource IDs (the form `az network vnet show --query id` prints). Resource group names: 1-90
 # letters, digits, `_ - . ( )`; VNet names 2-64 and subnet names 1-80 letters, digits, `_ - .`
@@ -33,12 +33,12 @@ _EXISTING_SUBNETS = ("existing_postgres_subnet_id", "existing_endpoints_subnet_i
 class AzureNetwork(SettingsModel):
     """`azure.network`: the VNet's address space and its three subnets, or an existing VNet's subnets."""
 
-    address_space: str = Field("10.50.0.0/16", description="VNet address space (a VNet the stack creates).")
-    aks_subnet: str = Field("10.50.0.0/18", description="Subnet for AKS nodes (a VNet the stack creates).")
-    postgres_subnet: str = Field(
+    address_space: Ipv4Cidr = Field("10.50.0.0/16", description="VNet address space (a VNet the stack creates).")
+    aks_subnet: Ipv4Cidr = Field("10.50.0.0/18", description="Subnet for AKS nodes (a VNet the stack creates).")
+    postgres_subnet: Ipv4Cidr = Field(
         "10.50.64.0/24", description="Subnet delegated to PostgreSQL Flexible Server (a VNet the stack creates)."
     )
-    endpoints_subnet: str = Field(
+    endpoints_subnet: Ipv4Cidr = Field(
         "10.50.65.0/24", description="Subnet for private endpoints, Redis and Files (a VNet the stack creates)."
     )
     existing_vnet_id: str | None = Field(
