@@ -23,6 +23,7 @@ import typing
 from typing import Any, Literal, Union
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
 from components.airflow.settings import AIRFLOW_VERSION, AirflowSettings
@@ -443,6 +444,8 @@ class StackConfig(SettingsModel):
                 raise bad("database.mode", "the azure stack provides its database and broker; leave them unset")
         elif self.azure is not None:
             raise bad("azure", f"only applies to cloud 'azure' (cloud is {self.cloud!r})")
+        if self.broker.mode == "external" and "CeleryExecutor" not in self.airflow.executors:
+            raise bad("broker.mode", f"'external' names a broker, but executor '{self.airflow.executor}' uses none")
         if self.cloud != "local" and self.kubernetes.log_volume:
             store = "S3" if self.cloud == "aws" else "Blob storage"
             raise bad(
@@ -450,6 +453,53 @@ class StackConfig(SettingsModel):
                 f"the {self.cloud} stack keeps task logs remote, in {store}; the log volume is for the local stack",
             )
         return self
+
+    def unused_settings(self) -> list[str]:
+        """Settings that tune a piece these choices do not deploy: each a warning naming the key.
+
+        The rule (README, "Bad input"): a setting that points somewhere else (a database or broker to
+        connect to, a claim to mount, a repository to sync) is an error when the chosen mode would
+        ignore it, since deploying something other than what it names is never what was meant; a
+        setting that only tunes a piece the chosen executor or DAG source does not deploy is a
+        warning, so switching the executor or the DAG source does not mean deleting blocks first.
+        """
+        out: list[str] = []
+
+        def changed(key: str, model: BaseModel, why: str) -> None:
+            fields = _non_default(model)
+            if fields:
+                keys = ", ".join(f"{PROJECT}:{key}.{f}" for f in fields)
+                out.append(f"{keys}: {'has' if len(fields) == 1 else 'have'} no effect: {why}")
+
+        celery = "CeleryExecutor" in self.airflow.executors
+        if not celery:
+            why = f"no Celery workers run under executor '{self.airflow.executor}'"
+            changed("airflow.workers", self.airflow.workers, why)
+            changed(
+                "broker.inCluster", self.broker.in_cluster, f"no broker is deployed under '{self.airflow.executor}'"
+            )
+        if self.database.mode == "external":
+            changed("database.inCluster", self.database.in_cluster, "database.mode is 'external'")
+        if self.broker.mode == "external" and celery:
+            changed("broker.inCluster", self.broker.in_cluster, "broker.mode is 'external'")
+        d = self.airflow.dags
+        makes_claim = self.cloud == "local" and d.source == "volume" and d.claim_name is None
+        if not makes_claim:
+            why = (
+                f"the {self.cloud} stack provides the DAG volume itself"
+                if self.cloud != "local" and d.source == "volume"
+                else "the stack creates no DAG claim (airflow.dags.claimName is set, or the source is not 'volume')"
+            )
+            # Sizes and retention tune the claim; its class and access mode say what the cluster offers
+            # (a one-node cluster's ReadWriteOnce), which a stack file may state before it needs it.
+            for f in ("dag_volume_size",):
+                if f in self.kubernetes.model_fields_set:
+                    out.append(f"{PROJECT}:kubernetes.{to_camel(f)}: has no effect: {why}")
+        if not self.log_volume:
+            for f in ("log_volume_size", "log_retention_days"):
+                if f in self.kubernetes.model_fields_set:
+                    out.append(f"{PROJECT}:kubernetes.{to_camel(f)}: has no effect: no task-log claim is made")
+        return out
 
     @property
     def log_volume(self) -> bool:
@@ -459,6 +509,16 @@ class StackConfig(SettingsModel):
         if self.kubernetes.log_volume is not None:
             return self.kubernetes.log_volume
         return "KubernetesExecutor" in self.airflow.executors
+
+
+def _non_default(model: BaseModel) -> list[str]:
+    """The camelCase keys whose values differ from the model's defaults (set or not)."""
+    default = type(model).model_validate({})
+    return [
+        f.alias or name
+        for name, f in type(model).model_fields.items()
+        if getattr(model, name) != getattr(default, name)
+    ]
 
 
 def _loc_to_key(loc: tuple[Any, ...]) -> str:

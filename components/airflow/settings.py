@@ -238,6 +238,8 @@ class Dags(SettingsModel):
             raise bad("git", f"source '{self.source}' needs 'git' (repo, ref, subPath)")
         if self.source in ("gitSync", "bundle", "image") and self.claim_name:
             raise bad("claimName", f"only applies to source 'volume', not '{self.source}'")
+        if self.source == "image" and self.git is not None:
+            raise bad("git", "names a repository, but source 'image' takes the DAGs baked into the image")
         return self
 
 

@@ -104,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RenderError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for message in run.warnings:  # `pulumi preview` shows these as warnings too
+        print(f"warning: {message}", file=sys.stderr)
     if args.diff_against:
         try:
             old = at_ref(args.stack, args.diff_against, args.overrides)
@@ -138,4 +140,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out:
         files = write(run, args.out, reveal=args.reveal_secrets)
         print(f"\n{len(run.resources)} resources, {len(files)} Kubernetes manifests written to {args.out}")
+    print(next_steps(args.stack, args.out, args.reveal_secrets))
     return 0
+
+
+def next_steps(stack: str, out: Path | None, revealed: bool) -> str:
+    """What a newcomer can do after a render: it deployed nothing, so no `pulumi stack output` yet."""
+    cmd = f"python -m stacks.render {stack}"
+    where = (
+        f'the stack\'s outputs, as `pulumi stack output` would list them: "outputs" in {out / "resources.json"}'
+        if out
+        else f"the stack's outputs and every manifest: {cmd} --out out/{stack}"
+    )
+    secrets = (
+        "mock secret values are shown (--reveal-secrets): never for real stacks"
+        if revealed
+        else 'secrets are masked as "[secret]" everywhere in a render'
+    )
+    return "\n".join(
+        [
+            "",
+            "Nothing was deployed: this is the program run under Pulumi mocks. Next:",
+            f"  - {where};",
+            f"  - the picture: {cmd} --graph; what `pulumi destroy` would do: {cmd} --teardown;",
+            f"  - the estimated first `pulumi up`: {cmd} --critical-path; a change's effect: {cmd} --diff-against main;",
+            f"  - {secrets};",
+            f"  - to deploy: `pulumi up -s {stack}` (the Pulumi CLI and credentials for the target).",
+        ]
+    )

@@ -9,6 +9,7 @@ What a provider would compute (outputs, invoke results) each cloud's facts say (
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -219,6 +220,7 @@ class Run:
     revealed_outputs: dict[str, Any]
     error: BaseException | None = None
     invokes: list[Invoke] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what `pulumi.log.warn` said, as a preview shows it
 
     def by_type(self, type_: str) -> list[Resource]:
         return [r for r in self.resources if r.type == type_]
@@ -262,7 +264,10 @@ def run(
     rsettings.reset_options()
     rconfig.set_all_config(dict(config or {}), list(secret_keys or []))
     monitor = RecordingMonitor(StackMocks())
-    pulumi.runtime.set_mocks(StackMocks(), project=project, stack=stack, preview=False, monitor=monitor)
+    warnings: list[str] = []
+    logger = logging.Logger("airflow-k8s-render")
+    logger.addHandler(_Collect(warnings))
+    pulumi.runtime.set_mocks(StackMocks(), project=project, stack=stack, preview=False, monitor=monitor, logger=logger)
     error: BaseException | None = None
     try:
         loop.run_until_complete(rstack.run_pulumi_func(program))
@@ -276,5 +281,21 @@ def run(
     rsettings.reset_options()
     asyncio.set_event_loop(None)
     return Run(
-        resources=monitor.records, outputs=outputs, revealed_outputs=revealed, error=error, invokes=monitor.invokes
+        resources=monitor.records,
+        outputs=outputs,
+        revealed_outputs=revealed,
+        error=error,
+        invokes=monitor.invokes,
+        warnings=warnings,
     )
+
+
+class _Collect(logging.Handler):
+    """Keeps the program's warnings (the mock engine hands `pulumi.log.warn` to a logger)."""
+
+    def __init__(self, into: list[str]) -> None:
+        super().__init__(level=logging.WARNING)
+        self._into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._into.append(record.getMessage())

@@ -154,6 +154,13 @@ CASES = [
         for key in ("namespace", "taskNamespace")
         for ns in ("kube-system", "default")
     ],
+    # Issue 13, intent dropped: a setting that names something to sync or connect to, which the chosen
+    # mode would ignore, is an error (a setting that only tunes an absent piece is a warning, below).
+    (
+        "airflow.dags={source: image, git: {repo: 'https://github.com/a/b.git'}}",
+        "airflow-k8s:airflow.dags.git",
+        "source 'image' takes the DAGs baked into the image",
+    ),
     # Issue 13, case collisions: both would become AIRFLOW_VAR_FOO.
     ("airflow.variables={foo: a, FOO: b}", "airflow-k8s:airflow.variables", "differ only in case"),
 ]
@@ -308,3 +315,79 @@ def test_valid_values_of_the_validated_kinds_pass(override: str) -> None:
     config, keys = load_stack_config("local", [override])
     run = engine.run(program, config=config, secret_keys=keys, stack="local")
     assert run.error is None, run.error
+
+
+CLOUD_CASES = [
+    # Issue 13, keys named wrongly: an unparsable CIDR named only the top-level key ('airflow-k8s:azure').
+    ("azure-dev", "azure.cluster.serviceCidr=foo", "airflow-k8s:azure.cluster.serviceCidr", "not an IPv4 CIDR"),
+    ("aws-dev", "aws.cluster.serviceCidr=10.0.0.0/33", "airflow-k8s:aws.cluster.serviceCidr", "not an IPv4 CIDR"),
+    ("azure-dev", "azure.network.addressSpace=x", "airflow-k8s:azure.network.addressSpace", "not an IPv4 CIDR"),
+    ("azure-dev", "azure.network.aksSubnet=10.50.0.1/18", "airflow-k8s:azure.network.aksSubnet", "host bits"),
+    ("aws-dev", "aws.network.cidr=fd00::/48", "airflow-k8s:aws.network.cidr", "not an IPv4 CIDR"),
+]
+
+
+@pytest.mark.parametrize("stack,override,key,fragment", CLOUD_CASES)
+def test_bad_cloud_input_names_the_full_key(stack: str, override: str, key: str, fragment: str) -> None:
+    config, secret_keys = load_stack_config(stack, [override])
+    run = engine.run(program, config=config, secret_keys=secret_keys, stack=stack)
+    assert run.error is not None and key + ":" in str(run.error) and fragment in str(run.error), str(run.error)
+    assert run.resources == []
+
+
+def test_an_external_broker_without_celery_is_an_error() -> None:
+    config, keys = load_stack_config(
+        "local", ["airflow.executor=KubernetesExecutor", "broker={mode: external, external: {host: redis.example.com}}"]
+    )
+    run = engine.run(program, config=config, secret_keys=keys, stack="local")
+    assert "airflow-k8s:broker.mode: 'external' names a broker, but executor 'KubernetesExecutor' uses none" in str(
+        run.error
+    )
+    assert run.resources == []
+
+
+UNUSED = [
+    # (stack, overrides, the keys the warning names, why) - issue 13: tuning a piece that is not deployed.
+    (
+        "local",
+        ("airflow.executor=KubernetesExecutor", "airflow.workers.replicas=3"),
+        "airflow-k8s:airflow.workers.replicas",
+        "no Celery workers run under executor 'KubernetesExecutor'",
+    ),
+    (
+        "local",
+        ("database={mode: external, external: {host: db, password: p}, inCluster: {storageSize: 20Gi}}",),
+        "airflow-k8s:database.inCluster.storageSize",
+        "database.mode is 'external'",
+    ),
+    ("aws-dev", ("kubernetes.dagVolumeSize=5Gi",), "airflow-k8s:kubernetes.dagVolumeSize", "provides the DAG volume"),
+    (
+        "local",
+        ("airflow.dags={source: image}", "kubernetes.dagVolumeSize=5Gi"),
+        "airflow-k8s:kubernetes.dagVolumeSize",
+        "creates no DAG claim",
+    ),
+    ("local", ("kubernetes.logRetentionDays=3",), "airflow-k8s:kubernetes.logRetentionDays", "no task-log claim"),
+]
+
+
+@pytest.mark.parametrize("stack,overrides,key,why", UNUSED)
+def test_a_setting_that_tunes_an_absent_piece_is_a_warning(
+    stack: str, overrides: tuple[str, ...], key: str, why: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, keys = load_stack_config(stack, list(overrides))
+    run = engine.run(program, config=config, secret_keys=keys, stack=stack)
+    assert run.error is None and run.resources, run.error
+    assert any(key in w and why in w for w in run.warnings), run.warnings
+    args = [stack]
+    for o in overrides:
+        args += ["--set", o]
+    assert render_main([*args, "--critical-path"]) == 0  # the render shows it as `pulumi preview` would
+    assert f"warning: {key}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stack", ["local", "aws-dev", "aws-prod", "azure-dev", "azure-prod"])
+def test_the_stack_files_use_every_setting_they_give(stack: str) -> None:
+    config, keys = load_stack_config(stack)
+    run = engine.run(program, config=config, secret_keys=keys, stack=stack)
+    assert run.error is None and run.warnings == []
