@@ -249,6 +249,20 @@ class KubernetesSettings(SettingsModel):
 # ---- AWS -------------------------------------------------------------------------------------
 
 AWS_REGION = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$"
+# The partitions' regions as of 2026-12 (AWS's region list); ISO partitions are left to the pattern.
+# A region opened later is one line here.
+AWS_REGIONS = frozenset(
+    {
+        *(f"us-east-{n}" for n in (1, 2)), *(f"us-west-{n}" for n in (1, 2)), "us-gov-east-1", "us-gov-west-1",
+        "ca-central-1", "ca-west-1", "mx-central-1", "sa-east-1",
+        *(f"eu-west-{n}" for n in (1, 2, 3)), *(f"eu-central-{n}" for n in (1, 2)),
+        *(f"eu-south-{n}" for n in (1, 2)), "eu-north-1",
+        "af-south-1", "il-central-1", "me-south-1", "me-central-1",
+        *(f"ap-east-{n}" for n in (1, 2)), *(f"ap-south-{n}" for n in (1, 2)),
+        *(f"ap-northeast-{n}" for n in (1, 2, 3)), *(f"ap-southeast-{n}" for n in (1, 2, 3, 4, 5, 6, 7)),
+        "cn-north-1", "cn-northwest-1",
+    }
+)  # fmt: skip
 
 
 class AwsSettings(SettingsModel):
@@ -264,6 +278,13 @@ class AwsSettings(SettingsModel):
         "file system and log bucket; false for test stacks that must destroy in one go.",
     )
     tags: dict[str, str] = Field(default_factory=dict, description="Tags on every AWS resource.")
+
+    @field_validator("region")
+    @classmethod
+    def _known_region(cls, v: str) -> str:
+        if v not in AWS_REGIONS and "-iso" not in v:
+            raise ValueError(f"{v!r} is not an AWS region (e.g. eu-west-1, us-east-1, ap-southeast-2)")
+        return v
 
     @model_validator(mode="after")
     def _coherent(self) -> AwsSettings:

@@ -108,6 +108,16 @@ class AwsDatabase(SettingsModel):
     )
 
     @model_validator(mode="after")
+    def _storage(self) -> AwsDatabase:
+        # RDS refuses an autoscaling ceiling that is not above the allocated size (and 10% more at least).
+        if self.max_allocated_storage_gib <= self.allocated_storage_gib:
+            raise bad(
+                "maxAllocatedStorageGib",
+                f"must be above allocatedStorageGib ({self.max_allocated_storage_gib} <= {self.allocated_storage_gib})",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _version(self) -> AwsDatabase:
         if "." in self.engine_version and self.auto_minor_version_upgrade:
             major = self.engine_version.split(".")[0]

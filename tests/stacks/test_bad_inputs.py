@@ -324,6 +324,16 @@ CLOUD_CASES = [
     ("azure-dev", "azure.network.addressSpace=x", "airflow-k8s:azure.network.addressSpace", "not an IPv4 CIDR"),
     ("azure-dev", "azure.network.aksSubnet=10.50.0.1/18", "airflow-k8s:azure.network.aksSubnet", "host bits"),
     ("aws-dev", "aws.network.cidr=fd00::/48", "airflow-k8s:aws.network.cidr", "not an IPv4 CIDR"),
+    # Issue 13, values that only fail at deploy time: a region that does not exist, a storage ceiling
+    # RDS refuses.
+    ("aws-dev", "aws.region=eu-west-9", "airflow-k8s:aws.region", "not an AWS region"),
+    ("azure-dev", "azure.region=westeurope2", "airflow-k8s:azure.region", "not a known Azure region"),
+    (
+        "aws-dev",
+        "aws.database={allocatedStorageGib: 100, maxAllocatedStorageGib: 50}",
+        "airflow-k8s:aws.database.maxAllocatedStorageGib",
+        "must be above allocatedStorageGib",
+    ),
 ]
 
 
