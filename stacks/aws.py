@@ -3,6 +3,7 @@ AUTH, EFS as the ReadWriteMany DAG volume, S3 task logs written through EKS Pod 
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import pulumi
@@ -136,14 +137,18 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         worker_storage_class=eks.storage_class,
         worker_storage_ready=eks.storage_class_ready,
     )
-    forward = f"kubectl -n {cfg.kubernetes.namespace} port-forward svc/{airflow.api_service_name} 8080:8080"
+    # A command people paste into a shell: every value is quoted.
+    forward = shlex.join(
+        ["kubectl", "-n", cfg.kubernetes.namespace, "port-forward", f"svc/{airflow.api_service_name}", "8080:8080"]
+    )
+    kubeconfig_cmd = shlex.join(["aws", "eks", "update-kubeconfig", "--region", a.region, "--name", cluster_name])
     return outputs(
         cfg,
         namespace=ns,
         airflow=airflow,
         database=db.endpoint,
         broker=broker,
-        ui_access=f"aws eks update-kubeconfig --region {a.region} --name {cluster_name} && {forward}",
+        ui_access=f"{kubeconfig_cmd} && {forward}",
         dag_volume=dag_volume,
         log_location=logs.remote_logs.base_folder,
         kubeconfig=eks.kubeconfig,

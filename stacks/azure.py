@@ -3,6 +3,7 @@ Azure Managed Redis, Azure Files as the DAG volume, Blob task logs through workl
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import pulumi
@@ -139,16 +140,18 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         namespace=ns,
     )
     group: pulumi.Input[str] = z.cluster.existing_resource_group or rg.name
-    forward = f"kubectl -n {cfg.kubernetes.namespace} port-forward svc/{airflow.api_service_name} 8080:8080"
+    forward = shlex.join(
+        ["kubectl", "-n", cfg.kubernetes.namespace, "port-forward", f"svc/{airflow.api_service_name}", "8080:8080"]
+    )
     # The names as they are (state, not config): a cluster from before the suffix keeps its old name.
-    # `kubelogin convert-kubeconfig -l azurecli` makes the Entra ID credentials non-interactive.
-    ui_access = pulumi.Output.concat(
-        "az aks get-credentials --resource-group ",
-        group,
-        " --name ",
-        aks.name,
-        " && kubelogin convert-kubeconfig -l azurecli && ",
-        forward,
+    # `kubelogin convert-kubeconfig -l azurecli` makes the Entra ID credentials non-interactive. A
+    # command people paste into a shell: every value is quoted (a resource group may hold '(' and ')').
+    ui_access = pulumi.Output.all(group, aks.name).apply(
+        lambda names: (
+            shlex.join(["az", "aks", "get-credentials", "--resource-group", names[0], "--name", names[1]])
+            + " && kubelogin convert-kubeconfig -l azurecli && "
+            + forward
+        )
     )
     return outputs(
         cfg,

@@ -25,6 +25,8 @@ class AwsCluster(SettingsModel):
 
     existing_name: str | None = Field(
         None,
+        # EKS's CreateCluster name rule.
+        pattern=r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$",
         description="Use this existing EKS cluster instead of creating one; it needs the eks-pod-identity-agent and "
         "aws-efs-csi-driver add-ons.",
     )

@@ -40,10 +40,17 @@ class AzureCluster(SettingsModel):
 
     existing_name: str | None = Field(
         None,
+        # ARM's rule for managedClusters names.
+        pattern=r"^[a-zA-Z0-9]$|^[a-zA-Z0-9][-_a-zA-Z0-9]{0,61}[a-zA-Z0-9]$",
         description="Use this existing AKS cluster (OIDC issuer and workload "
         "identity enabled) instead of creating one.",
     )
-    existing_resource_group: str | None = Field(None, description="Resource group of the existing cluster.")
+    existing_resource_group: str | None = Field(
+        None,
+        # ARM's resource group rule: 1-90 of letters, digits, '-', '_', '.', '(', ')', not ending in '.'.
+        pattern=r"^[-\w._()]{0,89}[-\w_()]$",
+        description="Resource group of the existing cluster.",
+    )
     # AKS calendar (supported-kubernetes-versions.md): 1.34 ends Nov 2026, 1.35 Mar 2027, 1.36 Jun 2027,
     # 1.37 Oct 2027. AKS upgrades one minor at a time, so 1.34 stays accepted as the step of a 1.33 cluster.
     version: str = Field(

@@ -401,3 +401,32 @@ def test_the_stack_files_use_every_setting_they_give(stack: str) -> None:
     config, keys = load_stack_config(stack)
     run = engine.run(program, config=config, secret_keys=keys, stack=stack)
     assert run.error is None and run.warnings == []
+
+
+@pytest.mark.parametrize(
+    "stack,override,key",
+    [
+        ("aws-dev", "aws.cluster.existingName=a;b", "airflow-k8s:aws.cluster.existingName"),
+        ("azure-dev", "azure.cluster.existingName=aks|x", "airflow-k8s:azure.cluster.existingName"),
+        ("azure-dev", "azure.cluster.existingResourceGroup=rg$(id)", "airflow-k8s:azure.cluster.existingResourceGroup"),
+    ],
+)
+def test_existing_cluster_names_follow_the_clouds_rules(stack: str, override: str, key: str) -> None:
+    config, keys = load_stack_config(stack, [override])
+    run = engine.run(program, config=config, secret_keys=keys, stack=stack)
+    assert run.error is not None and key + ": must match" in str(run.error), str(run.error)
+
+
+def test_the_azure_ui_command_quotes_a_resource_group_with_parentheses() -> None:
+    import shlex
+
+    from tests.stacks.test_azure import EXISTING
+
+    overrides = [o for o in EXISTING if "existingResourceGroup" not in o] + [
+        "azure.cluster.existingResourceGroup=team(rg)"
+    ]
+    config, keys = load_stack_config("azure-dev", overrides)
+    run = engine.run(program, config=config, secret_keys=keys, stack="azure-dev")
+    assert run.error is None, run.error
+    words = shlex.split(run.revealed_outputs["uiAccess"])
+    assert words[:7] == ["az", "aks", "get-credentials", "--resource-group", "team(rg)", "--name", "team-aks"]
