@@ -11,7 +11,7 @@ from typing import Literal
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from components.aws.network import DataClients
 from components.settings import Ipv4Cidr, SettingsModel, bad
@@ -55,7 +55,7 @@ class AwsCluster(SettingsModel):
     log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 3653] = (
         Field(90, description="Days the control-plane logs (api, audit, authenticator) are kept in CloudWatch.")
     )
-    public_access_cidrs: list[str] = Field(
+    public_access_cidrs: list[Ipv4Cidr] = Field(
         default_factory=list,
         description="Who may reach a public API endpoint: the CIDRs of your admins and CI runners; required when "
         "publicEndpoint is true (0.0.0.0/0 only if listed explicitly, and never with aws.protect).",
@@ -78,7 +78,7 @@ class AwsCluster(SettingsModel):
         description="Security groups whose members may reach the private API endpoint on 443 (a CI runner's, a "
         "bastion's): rules on the cluster security group of a created cluster.",
     )
-    api_access_cidrs: list[str] = Field(
+    api_access_cidrs: list[Ipv4Cidr] = Field(
         default_factory=list,
         description="IPv4 CIDRs that may reach the private API endpoint on 443 (a peered VPC, a VPN), routed to the "
         "VPC: rules on the cluster security group of a created cluster.",
@@ -89,17 +89,11 @@ class AwsCluster(SettingsModel):
         "AmazonEKSClusterAdminPolicy), besides its creator: CI's deploy role, your admins' role.",
     )
 
-    @field_validator("public_access_cidrs", "api_access_cidrs")
+    @field_validator("api_access_cidrs")
     @classmethod
-    def _cidrs(cls, v: list[str], info: ValidationInfo) -> list[str]:
+    def _no_world(cls, v: list[str]) -> list[str]:
         for cidr in v:
-            try:
-                net = ipaddress.ip_network(cidr, strict=True)
-            except ValueError as e:
-                raise ValueError(f"{cidr!r} is not a CIDR without host bits ({e})") from None
-            if net.version != 4:
-                raise ValueError(f"{cidr!r}: EKS takes IPv4 CIDRs here")
-            if info.field_name == "api_access_cidrs" and net.prefixlen == 0:
+            if ipaddress.ip_network(cidr).prefixlen == 0:
                 raise ValueError(f"{cidr!r}: a /0 admits every address; list the networks that need the API server")
         return v
 

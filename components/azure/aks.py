@@ -75,7 +75,7 @@ class AzureCluster(SettingsModel):
         description="A public API server (Entra ID sign-in still required), reachable from authorizedIpRanges "
         "only. False: a private cluster, so Pulumi (and CI's preview) must run from inside the VNet.",
     )
-    authorized_ip_ranges: list[str] = Field(
+    authorized_ip_ranges: list[Ipv4Cidr] = Field(
         default_factory=list,
         description="Who may reach a public API server: the IPv4 CIDRs of your admins and CI runners; required "
         "when publicEndpoint is true (0.0.0.0/0 only if listed explicitly, and never with azure.protect).",
@@ -91,18 +91,6 @@ class AzureCluster(SettingsModel):
     def _version(cls, v: str) -> str:
         if v not in VERSIONS:
             raise ValueError(f"{v!r} is not an AKS version this stack creates: one of {', '.join(VERSIONS)}")
-        return v
-
-    @field_validator("authorized_ip_ranges")
-    @classmethod
-    def _ranges(cls, v: list[str]) -> list[str]:
-        for cidr in v:
-            try:
-                net = ipaddress.ip_network(cidr, strict=True)
-            except ValueError as e:
-                raise ValueError(f"{cidr!r} is not a CIDR without host bits ({e})") from None
-            if net.version != 4:
-                raise ValueError(f"{cidr!r}: AKS authorized IP ranges are IPv4 CIDRs")
         return v
 
     @field_validator("admin_principal_ids")

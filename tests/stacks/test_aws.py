@@ -290,8 +290,12 @@ BAD = [
     ("database.mode=external", "airflow-k8s:database.", ""),
     # The API server is public only to CIDRs someone chose: no silent 0.0.0.0/0.
     ("aws.cluster.publicAccessCidrs=[]", "airflow-k8s:aws.cluster.publicAccessCidrs", "publicEndpoint: false"),
-    ("aws.cluster.publicAccessCidrs=[10.0.0.0/33]", "airflow-k8s:aws.cluster.publicAccessCidrs", "10.0.0.0/33"),
-    ("aws.cluster.publicAccessCidrs=[10.1.2.3/8]", "airflow-k8s:aws.cluster.publicAccessCidrs", "host bits"),
+    ("aws.cluster.publicAccessCidrs=[10.0.0.0/33]", "airflow-k8s:aws.cluster.publicAccessCidrs.0", "10.0.0.0/33"),
+    (
+        "aws.cluster.publicAccessCidrs=[10.0.0.0/8, 10.1.2.3/8]",
+        "airflow-k8s:aws.cluster.publicAccessCidrs.1",
+        "host bits",
+    ),
     ("aws.cluster.clientSecurityGroupIds=[sg-nothex]", "airflow-k8s:aws.cluster.clientSecurityGroupIds", "sg-"),
     # Security group ids have 8 or 17 hex digits, nothing between (review finding 15).
     ("aws.cluster.clientSecurityGroupIds=[sg-0123456789]", "airflow-k8s:aws.cluster.clientSecurityGroupIds", "8 or 17"),

@@ -184,8 +184,8 @@ def test_objects_are_valid_on_the_newer_accepted_versions(version: str) -> None:
 BAD = [
     ("azure.cluster.version=1.33", "airflow-k8s:azure.cluster.version", "1.35"),
     ("azure.cluster.authorizedIpRanges=[]", "airflow-k8s:azure.cluster.authorizedIpRanges", "publicEndpoint: false"),
-    ("azure.cluster.authorizedIpRanges=[10.0.0.1/8]", "airflow-k8s:azure.cluster.authorizedIpRanges", "host bits"),
-    ("azure.cluster.authorizedIpRanges=[2001:db8::/32]", "airflow-k8s:azure.cluster.authorizedIpRanges", "IPv4"),
+    ("azure.cluster.authorizedIpRanges=[10.0.0.1/8]", "airflow-k8s:azure.cluster.authorizedIpRanges.0", "host bits"),
+    ("azure.cluster.authorizedIpRanges=[2001:db8::/32]", "airflow-k8s:azure.cluster.authorizedIpRanges.0", "IPv4"),
     ("azure.cluster.adminPrincipalIds=[alice]", "airflow-k8s:azure.cluster.adminPrincipalIds", "object id"),
     ("azure.cluster.tier=Gold", "airflow-k8s:azure.cluster.tier", "Standard"),
 ]
