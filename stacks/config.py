@@ -297,6 +297,14 @@ class AwsSettings(SettingsModel):
                 "an existing cluster needs its network: set network.vpcId and network.privateSubnets",
             )
         c = self.cluster
+        if not c.existing_name and not c.public_endpoint and not self.network.vpc_id:
+            raise bad(
+                "cluster.publicEndpoint",
+                "false: a private API server in a VPC this stack creates cannot be reached by the `pulumi up` that "
+                "creates it (nothing routes into that VPC yet). Create the cluster in an existing VPC your runner "
+                "reaches (network.vpcId, network.privateSubnets), or keep the public endpoint limited to "
+                "publicAccessCidrs",
+            )
         if not c.existing_name and c.public_endpoint and not c.public_access_cidrs:
             raise bad(
                 "cluster.publicAccessCidrs",
@@ -407,6 +415,14 @@ class AzureSettings(SettingsModel):
         elif ipaddress.ip_network(self.cluster.service_cidr).overlaps(ipaddress.ip_network(net.address_space)):
             raise bad("cluster.serviceCidr", f"{self.cluster.service_cidr} overlaps the VNet {net.address_space}")
         c = self.cluster
+        if not c.existing_name and not c.public_endpoint and not net.existing:
+            # AKS cannot make a public cluster private later either (outside API server VNet integration).
+            raise bad(
+                "cluster.publicEndpoint",
+                "false: a private cluster in a VNet this stack creates cannot be reached by the `pulumi up` that "
+                "creates it (nothing is peered to that VNet yet). Create it in an existing VNet your runner reaches "
+                "(network.existingVnetId and its subnets), or keep a public API server limited to authorizedIpRanges",
+            )
         if not c.existing_name and c.public_endpoint and not c.authorized_ip_ranges:
             raise bad(
                 "cluster.authorizedIpRanges",

@@ -97,11 +97,13 @@ def test_only_test_stacks_can_be_destroyed_by_automation(stack: str, ok: bool) -
     assert (done.returncode == 0) == ok
 
 
-def test_the_private_prod_api_server_is_previewed_from_inside_its_vpc() -> None:
-    """aws-prod's API server is private (stacks/Pulumi.aws-prod.yaml): a GitHub-hosted runner cannot
-    reach it, so its preview runs on the runner PRIVATE_API_RUNNER names, or not at all."""
+def test_the_prod_api_server_is_previewed_from_a_runner_it_admits() -> None:
+    """aws-prod's API server admits only listed CIDRs (or, private, its VPC): a GitHub-hosted runner,
+    whose address is any of many, cannot reach it, so its preview runs on the runner
+    PRIVATE_API_RUNNER names (one whose egress is listed, or inside the network), or not at all."""
     prod = yaml.safe_load((ROOT / "stacks" / "Pulumi.aws-prod.yaml").read_text())
-    assert prod["config"]["airflow-k8s:aws"]["cluster"]["publicEndpoint"] is False
+    assert prod["config"]["airflow-k8s:aws"]["cluster"].get("publicEndpoint", True) is True
+    assert all(not c.endswith("/0") for c in prod["config"]["airflow-k8s:aws"]["cluster"]["publicAccessCidrs"])
     [job] = load(ROOT / ".github/workflows/preview.yml")["jobs"].values()
     assert "matrix.stack == 'aws-prod' && vars.PRIVATE_API_RUNNER" in job["runs-on"]
     assert "vars.PRIVATE_API_RUNNER != ''" in job["env"]["CLOUD_CONFIGURED"]

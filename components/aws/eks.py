@@ -50,7 +50,8 @@ class AwsCluster(SettingsModel):
     public_endpoint: bool = Field(
         True,
         description="Expose the API server endpoint publicly (IAM auth still required), to publicAccessCidrs only. "
-        "False: private to the VPC, so Pulumi (and CI's preview) must run from inside it.",
+        "False: private to the VPC, so Pulumi (and CI's preview) must run from inside it; only with an existing "
+        "VPC (network.vpcId), since the `up` that creates a VPC cannot reach into it.",
     )
     log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 3653] = (
         Field(90, description="Days the control-plane logs (api, audit, authenticator) are kept in CloudWatch.")

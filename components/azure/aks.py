@@ -73,7 +73,9 @@ class AzureCluster(SettingsModel):
     public_endpoint: bool = Field(
         True,
         description="A public API server (Entra ID sign-in still required), reachable from authorizedIpRanges "
-        "only. False: a private cluster, so Pulumi (and CI's preview) must run from inside the VNet.",
+        "only. False: a private cluster, so Pulumi (and CI's preview) must run from inside the VNet; only in an "
+        "existing VNet (network.existingVnetId), since the `up` that creates a VNet cannot reach into it. Fixed "
+        "when the cluster is created.",
     )
     authorized_ip_ranges: list[Ipv4Cidr] = Field(
         default_factory=list,

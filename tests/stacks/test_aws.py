@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from stacks.tooling import engine
 from stacks.tooling.teardown import ancestors
 from tests.render import K8S_VERSIONS, dumps, named, objects, render
 from tests.stacks.test_invariants import _secret_leaves
 
+ROOT = Path(__file__).resolve().parents[2]
 STACKS = ["aws-dev", "aws-prod"]
 EXISTING = (
     "aws.cluster.existingName=team-eks",
@@ -327,7 +330,9 @@ PROD_BAD = [
         "airflow-k8s:aws.cluster.publicAccessCidrs",
         "opens a production API server to the whole internet",
     ),
-    (("aws.cluster.publicEndpoint=true",), "airflow-k8s:aws.cluster.publicAccessCidrs", "publicEndpoint: false"),
+    (("aws.cluster.publicAccessCidrs=[]",), "airflow-k8s:aws.cluster.publicAccessCidrs", "publicEndpoint: false"),
+    # The `up` that creates a VPC cannot reach a private API server inside it: nothing routes there yet.
+    (("aws.cluster.publicEndpoint=false",), "airflow-k8s:aws.cluster.publicEndpoint", "cannot be reached by the"),
 ]
 
 
@@ -434,17 +439,20 @@ def test_bad_aws_prod_input(overrides: tuple[str, ...], key: str, fragment: str)
     assert run.resources == []
 
 
-def test_prod_api_server_is_private_and_dev_public_only_to_listed_cidrs() -> None:
+# A private endpoint in an existing VPC (the one the deployer's runner can reach).
+PRIVATE = ("aws.cluster.publicEndpoint=false", EXISTING[1])
+
+
+def test_the_api_server_is_reachable_only_from_listed_cidrs_or_privately_in_a_reachable_vpc() -> None:
     prod = one(render("aws-prod"), "eks/cluster:Cluster").inputs["vpcConfig"]
-    assert prod["endpointPublicAccess"] is False and prod["endpointPrivateAccess"] is True
-    assert not prod.get("publicAccessCidrs")
+    listed = yaml.safe_load((ROOT / "stacks/Pulumi.aws-prod.yaml").read_text())["config"]["airflow-k8s:aws"]
+    assert prod["endpointPublicAccess"] is True and prod["endpointPrivateAccess"] is True
+    assert prod["publicAccessCidrs"] == listed["cluster"]["publicAccessCidrs"]
+    assert all(ipaddress.ip_network(c).prefixlen > 0 for c in prod["publicAccessCidrs"])
     dev = one(render("aws-dev", "aws.cluster.publicAccessCidrs=[198.51.100.0/24]"), "eks/cluster:Cluster")
     assert dev.inputs["vpcConfig"]["publicAccessCidrs"] == ["198.51.100.0/24"]
-    ok = one(
-        render("aws-prod", "aws.cluster.publicEndpoint=true", "aws.cluster.publicAccessCidrs=[198.51.100.7/32]"),
-        "eks/cluster:Cluster",
-    )
-    assert ok.inputs["vpcConfig"]["endpointPublicAccess"] is True
+    private = one(render("aws-prod", *PRIVATE), "eks/cluster:Cluster").inputs["vpcConfig"]
+    assert private["endpointPublicAccess"] is False and not private.get("publicAccessCidrs")
 
 
 ADMIN = "arn:aws:iam::123456789012:role/ci-deployer"
@@ -454,11 +462,12 @@ def test_a_private_api_server_admits_the_listed_networks_and_administrators() ->
     """Review finding 5: with a private endpoint, traffic from a runner outside the cluster
     security group needs a 443 rule on it (EKS user guide, "Cluster API server endpoint"), and
     only the cluster's creator is admin unless an access entry says otherwise: a CI role got 401."""
-    plain = render("aws-prod")
+    plain = render("aws-prod", *PRIVATE)
     assert not of_type(plain, "eks/accessEntry:AccessEntry")
     assert not [r for r in of_type(plain, "SecurityGroupIngressRule") if r.inputs.get("fromPort") == 443]
     run = render(
         "aws-prod",
+        *PRIVATE,
         "aws.cluster.apiAccessSecurityGroupIds=[sg-0aaa1111bbbb2222c]",
         "aws.cluster.apiAccessCidrs=[10.60.0.0/16]",
         f"aws.cluster.adminPrincipalArns=[{ADMIN}]",

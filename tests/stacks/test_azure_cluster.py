@@ -13,7 +13,9 @@ import yaml
 from stacks.tooling import engine
 from stacks.tooling.teardown import ancestors
 from tests.render import objects, render
-from tests.stacks.test_azure import EXISTING  # an existing cluster and the VNet it runs in
+from tests.stacks.test_azure import _VNET, EXISTING  # an existing cluster and the VNet it runs in
+
+AKS_SUBNET = f"{_VNET}/subnets/aks"
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = ["azure-dev", "azure-prod"]
@@ -116,12 +118,31 @@ def test_further_cluster_admins_are_granted_by_object_id() -> None:
     assert len({g.inputs["roleAssignmentName"] for g in grants}) == 3
 
 
-def test_api_server_is_private_in_prod_and_limited_to_listed_ranges_in_dev() -> None:
-    prod = cluster(render("azure-prod")).inputs["apiServerAccessProfile"]
-    assert prod == {"enablePrivateCluster": True}
-    dev = cluster(render("azure-dev")).inputs["apiServerAccessProfile"]
-    listed = yaml.safe_load((ROOT / "stacks/Pulumi.azure-dev.yaml").read_text())["config"]["airflow-k8s:azure"]
-    assert dev == {"authorizedIPRanges": listed["cluster"]["authorizedIpRanges"]}
+def test_the_api_server_is_limited_to_listed_ranges_or_private_in_a_reachable_vnet() -> None:
+    for stack in STACKS:
+        access = cluster(render(stack)).inputs["apiServerAccessProfile"]
+        listed = yaml.safe_load((ROOT / f"stacks/Pulumi.{stack}.yaml").read_text())["config"]["airflow-k8s:azure"]
+        assert access == {"authorizedIPRanges": listed["cluster"]["authorizedIpRanges"]}, stack
+    # Private: only in an existing VNet, the one the deployer's runner can reach.
+    vnet = [o for o in EXISTING if ".network." in o]
+    private = render(
+        "azure-prod", "azure.cluster.publicEndpoint=false", *vnet, f"azure.network.existingAksSubnetId={AKS_SUBNET}"
+    )
+    assert cluster(private).inputs["apiServerAccessProfile"] == {"enablePrivateCluster": True}
+
+
+def test_a_private_cluster_in_a_vnet_the_stack_creates_is_refused() -> None:
+    """The `up` that creates a VNet cannot reach a private API server inside it (nothing is peered
+    to it yet), and AKS cannot make a public cluster private later (review of issue 12)."""
+    from stacks.main import program
+    from stacks.tooling.render import load_stack_config
+
+    config, keys = load_stack_config("azure-prod", ["azure.cluster.publicEndpoint=false"])
+    run = engine.run(program, config=config, secret_keys=keys, stack="azure-prod")
+    assert "airflow-k8s:azure.cluster.publicEndpoint: " in str(run.error) and "cannot be reached by the" in str(
+        run.error
+    )
+    assert run.resources == []
 
 
 def test_prod_is_on_the_standard_tier_and_dev_on_free() -> None:
