@@ -481,8 +481,6 @@ class StackConfig(SettingsModel):
                 raise bad("database.mode", "the azure stack provides its database and broker; leave them unset")
         elif self.azure is not None:
             raise bad("azure", f"only applies to cloud 'azure' (cloud is {self.cloud!r})")
-        if self.broker.mode == "external" and "CeleryExecutor" not in self.airflow.executors:
-            raise bad("broker.mode", f"'external' names a broker, but executor '{self.airflow.executor}' uses none")
         if self.cloud != "local" and self.kubernetes.log_volume:
             store = "S3" if self.cloud == "aws" else "Blob storage"
             raise bad(
@@ -494,11 +492,12 @@ class StackConfig(SettingsModel):
     def unused_settings(self) -> list[str]:
         """Settings that tune a piece these choices do not deploy: each a warning naming the key.
 
-        The rule (README, "Bad input"): a setting that points somewhere else (a database or broker to
-        connect to, a claim to mount, a repository to sync) is an error when the chosen mode would
-        ignore it, since deploying something other than what it names is never what was meant; a
-        setting that only tunes a piece the chosen executor or DAG source does not deploy is a
-        warning, so switching the executor or the DAG source does not mean deleting blocks first.
+        The rule (README, "Bad input"): a setting is an error when the chosen mode would put something
+        else in place of what it names (an in-cluster database instead of `database.external`, DAGs
+        from the image instead of `dags.git`), since that is never what was meant; it is a warning when
+        it names or tunes a piece the chosen executor or DAG source simply does not use (a broker or
+        workers under the KubernetesExecutor), so switching the executor or the DAG source does not
+        mean deleting blocks first.
         """
         out: list[str] = []
 
@@ -515,6 +514,10 @@ class StackConfig(SettingsModel):
             changed(
                 "broker.inCluster", self.broker.in_cluster, f"no broker is deployed under '{self.airflow.executor}'"
             )
+            if self.broker.mode == "external":
+                out.append(
+                    f"{PROJECT}:broker.external: has no effect: executor '{self.airflow.executor}' uses no broker"
+                )
         if self.database.mode == "external":
             changed("database.inCluster", self.database.in_cluster, "database.mode is 'external'")
         if self.broker.mode == "external" and celery:

@@ -345,17 +345,6 @@ def test_bad_cloud_input_names_the_full_key(stack: str, override: str, key: str,
     assert run.resources == []
 
 
-def test_an_external_broker_without_celery_is_an_error() -> None:
-    config, keys = load_stack_config(
-        "local", ["airflow.executor=KubernetesExecutor", "broker={mode: external, external: {host: redis.example.com}}"]
-    )
-    run = engine.run(program, config=config, secret_keys=keys, stack="local")
-    assert "airflow-k8s:broker.mode: 'external' names a broker, but executor 'KubernetesExecutor' uses none" in str(
-        run.error
-    )
-    assert run.resources == []
-
-
 UNUSED = [
     # (stack, overrides, the keys the warning names, why) - issue 13: tuning a piece that is not deployed.
     (
@@ -378,6 +367,12 @@ UNUSED = [
         "creates no DAG claim",
     ),
     ("local", ("kubernetes.logRetentionDays=3",), "airflow-k8s:kubernetes.logRetentionDays", "no task-log claim"),
+    (
+        "local",
+        ("airflow.executor=KubernetesExecutor", "broker={mode: external, external: {host: redis.example.com}}"),
+        "airflow-k8s:broker.external",
+        "executor 'KubernetesExecutor' uses no broker",
+    ),
 ]
 
 
