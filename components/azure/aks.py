@@ -141,11 +141,13 @@ def kubelogin_kubeconfig(raw: str) -> str:
             continue
         args = list(exec_.get("args") or [])
         server = args[args.index("--server-id") + 1] if "--server-id" in args[:-1] else AKS_AAD_SERVER_ID
+        # The cloud AKS named (AzureChinaCloud, AzureUSGovernmentCloud, ...), as convert-kubeconfig keeps it.
+        cloud = ["--environment", args[args.index("--environment") + 1]] if "--environment" in args[:-1] else []
         user["user"] = {
             "exec": {
                 "apiVersion": exec_.get("apiVersion", "client.authentication.k8s.io/v1beta1"),
                 "command": "kubelogin",
-                "args": ["get-token", "--login", "azurecli", "--server-id", server],
+                "args": ["get-token", "--login", "azurecli", "--server-id", server, *cloud],
                 "interactiveMode": "Never",
                 "installHint": KUBELOGIN_HINT,
                 "provideClusterInfo": False,

@@ -86,6 +86,9 @@ def test_provider_signs_in_through_kubelogin_without_a_prompt_or_a_static_creden
     args = exec_["args"]
     assert args[:3] == ["get-token", "--login", "azurecli"] and "devicecode" not in args
     assert args[args.index("--server-id") + 1] == "6dae42f8-4368-4678-94ff-3960e28e3630"
+    # The cloud AKS named is kept (kubelogin's convert-kubeconfig keeps it): a sovereign cloud's
+    # token comes from its own authority.
+    assert args[args.index("--environment") + 1] == "AzurePublicCloud"
     assert exec_["interactiveMode"] == "Never"  # a prompt would hang `pulumi up`
     assert "kubelogin" in exec_["installHint"] and "README" in exec_["installHint"]
     if not variant:
