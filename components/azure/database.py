@@ -113,7 +113,7 @@ class FlexiblePostgres(pulumi.ComponentResource):
             high_availability={"mode": "ZoneRedundant" if settings.high_availability else "Disabled"},
             network={
                 "delegated_subnet_resource_id": net.postgres_subnet_id,
-                "private_dns_zone_arm_resource_id": dns.zone.id,
+                "private_dns_zone_arm_resource_id": dns.zone_id,
                 "public_network_access": "Disabled",
             },
             auth_config={"password_auth": "Enabled", "active_directory_auth": "Disabled"},
@@ -123,7 +123,7 @@ class FlexiblePostgres(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 protect=protect,
-                depends_on=[*net.subnets, dns.link],
+                depends_on=[*net.subnets, *([dns.link] if dns.link else [])],
                 # Autogrow grows the storage; the configured size is only where it starts, and a
                 # Flexible Server's storage can never shrink, so a later `up` must not send it back.
                 ignore_changes=["storage.storageSizeGB"],

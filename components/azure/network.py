@@ -30,6 +30,39 @@ VNET_ID_FORM = "/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.N
 _EXISTING_SUBNETS = ("existing_postgres_subnet_id", "existing_endpoints_subnet_id", "existing_aks_subnet_id")
 
 
+# The privatelink zones the stack's private endpoints register in, by service.
+PRIVATELINK_ZONES = {"redis": "privatelink.redis.azure.net", "file": "privatelink.file.core.windows.net"}
+ZONE_ID = re.compile(
+    r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[-\w.()]{1,90}/providers/Microsoft\.Network"
+    r"/privateDnsZones/(?P<zone>[-\w.]+)$",
+    re.IGNORECASE,
+)
+
+
+class ExistingPrivateDnsZones(SettingsModel):
+    """`azure.network.existingPrivateDnsZoneIds`: a hub's privatelink zones, already linked to the VNet."""
+
+    redis: str | None = Field(None, description="ARM ID of the existing privatelink.redis.azure.net zone.")
+    file: str | None = Field(None, description="ARM ID of the existing privatelink.file.core.windows.net zone.")
+
+    @model_validator(mode="after")
+    def _zones(self) -> ExistingPrivateDnsZones:
+        for key, zone in PRIVATELINK_ZONES.items():
+            value = getattr(self, key)
+            if value is None:
+                continue
+            match = ZONE_ID.match(value)
+            if not match:
+                raise bad(
+                    key,
+                    f"{value!r} is not a private DNS zone ID (/subscriptions/<id>/resourceGroups/<group>/providers/"
+                    "Microsoft.Network/privateDnsZones/<zone>)",
+                )
+            if match.group("zone").lower() != zone:
+                raise bad(key, f"{value!r} names zone {match.group('zone')!r}; the {key} endpoint registers in {zone}")
+        return self
+
+
 class AzureNetwork(SettingsModel):
     """`azure.network`: the VNet's address space and its three subnets, or an existing VNet's subnets."""
 
@@ -58,11 +91,19 @@ class AzureNetwork(SettingsModel):
     existing_aks_subnet_id: str | None = Field(
         None, description="With existingVnetId and a cluster the stack creates: the subnet its nodes join (ARM ID)."
     )
+    existing_private_dns_zone_ids: ExistingPrivateDnsZones | None = Field(
+        None,
+        description="With existingVnetId in a hub-and-spoke network: the hub's privatelink zones (redis, file), "
+        "already linked to that VNet, for the private endpoints to register in; the stack then makes neither "
+        "the zone nor a link (a VNet takes one link per zone name).",
+    )
 
     @model_validator(mode="after")
     def _layout(self) -> AzureNetwork:
         if self.existing_vnet_id is not None:
             return self._existing()
+        if self.existing_private_dns_zone_ids is not None:
+            raise bad("existingPrivateDnsZoneIds", "only with existingVnetId (the VNet the zones are linked to)")
         for key in _EXISTING_SUBNETS:
             if getattr(self, key) is not None:
                 raise bad(to_camel(key), "only with existingVnetId (the VNet it belongs to)")
@@ -116,12 +157,12 @@ class PrivateDns:
     both exist.
 
     Attributes:
-        zone: the PrivateZone.
-        link: its VirtualNetworkLink to the VNet.
+        zone_id: the zone's ID (a PrivateZone the stack made, or an existing hub zone).
+        link: its VirtualNetworkLink to the VNet, or None for an existing zone its owner links.
     """
 
-    zone: privatedns.PrivateZone
-    link: privatedns.VirtualNetworkLink
+    zone_id: pulumi.Input[str]
+    link: privatedns.VirtualNetworkLink | None  # None: an existing zone, linked by its owner
 
 
 @dataclass(frozen=True)
@@ -143,7 +184,7 @@ class PrivateAccess:
 
     @property
     def ready(self) -> list[pulumi.Resource]:
-        return [self.zone_group, self.dns.link]
+        return [self.zone_group, *([self.dns.link] if self.dns.link is not None else [])]
 
 
 class AzureVnet(pulumi.ComponentResource):
@@ -193,6 +234,10 @@ class AzureVnet(pulumi.ComponentResource):
         super().__init__("airflow-k8s:azure:Network", name, None, opts)
         self.resource_group = resource_group
         self.subnets: list[pulumi.Resource] = []
+        hubs = settings.existing_private_dns_zone_ids
+        self._hub_zones: dict[str, str] = {
+            k: v for k, v in (hubs.model_dump() if hubs else {}).items() if isinstance(v, str)
+        }
         if settings.existing_vnet_id is not None:
             self.vnet_id: pulumi.Input[str] = settings.existing_vnet_id
             self.aks_subnet_id: pulumi.Input[str] | None = settings.existing_aks_subnet_id
@@ -258,13 +303,15 @@ class AzureVnet(pulumi.ComponentResource):
             registration_enabled=False,
             opts=pulumi.ResourceOptions(parent=parent),
         )
-        return PrivateDns(zone=z, link=link)
+        return PrivateDns(zone_id=z.id, link=link)
 
     def private_endpoint(
         self, name: str, *, target_id: pulumi.Input[str], group: str, zone: str, location: str, parent: pulumi.Resource
     ) -> PrivateAccess:
-        """A private endpoint for `target_id` in the endpoints subnet, registered in `zone`."""
-        dns = self.private_zone(name, zone, parent)
+        """A private endpoint for `target_id` in the endpoints subnet, registered in `zone`: the hub's
+        existing zone of that name when configured, else a zone of the stack's own linked to the VNet."""
+        hub = next((self._hub_zones.get(k) for k, z in PRIVATELINK_ZONES.items() if z == zone), None)
+        dns = PrivateDns(zone_id=hub, link=None) if hub else self.private_zone(name, zone, parent)
         ep = network.PrivateEndpoint(
             f"{name}-endpoint",
             resource_group_name=self.resource_group,
@@ -280,7 +327,7 @@ class AzureVnet(pulumi.ComponentResource):
             resource_group_name=self.resource_group,
             private_endpoint_name=ep.name,
             private_dns_zone_group_name="default",
-            private_dns_zone_configs=[{"name": "default", "private_dns_zone_id": dns.zone.id}],
+            private_dns_zone_configs=[{"name": "default", "private_dns_zone_id": dns.zone_id}],
             opts=pulumi.ResourceOptions(parent=parent),
         )
         return PrivateAccess(endpoint=ep, dns=dns, zone_group=zone_group)

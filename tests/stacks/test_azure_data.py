@@ -204,3 +204,68 @@ def test_a_new_stacks_resource_group_carries_the_suffix_and_an_existing_one_keep
 
 def test_an_existing_clusters_group_is_the_one_in_ui_access() -> None:
     assert "--resource-group team-rg " in render("azure-dev", *EXISTING).revealed_outputs["uiAccess"]
+
+
+# ---- an existing VNet whose hub already holds the privatelink zones ----------------------------------------
+
+_HUB = "/subscriptions/1b2c3d4e-0000-4000-8000-00000000abcd/resourceGroups/hub-dns/providers/Microsoft.Network"
+HUB_ZONES = (
+    "azure.network.existingPrivateDnsZoneIds="
+    f"{{redis: '{_HUB}/privateDnsZones/privatelink.redis.azure.net', "
+    f"file: '{_HUB}/privateDnsZones/privatelink.file.core.windows.net'}}",
+)
+
+
+def test_an_existing_vnet_can_use_the_hubs_privatelink_zones_instead_of_its_own() -> None:
+    """A VNet can be linked to only one private DNS zone of a name: in a hub-and-spoke network the
+    spoke is already linked to the hub's privatelink.redis.azure.net and privatelink.file.core.windows.net,
+    so a zone and link of the stack's own would fail. With their IDs the stack makes neither, and the
+    endpoints register in the hub's zones (the hub's owner keeps them linked to the VNet)."""
+    run = render("azure-dev", *EXISTING, *HUB_ZONES)
+    zones = {z.inputs["privateZoneName"] for z in of_type(run, "privatedns:PrivateZone")}
+    assert not any(z.startswith("privatelink.") for z in zones)  # only the server's own zone is made
+    links = of_type(run, "privatedns:VirtualNetworkLink")
+    assert [lk.name for lk in links] == ["database-zone-link"]
+    groups = {
+        g.name: g.inputs["privateDnsZoneConfigs"][0]["privateDnsZoneId"]
+        for g in of_type(run, "network:PrivateDnsZoneGroup")
+    }
+    assert groups == {
+        "broker-dns": f"{_HUB}/privateDnsZones/privatelink.redis.azure.net",
+        "dags-dns": f"{_HUB}/privateDnsZones/privatelink.file.core.windows.net",
+    }
+    # Still: the broker's users and the DAG volume wait for the endpoint's A record.
+    [pv] = [r for r in run.resources if r.type == "kubernetes:core/v1:PersistentVolume"]
+    dns = [g for g in of_type(run, "network:PrivateDnsZoneGroup") if g.name == "dags-dns"][0]
+    assert dns.urn in pv.dependencies
+
+
+@pytest.mark.parametrize(
+    "overrides,key,fragment",
+    [
+        (HUB_ZONES, "airflow-k8s:azure.network.existingPrivateDnsZoneIds", "only with existingVnetId"),
+        (
+            (*EXISTING, f"azure.network.existingPrivateDnsZoneIds={{redis: '{_HUB}/privateDnsZones/example.com'}}"),
+            "airflow-k8s:azure.network.existingPrivateDnsZoneIds.redis",
+            "privatelink.redis.azure.net",
+        ),
+        (
+            (*EXISTING, "azure.network.existingPrivateDnsZoneIds={file: not-an-id}"),
+            "airflow-k8s:azure.network.existingPrivateDnsZoneIds.file",
+            "privateDnsZones",
+        ),
+        (
+            (*EXISTING, f"azure.network.existingPrivateDnsZoneIds={{blob: '{_HUB}/privateDnsZones/x'}}"),
+            "airflow-k8s:azure.network.existingPrivateDnsZoneIds.blob",
+            "not a known key",
+        ),
+    ],
+)
+def test_bad_hub_zone_ids(overrides: tuple[str, ...], key: str, fragment: str) -> None:
+    from stacks.main import program
+    from stacks.tooling.render import load_stack_config
+
+    config, keys = load_stack_config("azure-dev", list(overrides))
+    run = engine.run(program, config=config, secret_keys=keys, stack="azure-dev")
+    assert run.error is not None and key + ":" in str(run.error) and fragment in str(run.error), str(run.error)
+    assert run.resources == []
