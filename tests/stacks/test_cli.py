@@ -25,3 +25,19 @@ def test_a_render_says_where_the_outputs_are_and_that_nothing_was_deployed(
 def test_without_out_it_says_how_to_get_the_outputs(capsys: pytest.CaptureFixture[str]) -> None:
     assert render_main(["local"]) == 0
     assert "python -m stacks.render local --out out/local" in capsys.readouterr().out
+
+
+def test_a_reader_that_stops_early_gets_no_traceback() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        # `true` leaves before the render writes anything: every write meets a closed pipe.
+        f"{sys.executable} -m stacks.render local | true",
+        shell=True,
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
