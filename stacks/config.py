@@ -265,6 +265,38 @@ AWS_REGIONS = frozenset(
 )  # fmt: skip
 
 
+def api_server_access(
+    *,
+    created: bool,
+    public: bool,
+    cidrs: list[str],
+    cidrs_key: str,
+    network_exists: bool,
+    protect_key: str | None,
+    private: str,
+) -> None:
+    """Who may reach a created cluster's API server, the same rule on every cloud: a public one only
+    from listed CIDRs (never 0.0.0.0/0 on a protected stack), a private one only in a network that
+    exists before the stack (the `up` that creates a network cannot reach a private server in it).
+    Raises the error about `cluster.<key>`."""
+    if not created:
+        return
+    if not public and not network_exists:
+        raise bad("cluster.publicEndpoint", f"false: {private}, or keep a public API server limited to {cidrs_key}")
+    if public and not cidrs:
+        raise bad(
+            f"cluster.{cidrs_key}",
+            "list who may reach the public API server (your admins' and CI's CIDRs), or set "
+            "cluster.publicEndpoint: false for a private one in an existing network",
+        )
+    if public and protect_key and any(ipaddress.ip_network(n).prefixlen == 0 for n in cidrs):
+        raise bad(
+            f"cluster.{cidrs_key}",
+            f"0.0.0.0/0 opens a production API server to the whole internet ({protect_key} is true): list your "
+            "admins' and CI's CIDRs",
+        )
+
+
 class AwsSettings(SettingsModel):
     region: str = Field(..., pattern=AWS_REGION, description="AWS region, e.g. eu-west-1.")
     network: AwsNetwork = Field(..., description="VPC: availabilityZones for a new one, or vpcId + privateSubnets.")
@@ -297,30 +329,19 @@ class AwsSettings(SettingsModel):
                 "an existing cluster needs its network: set network.vpcId and network.privateSubnets",
             )
         c = self.cluster
-        if not c.existing_name and not c.public_endpoint and not self.network.vpc_id:
-            raise bad(
-                "cluster.publicEndpoint",
-                "false: a private API server in a VPC this stack creates cannot be reached by the `pulumi up` that "
-                "creates it (nothing routes into that VPC yet). Create the cluster in an existing VPC your runner "
-                "reaches (network.vpcId, network.privateSubnets), or keep the public endpoint limited to "
-                "publicAccessCidrs",
-            )
-        if not c.existing_name and c.public_endpoint and not c.public_access_cidrs:
-            raise bad(
-                "cluster.publicAccessCidrs",
-                "list who may reach the public API endpoint (your admins' and CI's CIDRs), "
-                "or set publicEndpoint: false for an API server private to the VPC",
-            )
-        if (
-            self.protect
-            and c.public_endpoint
-            and any(ipaddress.ip_network(n).prefixlen == 0 for n in c.public_access_cidrs)
-        ):
-            raise bad(
-                "cluster.publicAccessCidrs",
-                "0.0.0.0/0 opens a production API server to the whole internet (aws.protect is true): list your "
-                "admins' and CI's CIDRs, or set cluster.publicEndpoint: false",
-            )
+        api_server_access(
+            created=not c.existing_name,
+            public=c.public_endpoint,
+            cidrs=c.public_access_cidrs,
+            cidrs_key="publicAccessCidrs",
+            network_exists=bool(self.network.vpc_id),
+            protect_key="aws.protect" if self.protect else None,
+            private=(
+                "a private API server in a VPC this stack creates cannot be reached by the `pulumi up` that creates "
+                "it (nothing routes into that VPC yet). Create the cluster in an existing VPC your runner reaches "
+                "(network.vpcId, network.privateSubnets)"
+            ),
+        )
         if not self.network.vpc_id:
             vpc = ipaddress.ip_network(self.network.cidr)
             svc = ipaddress.ip_network(self.cluster.service_cidr)
@@ -415,30 +436,20 @@ class AzureSettings(SettingsModel):
         elif ipaddress.ip_network(self.cluster.service_cidr).overlaps(ipaddress.ip_network(net.address_space)):
             raise bad("cluster.serviceCidr", f"{self.cluster.service_cidr} overlaps the VNet {net.address_space}")
         c = self.cluster
-        if not c.existing_name and not c.public_endpoint and not net.existing:
+        api_server_access(
+            created=not c.existing_name,
+            public=c.public_endpoint,
+            cidrs=c.authorized_ip_ranges,
+            cidrs_key="authorizedIpRanges",
+            network_exists=net.existing,
+            protect_key="azure.protect" if self.protect else None,
             # AKS cannot make a public cluster private later either (outside API server VNet integration).
-            raise bad(
-                "cluster.publicEndpoint",
-                "false: a private cluster in a VNet this stack creates cannot be reached by the `pulumi up` that "
-                "creates it (nothing is peered to that VNet yet). Create it in an existing VNet your runner reaches "
-                "(network.existingVnetId and its subnets), or keep a public API server limited to authorizedIpRanges",
-            )
-        if not c.existing_name and c.public_endpoint and not c.authorized_ip_ranges:
-            raise bad(
-                "cluster.authorizedIpRanges",
-                "list who may reach the public API server (your admins' and CI's CIDRs), "
-                "or set cluster.publicEndpoint: false for a private cluster",
-            )
-        if (
-            self.protect
-            and c.public_endpoint
-            and any(ipaddress.ip_network(n).prefixlen == 0 for n in c.authorized_ip_ranges)
-        ):
-            raise bad(
-                "cluster.authorizedIpRanges",
-                "0.0.0.0/0 opens a production API server to the whole internet (azure.protect is true): list your "
-                "admins' and CI's CIDRs, or set cluster.publicEndpoint: false",
-            )
+            private=(
+                "a private cluster in a VNet this stack creates cannot be reached by the `pulumi up` that creates "
+                "it (nothing is peered to that VNet yet). Create it in an existing VNet your runner reaches "
+                "(network.existingVnetId and its subnets)"
+            ),
+        )
         return self
 
 
