@@ -46,6 +46,11 @@ def _q(value: str) -> str:
     return quote(value, safe="")
 
 
+def _netloc(host: str, port: int) -> str:
+    # An IPv6 address goes in brackets (RFC 3986), or its colons would read as a port.
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def database_url(
     driver: str, user: str, password: str, host: str, port: int, name: str, sslmode: str, sslrootcert: str | None = None
 ) -> str:
@@ -53,7 +58,7 @@ def database_url(
     `sslmode` and, when the server is verified, `sslrootcert` (the CA file inside the container)."""
     query = {"sslmode": sslmode, **({"sslrootcert": sslrootcert} if sslrootcert else {})}
     tls = urlencode(query, safe="/", quote_via=quote)
-    return f"{driver}://{_q(user)}:{_q(password)}@{host}:{port}/{_q(name)}?{tls}"
+    return f"{driver}://{_q(user)}:{_q(password)}@{_netloc(host, port)}/{_q(name)}?{tls}"
 
 
 def async_database_url(
@@ -72,7 +77,7 @@ def async_database_url(
     if sslrootcert:
         query["dsn"] = "postgresql://?" + urlencode({"sslrootcert": sslrootcert}, safe="/", quote_via=quote)
     return (
-        f"postgresql+asyncpg://{_q(user)}:{_q(password)}@{host}:{port}/{_q(name)}?"
+        f"postgresql+asyncpg://{_q(user)}:{_q(password)}@{_netloc(host, port)}/{_q(name)}?"
         f"{urlencode(query, safe='', quote_via=quote)}"
     )
 
@@ -97,7 +102,7 @@ def broker_url(password: str | None, host: str, port: int, db: int, tls: bool, c
     scheme = "rediss" if tls else "redis"
     auth = f":{_q(password)}@" if password else ""
     query = f"?ssl_cert_reqs={cert_reqs}" if tls else ""
-    return f"{scheme}://{auth}{host}:{port}/{db}{query}"
+    return f"{scheme}://{auth}{_netloc(host, port)}/{db}{query}"
 
 
 def fernet_from_base64(std_b64: str) -> str:

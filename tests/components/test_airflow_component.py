@@ -245,3 +245,14 @@ def test_the_worker_memory_limit_follows_concurrency_unless_set() -> None:
     assert worker_memory_floor(32) >= (WORKER_BASE_MIB + 32 * WORKER_TASK_MIB) * 2**20
     assert limit({"concurrency": 32}) == f"{worker_memory_floor(32) // 2**20}Mi"
     assert limit({"concurrency": 4, "resources": {"memoryLimit": "6Gi"}}) == "6Gi"  # a user's own wins
+
+
+def test_an_ipv6_host_is_bracketed_in_every_url() -> None:
+    """The config accepts an IPv6 address as an external host (issue 13); in a URL it must be in
+    brackets (RFC 3986), or its colons read as a port."""
+    from components.airflow.secrets import async_database_url
+
+    assert "@[::1]:5432/airflow?" in database_url("postgresql", "u", "p", "::1", 5432, "airflow", "require")
+    assert "@[fd00::5]:5432/airflow?" in async_database_url("u", "p", "fd00::5", 5432, "airflow", "require")
+    assert broker_url("p", "::1", 6379, 0, False, "required") == "redis://:p@[::1]:6379/0"
+    assert "@db.internal:5432/" in database_url("postgresql", "u", "p", "db.internal", 5432, "airflow", "require")
