@@ -58,8 +58,13 @@ def _host(value: str) -> str:
     return value
 
 
+def has_control_character(value: str) -> bool:
+    """NUL, newline, tab, DEL, ...: they end up in URLs, env vars and printed commands."""
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
+
+
 def _printable(value: str) -> str:
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+    if has_control_character(value):
         raise ValueError("contains a control character (NUL, newline, tab, ...), which is not allowed")
     return value
 

@@ -17,6 +17,7 @@ from components.settings import (
     SettingsModel,
     bad,
     defaults,
+    has_control_character,
     parse_quantity,
     resources_field,
 )
@@ -357,7 +358,7 @@ class AirflowSettings(SettingsModel):
                     f"{k!r} looks like a secret, and airflow.config is plain text in every pod's spec; secrets go "
                     "through Pulumi secrets (airflow.connections for connections)"
                 )
-            if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            if has_control_character(value):
                 raise ValueError(f"the value of {k!r} contains a control character")
         return v
 
