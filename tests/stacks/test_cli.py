@@ -41,3 +41,51 @@ def test_a_reader_that_stops_early_gets_no_traceback() -> None:
         text=True,
     )
     assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
+
+
+def test_the_command_ends_without_the_interpreter_teardown_but_loses_no_output(tmp_path: Path) -> None:
+    # The entry leaves with os._exit (stacks/render.py): what was printed into a pipe and the files
+    # written must all be there, and the status must be the command's own.
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "stacks.render", "local", "--out", str(tmp_path)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith(render_next_steps_tail(tmp_path)), done.stdout[-400:]
+    json.loads((tmp_path / "resources.json").read_text())
+    bad = subprocess.run(
+        [sys.executable, "-m", "stacks.render", "local", "--set", "airflow.executor=Nope"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "airflow.executor" in bad.stderr, (bad.returncode, bad.stderr)
+
+
+def render_next_steps_tail(tmp_out: Path) -> str:
+    from stacks.tooling import cli
+
+    return cli.next_steps("local", tmp_out, revealed=False).rstrip().splitlines()[-1]
+
+
+def test_a_render_leaves_the_cyclic_collector_as_it_found_it() -> None:
+    import gc
+
+    from stacks.main import program
+    from stacks.tooling import engine
+
+    assert gc.isenabled()
+    engine.run(program, stack="local")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        engine.run(program, stack="local")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
