@@ -13,6 +13,7 @@ import pulumi
 from components.airflow import Airflow, AirflowArgs, DagSource
 from components.airflow.roster import Roster
 from components.endpoints import BrokerEndpoint, DatabaseEndpoint, RemoteLogs
+from components.ingress import UiIngress
 from components.namespace import AirflowNamespace
 from stacks.config import StackConfig
 
@@ -86,6 +87,37 @@ def make_namespace(
     )
 
 
+def expose_ui(
+    cfg: StackConfig,
+    airflow: Airflow,
+    *,
+    provider: pulumi.ProviderResource,
+    class_name: pulumi.Input[str],
+    annotations: Mapping[str, pulumi.Input[str]] | None = None,
+    tls_secret: pulumi.Input[str] | None = None,
+    depends_on: Sequence[pulumi.Resource] = (),
+) -> UiIngress | None:
+    """The UI at https://<ui.host>/ through the cloud's (or the cluster's) ingress controller, when
+    `ui.host` is set. `depends_on` is what the controller needs to be running (so a destroy deletes
+    the Ingress, and with it the controller's load balancer, while the controller still runs)."""
+    host = cfg.ui.host
+    if not host:
+        return None
+    return UiIngress(
+        "ui",
+        namespace=airflow.namespace,
+        instance=INSTANCE,
+        host=host,
+        service_name=airflow.api_service_name,
+        service_port=airflow.api_port,
+        class_name=class_name,
+        annotations=annotations,
+        tls_secret=tls_secret,
+        depends_on=[airflow.api_service, *depends_on],
+        opts=pulumi.ResourceOptions(providers=[provider], parent=airflow),
+    )
+
+
 def outputs(
     cfg: StackConfig,
     *,
@@ -97,6 +129,7 @@ def outputs(
     dag_volume: pulumi.Input[str] | None,
     log_location: pulumi.Input[str],
     kubeconfig: pulumi.Output[str] | None = None,
+    ui: UiIngress | None = None,
 ) -> dict[str, Any]:
     """The stack outputs, under the same names for every cloud (None values are not exported)."""
 
@@ -105,7 +138,12 @@ def outputs(
 
     return {
         "namespace": namespace.namespace,
-        "uiUrl": "http://localhost:8080" if cfg.airflow.api_server.service_type == "ClusterIP" else airflow.api_url,
+        # The URL a person opens: the Ingress's, else the port-forward `uiAccess` prints.
+        "uiUrl": ui.url
+        if ui is not None
+        else "http://localhost:8080"
+        if cfg.airflow.api_server.service_type == "ClusterIP"
+        else airflow.api_url,
         "uiAccess": ui_access,
         "adminUser": cfg.airflow.auth.admin_user,
         "adminPassword": airflow.secrets.admin_password,

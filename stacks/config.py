@@ -37,6 +37,7 @@ from components.azure.database import AzureDatabase
 from components.azure.network import AzureNetwork
 from components.azure.storage import AzureDags
 from components.endpoints import VERIFYING_SSLMODES, ca_certificates
+from components.ingress import UiSettings, check_cloud, check_local
 from components.postgres import InClusterDatabase
 from components.redis import InClusterBroker
 from components.settings import (
@@ -465,11 +466,16 @@ class StackConfig(SettingsModel):
     broker: Broker = Field(default_factory=defaults(Broker), description="Celery broker.")
     aws: AwsSettings | None = Field(None, description="The AWS stack (cloud: aws).")
     azure: AzureSettings | None = Field(None, description="The Azure stack (cloud: azure).")
+    ui: UiSettings = Field(default_factory=defaults(UiSettings), description="The UI at an HTTPS URL.")
 
     @model_validator(mode="after")
     def _per_cloud(self) -> StackConfig:
         if self.cloud == "local" and not self.kubernetes.context:
             raise bad("kubernetes.context", "the local stack needs a kubeconfig context name")
+        if self.cloud == "local":
+            check_local(self.ui)
+        else:
+            check_cloud(self.ui, self.cloud)
         if self.cloud == "aws":
             if self.aws is None:
                 raise bad("aws", "cloud 'aws' needs the 'aws' settings (region, network, ...)")

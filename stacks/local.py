@@ -20,7 +20,7 @@ from components.k8s import CLAIM_SIZE, Manifest, container_security, labels, pod
 from components.namespace import AirflowNamespace
 from components.postgres import InClusterPostgres
 from components.redis import InClusterRedis
-from stacks.common import INSTANCE, compose, make_namespace, outputs, roster
+from stacks.common import INSTANCE, compose, expose_ui, make_namespace, outputs, roster
 from stacks.config import StackConfig
 
 
@@ -106,6 +106,17 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         namespace=ns,
         log_claim=log_claim,
     )
+    tls = cfg.ui.tls
+    ui = expose_ui(
+        cfg,
+        airflow,
+        provider=provider,
+        class_name=cfg.ui.ingress_class_name or "",
+        # cert-manager's ingress-shim issues the certificate into the Secret the Ingress names
+        # (https://cert-manager.io/docs/usage/ingress/); otherwise the Secret exists already.
+        annotations={"cert-manager.io/cluster-issuer": tls.cluster_issuer} if tls.cluster_issuer else None,
+        tls_secret=tls.secret_name or f"{INSTANCE}-ui-tls",
+    )
     return outputs(
         cfg,
         namespace=ns,
@@ -132,6 +143,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             if log_claim is not None
             else "worker log servers (no remote logging on the local stack)"
         ),
+        ui=ui,
     )
 
 

@@ -120,7 +120,9 @@ class Airflow(pulumi.ComponentResource):
             connections={k: pulumi.Output.secret(v.get_secret_value()) for k, v in settings.connections.items()},
             opts=child,
         )
+        self.namespace = args.namespace
         self.api_service_name = f"{args.instance}-api-server"
+        self.api_port = API_PORT
         self.api_url = pulumi.Output.concat(
             "http://", self.api_service_name, ".", args.namespace, ".svc.cluster.local:", str(API_PORT)
         )

@@ -21,7 +21,7 @@ CASES = [
     (
         "nope=1",
         "airflow-k8s:nope",
-        "not a known key (allowed: airflow, aws, azure, broker, cloud, database, kubernetes)",
+        "not a known key (allowed: airflow, aws, azure, broker, cloud, database, kubernetes, ui)",
     ),
     ("cloud=gcp", "airflow-k8s:cloud", "must be one of 'local', 'aws', 'azure'"),
     ("kubernetes.context=", "airflow-k8s:kubernetes.context", "needs a kubeconfig context name"),

@@ -51,8 +51,19 @@ def test_every_skip_has_a_reason() -> None:
 
 
 # Every stack file, plus the objects only a non-default executor makes (the KubernetesExecutor's pod
-# template, the local task-log claim and its groomer CronJob, task-pod RBAC).
-CASES = [(stack, ()) for stack in stack_names()] + [("local", ("airflow.executor=CeleryExecutor,KubernetesExecutor",))]
+# template, the local task-log claim and its groomer CronJob, task-pod RBAC) or an option adds (the
+# UI's Ingress).
+CASES = [(stack, ()) for stack in stack_names()] + [
+    (
+        "local",
+        (
+            "airflow.executor=CeleryExecutor,KubernetesExecutor",
+            "ui.host=airflow.example.com",
+            "ui.ingressClassName=nginx",
+            "ui.tls.clusterIssuer=letsencrypt",
+        ),
+    )
+]
 
 
 @pytest.mark.parametrize("stack,overrides", CASES, ids=lambda v: " ".join(v) if isinstance(v, tuple) else v)
