@@ -171,6 +171,13 @@ def check_aws_ui(host: str | None, ui: AwsUi, *, region: str, created_cluster: b
             "installs one (install)",
         )
     # The controller reads `alb.ingress.kubernetes.io/tags` as k1=v1,k2=v2 (annotations.md, `tags`).
+    # The controller adds its backend rule to the one security group of the pods' interfaces tagged
+    # kubernetes.io/cluster/<cluster> (pkg/networking/networking_manager.go): a default tag with that
+    # key would put it on the client group too, and the controller would find two.
+    if any(k.startswith("kubernetes.io/cluster/") for k in tags):
+        raise bad(
+            "aws.tags", "a kubernetes.io/cluster/ tag on every resource leaves the ALB controller two node groups"
+        )
     odd = sorted(k for k, v in tags.items() if re.search(r"[,=]", k + v))
     if odd:
         raise bad(

@@ -242,6 +242,7 @@ BAD = [
     ),
     ((*UI, "aws.ui.sslPolicy=TLS-anything"), "airflow-k8s:aws.ui.sslPolicy", "match"),
     ((*UI, "aws.tags={team: 'a,b'}"), "airflow-k8s:aws.tags", "cannot carry ',' or '='"),
+    ((*UI, "aws.tags={'kubernetes.io/cluster/x': owned}"), "airflow-k8s:aws.tags", "two node groups"),
 ]
 
 
@@ -270,3 +271,17 @@ def test_the_deploy_time_report_knows_every_new_type() -> None:
     assert ing.start >= slots[release.urn].finish
     association = run.get("aws:eks/podIdentityAssociation:PodIdentityAssociation", "lb-controller-identity")
     assert slots[release.urn].start >= slots[association.urn].finish
+
+
+def test_the_alb_reaches_the_api_server_pods() -> None:
+    """With target-type ip the ALB connects from its own interfaces in the VPC: the api-server's
+    NetworkPolicy admits its port from any source, and of the nodes' security groups exactly one can
+    carry the cluster tag the controller looks for (EKS tags the cluster group; the client group has none)."""
+    run = render("aws-dev", *UI)
+    policy = named(run, "NetworkPolicy", "airflow-api-server")
+    [rule] = policy["spec"]["ingress"]
+    assert "from" not in rule and rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    clients = run.get("aws:ec2/securityGroup:SecurityGroup", "eks-clients-sg")
+    assert not [k for k in clients.inputs.get("tags") or {} if k.startswith("kubernetes.io/cluster/")]
+    template = one(run, "ec2/launchTemplate:LaunchTemplate")
+    assert len(template.inputs["vpcSecurityGroupIds"]) == 2  # the cluster group and the client group
