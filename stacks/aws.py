@@ -13,10 +13,11 @@ from components.airflow import AIRFLOW_GID, AIRFLOW_UID, DagSource
 from components.aws.broker import ElastiCacheBroker
 from components.aws.database import RdsPostgres, rds_root_cas
 from components.aws.eks import EksCluster
+from components.aws.load_balancer_controller import AwsLoadBalancerController, alb_annotations, installs_controller
 from components.aws.network import AwsVpc
 from components.aws.storage import EfsDagVolume, S3TaskLogs
 from components.endpoints import VERIFYING_SSLMODES, BrokerEndpoint
-from stacks.common import INSTANCE, compose, make_namespace, outputs, roster
+from stacks.common import INSTANCE, compose, expose_ui, make_namespace, outputs, roster
 from stacks.config import PROJECT, StackConfig
 
 
@@ -137,12 +138,41 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         worker_storage_class=eks.storage_class,
         worker_storage_ready=eks.storage_class_ready,
     )
+    ui = None
+    if cfg.ui.host:
+        # The UI at https://<ui.host>/ through an ALB. The Ingress depends on the controller and its AWS
+        # rights, so `pulumi destroy` deletes it first, and waits while the controller deletes the ALB
+        # and its security groups (its finalizer holds the Ingress until then); the cluster and the
+        # subnets go only after that.
+        ready: list[pulumi.Resource] = []
+        if installs_controller(a.ui, created_cluster=not a.cluster.existing_name):
+            ready = AwsLoadBalancerController(
+                "lb-controller",
+                cluster_name=eks.name,
+                region=a.region,
+                vpc_id=net.subnets.vpc_id,
+                class_name=a.ui.ingress_class_name,
+                default_tags=default_tags,
+                kubernetes=provider,
+                tags=tags,
+                opts=aws_opts,
+            ).ready
+        ui = expose_ui(
+            cfg,
+            airflow,
+            provider=provider,
+            class_name=a.ui.ingress_class_name,
+            annotations=alb_annotations(
+                a.ui, inbound=list(a.ui.inbound_cidrs) or [net.subnets.vpc_cidr], tags=default_tags
+            ),
+            depends_on=ready,
+        )
     # A command people paste into a shell: every value is quoted.
     forward = shlex.join(
         ["kubectl", "-n", cfg.kubernetes.namespace, "port-forward", f"svc/{airflow.api_service_name}", "8080:8080"]
     )
     kubeconfig_cmd = shlex.join(["aws", "eks", "update-kubeconfig", "--region", a.region, "--name", cluster_name])
-    return outputs(
+    result = outputs(
         cfg,
         namespace=ns,
         airflow=airflow,
@@ -152,4 +182,12 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         dag_volume=dag_volume,
         log_location=logs.remote_logs.base_folder,
         kubeconfig=eks.kubeconfig,
+        ui=ui,
     )
+    if ui is not None:
+        # The name to point ui.host at (a CNAME, or a Route 53 alias record): the ALB's DNS name, which
+        # the Ingress's status carries once the controller has made it (Pulumi waits for it on create).
+        result["uiLoadBalancer"] = ui.ingress.status.apply(
+            lambda s: s.load_balancer.ingress[0].hostname if s and s.load_balancer and s.load_balancer.ingress else None
+        )
+    return result

@@ -30,6 +30,7 @@ from components.airflow.settings import AIRFLOW_VERSION, AirflowSettings
 from components.aws.broker import AwsBroker
 from components.aws.database import AwsDatabase
 from components.aws.eks import AwsCluster
+from components.aws.load_balancer_controller import AwsUi, check_aws_ui
 from components.aws.network import AwsNetwork
 from components.azure.aks import AzureCluster
 from components.azure.broker import AzureBroker
@@ -311,6 +312,7 @@ class AwsSettings(SettingsModel):
         "file system and log bucket; false for test stacks that must destroy in one go.",
     )
     tags: dict[str, str] = Field(default_factory=dict, description="Tags on every AWS resource.")
+    ui: AwsUi = Field(default_factory=defaults(AwsUi), description="The ALB that serves ui.host.")
 
     @field_validator("region")
     @classmethod
@@ -481,6 +483,8 @@ class StackConfig(SettingsModel):
                 raise bad("aws", "cloud 'aws' needs the 'aws' settings (region, network, ...)")
             if self.database.mode != "inCluster" or self.broker.mode != "inCluster":
                 raise bad("database.mode", "the aws stack provides RDS and ElastiCache; leave database/broker unset")
+            a = self.aws
+            check_aws_ui(self.ui.host, a.ui, region=a.region, created_cluster=not a.cluster.existing_name, tags=a.tags)
             w = self.airflow.workers
             if self.aws.cluster.existing_name and w.storage_size and not w.storage_class:
                 raise bad(

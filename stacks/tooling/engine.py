@@ -122,7 +122,8 @@ class Resource:
 
     @property
     def is_kubernetes(self) -> bool:
-        return self.type.startswith(kubernetes.PREFIX) and self.custom
+        """A Kubernetes object (a manifest); a Helm release is not one (`kubernetes.is_object`)."""
+        return self.custom and kubernetes.is_object(self.type)
 
     def manifest(self, reveal: bool = False) -> dict[str, Any]:
         return self.revealed if reveal else self.inputs

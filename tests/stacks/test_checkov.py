@@ -62,7 +62,16 @@ CASES = [(stack, ()) for stack in stack_names()] + [
             "ui.ingressClassName=nginx",
             "ui.tls.clusterIssuer=letsencrypt",
         ),
-    )
+    ),
+    # The UI's Ingress for the AWS Load Balancer Controller (the controller's own objects are
+    # rendered by Helm in the cluster: a Release has no manifest here).
+    (
+        "aws-dev",
+        (
+            "ui.host=airflow.example.com",
+            "aws.ui.certificateArn=arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d",
+        ),
+    ),
 ]
 
 

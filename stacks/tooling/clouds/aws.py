@@ -351,6 +351,8 @@ FACTS = CloudFacts(
         "kubernetes-api": frozenset({EKS}),
         "kubernetes-nodes": frozenset({NODES}),
         "pod-addon": frozenset({ADDON}),
+        # What gives a pod its AWS rights: its service account's association and the role's policy.
+        "pod-identity": frozenset({POD_IDENTITY, ATTACH}),
         # What a Kubernetes object can carry only once it exists: an address, a role ARN, a name.
         "value": frozenset({RDS, CACHE, BUCKET, EFS, ACCESS_POINT, ROLE}),
         "volume": frozenset({EFS, ACCESS_POINT, MOUNT_TARGET}),

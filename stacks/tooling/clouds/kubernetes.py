@@ -11,6 +11,16 @@ if TYPE_CHECKING:
     from stacks.tooling.engine import Resource
 
 PREFIX = "kubernetes:"
+# A Helm release is one resource whose inputs are a chart and its values, not an object: what it
+# installs is rendered by Helm in the cluster, so no manifest of it exists offline.
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+def is_object(type_: str) -> bool:
+    """Whether a resource type is a Kubernetes object (its inputs are a manifest)."""
+    return type_.startswith(PREFIX) and type_ != HELM_RELEASE
+
+
 # Kinds that make cloud resources the Pulumi state does not hold (a Service only of type LoadBalancer).
 _CLOUD_MAKERS = ("Service", "Ingress")
 
@@ -21,6 +31,9 @@ def mock_outputs(typ: str, name: str, state: dict[str, Any]) -> dict[str, Any]:
         return {}
     meta = dict(state.get("metadata") or {})
     meta.setdefault("name", name)
+    if state.get("kind") == "Ingress":
+        # What the controller writes and pulumi-kubernetes waits for on create: the load balancer's name.
+        return {"metadata": meta, "status": {"loadBalancer": {"ingress": [{"hostname": f"{name}.lb.mock"}]}}}
     return {"metadata": meta}
 
 
@@ -49,6 +62,8 @@ def destroy_checks(r: Resource, view: DestroyView) -> Iterator[tuple[Severity, s
                     "cluster and network it lives in"
                 ),
             )
+    if kind == "Ingress":
+        yield from _ingress_controller_checks(r, view)
     if kind == "PersistentVolumeClaim":
         if spec.get("storageClassName") != "" and not spec.get("volumeName"):
             yield (
@@ -64,6 +79,46 @@ def destroy_checks(r: Resource, view: DestroyView) -> Iterator[tuple[Severity, s
             yield "leaves", "volume claims are retained when the StatefulSet is deleted"
 
 
+# Helm charts that install an Ingress controller making cloud resources: chart -> the value that names
+# its IngressClass, and what it makes for an Ingress. The AWS Load Balancer Controller (v3.5.0) holds
+# each Ingress with its finalizer `ingress.k8s.aws/resources` until it has deleted the ALB, its
+# frontend security group, target group and listener rules, and its shared backend security group once
+# nothing uses it (pkg/ingress/finalizer.go, pkg/networking/backend_sg_provider.go); it tags them
+# `elbv2.k8s.aws/cluster: <cluster>`. pulumi-kubernetes deletes an Ingress and waits until it is gone
+# (provider/pkg/await/await.go `Deletion`, 10 minutes by default): the controller must still run.
+_CONTROLLER_CHARTS = {
+    "aws-load-balancer-controller": (
+        "ingressClass",
+        "an ALB, its security groups and target group (tag elbv2.k8s.aws/cluster)",
+    ),
+}
+
+
+def _ingress_controller_checks(ingress: Resource, view: DestroyView) -> Iterator[tuple[Severity, str]]:
+    """An Ingress served by a controller the stack installs must be deleted before that controller."""
+    class_name = (ingress.inputs.get("spec") or {}).get("ingressClassName")
+    before = view.ancestors(ingress.urn)
+    for release in view.run.by_type(HELM_RELEASE):
+        chart = _CONTROLLER_CHARTS.get(str(release.inputs.get("chart")))
+        values = release.inputs.get("values") or {}
+        if chart is None or values.get(chart[0]) != class_name:
+            continue
+        if release.urn not in before:
+            yield (
+                "blocks",
+                f"its controller {release.name} is not ordered after it: deleted first, nothing removes the "
+                f"Ingress's finalizer (its delete times out) and {chart[1]} are left in the VPC",
+            )
+        else:
+            cluster = values.get("clusterName")
+            yield (
+                "note",
+                f"the controller {release.name} makes {chart[1]} outside the state; deleting the Ingress first, "
+                "Pulumi waits until the controller has deleted them. Leftovers after a failed destroy: `aws "
+                f"resourcegroupstaggingapi get-resources --tag-filters Key=elbv2.k8s.aws/cluster,Values={cluster}`",
+            )
+
+
 # ---- `pulumi up` timing (stacks/tooling/critpath.py) -------------------------------------------------
 
 NAMESPACE, SERVICE_ACCOUNT, SECRET, CONFIG_MAP, SERVICE = (
@@ -73,6 +128,7 @@ NAMESPACE, SERVICE_ACCOUNT, SECRET, CONFIG_MAP, SERVICE = (
     "kubernetes:core/v1:ConfigMap",
     "kubernetes:core/v1:Service",
 )
+INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 VOLUME, CLAIM, JOB = (
     "kubernetes:core/v1:PersistentVolume",
     "kubernetes:core/v1:PersistentVolumeClaim",
@@ -93,6 +149,17 @@ CREATION_TIMES: dict[str, CreationTime] = {
         90,
         "image pull and the pod's run; `airflow db migrate` on an empty PostgreSQL took 9 s on "
         "loopback here (Airflow 3.3.2); " + _AWAIT,
+    ),
+    HELM_RELEASE: estimate(
+        90,
+        "`helm install` waiting for the chart's workloads to be ready (helm/v3/Release.py docstring, "
+        "`skip_await`): the AWS Load Balancer Controller's two pods, like a workload's rollout",
+    ),
+    INGRESS: estimate(
+        30,
+        "pulumi-kubernetes waits until the controller writes the load balancer's name into "
+        "status.loadBalancer (provider/pkg/await/ingress.go), which the AWS controller does once "
+        "CreateLoadBalancer returns, before the ALB is active",
     ),
     SERVICE: estimate(
         10,
@@ -171,6 +238,11 @@ PHYSICAL: dict[str, frozenset[str]] = {
         }
         for w in POD_WORKLOADS
     },
+    # A chart's controller runs pods (nodes, their add-ons) with its cloud rights (a pod gets them
+    # only if its identity exists when it starts). An Ingress needs its backend Service, the
+    # controller that makes its load balancer, and the rights the controller makes it with.
+    HELM_RELEASE: _API | {"@kubernetes-nodes", "@pod-addon", "@pod-identity"},
+    INGRESS: _API | {SERVICE, HELM_RELEASE, "@pod-identity"},
 }
 
 
