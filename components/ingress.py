@@ -151,7 +151,12 @@ class UiIngress(pulumi.ComponentResource):
                 "annotations": dict(annotations or {}),
             },
             spec=spec,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
+            # A cloud controller removes its finalizer only once the load balancer and its security
+            # groups are gone, retrying while their network interfaces drain: at times longer than
+            # the provider's default 10 minutes (a destroy that times out leaves the Ingress in state).
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=list(depends_on), custom_timeouts=pulumi.CustomTimeouts(delete="20m")
+            ),
         )
         self.url = f"https://{host}/"
         self.register_outputs({"url": self.url})

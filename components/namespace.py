@@ -84,6 +84,7 @@ class AirflowNamespace(pulumi.ComponentResource):
         task_namespace: str | None = None,
         task_pod_security: str = "baseline",
         annotations: Mapping[str, Mapping[str, pulumi.Input[str]]] | None = None,
+        namespace_labels: Mapping[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """Create the namespace(s), one ServiceAccount per component, and the Roles they need.
@@ -112,6 +113,8 @@ class AirflowNamespace(pulumi.ComponentResource):
                 `kubernetes.taskPodSecurity`).
             annotations: ServiceAccount annotations by component name; components not listed get none.
                 The Azure stack passes the workload identity client id of the task-log writers.
+            namespace_labels: extra labels of the Airflow namespace (not the task namespace), for a
+                controller that acts on the namespace's pods (the AWS stack's ALB readiness gates).
             opts: options of the component; pass the Kubernetes provider as `providers=[...]`.
 
         Raises:
@@ -132,7 +135,10 @@ class AirflowNamespace(pulumi.ComponentResource):
 
         self.namespace_resource = k8s.core.v1.Namespace(
             f"{name}-namespace",
-            metadata={"name": namespace, "labels": {**labels(instance, "namespace"), **PSA_LABELS}},
+            metadata={
+                "name": namespace,
+                "labels": {**labels(instance, "namespace"), **PSA_LABELS, **dict(namespace_labels or {})},
+            },
             opts=child,
         )
         self.namespace = self.namespace_resource.metadata["name"]

@@ -13,7 +13,12 @@ from components.airflow import AIRFLOW_GID, AIRFLOW_UID, DagSource
 from components.aws.broker import ElastiCacheBroker
 from components.aws.database import RdsPostgres, rds_root_cas
 from components.aws.eks import EksCluster
-from components.aws.load_balancer_controller import AwsLoadBalancerController, alb_annotations, installs_controller
+from components.aws.load_balancer_controller import (
+    READINESS_GATE_LABELS,
+    AwsLoadBalancerController,
+    alb_annotations,
+    installs_controller,
+)
 from components.aws.network import AwsVpc
 from components.aws.storage import EfsDagVolume, S3TaskLogs
 from components.endpoints import VERIFYING_SSLMODES, BrokerEndpoint
@@ -62,7 +67,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     provider = eks.provider
     d = cfg.airflow.dags
     git_writer = d.git_writer
-    ns = make_namespace(cfg, provider, git_writer)
+    ns = make_namespace(cfg, provider, git_writer, namespace_labels=READINESS_GATE_LABELS if cfg.ui.host else None)
     # The data services need only their subnets and security groups (which the subnet group and
     # the group's VPC reference): nothing from the cluster, its nodes or the NAT gateways.
     data_opts = aws_opts

@@ -70,6 +70,7 @@ def make_namespace(
     provider: pulumi.ProviderResource,
     git_writer: bool,
     annotations: Mapping[str, Mapping[str, pulumi.Input[str]]] | None = None,
+    namespace_labels: Mapping[str, str] | None = None,
 ) -> AirflowNamespace:
     r = roster(cfg, git_writer)
     return AirflowNamespace(
@@ -83,6 +84,7 @@ def make_namespace(
         task_namespace=cfg.kubernetes.pod_namespace(r.conditions.pod_operator),
         task_pod_security=cfg.kubernetes.task_pod_security,
         annotations=annotations,
+        namespace_labels=namespace_labels,
         opts=pulumi.ResourceOptions(providers=[provider]),
     )
 

@@ -156,6 +156,9 @@ class PodFactory:
         if ports:
             c["ports"] = ports
         c.update(probes or {})
+        drain = self.roster.drain_seconds(component)
+        if drain and name is None:  # the component's main container, not its helpers
+            c["lifecycle"] = {"preStop": {"sleep": {"seconds": drain}}}
         return c
 
     def _wait_for_migrations(self, component: str, mounts: list[Manifest]) -> Manifest:

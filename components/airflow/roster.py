@@ -118,6 +118,10 @@ class AirflowComponent:
         settings: the groups of plain settings its Airflow containers receive (see BASE above);
             empty for components that do not run the Airflow image.
         grace_seconds: how long a stopping pod may take (a Celery worker finishes its running tasks).
+        drain_seconds: how long a stopping pod behind a Service keeps serving before it is told to
+            stop (a preStop sleep): endpoint removal reaches kube-proxy, ingress controllers and an
+            ALB's target group seconds after the pod starts terminating, and until then they still
+            send it requests. 0: none.
         process_env: plain env of its Airflow containers that is about the process, not Airflow's
             config (e.g. how the image's dumb-init passes signals on).
     """
@@ -134,6 +138,7 @@ class AirflowComponent:
     extra_secrets: tuple[tuple[str, Callable[[Conditions], bool]], ...] = field(default=())
     settings: frozenset[str] = _LONG_RUNNING
     grace_seconds: int = 60
+    drain_seconds: int = 0
     process_env: tuple[tuple[str, str], ...] = ()
 
     def calls_kubernetes_api(self, c: Conditions) -> bool:
@@ -177,6 +182,9 @@ TABLE: tuple[AirflowComponent, ...] = (
         ),
         extra_secrets=((SIMPLE_AUTH_PASSWORDS, lambda c: c.simple_auth),),
         settings=_LONG_RUNNING | {TASK_CONTEXT, KUBERNETES_EXECUTOR, SIMPLE_AUTH},
+        # Behind its Service and any load balancer: serves while they take it out (an ALB's
+        # deregistration, ingress-nginx's endpoint sync), then uvicorn finishes what is in flight.
+        drain_seconds=15,
     ),
     AirflowComponent(
         "scheduler",
@@ -344,3 +352,6 @@ class Roster:
 
     def grace_seconds(self, name: str) -> int:
         return component(name).grace_seconds
+
+    def drain_seconds(self, name: str) -> int:
+        return component(name).drain_seconds

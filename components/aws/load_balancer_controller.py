@@ -74,8 +74,8 @@ class AwsUi(SettingsModel):
     )
     scheme: Literal["internal", "internet-facing"] = Field(
         "internal",
-        description="internal: the ALB has private addresses, reachable from the VPC and what is routed to it (VPN, "
-        "peering); the UI runs DAGs and shows connections, so the internet sees it only when chosen. "
+        description="internal: the ALB has private addresses in the VPC and admits the VPC's CIDR unless inboundCidrs "
+        "lists other ranges (a VPN's, a peered network's); the UI runs DAGs and shows connections, so the internet sees it only when chosen. "
         "internet-facing: in the public subnets, to inboundCidrs.",
     )
     inbound_cidrs: list[Ipv4Cidr] = Field(
@@ -164,6 +164,12 @@ def check_aws_ui(host: str | None, ui: AwsUi, *, region: str, created_cluster: b
             raise bad(f"aws.ui.{key}", f"partition {arn_partition!r} is not {region}'s ({partition(region)!r})")
     if "-iso" in region:
         raise bad("aws.region", "the UI's controller policy is vendored for the aws, aws-cn and aws-us-gov partitions")
+    if ui.load_balancer_controller == "existing" and created_cluster:
+        raise bad(
+            "aws.ui.loadBalancerController",
+            "'existing' is for an existing cluster that already runs the controller; on the cluster the stack "
+            "creates, the stack installs it (install, or leave the key unset)",
+        )
     if ui.load_balancer_controller is None and not created_cluster:
         raise bad(
             "aws.ui.loadBalancerController",
@@ -183,6 +189,17 @@ def check_aws_ui(host: str | None, ui: AwsUi, *, region: str, created_cluster: b
         raise bad(
             "aws.tags", f"{odd}: with ui.host the tags also go on the ALB, whose tag list cannot carry ',' or '='"
         )
+
+
+# The controller's pod mutator injects a readiness gate into the pods of a namespace with this label
+# (docs/deploy/pod_readiness_gate.md at v3.5.0): a new api-server pod counts as ready only once the
+# ALB finds its target healthy, so a rolling update (maxUnavailable 0) keeps the old pod serving until
+# then, instead of leaving the ALB with no healthy target for a health-check interval or two. The
+# webhook's failurePolicy is Ignore: with the controller down, pods are made without the gate.
+READINESS_GATE_LABELS = {"elbv2.k8s.aws/pod-readiness-gate-inject": "enabled"}
+# How long the ALB lets requests in flight on a stopping target finish (the default is 300 s, far past
+# the api-server's grace period); the pod keeps serving meanwhile for its preStop sleep.
+DEREGISTRATION_DELAY_SECONDS = 30
 
 
 def installs_controller(ui: AwsUi, created_cluster: bool) -> bool:
@@ -208,6 +225,7 @@ def alb_annotations(
         "healthcheck-path": HEALTH_PATH,
         # The controller's format is k1=v1,k2=v2 (the stack config refuses tags with ',' or '=' here).
         "tags": ",".join(f"{k}={v}" for k, v in sorted(tags.items())),
+        "target-group-attributes": f"deregistration_delay.timeout_seconds={DEREGISTRATION_DELAY_SECONDS}",
     }
     out["inbound-cidrs"] = pulumi.Output.all(*inbound).apply(lambda cidrs: ",".join(str(c) for c in cidrs))
     if ui.wafv2_acl_arn:
@@ -248,7 +266,9 @@ class AwsLoadBalancerController(pulumi.ComponentResource):
         policy = aws.iam.Policy(
             f"{name}-policy",
             policy=json.dumps(iam_policy(region), separators=(",", ":")),
-            description=f"AWS Load Balancer Controller {CHART_VERSION} (docs/install/iam_policy.json)",
+            # No version here: IAM cannot change a policy's description, so a version in it would replace
+            # the policy (and its attachment) on every controller upgrade instead of adding a version.
+            description="AWS Load Balancer Controller (its docs/install/iam_policy.json at the pinned chart)",
             tags=tags,
             opts=child,
         )

@@ -120,6 +120,7 @@ def test_the_ingress_is_https_only_to_the_api_server_pods() -> None:
         # An internal ALB admits the VPC unless told otherwise.
         ALB + "inbound-cidrs": "10.40.0.0/16",
         ALB + "tags": "app=airflow-k8s,pulumi-stack=aws-dev",
+        ALB + "target-group-attributes": "deregistration_delay.timeout_seconds=30",
     }
     # The ALB checks what the kubelet checks.
     api = named(run, "Deployment", "airflow-api-server")["spec"]["template"]["spec"]["containers"][0]
@@ -132,7 +133,7 @@ def test_every_annotation_is_one_the_pinned_controller_documents() -> None:
     """The names are those of docs/guide/ingress/annotations.md at tag v3.5.0 (its table's first column)."""
     documented = {
         "scheme", "target-type", "listen-ports", "certificate-arn", "ssl-policy", "backend-protocol",
-        "healthcheck-path", "inbound-cidrs", "tags", "wafv2-acl-arn", "subnets",
+        "healthcheck-path", "inbound-cidrs", "tags", "wafv2-acl-arn", "subnets", "target-group-attributes",
     }  # fmt: skip
     run = render("aws-dev", *PUBLIC, f"aws.ui.wafv2AclArn={WAF}", "aws.ui.subnetIds=[subnet-0aaa1111, subnet-0bbb2222]")
     annotations = named(run, "Ingress", "airflow-ui")["metadata"]["annotations"]
@@ -234,6 +235,8 @@ BAD = [
     ((*UI, "aws.ui.scheme=public"), "airflow-k8s:aws.ui.scheme", "'internal', 'internet-facing'"),
     ((f"aws.ui.certificateArn={CERT}",), "airflow-k8s:aws.ui", "only with ui.host"),
     ((*UI, *EXISTING), "airflow-k8s:aws.ui.loadBalancerController", "existing cluster"),
+    # Nothing would serve the `alb` class on a cluster the stack creates: the Ingress wait would fail.
+    ((*UI, "aws.ui.loadBalancerController=existing"), "airflow-k8s:aws.ui.loadBalancerController", "installs"),
     ((*UI, "aws.ui.subnetIds=[subnet-0aaa1111]"), "airflow-k8s:aws.ui.subnetIds", "two availability zones"),
     (
         (*UI, f"aws.ui.wafv2AclArn={WAF.replace('eu-west-1', 'us-west-2')}"),
@@ -285,3 +288,33 @@ def test_the_alb_reaches_the_api_server_pods() -> None:
     assert not [k for k in clients.inputs.get("tags") or {} if k.startswith("kubernetes.io/cluster/")]
     template = one(run, "ec2/launchTemplate:LaunchTemplate")
     assert len(template.inputs["vpcSecurityGroupIds"]) == 2  # the cluster group and the client group
+
+
+# ---- rollouts behind the ALB (review of issue 14, item 1) -----------------------------------------
+
+
+def test_an_api_server_rollout_keeps_a_healthy_target_behind_the_alb() -> None:
+    """The controller's pod readiness gate (docs/deploy/pod_readiness_gate.md at v3.5.0) holds a new
+    api-server pod unready until the ALB reports its target healthy, so the rollout (maxUnavailable 0)
+    keeps the old pod until then; it is injected only in namespaces carrying this label. A stopping pod
+    keeps serving while the ALB deregisters it, and the target group drains within the pod's grace."""
+    run = render("aws-dev", *UI)
+    [ns] = [o for o in objects(run, "Namespace") if o["metadata"]["name"] == "airflow"]
+    assert ns["metadata"]["labels"]["elbv2.k8s.aws/pod-readiness-gate-inject"] == "enabled"
+    annotations = named(run, "Ingress", "airflow-ui")["metadata"]["annotations"]
+    drain = int(annotations[ALB + "target-group-attributes"].removeprefix("deregistration_delay.timeout_seconds="))
+    pod = named(run, "Deployment", "airflow-api-server")["spec"]["template"]["spec"]
+    pre_stop = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert 0 < pre_stop < drain <= pod["terminationGracePeriodSeconds"]
+    # Only the namespace the ALB targets, and only when there is an ALB.
+    assert not [o for o in objects(render("aws-dev"), "Namespace") if "elbv2.k8s.aws/pod-readiness-gate-inject"
+                in o["metadata"].get("labels", {})]  # fmt: skip
+    tasks = [o for o in objects(run, "Namespace") if o["metadata"]["name"] != "airflow"]
+    assert tasks and not [o for o in tasks if "elbv2.k8s.aws/pod-readiness-gate-inject" in o["metadata"]["labels"]]
+
+
+def test_the_ingress_may_wait_for_the_controller_to_delete_the_alb() -> None:
+    """The controller removes the Ingress's finalizer only once the ALB and its security groups are gone,
+    retrying while their interfaces drain: longer than the provider's default 10 minutes at times."""
+    run = render("aws-dev", *UI)
+    assert ingress(run).options["customTimeouts"]["delete"] == "20m"

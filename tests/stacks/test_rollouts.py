@@ -180,3 +180,13 @@ def test_no_claim_is_replaced_when_its_size_setting_changes(stack: str) -> None:
     assert claims
     for r in claims:
         assert "spec.resources" in (r.options.get("ignoreChanges") or []), r.name
+
+
+@pytest.mark.parametrize("stack", ["local", "azure-dev"])
+def test_a_stopping_api_server_serves_until_its_endpoints_are_gone(stack: str) -> None:
+    """Endpoint removal reaches kube-proxy and ingress controllers a few seconds after a pod starts
+    terminating; until then they still send it requests, so it keeps serving (a preStop sleep, an
+    action of the kubelet's own: no shell in the image needed) well within its grace period."""
+    pod = named(render(stack), "Deployment", "airflow-api-server")["spec"]["template"]["spec"]
+    seconds = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert 5 <= seconds <= pod["terminationGracePeriodSeconds"] // 2
