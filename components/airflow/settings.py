@@ -4,6 +4,7 @@ generated from these descriptions)."""
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 from typing import Annotated, Any, Literal
@@ -227,9 +228,30 @@ def _private_key(value: SecretStr) -> SecretStr:
             "is not a private key: expected the whole file, from '-----BEGIN OPENSSH PRIVATE KEY-----' (or "
             "'-----BEGIN RSA/EC PRIVATE KEY-----') to its END line, with its line breaks"
         )
-    if m.group("kind") == "ENCRYPTED" or "Proc-Type: 4,ENCRYPTED" in text:
+    if (
+        m.group("kind") == "ENCRYPTED"
+        or "Proc-Type: 4,ENCRYPTED" in text
+        or _openssh_cipher(text) not in ("none", None)
+    ):
         raise ValueError("is protected by a passphrase, which git-sync cannot enter: use a key without one")
     return value
+
+
+def _openssh_cipher(text: str) -> str | None:
+    """The cipher an OpenSSH-format key is encrypted with ('none' when it is not; OpenSSH's
+    PROTOCOL.key: "openssh-key-v1\\0", then the cipher name as a length-prefixed string)."""
+    if not text.startswith("-----BEGIN OPENSSH PRIVATE KEY-----"):
+        return None
+    body = "".join(text.splitlines()[1:-1])
+    try:
+        blob = base64.b64decode(body, validate=False)
+    except ValueError:
+        return None
+    magic = b"openssh-key-v1\0"
+    if not blob.startswith(magic) or len(blob) < len(magic) + 4:
+        return None
+    n = int.from_bytes(blob[len(magic) : len(magic) + 4], "big")
+    return blob[len(magic) + 4 : len(magic) + 4 + n].decode("ascii", "replace")
 
 
 class GitSsh(SettingsModel):
