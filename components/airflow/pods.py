@@ -148,6 +148,19 @@ class PodFactory:
             "volumeMounts": mounts,
         }
 
+    def _git_sync_sidecar(self) -> Manifest:
+        """The sidecar that keeps pulling, restarted by the kubelet if it hangs: git-sync's HTTP
+        endpoint answers 5xx until a sync succeeds and then 200 (its --http-probe); the init
+        container has synced once already, so the sidecar's own first sync is a fetch."""
+        port = roster.component("git-sync").port("http").number
+        c = self.git_sync_container("git-sync", False)
+        c["env"] += [{"name": "GITSYNC_HTTP_BIND", "value": f":{port}"},
+                     {"name": "GITSYNC_HTTP_PROBE", "value": "true"}]  # fmt: skip
+        probe = {"httpGet": {"path": "/", "port": port}, "timeoutSeconds": 5}
+        c["startupProbe"] = {**probe, "periodSeconds": 10, "failureThreshold": 60}
+        c["livenessProbe"] = {**probe, "periodSeconds": 30, "failureThreshold": 10}
+        return c
+
     def container(
         self,
         component: str,
@@ -207,7 +220,7 @@ class PodFactory:
         init: list[Manifest] = [self._wait_for_migrations(component, mounts)] if wait and uses_db else []
         if self.dag_source == "gitSync" and self.roster.dags(component) == "runs":
             init.append(self.git_sync_container("git-sync-init", True))
-            containers = containers + [self.git_sync_container("git-sync", False)]
+            containers = containers + [self._git_sync_sidecar()]
         spec: Manifest = {
             "serviceAccountName": self.service_account(component),
             "automountServiceAccountToken": self.roster.calls_kubernetes_api(component),
