@@ -265,3 +265,28 @@ def test_an_existing_secret_is_mounted_and_none_is_made() -> None:
     assert all(s["metadata"]["name"] != "airflow-git-ssh" for s in objects(run, "Secret"))
     spec = named(run, "Deployment", "airflow-dag-processor")["spec"]["template"]["spec"]
     assert ssh_volumes(spec)[0]["secret"]["secretName"] == "creds"
+
+
+def test_under_pulumi_the_key_is_accepted_only_from_a_secret_config_key(
+    deploy_key: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """How `pulumi up` hands config over: PULUMI_CONFIG, and the keys holding a `secure:` value in
+    PULUMI_CONFIG_SECRET_KEYS (a structured key as a whole)."""
+    from pulumi.runtime import config as rconfig
+
+    from stacks.config import ConfigError, from_pulumi_config
+
+    private, known = deploy_key
+    git = {"repo": SSH_REPO, "ssh": {"privateKey": private, "knownHosts": known}}
+    raw = {
+        "airflow-k8s:kubernetes": json.dumps({"context": "kind"}),
+        "airflow-k8s:airflow": json.dumps({"dags": {"source": "bundle", "git": git}}),
+    }
+    rconfig.set_all_config({}, [])
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps(raw))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps(["airflow-k8s:airflow"]))
+    ssh = from_pulumi_config().airflow.dags.git.ssh  # pyright: ignore[reportOptionalMemberAccess]
+    assert ssh is not None and ssh.private_key is not None and ssh.private_key.get_secret_value() == private
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps(["airflow-k8s:kubernetes"]))
+    with pytest.raises(ConfigError, match=r"airflow-k8s:airflow\.dags\.git\.ssh\.privateKey: must be a Pulumi secret"):
+        from_pulumi_config()
