@@ -197,7 +197,7 @@ _PRIVATE_KEY = re.compile(
 
 def _known_hosts(value: str) -> str:
     """Loosely, each non-comment line of a known_hosts file: catches an empty file, a fingerprint,
-    a bare public key or a paste of `ssh-keyscan`'s stderr, not every malformed key."""
+    a bare public key or an unknown key type, not every malformed key."""
     lines = [ln.strip() for ln in value.splitlines() if ln.strip() and not ln.strip().startswith("#")]
     if not lines:
         raise ValueError(
