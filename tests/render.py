@@ -17,13 +17,14 @@ WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "DaemonSet"}
 
 
 @functools.lru_cache(maxsize=64)
-def _cached(stack: str, overrides: tuple[str, ...]) -> engine.Run:
-    return run_stack(stack, overrides)
+def _cached(stack: str, overrides: tuple[str, ...], secrets: tuple[str, ...]) -> engine.Run:
+    return run_stack(stack, overrides, secrets)
 
 
-def render(stack: str = "local", *overrides: str) -> engine.Run:
-    """Render a stack file (cached: renders are pure functions of their inputs)."""
-    return _cached(stack, tuple(overrides))
+def render(stack: str = "local", *overrides: str, secrets: tuple[str, ...] = ()) -> engine.Run:
+    """Render a stack file (cached: renders are pure functions of their inputs); `secrets` are set
+    as Pulumi secrets (`--set-secret`)."""
+    return _cached(stack, tuple(overrides), secrets)
 
 
 def objects(run: engine.Run, kind: str | None = None, reveal: bool = False) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.airflow import roster
+from components.airflow import git_ssh, roster
 from components.airflow.env import LOGS, POD_TEMPLATE_DIR, SIMPLE_AUTH_DIR, AirflowEnv, dags_folder
 from components.airflow.jobs import Jobs
 from components.airflow.network import network_policies
@@ -120,6 +120,9 @@ class Airflow(pulumi.ComponentResource):
             connections={k: pulumi.Output.secret(v.get_secret_value()) for k, v in settings.connections.items()},
             opts=child,
         )
+        git = settings.dags.git
+        if git is not None and git.ssh is not None:
+            git_ssh.git_ssh_secret(self, name, args.instance, args.namespace, git.ssh)
         self.namespace = args.namespace
         self.api_service_name = f"{args.instance}-api-server"
         self.api_port = API_PORT
@@ -319,6 +322,8 @@ class Airflow(pulumi.ComponentResource):
                 {"name": "tmp", "emptyDir": {}},
             ],
         }
+        if self._pods.git_ssh is not None:
+            pod["volumes"].append(git_ssh.volume(self._args.instance, self._pods.git_ssh))
         self._build.workload(
             Workload(component, 1, pod, strategy={"type": "Recreate"}, revision_history=None, spread=False),
             self._pods,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pulumi
 
-from components.airflow import kpo, roster
+from components.airflow import git_ssh, kpo, roster
 from components.airflow.roster import Roster
 from components.airflow.settings import AirflowSettings
 from components.endpoints import RemoteLogs
@@ -140,19 +140,17 @@ class AirflowEnv:
             )
         if s.dags.source == "bundle" and s.dags.git:
             g = s.dags.git
+            kwargs: dict[str, Any] = {
+                "repo_url": g.repo,
+                "tracking_ref": g.ref,
+                "subdir": g.sub_path or None,
+                "refresh_interval": g.period_seconds,
+            }
+            if g.ssh is not None:
+                # The deploy key and host keys, through the connection only its fetchers get.
+                kwargs["git_conn_id"] = git_ssh.CONNECTION_ID
             runtime["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
-                [
-                    {
-                        "name": "dags",
-                        "classpath": GIT_BUNDLE_CLASS,
-                        "kwargs": {
-                            "repo_url": g.repo,
-                            "tracking_ref": g.ref,
-                            "subdir": g.sub_path or None,
-                            "refresh_interval": g.period_seconds,
-                        },
-                    }
-                ]
+                [{"name": "dags", "classpath": GIT_BUNDLE_CLASS, "kwargs": kwargs}]
             )
             runtime["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH"] = "/tmp/airflow/dag_bundles"
         if c.statsd:
@@ -216,6 +214,11 @@ class AirflowEnv:
         )
         if component in self._roster.task_pod_launchers and not users:
             out[kpo.CONNECTION_VARIABLE] = kpo.connection(self._pod_namespace)
+        git = self._settings.dags.git
+        bundle_over_ssh = self._settings.dags.source == "bundle" and git is not None and git.ssh is not None
+        if bundle_over_ssh and roster.RUNTIME in wanted and self._roster.runs_dag_bundles(component):
+            # Paths to the mounted key and host keys: no credential in it, so a plain value.
+            out[git_ssh.CONNECTION_VARIABLE] = git_ssh.connection()
         if wanted:
             job = self._roster.is_job(component)
             out.update(self._user_config(roster.JOB_CONFIG_SECTIONS if job else None))

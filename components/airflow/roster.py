@@ -112,6 +112,9 @@ class AirflowComponent:
         ports: what it listens on; its Service and NetworkPolicy expose these.
         dags: 'runs' parses or runs DAG code (git-sync sidecars under the gitSync source); 'mounted'
             gets the DAG volume read-only without running DAGs; 'writes' is the single writer; 'none'.
+        runs_dag_bundles: fetches DAG bundles itself (source `bundle`): the DAG processor parses
+            them, a worker or task pod checks out the version its task runs. Under an ssh repository
+            exactly these get the deploy key (git_ssh.py); everyone else reads serialized DAGs.
         secrets: keys of the generated Secret its containers receive, by reference only (checked
             against Airflow 3.3.2's code in tests/stacks/test_least_secrets.py).
         extra_secrets: keys it receives on top, and when.
@@ -134,6 +137,7 @@ class AirflowComponent:
     task_logs: bool = False
     ports: tuple[Port, ...] = ()
     dags: DagUse = "none"
+    runs_dag_bundles: bool = False
     secrets: frozenset[str] = frozenset()
     extra_secrets: tuple[tuple[str, Callable[[Conditions], bool]], ...] = field(default=())
     settings: frozenset[str] = _LONG_RUNNING
@@ -203,6 +207,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         _always,
         task_logs=True,
         dags="runs",
+        runs_dag_bundles=True,
         # Runs parse-time code and callbacks against an in-process execution API (no JWT).
         secrets=frozenset({FERNET_KEY, SQL_ALCHEMY_CONN, CONNECTIONS}),
         settings=_LONG_RUNNING | {TASK_CONTEXT},
@@ -238,6 +243,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         task_logs=True,
         ports=(Port("worker-logs", 8793),),
         dags="runs",
+        runs_dag_bundles=True,
         # No DB and no token key: tasks reach both through the execution API with the token the
         # scheduler signed. (Celery's result backend is the DB, so the worker holds a DB login there.)
         secrets=frozenset({BROKER_URL, RESULT_BACKEND, API_SECRET_KEY, CONNECTIONS}),
@@ -257,6 +263,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         launches_task_pods=_kpo,
         task_logs=True,
         dags="runs",
+        runs_dag_bundles=True,
         secrets=frozenset({CONNECTIONS}),
         settings=_LONG_RUNNING | {TASK_CONTEXT},
     ),
@@ -337,6 +344,9 @@ class Roster:
 
     def dags(self, name: str) -> DagUse:
         return component(name).dags
+
+    def runs_dag_bundles(self, name: str) -> bool:
+        return component(name).runs_dag_bundles
 
     def port(self, name: str, port: str) -> Port:
         return component(name).port(port)

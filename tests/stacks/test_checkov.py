@@ -72,6 +72,24 @@ CASES = [(stack, ()) for stack in stack_names()] + [
             "aws.ui.certificateArn=arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d",
         ),
     ),
+    # DAGs over ssh (issue 14.5): git-sync sidecars and the task pods' init container as uid 65533
+    # with the key's Secret volume, and GitDagBundle's fetchers with the same volume.
+    (
+        "local",
+        (
+            "airflow.executor=CeleryExecutor,KubernetesExecutor",
+            "airflow.dags.source=gitSync",
+            "airflow.dags.git={repo: 'git@github.com:example/dags.git', ssh: {secret: git-creds}}",
+        ),
+    ),
+    (
+        "local",
+        (
+            "airflow.executor=CeleryExecutor,KubernetesExecutor",
+            "airflow.dags.source=bundle",
+            "airflow.dags.git={repo: 'ssh://git@github.com/example/dags.git', ssh: {secret: git-creds}}",
+        ),
+    ),
 ]
 
 
