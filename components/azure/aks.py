@@ -24,6 +24,7 @@ from components.settings import Ipv4Cidr, SettingsModel, bad
 # https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
 NETWORK_CONTRIBUTOR = "4d97b98b-1d4f-4787-a291-c67834d212e7"
 AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
+ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 # The AKS AAD server application every managed-Entra-ID cluster trusts (the `--server-id` AKS writes).
 AKS_AAD_SERVER_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
 KUBELOGIN_HINT = (
@@ -32,6 +33,12 @@ KUBELOGIN_HINT = (
     "`az login`; see the README's Azure quick start."
 )
 VERSIONS = ("1.34", "1.35", "1.36", "1.37")
+# An ARM id of a container registry (ARM's registry name rule: 5-50 letters and digits).
+_ACR_ID = re.compile(
+    r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[-\w._()]{0,89}[-\w_()]"
+    r"/providers/Microsoft\.ContainerRegistry/registries/[a-zA-Z0-9]{5,50}$",
+    re.IGNORECASE,
+)
 _OBJECT_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -87,6 +94,26 @@ class AzureCluster(SettingsModel):
         description="Entra ID object ids (users, groups, service principals such as CI's) granted Azure "
         "Kubernetes Service RBAC Cluster Admin on a created cluster, besides the principal that creates it.",
     )
+
+    acr_ids: list[str] = Field(
+        default_factory=list,
+        description="Azure Container Registries the nodes pull images from (a custom Airflow image): ARM ids "
+        "(/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.ContainerRegistry/registries/<name>); "
+        "the cluster's kubelet identity gets AcrPull on each registry, created or existing cluster alike.",
+    )
+
+    @field_validator("acr_ids")
+    @classmethod
+    def _registries(cls, v: list[str]) -> list[str]:
+        wrong = [r for r in v if not _ACR_ID.fullmatch(r)]
+        if wrong:
+            raise ValueError(
+                f"{wrong} are not container registry ids: /subscriptions/<subscription id>/resourceGroups/<group>"
+                "/providers/Microsoft.ContainerRegistry/registries/<name> (`az acr show -n NAME --query id`)"
+            )
+        if len({r.rsplit("/", 1)[1].lower() for r in v}) != len(v):
+            raise ValueError("lists a registry twice (registry names are unique across Azure)")
+        return v
 
     @field_validator("version")
     @classmethod
@@ -226,6 +253,7 @@ class AksCluster(pulumi.ComponentResource):
             self.oidc_issuer_url = found.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else "")
             self.kubeconfig = None
             created: list[pulumi.Resource] = []
+            kubelet_profile: pulumi.Output[Any] = found.identity_profile
         else:
             rg = resource_group
             svc = ipaddress.ip_network(settings.service_cidr)
@@ -332,6 +360,7 @@ class AksCluster(pulumi.ComponentResource):
             self.name = cluster.name
             self.oidc_issuer_url = cluster.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else "")
             created = [cluster]
+            kubelet_profile = cluster.identity_profile
             # With Azure RBAC, whoever deploys needs a data-plane role before the provider can create
             # anything. The principal that creates the stack keeps the grant (a later deployer does not
             # take it over: list further principals in adminPrincipalIds). Its type is not known (user or
@@ -361,6 +390,11 @@ class AksCluster(pulumi.ComponentResource):
                         opts=child,
                     )
                 )
+        # The nodes pull from the configured registries as the kubelet identity (what `az aks update
+        # --attach-acr` grants): AcrPull on each registry, nothing wider. AKS made that identity with the
+        # cluster, created or existing; a cluster with a service principal instead has none.
+        if settings.acr_ids:
+            self._grant_acr_pull(name, settings.acr_ids, kubelet_profile.apply(_kubelet_object_id))
         # `format: exec` gives a kubeconfig without credentials for an Entra ID cluster (`azure`, the other
         # format, is the auth-provider client-go removed in 1.26); kubelogin_kubeconfig makes it non-interactive.
         creds = containerservice.list_managed_cluster_user_credentials_output(
@@ -376,6 +410,30 @@ class AksCluster(pulumi.ComponentResource):
             f"{name}-k8s", kubeconfig=config, opts=pulumi.ResourceOptions(parent=self, depends_on=[*created, *grants])
         )
         self.register_outputs({"name": self.name})
+
+    def _grant_acr_pull(self, name: str, registries: Sequence[str], kubelet: pulumi.Output[str]) -> None:
+        subscription = authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        for registry in registries:
+            authorization.RoleAssignment(
+                f"{name}-acr-pull-{registry.rsplit('/', 1)[1].lower()}",
+                # The same registry, identity and role give the same name: a second `up` finds it.
+                role_assignment_name=kubelet.apply(lambda k, r=registry: _guid(r.lower(), k, ACR_PULL)),
+                principal_id=kubelet,
+                principal_type="ServicePrincipal",
+                role_definition_id=_role(subscription.subscription_id, ACR_PULL),
+                scope=registry,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+
+
+def _kubelet_object_id(profile: Any) -> str:
+    identity = (profile or {}).get("kubeletidentity")
+    if identity is None or not identity.object_id:
+        raise ValueError(
+            "azure.cluster.acrIds: the cluster has no kubelet managed identity to grant AcrPull to (a cluster with a "
+            "service principal: `az aks update --enable-managed-identity`)"
+        )
+    return identity.object_id
 
 
 def _decode(value: str) -> str:

@@ -49,6 +49,8 @@ def mock_outputs(typ: str, name: str, state: dict[str, Any]) -> dict[str, Any]:
                 for i in identity["userAssignedIdentities"]
             }
             out["identity"] = identity
+        # AKS makes the kubelet identity (in the node resource group) with the cluster.
+        out["identityProfile"] = {"kubeletidentity": _kubelet(state.get("resourceName", name))}
     elif typ == "azure-native:dbforpostgresql:Server":
         out["fullyQualifiedDomainName"] = f"{state.get('serverName', name)}.postgres.database.azure.com"
     elif typ == "azure-native:redisenterprise:RedisEnterprise":
@@ -111,11 +113,21 @@ def _cluster_credentials(args: dict[str, Any]) -> dict[str, Any]:
     return {"kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(json.dumps(config).encode()).decode()}]}
 
 
+def _kubelet(cluster: str) -> dict[str, str]:
+    return {
+        "resourceId": f"/subscriptions/mock/resourceGroups/MC_{cluster}/providers/Microsoft.ManagedIdentity/"
+        f"userAssignedIdentities/{cluster}-agentpool",
+        "clientId": f"{cluster}-kubelet-client-id",
+        "objectId": f"{cluster}-kubelet-object-id",
+    }
+
+
 def _get_cluster(args: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": args["resourceName"],
         "location": "westeurope",
         "oidcIssuerProfile": {"enabled": True, "issuerURL": "https://oidc.mock/existing/"},
+        "identityProfile": {"kubeletidentity": _kubelet(args["resourceName"])},
     }
 
 
