@@ -218,6 +218,7 @@ class AksCluster(pulumi.ComponentResource):
         protect: bool,
         tags: dict[str, str],
         depends_on: Sequence[pulumi.Resource],
+        app_routing: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """Create the cluster, or look up `settings.existing_name`, and build its provider.
@@ -237,6 +238,9 @@ class AksCluster(pulumi.ComponentResource):
             tags: tags on the created cluster and its identity.
             depends_on: what a created cluster must be created after and deleted before; the stack
                 passes the VNet's subnets.
+            app_routing: turn on the application routing add-on (without its default NGINX controller)
+                and the Key Vault secrets provider with rotation on a created cluster: what the UI's
+                Gateway needs (components/azure/app_routing.py). Off: the cluster's inputs are as before.
             opts: options of the component; pass the Azure provider as `providers=[...]`.
         """
         super().__init__("airflow-k8s:azure:AksCluster", name, None, opts)
@@ -341,6 +345,7 @@ class AksCluster(pulumi.ComponentResource):
                 security_profile={"workload_identity": {"enabled": True}},
                 storage_profile={"file_csi_driver": {"enabled": True}},
                 auto_upgrade_profile={"upgrade_channel": "patch"},
+                **(_app_routing() if app_routing else {}),
                 tags=tags,
                 opts=pulumi.ResourceOptions(
                     parent=self,
@@ -424,6 +429,18 @@ class AksCluster(pulumi.ComponentResource):
                 scope=registry,
                 opts=pulumi.ResourceOptions(parent=self),
             )
+
+
+def _app_routing() -> dict[str, Any]:
+    """The add-on's operator, which reconciles the Gateway's Key Vault certificate (no NGINX controller,
+    hence no NGINX load balancer: `None`), and the Secrets Store CSI driver's Key Vault provider it syncs
+    the certificate with, polling for a renewed version (every two minutes by default)."""
+    return {
+        "ingress_profile": {"web_app_routing": {"enabled": True, "nginx": {"default_ingress_controller_type": "None"}}},
+        "addon_profiles": {
+            "azureKeyvaultSecretsProvider": {"enabled": True, "config": {"enableSecretRotation": "true"}}
+        },
+    }
 
 
 def _kubelet_object_id(profile: Any) -> str:

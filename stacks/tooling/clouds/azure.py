@@ -304,5 +304,8 @@ FACTS = CloudFacts(
         "value": frozenset({PG, PG_DB, REDIS, REDIS_DB, STORAGE, CONTAINER, IDENTITY, ZONE_GROUP, ZONE_LINK}),
         "volume": frozenset({STORAGE, SHARE, ZONE_GROUP, ZONE_LINK}),
         "data-service": frozenset({PG, REDIS, STORAGE}),
+        # What gives a pod (or the add-on acting as a service account) Azure rights: the federated
+        # credential and the role assignment.
+        "pod-identity": frozenset({FEDERATED, ROLE_ASSIGNMENT}),
     },
 )
