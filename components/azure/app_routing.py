@@ -45,6 +45,7 @@ from pydantic import Field, field_validator
 from components.azure.aks import _guid, _role
 from components.azure.storage import WORKLOAD_IDENTITY_CLIENT_ID, WORKLOAD_IDENTITY_USE
 from components.k8s import labels
+from components.namespace import pod_security_labels
 from components.settings import SettingsModel, bad
 
 # The add-on's Gateway API implementation (GatewayClass and controller istio.aks.azure.com/gateway-controller).
@@ -198,6 +199,21 @@ class AppRoutingGateway(pulumi.ComponentResource):
         azure = pulumi.ResourceOptions(parent=self)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=kubernetes)
         assert settings.certificate_uri is not None  # check_azure_ui guarantees both with ui.host
+        # The add-on runs the Gateway's proxy (a Deployment it owns, `<gateway>-approuting-istio`) and the
+        # operator's certificate-sync pod in the Gateway's namespace. Not Airflow's: that one enforces
+        # Pod Security `restricted` and denies all ingress but the api-server's port, and Istio's gateway
+        # template sets no seccomp profile (istio/istio kube-gateway template) and binds 443 through the
+        # `net.ipv4.ip_unprivileged_port_start` sysctl, which `baseline` allows. The route stays beside
+        # the api-server's Service (no ReferenceGrant), admitted by the listener from Airflow's namespace.
+        gateway_namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={
+                "name": pulumi.Output.concat(namespace, "-ui"),
+                "labels": {**labels(instance, "ui-gateway"), **pod_security_labels("baseline")},
+            },
+            opts=k8s_opts,
+        )
+        gateway_ns = gateway_namespace.metadata["name"]
         account = f"{instance}-ui-tls"
         identity = managedidentity.UserAssignedIdentity(
             f"{name}-tls-identity", resource_group_name=resource_group, location=location, tags=tags, opts=azure
@@ -207,7 +223,7 @@ class AppRoutingGateway(pulumi.ComponentResource):
             resource_group_name=resource_group,
             resource_name_=identity.name,
             issuer=oidc_issuer_url,
-            subject=pulumi.Output.concat("system:serviceaccount:", namespace, ":", account),
+            subject=pulumi.Output.concat("system:serviceaccount:", gateway_ns, ":", account),
             audiences=["api://AzureADTokenExchange"],
             opts=azure,
         )
@@ -227,7 +243,7 @@ class AppRoutingGateway(pulumi.ComponentResource):
             f"{name}-tls",
             metadata={
                 "name": account,
-                "namespace": namespace,
+                "namespace": gateway_ns,
                 "labels": {**labels(instance, "ui-tls"), WORKLOAD_IDENTITY_USE: "true"},
                 "annotations": {WORKLOAD_IDENTITY_CLIENT_ID: identity.client_id},
             },
@@ -241,7 +257,7 @@ class AppRoutingGateway(pulumi.ComponentResource):
         self.gateway = GatewayObject(
             f"{name}-gateway",
             kind="Gateway",
-            metadata={"name": gateway_name, "namespace": namespace, "labels": labels(instance, "ui-gateway")},
+            metadata={"name": gateway_name, "namespace": gateway_ns, "labels": labels(instance, "ui-gateway")},
             spec={
                 "gatewayClassName": GATEWAY_CLASS,
                 "infrastructure": infrastructure,
@@ -257,7 +273,13 @@ class AppRoutingGateway(pulumi.ComponentResource):
                             "mode": "Terminate",
                             "options": {TLS_CERT_URI: settings.certificate_uri, TLS_CERT_SERVICE_ACCOUNT: account},
                         },
-                        "allowedRoutes": {"namespaces": {"from": "Same"}},
+                        # Routes of Airflow's namespace only.
+                        "allowedRoutes": {
+                            "namespaces": {
+                                "from": "Selector",
+                                "selector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                            }
+                        },
                     }
                 ],
             },
@@ -271,7 +293,7 @@ class AppRoutingGateway(pulumi.ComponentResource):
             kind="HTTPRoute",
             metadata={"name": gateway_name, "namespace": namespace, "labels": labels(instance, "api-server")},
             spec={
-                "parentRefs": [{"name": gateway_name, "sectionName": "https"}],
+                "parentRefs": [{"name": gateway_name, "namespace": gateway_ns, "sectionName": "https"}],
                 "hostnames": [host],
                 "rules": [
                     {

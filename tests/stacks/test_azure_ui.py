@@ -57,19 +57,41 @@ def test_the_gateway_is_https_only_with_the_key_vault_certificate_to_the_api_ser
             "kubernetes.azure.com/tls-cert-service-account": "airflow-ui-tls",
         },
     }
-    assert listener["allowedRoutes"] == {"namespaces": {"from": "Same"}}
+    # Routes of Airflow's namespace only.
+    assert listener["allowedRoutes"] == {
+        "namespaces": {"from": "Selector", "selector": {"matchLabels": {"kubernetes.io/metadata.name": "airflow"}}}
+    }
     # Internal by default: the cloud provider gives the add-on's Service a private frontend.
     assert spec["infrastructure"]["annotations"] == {"service.beta.kubernetes.io/azure-load-balancer-internal": "true"}
     route = named(run, "HTTPRoute", "airflow-ui")
-    assert route["spec"]["parentRefs"] == [{"name": "airflow-ui", "sectionName": "https"}]
+    assert route["spec"]["parentRefs"] == [{"name": "airflow-ui", "namespace": "airflow-ui", "sectionName": "https"}]
     assert route["spec"]["hostnames"] == ["airflow.example.com"]
     [rule] = route["spec"]["rules"]
     api = named(run, "Service", "airflow-api-server")
     assert rule["backendRefs"] == [{"name": "airflow-api-server", "port": api["spec"]["ports"][0]["port"]}]
     assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
-    assert gw["metadata"]["namespace"] == route["metadata"]["namespace"] == api["metadata"]["namespace"]
+    # The route beside its backend (no ReferenceGrant); the Gateway in a namespace of its own.
+    assert route["metadata"]["namespace"] == api["metadata"]["namespace"] == "airflow"
+    assert gw["metadata"]["namespace"] == "airflow-ui"
     assert run.outputs["uiUrl"] == "https://airflow.example.com/"
     assert run.outputs["uiLoadBalancer"] == "10.50.0.100"  # the Gateway status's address (mocked)
+
+
+def test_the_gateway_proxy_runs_in_a_baseline_namespace_outside_airflows_restricted_default_deny() -> None:
+    """The add-on runs the Gateway's Envoy pods (and the certificate-sync pod) in the Gateway's namespace:
+    Istio's gateway template binds 443 through a sysctl `baseline` allows and sets no seccomp profile
+    `restricted` requires, and Airflow's namespace admits ingress to the api-server's port only."""
+    run = render("azure-dev", *UI)
+    ns = named(run, "Namespace", "airflow-ui")
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/warn"] == "restricted"
+    assert (
+        named(run, "Namespace", "airflow")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    )
+    assert not [o for o in objects(run, "NetworkPolicy") if o["metadata"]["namespace"] == "airflow-ui"]
+    # The proxy reaches the api-server pods: their policy admits the port from any source.
+    [rule] = named(run, "NetworkPolicy", "airflow-api-server")["spec"]["ingress"]
+    assert "from" not in rule
 
 
 def test_an_external_gateway_has_no_internal_annotation() -> None:
@@ -81,7 +103,8 @@ def test_the_certificate_reader_is_a_federated_identity_with_secrets_user_on_the
     run = render("azure-dev", *UI)
     identity = run.get("azure-native:managedidentity:UserAssignedIdentity", "ui-tls-identity")
     federated = run.get("azure-native:managedidentity:FederatedIdentityCredential", "ui-tls-federated")
-    assert federated.inputs["subject"] == "system:serviceaccount:airflow:airflow-ui-tls"
+    # The operator reads the certificate as the account in the Gateway's namespace.
+    assert federated.inputs["subject"] == "system:serviceaccount:airflow-ui:airflow-ui-tls"
     assert federated.inputs["audiences"] == ["api://AzureADTokenExchange"]
     [aks] = run.by_type(CLUSTER)
     assert federated.inputs["issuer"] == f"https://oidc.mock/{aks.name}/"
@@ -95,6 +118,7 @@ def test_the_certificate_reader_is_a_federated_identity_with_secrets_user_on_the
         uuid.uuid5(uuid.NAMESPACE_URL, f"{scope.lower()}/{principal}/{KEY_VAULT_SECRETS_USER}")
     )
     account = named(run, "ServiceAccount", "airflow-ui-tls")
+    assert account["metadata"]["namespace"] == "airflow-ui"
     assert account["metadata"]["annotations"] == {"azure.workload.identity/client-id": f"{identity.name}-client-id"}
     assert account["metadata"]["labels"]["azure.workload.identity/use"] == "true"
     assert account["automountServiceAccountToken"] is False
