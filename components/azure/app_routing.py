@@ -54,6 +54,8 @@ GATEWAY_API = "gateway.networking.k8s.io/v1"
 # The operator's listener TLS options (app-routing-gateway-api-dns-tls).
 TLS_CERT_URI = "kubernetes.azure.com/tls-cert-keyvault-uri"
 TLS_CERT_SERVICE_ACCOUNT = "kubernetes.azure.com/tls-cert-service-account"
+# pulumi-kubernetes' generic await (v4.18+): wait for a condition or a JSONPath of a custom resource.
+WAIT_FOR = "pulumi.com/waitFor"
 # Built-in role: read secret contents. A certificate's private key is read through its secret, which is
 # all the operator's sync reads (the documented role; Key Vault Certificate User reads no private key).
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
@@ -257,7 +259,16 @@ class AppRoutingGateway(pulumi.ComponentResource):
         self.gateway = GatewayObject(
             f"{name}-gateway",
             kind="Gateway",
-            metadata={"name": gateway_name, "namespace": gateway_ns, "labels": labels(instance, "ui-gateway")},
+            metadata={
+                "name": gateway_name,
+                "namespace": gateway_ns,
+                "labels": labels(instance, "ui-gateway"),
+                # pulumi-kubernetes has no await logic for a custom resource; this makes `up` wait until the
+                # Gateway API's Programmed condition is True (its proxy runs, its load balancer has an
+                # address), so `uiLoadBalancer` is there on create and a Gateway that never comes up fails
+                # the update instead of passing silently.
+                "annotations": {WAIT_FOR: "condition=Programmed"},
+            },
             spec={
                 "gatewayClassName": GATEWAY_CLASS,
                 "infrastructure": infrastructure,

@@ -47,6 +47,8 @@ def test_the_gateway_is_https_only_with_the_key_vault_certificate_to_the_api_ser
     run = render("azure-dev", *UI)
     gw = named(run, "Gateway", "airflow-ui")
     spec = gw["spec"]
+    # `up` waits until the Gateway is programmed (its address exists): no silent half-made UI.
+    assert gw["metadata"]["annotations"] == {"pulumi.com/waitFor": "condition=Programmed"}
     assert spec["gatewayClassName"] == GATEWAY_CLASS == "approuting-istio"
     [listener] = spec["listeners"]  # one listener, 443: no plaintext port, not even a redirect
     assert (listener["port"], listener["protocol"], listener["hostname"]) == (443, "HTTPS", "airflow.example.com")

@@ -168,11 +168,11 @@ CREATION_TIMES: dict[str, CreationTime] = {
         "status.loadBalancer (provider/pkg/await/ingress.go), which the AWS controller does once "
         "CreateLoadBalancer returns, before the ALB is active",
     ),
-    # pulumi-kubernetes has no await logic for custom resources (provider/pkg/await/await.go: a kind
-    # without one is done once the API server accepts it), so a Gateway and its route are done at once;
-    # the load balancer frontend comes after, which `uiLoadBalancer` shows on the next refresh.
-    GATEWAY: estimate(2, "a custom resource: no await in pulumi-kubernetes, accepted by the API server"),
-    HTTP_ROUTE: estimate(2, "a custom resource: no await in pulumi-kubernetes, accepted by the API server"),
+    # pulumi-kubernetes has no await logic of its own for custom resources: the UI's Gateway carries
+    # `pulumi.com/waitFor: condition=Programmed` (its proxy's rollout and its load balancer's address,
+    # like a LoadBalancer Service's wait); its route is done once the API server accepts it.
+    GATEWAY: estimate(60, "the Gateway's Programmed condition: the add-on's proxy rollout and its load balancer"),
+    HTTP_ROUTE: estimate(2, "a custom resource without a waitFor annotation: accepted by the API server"),
     SERVICE: estimate(
         10,
         "pulumi-kubernetes waits for ready endpoints (core/v1/Service.py docstring), which come with "
