@@ -158,6 +158,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             location=z.region,
             oidc_issuer_url=aks.oidc_issuer_url,
             kubernetes=provider,
+            add_on_ready=aks.app_routing_ready,
             depends_on=[airflow.api_service],
             tags=tags,
             opts=az_opts,

@@ -203,6 +203,7 @@ class AksCluster(pulumi.ComponentResource):
 
     name: pulumi.Output[str]
     oidc_issuer_url: pulumi.Output[str]
+    app_routing_ready: pulumi.Output[bool]
     provider: k8s.Provider
     kubeconfig: pulumi.Output[str] | None
 
@@ -253,11 +254,16 @@ class AksCluster(pulumi.ComponentResource):
                 resource_name=settings.existing_name,
                 opts=pulumi.InvokeOutputOptions(parent=self),
             )
+            self.app_routing_ready = pulumi.Output.from_input(False)
             self.name = pulumi.Output.from_input(settings.existing_name)
             self.oidc_issuer_url = found.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else "")
             self.kubeconfig = None
             created: list[pulumi.Resource] = []
             kubelet_profile: pulumi.Output[Any] = found.identity_profile
+            if app_routing:
+                self.app_routing_ready = pulumi.Output.all(found.ingress_profile, found.addon_profiles).apply(
+                    lambda p: _require_app_routing(settings.existing_name or "", p[0], p[1])
+                )
         else:
             rg = resource_group
             svc = ipaddress.ip_network(settings.service_cidr)
@@ -365,6 +371,7 @@ class AksCluster(pulumi.ComponentResource):
             self.name = cluster.name
             self.oidc_issuer_url = cluster.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else "")
             created = [cluster]
+            self.app_routing_ready = pulumi.Output.from_input(app_routing)
             kubelet_profile = cluster.identity_profile
             # With Azure RBAC, whoever deploys needs a data-plane role before the provider can create
             # anything. The principal that creates the stack keeps the grant (a later deployer does not
@@ -441,6 +448,35 @@ def _app_routing() -> dict[str, Any]:
             "azureKeyvaultSecretsProvider": {"enabled": True, "config": {"enableSecretRotation": "true"}}
         },
     }
+
+
+def _require_app_routing(cluster: str, ingress: Any, addons: Any) -> bool:
+    """An existing cluster serves the UI's Gateway only if it runs what a created one gets: the
+    application routing add-on (its operator syncs the Key Vault certificate) and the Key Vault secrets
+    provider it syncs with. The Gateway API mode itself is not in the API version read here (README)."""
+    routing = _field(ingress, "web_app_routing", "webAppRouting")
+    if not _field(routing, "enabled", "enabled"):
+        raise ValueError(
+            f"ui.host: the existing cluster {cluster} has no application routing add-on; run `az aks update "
+            "--enable-app-routing --enable-app-routing-istio --enable-gateway-api` on it (README: UI over HTTPS on "
+            "Azure), or unset ui.host"
+        )
+    # ARM spells the add-on's key as it was written (the CLI writes azureKeyvaultSecretsProvider).
+    provider = next((v for k, v in (addons or {}).items() if k.lower() == "azurekeyvaultsecretsprovider"), None)
+    if not _field(provider, "enabled", "enabled"):
+        raise ValueError(
+            f"ui.host: the existing cluster {cluster} has no Key Vault secrets provider; run `az aks enable-addons "
+            "--addons azure-keyvault-secrets-provider --enable-secret-rotation` on it, or unset ui.host"
+        )
+    return True
+
+
+def _field(value: Any, attribute: str, key: str) -> Any:
+    """A field of an invoke result: a typed object, or a plain dict (snake_case keys, as the SDK gives a
+    nested result it does not type)."""
+    if isinstance(value, dict):
+        return value.get(attribute, value.get(key))  # pyright: ignore[reportUnknownMemberType]
+    return getattr(value, attribute, None)
 
 
 def _kubelet_object_id(profile: Any) -> str:

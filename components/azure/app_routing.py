@@ -193,6 +193,7 @@ class AppRoutingGateway(pulumi.ComponentResource):
         location: str,
         oidc_issuer_url: pulumi.Input[str],
         kubernetes: k8s.Provider,
+        add_on_ready: pulumi.Input[bool],
         depends_on: list[pulumi.Resource],
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
@@ -210,7 +211,9 @@ class AppRoutingGateway(pulumi.ComponentResource):
         gateway_namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata={
-                "name": pulumi.Output.concat(namespace, "-ui"),
+                # After the check that an existing cluster runs the add-on (AksCluster.app_routing_ready):
+                # nothing of the UI is made on a cluster that cannot serve it.
+                "name": pulumi.Output.all(namespace, add_on_ready).apply(lambda a: f"{a[0]}-ui"),
                 "labels": {**labels(instance, "ui-gateway"), **pod_security_labels("baseline")},
             },
             opts=k8s_opts,

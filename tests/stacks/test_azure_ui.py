@@ -161,6 +161,28 @@ def test_an_existing_cluster_gets_the_ui_objects_and_no_cluster_change() -> None
     assert federated.inputs["issuer"] == "https://oidc.mock/existing/"
 
 
+@pytest.mark.parametrize(
+    "profiles,fragment",
+    [
+        ({"ingressProfile": None}, "has no application routing add-on"),
+        ({"ingressProfile": {"webAppRouting": {"enabled": False}}}, "az aks update --enable-app-routing"),
+        ({"addonProfiles": {}}, "has no Key Vault secrets provider"),
+    ],
+)
+def test_an_existing_cluster_without_the_add_on_fails_at_preview_naming_the_command(
+    profiles: dict, fragment: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stacks.tooling.clouds import azure as azure_facts
+
+    token = "azure-native:containerservice:getManagedCluster"
+    real = azure_facts.FACTS.mock_invokes[token]
+    monkeypatch.setitem(azure_facts.FACTS.mock_invokes, token, lambda args: {**real(args), **profiles})
+    config, keys = load_stack_config("azure-dev", [*EXISTING, *UI])
+    run = engine.run(program, config=config, secret_keys=keys, stack="azure-dev")
+    assert run.error is not None and "team-aks" in str(run.error) and fragment in str(run.error), run.error
+    assert not run.by_type(GATEWAY) and not [r for r in run.resources if r.name == "ui-namespace"]
+
+
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_the_ui_service_account_is_strictly_valid(version: str) -> None:
     """The Gateway API kinds are custom resources (no schema in kubernetes-validate): the tests above

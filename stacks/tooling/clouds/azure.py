@@ -128,6 +128,22 @@ def _get_cluster(args: dict[str, Any]) -> dict[str, Any]:
         "location": "westeurope",
         "oidcIssuerProfile": {"enabled": True, "issuerURL": "https://oidc.mock/existing/"},
         "identityProfile": {"kubeletidentity": _kubelet(args["resourceName"])},
+        # A cluster with the application routing add-on and the Key Vault secrets provider (what the UI's
+        # Gateway needs of an existing cluster).
+        "ingressProfile": {
+            "webAppRouting": {
+                "enabled": True,
+                "identity": {
+                    "resourceId": f"/subscriptions/mock/resourceGroups/MC_{args['resourceName']}/providers/"
+                    f"Microsoft.ManagedIdentity/userAssignedIdentities/webapprouting-{args['resourceName']}",
+                    "clientId": "webapprouting-client-id",
+                    "objectId": "webapprouting-object-id",
+                },
+            }
+        },
+        "addonProfiles": {
+            "azureKeyvaultSecretsProvider": {"enabled": True, "config": {"enableSecretRotation": "true"}}
+        },
     }
 
 
