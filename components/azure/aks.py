@@ -139,13 +139,13 @@ class AzureCluster(SettingsModel):
         return self
 
 
-def _guid(*parts: str) -> str:
+def assignment_name(*parts: str) -> str:
     """A role assignment name from what the assignment is (Bicep's `guid(scope, principal, role)`): the
     same inputs give the same GUID, so a re-run or an import finds the assignment instead of adding one."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "/".join(parts)))
 
 
-def _role(subscription: pulumi.Input[str], role: str) -> pulumi.Output[str]:
+def role_definition(subscription: pulumi.Input[str], role: str) -> pulumi.Output[str]:
     return pulumi.Output.concat(
         "/subscriptions/", subscription, "/providers/Microsoft.Authorization/roleDefinitions/", role
     )
@@ -286,13 +286,13 @@ class AksCluster(pulumi.ComponentResource):
                     authorization.RoleAssignment(
                         f"{name}-network-contributor",
                         role_assignment_name=pulumi.Output.all(subnet_id, identity.principal_id).apply(
-                            lambda a: _guid(a[0], a[1], NETWORK_CONTRIBUTOR)
+                            lambda a: assignment_name(a[0], a[1], NETWORK_CONTRIBUTOR)
                         ),
                         principal_id=identity.principal_id,
                         # A new identity's principal may not have replicated through Entra ID yet; with
                         # its type given, ARM does not look it up (PrincipalNotFound otherwise).
                         principal_type="ServicePrincipal",
-                        role_definition_id=_role(client.subscription_id, NETWORK_CONTRIBUTOR),
+                        role_definition_id=role_definition(client.subscription_id, NETWORK_CONTRIBUTOR),
                         scope=subnet_id,
                         opts=child,
                     )
@@ -381,10 +381,10 @@ class AksCluster(pulumi.ComponentResource):
                 authorization.RoleAssignment(
                     f"{name}-deployer-admin",
                     role_assignment_name=pulumi.Output.all(cluster.id, client.object_id).apply(
-                        lambda a: _guid(a[0], a[1], AKS_RBAC_CLUSTER_ADMIN)
+                        lambda a: assignment_name(a[0], a[1], AKS_RBAC_CLUSTER_ADMIN)
                     ),
                     principal_id=client.object_id,
-                    role_definition_id=_role(client.subscription_id, AKS_RBAC_CLUSTER_ADMIN),
+                    role_definition_id=role_definition(client.subscription_id, AKS_RBAC_CLUSTER_ADMIN),
                     scope=cluster.id,
                     opts=pulumi.ResourceOptions(parent=self, ignore_changes=["principalId", "roleAssignmentName"]),
                 )
@@ -394,10 +394,10 @@ class AksCluster(pulumi.ComponentResource):
                     authorization.RoleAssignment(
                         f"{name}-admin-{principal}",
                         role_assignment_name=cluster.id.apply(
-                            lambda cid, p=principal: _guid(cid, p, AKS_RBAC_CLUSTER_ADMIN)
+                            lambda cid, p=principal: assignment_name(cid, p, AKS_RBAC_CLUSTER_ADMIN)
                         ),
                         principal_id=principal,
-                        role_definition_id=_role(client.subscription_id, AKS_RBAC_CLUSTER_ADMIN),
+                        role_definition_id=role_definition(client.subscription_id, AKS_RBAC_CLUSTER_ADMIN),
                         scope=cluster.id,
                         opts=child,
                     )
@@ -429,10 +429,10 @@ class AksCluster(pulumi.ComponentResource):
             authorization.RoleAssignment(
                 f"{name}-acr-pull-{registry.rsplit('/', 1)[1].lower()}",
                 # The same registry, identity and role give the same name: a second `up` finds it.
-                role_assignment_name=kubelet.apply(lambda k, r=registry: _guid(r.lower(), k, ACR_PULL)),
+                role_assignment_name=kubelet.apply(lambda k, r=registry: assignment_name(r.lower(), k, ACR_PULL)),
                 principal_id=kubelet,
                 principal_type="ServicePrincipal",
-                role_definition_id=_role(subscription.subscription_id, ACR_PULL),
+                role_definition_id=role_definition(subscription.subscription_id, ACR_PULL),
                 scope=registry,
                 opts=pulumi.ResourceOptions(parent=self),
             )

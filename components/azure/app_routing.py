@@ -42,7 +42,7 @@ import pulumi_azure_native.managedidentity as managedidentity
 import pulumi_kubernetes as k8s
 from pydantic import Field, field_validator
 
-from components.azure.aks import _guid, _role
+from components.azure.aks import assignment_name, role_definition
 from components.azure.storage import WORKLOAD_IDENTITY_CLIENT_ID, WORKLOAD_IDENTITY_USE
 from components.k8s import labels
 from components.namespace import pod_security_labels
@@ -163,8 +163,9 @@ class GatewayObject(pulumi.CustomResource):
         super().__init__(
             f"kubernetes:{GATEWAY_API}:{kind}",
             name,
+            # `status` is an output only (None is not sent): listed so the resource exposes it.
             {"apiVersion": GATEWAY_API, "kind": kind, "metadata": metadata, "spec": spec, "status": None},
-            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(version=k8s._utilities.get_version())),  # pyright: ignore[reportPrivateUsage]
+            opts,
         )
 
 
@@ -236,11 +237,13 @@ class AppRoutingGateway(pulumi.ComponentResource):
         scope = settings.secret_scope()
         reader = authorization.RoleAssignment(
             f"{name}-tls-reader",
-            role_assignment_name=identity.principal_id.apply(lambda p: _guid(scope.lower(), p, KEY_VAULT_SECRETS_USER)),
+            role_assignment_name=identity.principal_id.apply(
+                lambda p: assignment_name(scope.lower(), p, KEY_VAULT_SECRETS_USER)
+            ),
             principal_id=identity.principal_id,
             # A new identity may not have replicated through Entra ID yet: with its type, ARM does not look it up.
             principal_type="ServicePrincipal",
-            role_definition_id=_role(client.subscription_id, KEY_VAULT_SECRETS_USER),
+            role_definition_id=role_definition(client.subscription_id, KEY_VAULT_SECRETS_USER),
             scope=scope,
             opts=azure,
         )
