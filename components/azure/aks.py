@@ -456,16 +456,17 @@ def _require_app_routing(cluster: str, ingress: Any, addons: Any) -> bool:
     provider it syncs with. The Gateway API mode itself is not in the API version read here (README)."""
     routing = _field(ingress, "web_app_routing", "webAppRouting")
     if not _field(routing, "enabled", "enabled"):
-        raise ValueError(
-            f"ui.host: the existing cluster {cluster} has no application routing add-on; run `az aks update "
+        # RunError: Pulumi ends the program with the message alone (no traceback), as for bad config.
+        raise pulumi.RunError(
+            f"airflow-k8s:ui.host: the existing cluster {cluster} has no application routing add-on; run `az aks update "
             "--enable-app-routing --enable-app-routing-istio --enable-gateway-api` on it (README: UI over HTTPS on "
             "Azure), or unset ui.host"
         )
     # ARM spells the add-on's key as it was written (the CLI writes azureKeyvaultSecretsProvider).
     provider = next((v for k, v in (addons or {}).items() if k.lower() == "azurekeyvaultsecretsprovider"), None)
     if not _field(provider, "enabled", "enabled"):
-        raise ValueError(
-            f"ui.host: the existing cluster {cluster} has no Key Vault secrets provider; run `az aks enable-addons "
+        raise pulumi.RunError(
+            f"airflow-k8s:ui.host: the existing cluster {cluster} has no Key Vault secrets provider; run `az aks enable-addons "
             "--addons azure-keyvault-secrets-provider --enable-secret-rotation` on it, or unset ui.host"
         )
     return True
@@ -482,8 +483,8 @@ def _field(value: Any, attribute: str, key: str) -> Any:
 def _kubelet_object_id(profile: Any) -> str:
     identity = (profile or {}).get("kubeletidentity")
     if identity is None or not identity.object_id:
-        raise ValueError(
-            "azure.cluster.acrIds: the cluster has no kubelet managed identity to grant AcrPull to (a cluster with a "
+        raise pulumi.RunError(
+            "airflow-k8s:azure.cluster.acrIds: the cluster has no kubelet managed identity to grant AcrPull to (a cluster with a "
             "service principal: `az aks update --enable-managed-identity`)"
         )
     return identity.object_id

@@ -313,3 +313,19 @@ def test_a_malformed_registry_id_names_the_key_and_registers_nothing(value: str,
     run = engine.run(program, config=config, secret_keys=keys, stack="azure-dev")
     assert run.error is not None and "airflow-k8s:azure.cluster.acrIds" in str(run.error), str(run.error)
     assert fragment in str(run.error) and run.resources == []
+
+
+def test_an_existing_cluster_without_a_kubelet_identity_fails_at_preview(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cluster that still runs with a service principal has no kubelet identity to grant AcrPull to."""
+    from stacks.main import program
+    from stacks.tooling.clouds import azure as azure_facts
+    from stacks.tooling.render import load_stack_config
+
+    token = "azure-native:containerservice:getManagedCluster"
+    real = azure_facts.FACTS.mock_invokes[token]
+    monkeypatch.setitem(azure_facts.FACTS.mock_invokes, token, lambda args: {**real(args), "identityProfile": None})
+    config, keys = load_stack_config("azure-dev", [*EXISTING, *ACRS])
+    run = engine.run(program, config=config, secret_keys=keys, stack="azure-dev")
+    assert type(run.error).__name__ == "RunError", run.error
+    assert str(run.error).startswith("airflow-k8s:azure.cluster.acrIds: the cluster has no kubelet managed identity")
+    assert not roles(run, ACR_PULL)

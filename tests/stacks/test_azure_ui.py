@@ -179,7 +179,9 @@ def test_an_existing_cluster_without_the_add_on_fails_at_preview_naming_the_comm
     monkeypatch.setitem(azure_facts.FACTS.mock_invokes, token, lambda args: {**real(args), **profiles})
     config, keys = load_stack_config("azure-dev", [*EXISTING, *UI])
     run = engine.run(program, config=config, secret_keys=keys, stack="azure-dev")
-    assert run.error is not None and "team-aks" in str(run.error) and fragment in str(run.error), run.error
+    assert type(run.error).__name__ == "RunError", run.error  # the message alone, no traceback
+    assert str(run.error).startswith("airflow-k8s:ui.host: the existing cluster team-aks")
+    assert fragment in str(run.error), run.error
     assert not run.by_type(GATEWAY) and not [r for r in run.resources if r.name == "ui-namespace"]
 
 
