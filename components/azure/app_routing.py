@@ -57,7 +57,8 @@ TLS_CERT_SERVICE_ACCOUNT = "kubernetes.azure.com/tls-cert-service-account"
 # pulumi-kubernetes' generic await (v4.18+): wait for a condition or a JSONPath of a custom resource.
 WAIT_FOR = "pulumi.com/waitFor"
 # Built-in role: read secret contents. A certificate's private key is read through its secret, which is
-# all the operator's sync reads (the documented role; Key Vault Certificate User reads no private key).
+# what the operator's sync reads; Microsoft's guide for the Gateway API implementation grants this role
+# (app-routing-gateway-api-dns-tls), and the stack scopes it to that one secret, not the vault.
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 # The cloud provider's annotation for a private frontend (cloud-provider-azure); the Gateway's
 # `spec.infrastructure.annotations` are copied onto the Service the add-on makes for it.
