@@ -12,7 +12,7 @@ import yaml
 
 from stacks.tooling import engine
 from stacks.tooling.teardown import ancestors
-from tests.render import objects, render
+from tests.render import drop_aborted_applies, objects, render
 from tests.stacks.test_azure import _VNET, EXISTING  # an existing cluster and the VNet it runs in
 
 AKS_SUBNET = f"{_VNET}/subnets/aks"
@@ -329,3 +329,4 @@ def test_an_existing_cluster_without_a_kubelet_identity_fails_at_preview(monkeyp
     assert type(run.error).__name__ == "RunError", run.error
     assert str(run.error).startswith("airflow-k8s:azure.cluster.acrIds: the cluster has no kubelet managed identity")
     assert not roles(run, ACR_PULL)
+    drop_aborted_applies()

@@ -16,7 +16,7 @@ from stacks.main import program
 from stacks.tooling import critpath, engine
 from stacks.tooling.render import load_stack_config
 from stacks.tooling.teardown import ancestors, destroy_order, findings
-from tests.render import K8S_VERSIONS, named, objects, render
+from tests.render import K8S_VERSIONS, drop_aborted_applies, named, objects, render
 from tests.stacks.test_azure import EXISTING, of_type
 
 SUB = "/subscriptions/1b2c3d4e-0000-4000-8000-00000000abcd"
@@ -183,6 +183,7 @@ def test_an_existing_cluster_without_the_add_on_fails_at_preview_naming_the_comm
     assert str(run.error).startswith("airflow-k8s:ui.host: the existing cluster team-aks")
     assert fragment in str(run.error), run.error
     assert not run.by_type(GATEWAY) and not [r for r in run.resources if r.name == "ui-namespace"]
+    drop_aborted_applies()
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
