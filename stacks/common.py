@@ -132,6 +132,7 @@ def outputs(
     log_location: pulumi.Input[str],
     kubeconfig: pulumi.Output[str] | None = None,
     ui: UiIngress | None = None,
+    ui_url: str | None = None,
 ) -> dict[str, Any]:
     """The stack outputs, under the same names for every cloud (None values are not exported)."""
 
@@ -140,9 +141,12 @@ def outputs(
 
     return {
         "namespace": namespace.namespace,
-        # The URL a person opens: the Ingress's, else the port-forward `uiAccess` prints.
+        # The URL a person opens: the Ingress's (ui_url: the azure stack's Gateway's), else the
+        # port-forward `uiAccess` prints.
         "uiUrl": ui.url
         if ui is not None
+        else ui_url
+        if ui_url is not None
         else "http://localhost:8080"
         if cfg.airflow.api_server.service_type == "ClusterIP"
         else airflow.api_url,

@@ -34,6 +34,7 @@ from components.aws.eks import AwsCluster
 from components.aws.load_balancer_controller import AwsUi, check_aws_ui
 from components.aws.network import AwsNetwork
 from components.azure.aks import AzureCluster
+from components.azure.app_routing import AzureUi, check_azure_ui
 from components.azure.broker import AzureBroker
 from components.azure.database import AzureDatabase
 from components.azure.network import AzureNetwork
@@ -407,6 +408,10 @@ class AzureSettings(SettingsModel):
         "container (and their storage accounts); false for test stacks.",
     )
     tags: dict[str, str] = Field(default_factory=dict, description="Tags on every Azure resource.")
+    ui: AzureUi = Field(
+        default_factory=defaults(AzureUi),
+        description="The Gateway of AKS's application routing add-on that serves ui.host.",
+    )
 
     @field_validator("region")
     @classmethod
@@ -501,6 +506,7 @@ class StackConfig(SettingsModel):
                 raise bad("azure", "cloud 'azure' needs the 'azure' settings (region, ...)")
             if self.database.mode != "inCluster" or self.broker.mode != "inCluster":
                 raise bad("database.mode", "the azure stack provides its database and broker; leave them unset")
+            check_azure_ui(self.ui.host, self.azure.ui)
         elif self.azure is not None:
             raise bad("azure", f"only applies to cloud 'azure' (cloud is {self.cloud!r})")
         if self.cloud != "local" and self.kubernetes.log_volume:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import gc
 import json
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -104,3 +106,11 @@ def airflow_pods(run: engine.Run) -> Iterator[tuple[str, dict[str, Any]]]:
         if body:
             pod = yaml.safe_load(body)
             yield component(pod), pod["spec"]
+
+
+def drop_aborted_applies() -> None:
+    """A program ended by an error leaves the coroutines of its pending applies; collect them here, so
+    their "never awaited" warning does not land on a later test."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        gc.collect()

@@ -369,6 +369,20 @@ CLOUD_CASES = [
         "airflow-k8s:aws.database.maxAllocatedStorageGib",
         "must be above allocatedStorageGib",
     ),
+    # Issue 14: the UI on Azure needs its Key Vault certificate, versionless, and registries are ARM ids.
+    ("azure-dev", "ui.host=airflow.example.com", "airflow-k8s:azure.ui.certificateUri", "HTTPS only"),
+    (
+        "azure-dev",
+        "azure.ui.certificateUri=https://kv1.vault.azure.net/certificates/ui/0123456789abcdef0123456789abcdef",
+        "airflow-k8s:azure.ui.certificateUri",
+        "drop the version",
+    ),
+    (
+        "azure-dev",
+        "azure.cluster.acrIds=[myregistry.azurecr.io]",
+        "airflow-k8s:azure.cluster.acrIds",
+        "not container registry ids",
+    ),
 ]
 
 

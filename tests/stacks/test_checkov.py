@@ -90,6 +90,17 @@ CASES = [(stack, ()) for stack in stack_names()] + [
             "airflow.dags.git={repo: 'ssh://git@github.com/example/dags.git', ssh: {secret: git-creds}}",
         ),
     ),
+    # The UI's Gateway, route and certificate service account on Azure (the Gateway API kinds are
+    # custom resources: checkov checks the service account; tests/stacks/test_azure_ui.py the rest).
+    (
+        "azure-dev",
+        (
+            "ui.host=airflow.example.com",
+            "azure.ui.certificateUri=https://team-kv.vault.azure.net/certificates/airflow-ui",
+            "azure.ui.keyVaultId=/subscriptions/1b2c3d4e-0000-4000-8000-00000000abcd/resourceGroups/team-sec"
+            "/providers/Microsoft.KeyVault/vaults/team-kv",
+        ),
+    ),
 ]
 
 
