@@ -645,7 +645,7 @@ def parse(raw: dict[str, Any]) -> StackConfig:
 
 
 def _secret_loc(loc: tuple[Any, ...]) -> bool:
-    return any(str(p) in ("password", "connections") for p in loc)
+    return any(str(p) in ("password", "connections", "clientSecret") for p in loc)
 
 
 # What a key in another namespace would have meant here: the stack builds its own providers from
@@ -696,4 +696,22 @@ def from_pulumi_config() -> StackConfig:
             raw[key] = json.loads(value)
         except (json.JSONDecodeError, TypeError):
             raw[key] = value
-    return parse(raw)
+    cfg = parse(raw)
+    _require_secret(cfg, set(rconfig.get_config_secret_keys_env()))
+    return cfg
+
+
+def _require_secret(cfg: StackConfig, env_secret_keys: set[str]) -> None:
+    """Refuse a credential given as plain config: it would sit readable in the stack file.
+
+    Pulumi tells a program only which top-level keys hold a secret (`airflow-k8s:airflow` as a whole,
+    when any value under it was set with `--secret`); that is the check that can be made here.
+    """
+    from pulumi.runtime import config as rconfig
+
+    key = f"{PROJECT}:airflow"
+    if cfg.airflow.auth.sso is not None and not (rconfig.is_config_secret(key) or key in env_secret_keys):
+        raise ConfigError(
+            f"invalid stack config:\n  {key}.auth.sso.clientSecret: must be a Pulumi secret, not a plain value: "
+            "pulumi config set --secret --path 'airflow.auth.sso.clientSecret' <secret>"
+        )

@@ -32,6 +32,7 @@ from components.airflow.roster import (
     SIMPLE_AUTH_PASSWORDS,
     SQL_ALCHEMY_CONN,
     SQL_ALCHEMY_CONN_ASYNC,
+    SSO_CLIENT_SECRET,
 )
 from components.endpoints import BrokerEndpoint, CaBundle, DatabaseEndpoint
 from components.k8s import labels
@@ -134,6 +135,7 @@ class AirflowSecrets(pulumi.ComponentResource):
         broker: BrokerEndpoint | None,
         admin_user: str,
         connections: Mapping[str, pulumi.Output[str]],
+        sso_client_secret: pulumi.Output[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """Generate the secrets and write the Secret.
@@ -147,6 +149,7 @@ class AirflowSecrets(pulumi.ComponentResource):
             broker: the Celery broker, or None without the CeleryExecutor (no broker URL then).
             admin_user: the admin's user name, for SimpleAuthManager's passwords file.
             connections: Airflow connection id -> URI or JSON, each a secret Output.
+            sso_client_secret: the SSO provider's client secret (a secret Output), if SSO is on.
             opts: options of the component (its parent carries the Kubernetes provider).
         """
         super().__init__("airflow-k8s:kubernetes:AirflowSecrets", name, None, opts)
@@ -188,6 +191,8 @@ class AirflowSecrets(pulumi.ComponentResource):
             ADMIN_PASSWORD: admin.result,
             SIMPLE_AUTH_PASSWORDS: admin.result.apply(lambda p: json.dumps({admin_user: p})),
         }
+        if sso_client_secret is not None:
+            data[SSO_CLIENT_SECRET] = sso_client_secret
         for conn_id, uri in connections.items():
             data[f"AIRFLOW_CONN_{conn_id.upper()}"] = uri
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 
+from components.airflow.sso import Sso
 from components.settings import (
     DnsLabel,
     Quantity,
@@ -164,6 +165,20 @@ class Auth(SettingsModel):
     )
     admin_user: str = Field("admin", pattern=r"^[A-Za-z0-9_.@-]{1,64}$", description="Admin user name.")
     admin_email: str = Field("admin@example.com", description="Admin e-mail (FAB only).")
+    sso: Sso | None = Field(
+        None, description="Single sign-on for the UI through an OAuth/OpenID Connect provider (needs manager 'fab')."
+    )
+
+    @model_validator(mode="after")
+    def _sso_needs_fab(self) -> Auth:
+        if self.sso is not None and self.manager != "fab":
+            raise bad("sso", f"needs manager 'fab' (FAB's OAuth login); manager is '{self.manager}'")
+        return self
+
+    @property
+    def local_admin(self) -> bool:
+        """Whether the generated FAB admin is created (and exported)."""
+        return self.manager == "fab" and (self.sso is None or self.sso.keep_local_admin)
 
 
 class GitSource(SettingsModel):
@@ -274,6 +289,7 @@ OWNED_OPTIONS = {
     "celery.worker_concurrency": "airflow.workers.concurrency",
     "api_auth.jwt_secret": "a generated secret",
     "api.secret_key": "a generated secret",
+    "api.base_url": "ui.host (https://<host>/)",
     "fab.config_file": "the rendered webserver_config.py",
     "kubernetes_executor.namespace": "kubernetes.namespace",
     "kubernetes_executor.pod_template_file": "the rendered pod template",
@@ -293,6 +309,8 @@ OWNED_OPTIONS = {
     "dag_processor.dag_bundle_config_list": "airflow.dags",
     "dag_processor.dag_bundle_storage_path": "airflow.dags",
 }
+# Set from airflow.auth.sso when SSO is on (free to set through airflow.config otherwise).
+SSO_OWNED_OPTION = "fab.session_lifetime_minutes"
 # Options that hold or fetch a secret: Airflow's `_cmd`/`_secret` variants run a command or read a
 # secrets backend, and the rest carry credentials (e.g. smtp.smtp_password, webserver.secret_key).
 SECRET_OPTION = re.compile(r"((^|_)(password|passwd|secret|secret_key|token|fernet_key)|_cmd)$")
@@ -370,4 +388,9 @@ class AirflowSettings(SettingsModel):
     def _coherent(self) -> AirflowSettings:
         if self.flower.enabled and "CeleryExecutor" not in self.executors:
             raise bad("flower.enabled", f"needs the CeleryExecutor (executor is '{self.executor}')")
+        if self.auth.sso is not None and SSO_OWNED_OPTION in self.config:
+            raise bad(
+                "config",
+                f"{SSO_OWNED_OPTION!r} is set by the program with SSO on (airflow.auth.sso.sessionLifetimeMinutes)",
+            )
         return self

@@ -103,7 +103,6 @@ def load_stack_config(stack: str, overrides: Sequence[str] = ()) -> tuple[dict[s
             return [unsecure(key, x) for x in v]
         return v
 
-    values = {k: unsecure(k, v) for k, v in values.items()}
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -123,6 +122,8 @@ def load_stack_config(stack: str, overrides: Sequence[str] = ()) -> tuple[dict[s
             if not isinstance(node, dict):
                 raise RenderError(f"--set {item!r}: {p} is not an object")
         node[path[-1]] = value
+    # After the overrides, so `--set 'airflow.auth.sso.clientSecret={secure: ...}'` is a secret too.
+    values = {k: unsecure(k, v) for k, v in values.items()}
     config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
     return config, sorted(secret_keys)
 
