@@ -153,6 +153,9 @@ def outputs(
         "adminPassword": airflow.secrets.admin_password
         if cfg.airflow.auth.local_admin or cfg.airflow.auth.manager == "simple"
         else None,
+        # Flower's basic auth, when it runs (port-forward to the airflow-flower Service).
+        "flowerUser": cfg.airflow.flower.user if airflow.secrets.flower_password is not None else None,
+        "flowerPassword": airflow.secrets.flower_password,
         "kubeconfig": kubeconfig,
         "databaseEndpoint": endpoint(database.host, database.port),
         "brokerEndpoint": endpoint(broker.host, broker.port) if broker else None,

@@ -127,6 +127,7 @@ class Airflow(pulumi.ComponentResource):
             sso_client_secret=pulumi.Output.secret(settings.auth.sso.client_secret.get_secret_value())
             if settings.auth.sso
             else None,
+            flower_user=settings.flower.user if conditions.flower else None,
             opts=child,
         )
         self.namespace = args.namespace
@@ -214,7 +215,9 @@ class Airflow(pulumi.ComponentResource):
         if conditions.flower:
             self._standard(
                 "flower", 1, settings.flower.resources, ["celery", "flower"], after_migration,
-                probe=probes({"tcpSocket": {"port": "flower"}}, cheap=True, serves=True, timeout=5),
+                # Flower's /healthcheck answers without credentials (flower/views/monitor.py).
+                probe=probes({"httpGet": {"path": "/healthcheck", "port": "flower"}}, cheap=True, serves=True,
+                             timeout=5),
             )  # fmt: skip
             self._build.service("flower")
         if conditions.statsd:

@@ -59,6 +59,9 @@ SECRET_VARIABLES = (
     (roster.RESULT_BACKEND, "AIRFLOW__CELERY__RESULT_BACKEND"),
     # Read by the rendered webserver_config.py (components/airflow/sso.py).
     (roster.SSO_CLIENT_SECRET, CLIENT_SECRET_VARIABLE),
+    # Flower reads FLOWER_* variables as its options (flower/command.py, apply_env_options); Airflow's
+    # `celery flower` passes --basic-auth only when [celery] flower_basic_auth is set, which it is not.
+    (roster.FLOWER_BASIC_AUTH, "FLOWER_BASIC_AUTH"),
 )
 
 
@@ -287,6 +290,8 @@ class AirflowEnv:
             present -= {roster.BROKER_URL, roster.RESULT_BACKEND}
         if not self._roster.conditions.sso:
             present -= {roster.SSO_CLIENT_SECRET}
+        if not self._roster.conditions.flower:
+            present -= {roster.FLOWER_BASIC_AUTH}
         env += [self.secret_ref(component, key, var) for key, var in SECRET_VARIABLES if key in granted & present]
         if roster.CONNECTIONS in granted:
             env += [self._ref(key, key) for key in self._connection_keys]

@@ -32,6 +32,8 @@ ADMIN_PASSWORD = "admin-password"
 SIMPLE_AUTH_PASSWORDS = "simple-auth-passwords.json"
 # The SSO provider's client secret (airflow.auth.sso.clientSecret): only the api-server logs users in.
 SSO_CLIENT_SECRET = "sso-client-secret"
+# Flower's basic-auth credentials (`user:password`, generated): Flower alone checks them.
+FLOWER_BASIC_AUTH = "flower-basic-auth"
 # Not one key: every `airflow.connections` entry, as AIRFLOW_CONN_<ID>.
 CONNECTIONS = "connections"
 
@@ -273,7 +275,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         "flower",
         lambda c: c.flower,
         ports=(Port("flower", 5555),),
-        secrets=frozenset({BROKER_URL, RESULT_BACKEND}),
+        secrets=frozenset({BROKER_URL, RESULT_BACKEND, FLOWER_BASIC_AUTH}),
     ),
     AirflowComponent(
         "statsd",

@@ -150,6 +150,11 @@ class Workers(Component):
 
 class Flower(SettingsModel):
     enabled: bool = Field(False, description="Run Celery Flower (needs the Celery executor).")
+    user: str = Field(
+        "flower",
+        pattern=r"^[A-Za-z0-9_.@-]{1,64}$",
+        description="Flower's basic-auth user; its password is generated (outputs flowerUser, flowerPassword).",
+    )
     resources: Resources = resources_field("100m", "256Mi", "512Mi")
 
 
@@ -302,6 +307,7 @@ OWNED_OPTIONS = {
     "logging.trigger_log_server_port": "the triggerer's Service port",
     "scheduler.enable_health_check": "the scheduler's probes",
     "scheduler.scheduler_health_check_server_port": "the scheduler's probes",
+    "celery.flower_basic_auth": "airflow.flower (a generated password)",
     "metrics.statsd_on": "airflow.statsd",
     "metrics.statsd_host": "airflow.statsd",
     "metrics.statsd_port": "airflow.statsd",

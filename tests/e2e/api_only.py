@@ -4,23 +4,51 @@ long-running processes. For tests about what people reach over HTTP (the proxy, 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import requests
 
+from stacks.main import program
+from stacks.tooling import engine
+from stacks.tooling.render import load_stack_config
 from tests.e2e.harness import AIRFLOW_VENV, E2E, Api, Cluster, Process, airflow_containers, wait_port
 from tests.e2e.test_airflow_e2e import TIMINGS, Deployment, _render_objects
+
+AIRFLOW_KEY = "airflow-k8s:airflow"
 
 
 class Front(Deployment):
     """A Deployment that runs only the components a test asks for."""
 
-    def __init__(self, base: Path, overrides: tuple[str, ...] = (), redis: bool = False) -> None:
+    def __init__(
+        self, base: Path, overrides: tuple[str, ...] = (), redis: bool = False, secrets: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(base, overrides)
         self._with_redis = redis
+        self._secrets = dict(secrets or {})
+
+    def render(self) -> list[dict[str, Any]]:
+        """The render, with `secrets` (a path under `airflow-k8s:airflow` -> value) passed the way the
+        Pulumi CLI passes a `--secret --path` value: decrypted, its top-level key marked secret."""
+        if not self._secrets:
+            return _render_objects(self.overrides())
+        config, keys = load_stack_config("local", list(self.overrides()))
+        raw = json.loads(config[AIRFLOW_KEY])
+        for path, value in self._secrets.items():
+            *parents, leaf = path.split(".")
+            node = raw
+            for p in parents:
+                node = node[p]
+            node[leaf] = value
+        config[AIRFLOW_KEY] = json.dumps(raw)
+        run = engine.run(program, config=config, secret_keys=[*keys, AIRFLOW_KEY], stack="local")
+        assert run.error is None, run.error
+        return [r.manifest(reveal=True) for r in run.kubernetes()]
 
     def start_servers(self) -> None:
         self.pg.start()
@@ -39,7 +67,7 @@ class Front(Deployment):
         """Run the Jobs, then start `components` (`env`: extra env per component, a test's own)."""
         import shutil
 
-        self.objects = _render_objects(self.overrides())
+        self.objects = self.render()
         dags = self.base / "dag-volume"
         shutil.copytree(E2E / "dags", dags, dirs_exist_ok=True)
         self.cluster = Cluster(self.objects, dags, self.base, ca_bundle=self.redis.ca)
@@ -69,10 +97,11 @@ def front(
     env: Mapping[str, Mapping[str, str]] | None = None,
     redis: bool = False,
     module: str = "front",
+    secrets: Mapping[str, str] | None = None,
 ) -> Iterator[Front]:
     assert (AIRFLOW_VENV / "bin" / "airflow").exists(), f"no Airflow virtualenv at {AIRFLOW_VENV}: run `bash .ci/run`"
     t0 = time.time()
-    d = Front(base, overrides, redis=redis)
+    d = Front(base, overrides, redis=redis, secrets=secrets)
     try:
         d.start_servers()
         d.boot_only(components, env)
@@ -103,6 +132,9 @@ class Ingress:
 
     def request(self, method: str, url: str, data: dict[str, str] | None = None) -> requests.Response:
         headers = {"Host": self.host, "X-Forwarded-Proto": self.proto, "X-Forwarded-For": "198.51.100.23"}
+        if method == "POST":
+            # A browser posting a same-site form (Flask-WTF checks the referrer over https).
+            headers["Referer"] = url
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         resp = requests.request(
