@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Literal
+from urllib.parse import urljoin
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
@@ -170,49 +171,47 @@ class Sso(SettingsModel):
         return self.groups_claim or ("roles" if self.provider == "azure" else "groups")
 
 
+# OAuth 2 endpoints (API base, token, authorize) of the providers without discovery in FAB's code.
+_ENDPOINTS = {
+    "azure": ("https://login.microsoftonline.com/{tenant}/", "oauth2/v2.0/token", "oauth2/v2.0/authorize"),
+    "google": ("https://www.googleapis.com/oauth2/v2/", "https://oauth2.googleapis.com/token",
+               "https://accounts.google.com/o/oauth2/v2/auth"),
+    "github": ("https://api.github.com/", "https://github.com/login/oauth/access_token",
+               "https://github.com/login/oauth/authorize"),
+}  # fmt: skip
+_SCOPES = {
+    "azure": ["openid", "email", "profile"],
+    "google": ["openid", "email", "profile"],
+    "github": ["read:user", "user:email", "read:org"],
+    "okta": ["openid", "email", "profile", "groups"],
+    "oidc": ["openid", "email", "profile"],
+}
+
+
 def _remote_app(sso: Sso) -> dict[str, object]:
     """authlib's registration for the provider (FAB passes `remote_app` to `OAuth.register`)."""
-    scopes = {
-        "azure": ["openid", "email", "profile"],
-        "google": ["openid", "email", "profile"],
-        "github": ["read:user", "user:email", "read:org"],
-        "okta": ["openid", "email", "profile", "groups"],
-        "oidc": ["openid", "email", "profile"],
-    }[sso.provider]
-    scope = " ".join(dict.fromkeys([*scopes, *sso.extra_scopes]))
+    scope = " ".join(dict.fromkeys([*_SCOPES[sso.provider], *sso.extra_scopes]))
     app: dict[str, object] = {"client_id": sso.client_id, "client_kwargs": {"scope": scope}}
+    if sso.provider in _ENDPOINTS:
+        base, token, authorize = (u.format(tenant=sso.tenant_id) for u in _ENDPOINTS[sso.provider])
+        # Azure's token and authorize URLs are under the tenant's base (FAB derives the tenant from them).
+        app.update(
+            api_base_url=base,
+            access_token_url=urljoin(base, token),
+            authorize_url=urljoin(base, authorize),
+            request_token_url=None,
+        )
     if sso.provider == "azure":
-        base = f"https://login.microsoftonline.com/{sso.tenant_id}"
-        app.update(
-            api_base_url=f"{base}/",
-            access_token_url=f"{base}/oauth2/v2.0/token",
-            authorize_url=f"{base}/oauth2/v2.0/authorize",
-            request_token_url=None,
-            client_kwargs={"scope": scope, "tenant_id": sso.tenant_id},
-        )
-    elif sso.provider == "google":
-        app.update(
-            api_base_url="https://www.googleapis.com/oauth2/v2/",
-            access_token_url="https://oauth2.googleapis.com/token",
-            authorize_url="https://accounts.google.com/o/oauth2/v2/auth",
-            request_token_url=None,
-        )
-        if len(sso.allowed_domains) == 1:
-            # A hint for Google's account chooser; the check itself is the manager's.
-            app["authorize_params"] = {"hd": sso.allowed_domains[0]}
-    elif sso.provider == "github":
-        app.update(
-            api_base_url="https://api.github.com/",
-            access_token_url="https://github.com/login/oauth/access_token",
-            authorize_url="https://github.com/login/oauth/authorize",
-            request_token_url=None,
-        )
+        app["client_kwargs"] = {"scope": scope, "tenant_id": sso.tenant_id}
+    elif sso.provider == "google" and len(sso.allowed_domains) == 1:
+        # A hint for Google's account chooser; the check itself is the manager's.
+        app["authorize_params"] = {"hd": sso.allowed_domains[0]}
     elif sso.provider == "okta":
         app.update(
             api_base_url=f"https://{sso.domain}/oauth2/v1/",
             server_metadata_url=f"https://{sso.domain}/.well-known/openid-configuration",
         )
-    else:
+    elif sso.provider == "oidc":
         app["server_metadata_url"] = (
             sso.metadata_url or f"{(sso.issuer or '').rstrip('/')}/.well-known/openid-configuration"
         )
