@@ -656,14 +656,14 @@ def parse(raw: dict[str, Any], secret_keys: Collection[str] = ()) -> StackConfig
 
 
 def _secret_loc(loc: tuple[Any, ...]) -> bool:
-    return any(str(p) in ("password", "connections", "privateKey") for p in loc)
+    return any(str(p) in ("password", "connections", "privateKey", "clientSecret") for p in loc)
 
 
 # Values that must arrive as Pulumi secrets (`pulumi config set --secret --path KEY VALUE`), as
 # paths under the project's namespace. The program only learns which top-level keys are secret:
 # Pulumi marks a structured key (`airflow-k8s:airflow`) secret as a whole when any value inside it
 # is `secure:`, and a plain-text value in the same key then has no such mark.
-SECRET_ONLY = ("airflow.dags.git.ssh.privateKey",)
+SECRET_ONLY = ("airflow.dags.git.ssh.privateKey", "airflow.auth.sso.clientSecret")
 
 
 def _plain_secrets(raw: dict[str, Any], secret_keys: Collection[str]) -> list[str]:

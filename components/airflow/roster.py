@@ -30,6 +30,10 @@ RESULT_BACKEND = "result-backend"
 BROKER_URL = "broker-url"
 ADMIN_PASSWORD = "admin-password"
 SIMPLE_AUTH_PASSWORDS = "simple-auth-passwords.json"
+# The SSO provider's client secret (airflow.auth.sso.clientSecret): only the api-server logs users in.
+SSO_CLIENT_SECRET = "sso-client-secret"
+# Flower's basic-auth credentials (`user:password`, generated): Flower alone checks them.
+FLOWER_BASIC_AUTH = "flower-basic-auth"
 # Not one key: every `airflow.connections` entry, as AIRFLOW_CONN_<ID>.
 CONNECTIONS = "connections"
 
@@ -44,6 +48,9 @@ CELERY_WORKER = "celery-worker"  # worker concurrency
 KUBERNETES_EXECUTOR = "kubernetes-executor"  # task namespace, pod template, pod deletion
 SCHEDULER = "scheduler"  # its health endpoint
 SIMPLE_AUTH = "simple-auth"  # SimpleAuthManager's users and passwords file
+# Behind the UI's Ingress (`ui.host`): which peers' X-Forwarded-* headers the api-server trusts.
+PROXY = "proxy"
+SSO = "sso"  # SSO's session lifetime (the login itself is configured by webserver_config.py)
 # A Job gets `airflow.config` only from these sections (engine and auth settings can matter to a
 # migration; nothing else may replace the Job).
 JOB_CONFIG_SECTIONS = frozenset({"database", "fab"})
@@ -70,6 +77,8 @@ class Conditions:
     pod_operator: bool
     fab: bool
     simple_auth: bool
+    sso: bool
+    local_admin: bool
     git_writer: bool
     flower: bool
     statsd: bool
@@ -83,6 +92,8 @@ class Conditions:
             pod_operator=settings.pod_operator.enabled,
             fab=settings.auth.manager == "fab",
             simple_auth=settings.auth.manager == "simple",
+            sso=settings.auth.sso is not None,
+            local_admin=settings.auth.local_admin,
             git_writer=git_writer,
             flower=celery and settings.flower.enabled,
             statsd=settings.statsd.enabled,
@@ -184,8 +195,8 @@ TABLE: tuple[AirflowComponent, ...] = (
         secrets=frozenset(
             {JWT_SECRET, FERNET_KEY, SQL_ALCHEMY_CONN, SQL_ALCHEMY_CONN_ASYNC, API_SECRET_KEY, CONNECTIONS}
         ),
-        extra_secrets=((SIMPLE_AUTH_PASSWORDS, lambda c: c.simple_auth),),
-        settings=_LONG_RUNNING | {TASK_CONTEXT, KUBERNETES_EXECUTOR, SIMPLE_AUTH},
+        extra_secrets=((SIMPLE_AUTH_PASSWORDS, lambda c: c.simple_auth), (SSO_CLIENT_SECRET, lambda c: c.sso)),
+        settings=_LONG_RUNNING | {TASK_CONTEXT, KUBERNETES_EXECUTOR, SIMPLE_AUTH, PROXY, SSO},
         # Behind its Service and any load balancer: serves while they take it out (an ALB's
         # deregistration, ingress-nginx's endpoint sync), then uvicorn finishes what is in flight.
         drain_seconds=15,
@@ -232,7 +243,7 @@ TABLE: tuple[AirflowComponent, ...] = (
     ),
     AirflowComponent(
         "create-user",
-        lambda c: c.fab,
+        lambda c: c.local_admin,
         secrets=frozenset({SQL_ALCHEMY_CONN, ADMIN_PASSWORD}),
         settings=frozenset({BASE}),
     ),
@@ -279,7 +290,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         "flower",
         lambda c: c.flower,
         ports=(Port("flower", 5555),),
-        secrets=frozenset({BROKER_URL, RESULT_BACKEND}),
+        secrets=frozenset({BROKER_URL, RESULT_BACKEND, FLOWER_BASIC_AUTH}),
     ),
     AirflowComponent(
         "statsd",

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 
+from components.airflow.sso import Sso
 from components.settings import (
     DnsLabel,
     Quantity,
@@ -150,6 +151,11 @@ class Workers(Component):
 
 class Flower(SettingsModel):
     enabled: bool = Field(False, description="Run Celery Flower (needs the Celery executor).")
+    user: str = Field(
+        "flower",
+        pattern=r"^[A-Za-z0-9_.@-]{1,64}$",
+        description="Flower's basic-auth user; its password is generated (outputs flowerUser, flowerPassword).",
+    )
     resources: Resources = resources_field("100m", "256Mi", "512Mi")
 
 
@@ -165,6 +171,20 @@ class Auth(SettingsModel):
     )
     admin_user: str = Field("admin", pattern=r"^[A-Za-z0-9_.@-]{1,64}$", description="Admin user name.")
     admin_email: str = Field("admin@example.com", description="Admin e-mail (FAB only).")
+    sso: Sso | None = Field(
+        None, description="Single sign-on for the UI through an OAuth/OpenID Connect provider (needs manager 'fab')."
+    )
+
+    @model_validator(mode="after")
+    def _sso_needs_fab(self) -> Auth:
+        if self.sso is not None and self.manager != "fab":
+            raise bad("sso", f"needs manager 'fab' (FAB's OAuth login); manager is '{self.manager}'")
+        return self
+
+    @property
+    def local_admin(self) -> bool:
+        """Whether the generated FAB admin is created (and exported)."""
+        return self.manager == "fab" and (self.sso is None or self.sso.keep_local_admin)
 
 
 # The Airflow connection through which GitDagBundle gets the deploy key (components/airflow/git_ssh.py).
@@ -434,6 +454,7 @@ OWNED_OPTIONS = {
     "celery.worker_concurrency": "airflow.workers.concurrency",
     "api_auth.jwt_secret": "a generated secret",
     "api.secret_key": "a generated secret",
+    "api.base_url": "ui.host (https://<host>/)",
     "fab.config_file": "the rendered webserver_config.py",
     "kubernetes_executor.namespace": "kubernetes.namespace",
     "kubernetes_executor.pod_template_file": "the rendered pod template",
@@ -446,6 +467,7 @@ OWNED_OPTIONS = {
     "logging.trigger_log_server_port": "the triggerer's Service port",
     "scheduler.enable_health_check": "the scheduler's probes",
     "scheduler.scheduler_health_check_server_port": "the scheduler's probes",
+    "celery.flower_basic_auth": "airflow.flower (a generated password)",
     "metrics.statsd_on": "airflow.statsd",
     "metrics.statsd_host": "airflow.statsd",
     "metrics.statsd_port": "airflow.statsd",
@@ -453,6 +475,8 @@ OWNED_OPTIONS = {
     "dag_processor.dag_bundle_config_list": "airflow.dags",
     "dag_processor.dag_bundle_storage_path": "airflow.dags",
 }
+# Set from airflow.auth.sso when SSO is on (free to set through airflow.config otherwise).
+SSO_OWNED_OPTION = "fab.session_lifetime_minutes"
 # Options that hold or fetch a secret: Airflow's `_cmd`/`_secret` variants run a command or read a
 # secrets backend, and the rest carry credentials (e.g. smtp.smtp_password, webserver.secret_key).
 SECRET_OPTION = re.compile(r"((^|_)(password|passwd|secret|secret_key|token|fernet_key)|_cmd)$")
@@ -538,4 +562,9 @@ class AirflowSettings(SettingsModel):
                     f"connections.{taken[0]}",
                     "is the connection the program gives GitDagBundle for dags.git.ssh; use another id",
                 )
+        if self.auth.sso is not None and SSO_OWNED_OPTION in self.config:
+            raise bad(
+                "config",
+                f"{SSO_OWNED_OPTION!r} is set by the program with SSO on (airflow.auth.sso.sessionLifetimeMinutes)",
+            )
         return self

@@ -117,7 +117,6 @@ def load_stack_config(
             return [unsecure(key, x, leaf) for x in v]
         return v
 
-    values = {k: unsecure(k, v, k) for k, v in values.items()}
     for item, secret in [(o, False) for o in overrides] + [(o, True) for o in secret_overrides]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -139,6 +138,8 @@ def load_stack_config(
             if not isinstance(node, dict):
                 raise RenderError(f"--set {item!r}: {p} is not an object")
         node[path[-1]] = value
+    # After the overrides, so `--set 'airflow.auth.sso.clientSecret={secure: ...}'` is a secret too.
+    values = {k: unsecure(k, v, k) for k, v in values.items()}
     config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
     return config, sorted(secret_keys)
 

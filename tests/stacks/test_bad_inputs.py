@@ -198,6 +198,26 @@ CASES = [
     ),
     # Issue 13, case collisions: both would become AIRFLOW_VAR_FOO.
     ("airflow.variables={foo: a, FOO: b}", "airflow-k8s:airflow.variables", "differ only in case"),
+    # Issue 14: SSO's client secret only as a Pulumi secret, SSO only with FAB, known roles only (more
+    # in tests/stacks/test_sso.py); Flower's user name goes into `user:password`.
+    (
+        "airflow.auth.sso={provider: oidc, clientId: c, clientSecret: plain-text, issuer: 'https://id.example.com'}",
+        "airflow-k8s:airflow.auth.sso.clientSecret",
+        "must be a Pulumi secret",
+    ),
+    (
+        "airflow.auth={manager: simple, sso: {provider: oidc, clientId: c, clientSecret: {secure: s}, "
+        "issuer: 'https://id.example.com'}}",
+        "airflow-k8s:airflow.auth.sso",
+        "needs manager 'fab'",
+    ),
+    (
+        "airflow.auth.sso={provider: okta, clientId: c, clientSecret: {secure: s}, domain: example.okta.com, "
+        "defaultRole: Superuser}",
+        "airflow-k8s:airflow.auth.sso.defaultRole",
+        "'Admin', 'Op', 'User', 'Viewer', 'Public'",
+    ),
+    ("airflow.flower.user=ops:team", "airflow-k8s:airflow.flower.user", "must match"),
 ]
 
 

@@ -101,6 +101,27 @@ CASES = [(stack, ()) for stack in stack_names()] + [
             "/providers/Microsoft.KeyVault/vaults/team-kv",
         ),
     ),
+    # Issue 14: single sign-on (the webserver_config.py ConfigMap and its mount, the client secret)
+    # behind the UI's Ingress, and Flower behind basic auth (its Secret reference, its HTTP probes).
+    (
+        "local",
+        (
+            "ui.host=airflow.example.com",
+            "ui.ingressClassName=nginx",
+            "ui.tls.clusterIssuer=letsencrypt",
+            "airflow.flower.enabled=true",
+            "airflow.auth.sso={provider: oidc, clientId: airflow, clientSecret: {secure: s}, "
+            "issuer: 'https://id.example.com', allowedDomains: [example.com], roleMapping: {admins: [Admin]}}",
+        ),
+    ),
+    (
+        "azure-dev",
+        (
+            "airflow.flower.enabled=true",
+            "airflow.auth.sso={provider: azure, clientId: airflow, clientSecret: {secure: s}, "
+            "tenantId: 0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d, roleMapping: {Airflow.Admin: [Admin]}}",
+        ),
+    ),
 ]
 
 
