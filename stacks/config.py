@@ -502,6 +502,12 @@ class StackConfig(SettingsModel):
                 raise bad("database.mode", "the azure stack provides its database and broker; leave them unset")
         elif self.azure is not None:
             raise bad("azure", f"only applies to cloud 'azure' (cloud is {self.cloud!r})")
+        for i, obj in enumerate(self.airflow.extra_objects):
+            if obj.metadata.namespace not in (None, self.kubernetes.namespace):
+                raise bad(
+                    f"airflow.extraObjects.{i}.metadata.namespace",
+                    f"extra objects go in Airflow's namespace {self.kubernetes.namespace!r} (leave it unset)",
+                )
         if self.cloud != "local" and self.kubernetes.log_volume:
             store = "S3" if self.cloud == "aws" else "Blob storage"
             raise bad(
@@ -696,4 +702,26 @@ def from_pulumi_config() -> StackConfig:
             raw[key] = json.loads(value)
         except (json.JSONDecodeError, TypeError):
             raw[key] = value
-    return parse(raw)
+    config = parse(raw)
+    plain_secret_objects(config, secret=rconfig.is_config_secret(f"{PROJECT}:airflow"))
+    return config
+
+
+def plain_secret_objects(config: StackConfig, *, secret: bool) -> None:
+    """Refuse a Secret among `airflow.extraObjects` whose data came as plain text.
+
+    Pulumi tells a program only which top-level keys hold a secret (`airflow-k8s:airflow` once any
+    value under it was set with `--secret`), not which value: so this catches a stack whose
+    `airflow` block holds no secret at all, and the program makes the Secret's data a Pulumi secret
+    either way. Set each value with `pulumi config set --secret --path 'airflow.extraObjects[0].stringData.key'`.
+    """
+    if secret:
+        return
+    for i, obj in enumerate(config.airflow.extra_objects):
+        if obj.secret_data:
+            key = "stringData" if obj.body.get("stringData") else "data"
+            raise ConfigError(
+                f"{PROJECT}:airflow.extraObjects.{i}.{key}: Secret {obj.metadata.name!r} has data in plain text in the "
+                f"stack config; set each value with `pulumi config set --secret --path "
+                f"'airflow.extraObjects[{i}].{key}.<key>' <value>`"
+            )

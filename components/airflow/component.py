@@ -27,6 +27,7 @@ import pulumi_kubernetes as k8s
 
 from components.airflow import roster
 from components.airflow.env import LOGS, POD_TEMPLATE_DIR, SIMPLE_AUTH_DIR, AirflowEnv, dags_folder
+from components.airflow.extra_objects import extra_objects
 from components.airflow.jobs import Jobs
 from components.airflow.network import network_policies
 from components.airflow.pod_template import pod_template_configmap
@@ -208,6 +209,7 @@ class Airflow(pulumi.ComponentResource):
             self._statsd()
         if args.network_policies:
             network_policies(self, name, args.instance, args.namespace, self._roster)
+        self.extra_objects = extra_objects(self, name, args.namespace, settings.extra_objects)
 
         self.register_outputs({"api_url": self.api_url, "migration_job": self.migration.metadata["name"]})
 
@@ -319,6 +321,7 @@ class Airflow(pulumi.ComponentResource):
                 {"name": "tmp", "emptyDir": {}},
             ],
         }
+        pod = self._pods.finish(component, pod)
         self._build.workload(
             Workload(component, 1, pod, strategy={"type": "Recreate"}, revision_history=None, spread=False),
             self._pods,
@@ -343,6 +346,7 @@ class Airflow(pulumi.ComponentResource):
                 "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
             }],
         }  # fmt: skip
+        pod = self._pods.finish(component, pod)
         self._build.workload(
             Workload(component, 1, pod, strategy=None, revision_history=None, spread=False), self._pods
         )

@@ -124,6 +124,9 @@ class AirflowComponent:
             send it requests. 0: none.
         process_env: plain env of its Airflow containers that is about the process, not Airflow's
             config (e.g. how the image's dumb-init passes signals on).
+        options: the block of `airflow` settings (an attribute of AirflowSettings) that holds its
+            pods' own placement and escape hatches (extra env, volumes, containers); None: it takes
+            only the stack-wide `airflow.placement` and `airflow.imagePullSecrets`.
     """
 
     name: str
@@ -140,6 +143,7 @@ class AirflowComponent:
     grace_seconds: int = 60
     drain_seconds: int = 0
     process_env: tuple[tuple[str, str], ...] = ()
+    options: str | None = None
 
     def calls_kubernetes_api(self, c: Conditions) -> bool:
         """Only these get a service-account token mounted."""
@@ -185,6 +189,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         # Behind its Service and any load balancer: serves while they take it out (an ALB's
         # deregistration, ingress-nginx's endpoint sync), then uvicorn finishes what is in flight.
         drain_seconds=15,
+        options="api_server",
     ),
     AirflowComponent(
         "scheduler",
@@ -197,6 +202,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         # Signs each workload's execution-API token (JWT); sends Celery tasks and polls their state.
         secrets=frozenset({JWT_SECRET, FERNET_KEY, SQL_ALCHEMY_CONN, BROKER_URL, RESULT_BACKEND}),
         settings=_LONG_RUNNING | {KUBERNETES_EXECUTOR, SCHEDULER},
+        options="scheduler",
     ),
     AirflowComponent(
         "dag-processor",
@@ -206,6 +212,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         # Runs parse-time code and callbacks against an in-process execution API (no JWT).
         secrets=frozenset({FERNET_KEY, SQL_ALCHEMY_CONN, CONNECTIONS}),
         settings=_LONG_RUNNING | {TASK_CONTEXT},
+        options="dag_processor",
     ),
     AirflowComponent(
         "triggerer",
@@ -217,6 +224,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         # Triggers run against an in-process execution API (no JWT); its log server checks requests.
         secrets=frozenset({FERNET_KEY, SQL_ALCHEMY_CONN, API_SECRET_KEY, CONNECTIONS}),
         settings=_LONG_RUNNING | {TASK_CONTEXT},
+        options="triggerer",
     ),
     AirflowComponent(
         "migrate",
@@ -224,12 +232,14 @@ TABLE: tuple[AirflowComponent, ...] = (
         # Migrations may re-encrypt stored values (fernet).
         secrets=frozenset({SQL_ALCHEMY_CONN, FERNET_KEY}),
         settings=frozenset({BASE}),
+        options="jobs",
     ),
     AirflowComponent(
         "create-user",
         lambda c: c.fab,
         secrets=frozenset({SQL_ALCHEMY_CONN, ADMIN_PASSWORD}),
         settings=frozenset({BASE}),
+        options="jobs",
     ),
     AirflowComponent(
         "worker",
@@ -249,6 +259,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         # supervisors pass it on to their tasks, and an operator with an on_kill (Bash, pods) stops.
         # The official chart sets 0 on workers too; tests/e2e/test_warm_shutdown_e2e.py shows both.
         process_env=(("DUMB_INIT_SETSID", "0"),),
+        options="workers",
     ),
     # KubernetesExecutor task pods, made from the pod template.
     AirflowComponent(
@@ -259,6 +270,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         dags="runs",
         secrets=frozenset({CONNECTIONS}),
         settings=_LONG_RUNNING | {TASK_CONTEXT},
+        options="task_pods",
     ),
     # The single writer of the DAG volume (source `volume` with `git`).
     AirflowComponent(
@@ -273,6 +285,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         lambda c: c.flower,
         ports=(Port("flower", 5555),),
         secrets=frozenset({BROKER_URL, RESULT_BACKEND}),
+        options="flower",
     ),
     AirflowComponent(
         "statsd",
@@ -355,3 +368,6 @@ class Roster:
 
     def drain_seconds(self, name: str) -> int:
         return component(name).drain_seconds
+
+    def options(self, name: str) -> str | None:
+        return component(name).options
