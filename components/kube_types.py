@@ -435,17 +435,26 @@ class SecurityContext(KubeModel):
     `container_security`): only towards what Pod Security `restricted` still admits."""
 
     KIND = "SecurityContext"
-    allow_privilege_escalation: Literal[False] | None = None
-    privileged: Literal[False] | None = None
+    allow_privilege_escalation: bool | None = None
+    privileged: bool | None = None
     read_only_root_filesystem: bool | None = None
-    run_as_non_root: Literal[True] | None = None
-    run_as_user: int | None = Field(None, ge=1, description="Not 0: restricted refuses root.")
+    run_as_non_root: bool | None = None
+    run_as_user: int | None = Field(None, ge=1, description="Not 0: Pod Security 'restricted' refuses root.")
     run_as_group: int | None = Field(None, ge=0)
     capabilities: Capabilities | None = None
     seccomp_profile: SeccompProfile | None = None
 
     @model_validator(mode="after")
     def _drops_all(self) -> SecurityContext:
+        for key, value, allowed in (
+            ("privileged", self.privileged, False),
+            ("allowPrivilegeEscalation", self.allow_privilege_escalation, False),
+            ("runAsNonRoot", self.run_as_non_root, True),
+        ):
+            if value is not None and value != allowed:
+                raise bad(
+                    key, f"must be {str(allowed).lower()}: Airflow's namespace enforces Pod Security 'restricted'"
+                )
         if self.capabilities is not None and "ALL" not in (self.capabilities.drop or []):
             raise bad("capabilities.drop", "must include 'ALL' (Pod Security 'restricted')")
         return self

@@ -612,6 +612,8 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | N
     """The keys a model accepts at `loc` (for 'unknown key' errors)."""
     cur: Any = model
     for p in loc[:-1]:
+        if isinstance(p, int):
+            continue  # an index into the list the previous key named
         if not (isinstance(cur, type) and issubclass(cur, BaseModel)):
             return None
         f = next((f for f in cur.model_fields.values() if f.alias == p), None)
@@ -620,6 +622,8 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | N
         ann = f.annotation
         args = [a for a in getattr(ann, "__args__", ()) if a is not type(None)]
         cur = args[0] if args and typing.get_origin(ann) in (Union, types.UnionType) else ann
+        if typing.get_origin(cur) is list:
+            cur = typing.get_args(cur)[0]
     if isinstance(cur, type) and issubclass(cur, BaseModel):
         return sorted(f.alias for f in cur.model_fields.values() if f.alias)
     return None

@@ -227,7 +227,12 @@ class PodOptions(SettingsModel):
                     f"extraVolumeMounts.{i}.name",
                     f"{m.name!r} is not in extraVolumes (declared: {', '.join(sorted(declared)) or 'none'})",
                 )
-            for path in GENERATED_PATHS + (HOME,):
+            if HOME.startswith(m.mount_path.rstrip("/") + "/") or m.mount_path == HOME:
+                raise bad(
+                    f"extraVolumeMounts.{i}.mountPath",
+                    f"{m.mount_path!r} would hide Airflow's home {HOME!r}; mount into a folder of its own",
+                )
+            for path in GENERATED_PATHS:
                 if _overlaps(m.mount_path, path):
                     raise bad(
                         f"extraVolumeMounts.{i}.mountPath",
