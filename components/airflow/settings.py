@@ -107,6 +107,9 @@ class Placement(SettingsModel):
     `airflow.placement`), and a set field replaces the inherited one whole: an empty list or map
     clears it."""
 
+    # The config reference lists these keys once, under `airflow.placement`.
+    DOC_ONCE: ClassVar[bool] = True
+
     node_selector: dict[QualifiedName, LabelValue] | None = Field(
         None, description="Node labels the pods require (pod `nodeSelector`)."
     )
@@ -478,6 +481,7 @@ class ExtraObject(SettingsModel):
     (spec, data, rules, ...), which the API server checks."""
 
     model_config = ConfigDict(extra="allow")
+    DOC_TYPE: ClassVar[str] = "Kubernetes object"
 
     api_version: str = Field(
         ...,
@@ -595,6 +599,11 @@ class AirflowSettings(SettingsModel):
         "CeleryExecutor", description="Executor(s); both at once route tasks by queue."
     )
     auth: Auth = Field(default_factory=defaults(Auth), description="Authentication.")
+    placement: Placement | None = Field(
+        None,
+        description="Default placement of every Airflow pod (components, Jobs, task pods, git-sync, statsd); "
+        "a component's own placement replaces it field by field.",
+    )
     api_server: ApiServer = Field(default_factory=defaults(ApiServer), description="api-server.")
     scheduler: Scheduler = Field(default_factory=defaults(Scheduler), description="Scheduler.")
     dag_processor: DagProcessor = Field(default_factory=defaults(DagProcessor), description="DAG processor.")
@@ -610,11 +619,6 @@ class AirflowSettings(SettingsModel):
         default_factory=defaults(TaskPods), description="KubernetesExecutor task pods (the pod template)."
     )
     jobs: Jobs = Field(default_factory=defaults(Jobs), description="The migration and admin-user Jobs.")
-    placement: Placement | None = Field(
-        None,
-        description="Default placement of every Airflow pod (components, Jobs, task pods, git-sync, statsd); "
-        "a component's own placement replaces it field by field.",
-    )
     image_pull_secrets: list[Subdomain] = Field(
         default_factory=list,
         description="Existing Secrets (type dockerconfigjson) in the namespace for pulling images; on every "
