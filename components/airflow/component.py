@@ -25,7 +25,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.airflow import roster
+from components.airflow import kpo, roster
 from components.airflow.env import LOGS, POD_TEMPLATE_DIR, SIMPLE_AUTH_DIR, AirflowEnv, dags_folder
 from components.airflow.extra_objects import extra_objects
 from components.airflow.jobs import Jobs
@@ -141,6 +141,12 @@ class Airflow(pulumi.ComponentResource):
             secret_values=self.secrets.values,
             task_namespace=args.task_namespace,
         )
+        # KubernetesPodOperator's placement defaults, as Airflow's pod_mutation_hook (kpo.py).
+        self.local_settings: k8s.core.v1.ConfigMap | None = None
+        if conditions.pod_operator and settings.pod_operator.placement is not None:
+            self.local_settings = kpo.local_settings_configmap(
+                self, name, args.instance, args.namespace, settings.pod_operator.placement
+            )
         self._pods = PodFactory(
             settings=settings,
             roster=self._roster,
@@ -152,6 +158,7 @@ class Airflow(pulumi.ComponentResource):
             service_accounts=args.service_accounts,
             pod_labels=args.pod_labels,
             database_ca=self.secrets.database_ca,
+            local_settings=self.local_settings.metadata["name"] if self.local_settings is not None else None,
         )
         self._build = WorkloadBuilder(self, name, args.instance, args.namespace, self._roster)
 

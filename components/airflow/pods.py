@@ -15,6 +15,7 @@ import pulumi
 
 from components.airflow import roster
 from components.airflow.env import CONFIG_DIR, DB_CA_DIR, GIT_ROOT_LINK, LOGS, AirflowEnv
+from components.airflow.kpo import LOCAL_SETTINGS_FILE, LOCAL_SETTINGS_VOLUME
 from components.airflow.roster import Roster
 from components.airflow.secrets import DB_CA_VOLUME, DatabaseCa
 from components.airflow.settings import AirflowSettings, GitSource, Placement, PodOptions, Resources
@@ -50,6 +51,7 @@ class PodFactory:
         pod_labels: Mapping[str, Mapping[str, str]],
         log_claim: pulumi.Input[str] | None = None,
         database_ca: DatabaseCa | None = None,
+        local_settings: pulumi.Input[str] | None = None,
     ) -> None:
         self.settings = settings
         self.roster = roster
@@ -61,6 +63,7 @@ class PodFactory:
         self._service_accounts = service_accounts
         self._pod_labels = pod_labels
         self._database_ca = database_ca
+        self._local_settings = local_settings
         self.image = f"{settings.image.repository}:{settings.image.tag}"
 
     def service_account(self, component: str) -> pulumi.Input[str]:
@@ -87,6 +90,13 @@ class PodFactory:
             else:
                 vols.append({"name": "logs", "emptyDir": {}})
             mounts.append({"name": "logs", "mountPath": LOGS})
+        if self._local_settings is not None and component in self.roster.task_pod_launchers:
+            # Where KubernetesPodOperator runs: its placement defaults (kpo.py), on Airflow's path.
+            vols.append({"name": LOCAL_SETTINGS_VOLUME, "configMap": {"name": self._local_settings}})
+            mounts.append({
+                "name": LOCAL_SETTINGS_VOLUME, "mountPath": f"{CONFIG_DIR}/{LOCAL_SETTINGS_FILE}",
+                "subPath": LOCAL_SETTINGS_FILE, "readOnly": True,
+            })  # fmt: skip
         if self.roster.dags(component) in ("runs", "mounted"):
             folder = self.settings.dags.folder
             if self.dag_source == "volume":

@@ -49,7 +49,9 @@ SIMPLE_AUTH_DIR = f"{HOME}/simple_auth"
 DB_CA_DIR = f"{HOME}/db-ca"
 # The volumes the program puts in Airflow pods, and where the Airflow container mounts them (the DAG
 # folder is `dags.folder`): an extra volume or mount may not take a name or path of these.
-GENERATED_VOLUMES = frozenset({"tmp", "config", "logs", "dags", "db-ca", "pod-template", "simple-auth"})
+GENERATED_VOLUMES = frozenset(
+    {"tmp", "config", "logs", "dags", "db-ca", "pod-template", "simple-auth", "local-settings"}
+)
 GENERATED_PATHS = ("/tmp", CONFIG_DIR, LOGS, DB_CA_DIR, POD_TEMPLATE_DIR, SIMPLE_AUTH_DIR)
 # Environment variables the program sets that are not `AIRFLOW__<section>__<option>` (those are
 # OWNED_OPTIONS below): extraEnv may not shadow them.
@@ -540,6 +542,14 @@ class Jobs(JobPodOptions):
 
 
 class PodOperator(SettingsModel):
+    placement: Placement | None = Field(
+        None,
+        description=(
+            "Defaults for KubernetesPodOperator pods, applied by Airflow's pod_mutation_hook to each field the "
+            "operator leaves unset (the provider has no setting of its own for them); not inherited from "
+            "airflow.placement."
+        ),
+    )
     enabled: bool = Field(
         True,
         description=(
