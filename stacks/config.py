@@ -545,6 +545,18 @@ class StackConfig(SettingsModel):
                 out.append(
                     f"{PROJECT}:broker.external: has no effect: executor '{self.airflow.executor}' uses no broker"
                 )
+        if "KubernetesExecutor" not in self.airflow.executors:
+            changed(
+                "airflow.taskPods",
+                self.airflow.task_pods,
+                f"no KubernetesExecutor task pods run under executor '{self.airflow.executor}'",
+            )
+        if not self.airflow.flower.enabled:
+            changed(
+                "airflow.flower", self.airflow.flower.model_copy(update={"enabled": False}), "Flower is not enabled"
+            )
+        if not self.airflow.pod_operator.enabled and self.airflow.pod_operator.placement is not None:
+            out.append(f"{PROJECT}:airflow.podOperator.placement: has no effect: airflow.podOperator.enabled is false")
         if self.database.mode == "external":
             changed("database.inCluster", self.database.in_cluster, "database.mode is 'external'")
         if self.broker.mode == "external" and celery:

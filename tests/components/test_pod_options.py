@@ -305,3 +305,24 @@ def test_a_secret_object_in_plain_text_is_refused_before_any_resource() -> None:
     assert run.error is not None and not run.resources
     assert "airflow-k8s:airflow.extraObjects.0.stringData" in str(run.error)
     assert "s3cr3t-value-xyz" not in str(run.error)
+
+
+# ---- KubernetesPodOperator defaults ------------------------------------------------------------
+
+
+def test_kpo_placement_is_mounted_where_kpo_runs_and_nowhere_else() -> None:
+    assert not [o for o in objects(render("local", *EVERY), "ConfigMap") if "local-settings" in o["metadata"]["name"]]
+    run = render("local", *EVERY, "airflow.podOperator.placement={nodeSelector: {pool: batch}}")
+    cm = named(run, "ConfigMap", "airflow-local-settings", reveal=True)
+    assert '"nodeSelector": {"pool": "batch"}' in cm["data"]["airflow_local_settings.py"]
+    holders = {
+        comp for comp, spec in airflow_pods(run) if "local-settings" in {v["name"] for v in spec.get("volumes", [])}
+    }
+    assert holders == {"worker", "triggerer", "task"}  # the table's KubernetesPodOperator launchers
+    # Not airflow.placement: the Airflow pods themselves are not moved by it.
+    assert "nodeSelector" not in pod_spec(named(run, "StatefulSet", "airflow-worker"))
+
+
+def test_kpo_placement_without_kpo_makes_nothing() -> None:
+    run = render("local", "airflow.podOperator={enabled: false, placement: {nodeSelector: {pool: batch}}}")
+    assert not [o for o in objects(run, "ConfigMap") if "local-settings" in o["metadata"]["name"]]

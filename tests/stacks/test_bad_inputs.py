@@ -600,6 +600,31 @@ UNUSED = [
         "airflow-k8s:broker.external",
         "executor 'KubernetesExecutor' uses no broker",
     ),
+    # Issue 14: pod options of pods the stack does not run.
+    (
+        "local",
+        ("airflow.taskPods.placement={nodeSelector: {a: b}}",),
+        "airflow-k8s:airflow.taskPods.placement",
+        "no KubernetesExecutor task pods run under executor 'CeleryExecutor'",
+    ),
+    (
+        "local",
+        ("airflow.flower.extraEnv=[{name: A, value: b}]",),
+        "airflow-k8s:airflow.flower.extraEnv",
+        "Flower is not enabled",
+    ),
+    (
+        "local",
+        ("airflow.podOperator={enabled: false, placement: {nodeSelector: {a: b}}}",),
+        "airflow-k8s:airflow.podOperator.placement",
+        "airflow.podOperator.enabled is false",
+    ),
+    (
+        "local",
+        ("airflow.executor=KubernetesExecutor", "airflow.workers.placement={nodeSelector: {a: b}}"),
+        "airflow-k8s:airflow.workers.placement",
+        "no Celery workers run",
+    ),
 ]
 
 

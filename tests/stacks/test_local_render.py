@@ -68,6 +68,7 @@ VARIANTS = {
         "restartPolicy: Always, securityContext: {runAsUser: 65532, capabilities: {drop: [ALL]}}, startupProbe: "
         "{tcpSocket: {port: 5432}}, livenessProbe: {tcpSocket: {port: 5432}}, readinessProbe: {tcpSocket: {port: 5432}}}]",
         "airflow.taskPods.extraEnv=[{name: CUDA_VISIBLE_DEVICES, value: all}]",
+        "airflow.podOperator.placement={nodeSelector: {pool: batch}, tolerations: [{key: spot, operator: Exists}]}",
         "airflow.jobs.extraEnv=[{name: PGAPPNAME, value: airflow-migrate}]",
         "airflow.jobs.placement={nodeSelector: {pool: system}}",
         "airflow.dagProcessor.extraEnv=[{name: PYTHONWARNINGS, value: ignore}]",
