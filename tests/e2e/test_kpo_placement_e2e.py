@@ -12,8 +12,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from components.airflow.env import CONFIG_DIR, HOME
 from tests.e2e.harness import AIRFLOW_VENV
 from tests.render import named, pod_spec, render
