@@ -5,6 +5,7 @@ should get them and into no other."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -326,3 +327,20 @@ def test_kpo_placement_is_mounted_where_kpo_runs_and_nowhere_else() -> None:
 def test_kpo_placement_without_kpo_makes_nothing() -> None:
     run = render("local", "airflow.podOperator={enabled: false, placement: {nodeSelector: {pool: batch}}}")
     assert not [o for o in objects(run, "ConfigMap") if "local-settings" in o["metadata"]["name"]]
+
+
+def test_the_readme_example_renders() -> None:
+    """The copy-paste example of the README's "Placement and escape hatches" section."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("<!-- placement-example -->\n```yaml\n", 1)[1].split("```", 1)[0]
+    airflow = yaml.safe_load(block)["config"]["airflow-k8s:airflow"]
+    run = render("local", f"airflow={json.dumps(airflow)}")
+    got = dict(airflow_pods(run))
+    assert got["task"]["nodeSelector"] == {"accelerator": "nvidia"}
+    assert got["worker"]["nodeSelector"] == {} and got["worker"]["containers"][-1]["name"] == "log-shipper"
+    assert got["scheduler"]["nodeSelector"] == {"pool": "system"}
+    assert all(spec["imagePullSecrets"] == [{"name": "regcred"}] for c, spec in got.items() if c in BLOCKS)
+    assert (
+        "dedicated"
+        in named(run, "ConfigMap", "airflow-local-settings", reveal=True)["data"]["airflow_local_settings.py"]
+    )
