@@ -79,6 +79,16 @@ def dump(value: Any) -> Any:
 # ---- selectors ---------------------------------------------------------------------------------
 
 
+def _check_values(operator: str, values: list[str] | None) -> None:
+    """A selector requirement's values, as the API server checks them for its operator."""
+    if operator in ("In", "NotIn") and not values:
+        raise bad("values", f"operator {operator} needs at least one value")
+    if operator in ("Exists", "DoesNotExist") and values:
+        raise bad("values", f"must be empty with operator {operator}")
+    if operator in ("Gt", "Lt") and (not values or len(values) != 1 or not re.fullmatch(r"-?\d+", values[0])):
+        raise bad("values", f"operator {operator} takes exactly one integer value")
+
+
 class LabelSelectorRequirement(KubeModel):
     KIND = "LabelSelectorRequirement"
     key: QualifiedName
@@ -87,10 +97,7 @@ class LabelSelectorRequirement(KubeModel):
 
     @model_validator(mode="after")
     def _values(self) -> LabelSelectorRequirement:
-        if self.operator in ("In", "NotIn") and not self.values:
-            raise bad("values", f"operator {self.operator} needs at least one value")
-        if self.operator in ("Exists", "DoesNotExist") and self.values:
-            raise bad("values", f"must be empty with operator {self.operator}")
+        _check_values(self.operator, self.values)
         return self
 
 
@@ -108,14 +115,7 @@ class NodeSelectorRequirement(KubeModel):
 
     @model_validator(mode="after")
     def _values(self) -> NodeSelectorRequirement:
-        if self.operator in ("In", "NotIn") and not self.values:
-            raise bad("values", f"operator {self.operator} needs at least one value")
-        if self.operator in ("Exists", "DoesNotExist") and self.values:
-            raise bad("values", f"must be empty with operator {self.operator}")
-        if self.operator in ("Gt", "Lt") and (
-            not self.values or len(self.values) != 1 or not re.fullmatch(r"-?\d+", self.values[0])
-        ):
-            raise bad("values", f"operator {self.operator} takes exactly one integer value")
+        _check_values(self.operator, self.values)
         return self
 
 
