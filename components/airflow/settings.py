@@ -61,6 +61,12 @@ GENERATED_ENV = {
     "AIRFLOW_CONN_KUBERNETES_DEFAULT": "airflow.podOperator (or airflow.connections)",
     "DUMB_INIT_SETSID": "the worker's warm shutdown",
     "CONNECTION_CHECK_MAX_COUNT": "the image entrypoint's DB check",
+    "ADMIN_USER": "the admin-user Job",
+    "ADMIN_EMAIL": "the admin-user Job",
+    "ADMIN_PASSWORD": "the admin-user Job",
+    # The cloud stacks' task-log connections (components/aws/storage.py, components/azure/storage.py).
+    "AIRFLOW_CONN_AWS_TASK_LOGS": "the aws stack's task logs",
+    "AIRFLOW_CONN_AZURE_TASK_LOGS": "the azure stack's task logs",
 }
 
 
@@ -587,6 +593,7 @@ OWNED_OPTIONS = {
     "logging.remote_logging": "the cloud stack's task logs",
     "logging.remote_base_log_folder": "the cloud stack's task logs",
     "logging.remote_log_conn_id": "the cloud stack's task logs",
+    "azure_remote_logging.remote_wasb_log_container": "the azure stack's task logs",
     "logging.worker_log_server_port": "the worker's Service port",
     "logging.trigger_log_server_port": "the triggerer's Service port",
     "scheduler.enable_health_check": "the scheduler's probes",

@@ -344,3 +344,49 @@ def test_the_readme_example_renders() -> None:
         "dedicated"
         in named(run, "ConfigMap", "airflow-local-settings", reveal=True)["data"]["airflow_local_settings.py"]
     )
+
+
+@pytest.mark.parametrize("stack", ["local", "aws-dev", "azure-dev"])
+def test_settings_refuse_every_env_name_the_program_generates(stack: str) -> None:
+    """The static check in settings.py knows every variable a render gives an Airflow container, so a
+    clash is a config error at parse time, never a surprise while resources are being made."""
+    from components.airflow.settings import AirflowSettings
+    from components.kube_types import EnvVar
+
+    from tests.stacks.test_local_render import VARIANTS
+
+    extras = (
+        "airflow.variables={team: x}",
+        "airflow.connections={dw: 'postgresql://u@h/d'}",
+        "airflow.config={core.parallelism: '8'}",
+    )
+    runs = [render(stack, *extras)] + (
+        [render(stack, *v, *extras) for v in VARIANTS.values()] if stack == "local" else []
+    )
+    for run in runs:
+        names = {
+            e["name"]
+            for comp, spec in airflow_pods(run)
+            if comp in BLOCKS  # the pods whose Airflow container takes extraEnv
+            for e in spec["containers"][0].get("env", [])
+        }
+        for name in sorted(
+            names
+            - {
+                "TEAM",
+                "API_TOKEN",
+                "NODE",
+                "MODE",
+                "CUDA_VISIBLE_DEVICES",
+                "PGAPPNAME",
+                "PYTHONWARNINGS",
+                "FLOWER_PURGE_OFFLINE_WORKERS",
+            }
+        ):
+            env = [{"name": name, "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]
+            with pytest.raises(ValueError):
+                AirflowSettings.model_validate(
+                    {"variables": {"team": "x"}, "connections": {"dw": "u"}, "config": {"core.parallelism": "8"},
+                     "scheduler": {"extraEnv": env}}
+                )  # fmt: skip
+            assert EnvVar.model_validate(env[0]).name == name

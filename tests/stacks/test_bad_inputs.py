@@ -216,6 +216,7 @@ CASES = [
             ("AIRFLOW__API_AUTH__JWT_SECRET", "set by the program (a generated secret)"),
             ("AIRFLOW_HOME", "set by the program"),
             ("DUMB_INIT_SETSID", "set by the program"),
+            ("AIRFLOW__AZURE_REMOTE_LOGGING__REMOTE_WASB_LOG_CONTAINER", "set by the program (the azure stack"),
             ("AIRFLOW_CONN_WAREHOUSE", "looks like a secret"),
             ("GITHUB_TOKEN", "looks like a secret"),
             ("AIRFLOW__SMTP__SMTP_PASSWORD", "looks like a secret"),
@@ -245,6 +246,11 @@ CASES = [
         "airflow={config: {core.parallelism: '8'}, workers: {extraEnv: [{name: AIRFLOW__CORE__PARALLELISM, value: '4'}]}}",
         "airflow-k8s:airflow.workers.extraEnv.0.name",
         "already set by airflow.config 'core.parallelism'",
+    ),
+    (
+        "airflow.workers.extraEnv=[{name: AIRFLOW_CONN_AWS_TASK_LOGS, valueFrom: {secretKeyRef: {name: s, key: k}}}]",
+        "airflow-k8s:airflow.workers.extraEnv.0.name",
+        "set by the program (the aws stack's task logs)",
     ),
     (
         "airflow.workers.extraEnvFrom=[{secretRef: {name: a}, configMapRef: {name: b}}]",
