@@ -352,7 +352,6 @@ def test_settings_refuse_every_env_name_the_program_generates(stack: str) -> Non
     clash is a config error at parse time, never a surprise while resources are being made."""
     from components.airflow.settings import AirflowSettings
     from components.kube_types import EnvVar
-
     from tests.stacks.test_local_render import VARIANTS
 
     extras = (
