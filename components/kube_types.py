@@ -345,21 +345,24 @@ class ServiceAccountTokenProjection(KubeModel):
     path: str = Field(..., pattern=r"^[^/].*$")
 
 
+class ProjectedKeys(KubeModel):
+    KIND = "SecretProjection"  # ConfigMapProjection has the same fields
+    name: Subdomain
+    items: list[KeyToPath] | None = None
+    optional: bool | None = None
+
+
 class VolumeProjection(KubeModel):
     KIND = "VolumeProjection"
-    config_map: ConfigMapVolume | None = None
-    secret: SecretVolume | None = None
+    config_map: ProjectedKeys | None = None
+    secret: ProjectedKeys | None = None
     service_account_token: ServiceAccountTokenProjection | None = None
 
-    def dump(self) -> dict[str, Any]:
-        out = super().dump()
-        # In a projection a Secret is named by `name`, not `secretName`.
-        if "secret" in out:
-            out["secret"]["name"] = out["secret"].pop("secretName")
-            out["secret"].pop("defaultMode", None)
-        if "configMap" in out:
-            out["configMap"].pop("defaultMode", None)
-        return out
+    @model_validator(mode="after")
+    def _one(self) -> VolumeProjection:
+        if sum(1 for v in (self.config_map, self.secret, self.service_account_token) if v is not None) != 1:
+            raise ValueError("set exactly one of configMap, secret or serviceAccountToken")
+        return self
 
 
 class ProjectedVolume(KubeModel):

@@ -57,7 +57,7 @@ VARIANTS = {
         "airflow.scheduler.extraEnvFrom=[{secretRef: {name: team-secrets}}, {configMapRef: {name: team-config}, prefix: TEAM_}]",
         "airflow.workers.extraVolumes=[{name: certs, secret: {secretName: team-certs, defaultMode: 0440}}, {name: "
         "cache, emptyDir: {sizeLimit: 1Gi}}, {name: token, projected: {sources: [{serviceAccountToken: {path: token, "
-        "audience: vault, expirationSeconds: 3600}}]}}]",
+        "audience: vault, expirationSeconds: 3600}}, {configMap: {name: team-config}}, {secret: {name: team-certs, items: [{key: ca.crt, path: ca.crt}]}}]}}]",
         "airflow.workers.extraVolumeMounts=[{name: certs, mountPath: /etc/team-certs, readOnly: true}, {name: cache, "
         "mountPath: /opt/cache}, {name: token, mountPath: /var/run/vault, readOnly: true}]",
         "airflow.workers.extraContainers=[{name: log-shipper, image: fluent/fluent-bit:3.2.2, args: [-i, tail, -p, "
