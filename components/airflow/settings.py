@@ -53,6 +53,12 @@ GENERATED_VOLUMES = frozenset(
     {"tmp", "config", "logs", "dags", "db-ca", "pod-template", "simple-auth", "local-settings"}
 )
 GENERATED_PATHS = ("/tmp", CONFIG_DIR, LOGS, DB_CA_DIR, POD_TEMPLATE_DIR, SIMPLE_AUTH_DIR)
+# Container names the program uses in Airflow pods (the Airflow container is named after its
+# component; the task pod template's is `base`).
+GENERATED_CONTAINERS = (
+    "api-server", "scheduler", "dag-processor", "triggerer", "worker", "flower", "migrate", "create-user",
+    "base", "wait-for-migrations", "git-sync", "git-sync-init",
+)  # fmt: skip
 # Environment variables the program sets that are not `AIRFLOW__<section>__<option>` (those are
 # OWNED_OPTIONS below): extraEnv may not shadow them.
 GENERATED_ENV = {
@@ -249,7 +255,7 @@ class PodOptions(SettingsModel):
                         f"extraVolumeMounts.{i}.mountPath",
                         f"{m.mount_path!r} collides with {path!r}, which the program mounts or needs",
                     )
-        names = ["base", "wait-for-migrations", "git-sync", "git-sync-init"]
+        names = list(GENERATED_CONTAINERS)
         for key in ("extra_init_containers", "extra_containers"):
             camel = "extraInitContainers" if key == "extra_init_containers" else "extraContainers"
             containers: list[Container] = getattr(self, key)

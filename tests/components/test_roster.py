@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from components.airflow.roster import BY_NAME, TABLE, Roster
-from components.airflow.settings import AirflowSettings, Flower
+from components.airflow.settings import GENERATED_CONTAINERS, AirflowSettings, Flower
 from stacks.tooling import engine
-from tests.render import containers, is_airflow, objects, pod_spec, render, workloads
+from tests.render import airflow_pods, containers, is_airflow, objects, pod_spec, render, workloads
 from tests.stacks.test_local_render import VARIANTS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,3 +150,14 @@ def test_table_names_are_unique_and_ports_named_uniquely() -> None:
     for row in TABLE:
         assert len({p.name for p in row.ports}) == len(row.ports), row.name
         assert re.match(r"^[a-z][a-z0-9-]*$", row.name)
+
+
+def test_the_settings_reserve_every_container_name_the_program_uses() -> None:
+    """An extra container may not take a name already in the pod (settings.GENERATED_CONTAINERS)."""
+    for variant in VARIANTS.values():
+        for comp, spec in airflow_pods(render("local", *variant)):
+            if comp in BY_NAME and BY_NAME[comp].options:
+                names = {c["name"] for c in containers(spec)}
+                extra = {n for n in names if n not in GENERATED_CONTAINERS}
+                # Only the variant's own extra containers are not reserved.
+                assert extra <= {"log-shipper", "proxy"}, (comp, extra)

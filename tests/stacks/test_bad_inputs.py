@@ -319,9 +319,14 @@ CASES = [
         "not a known key",
     ),
     (
-        "airflow.workers.extraContainers=[{name: worker, image: busybox:1.36}, {name: git-sync, image: x:1}]",
+        "airflow.workers.extraContainers=[{name: shipper, image: busybox:1.36}, {name: git-sync, image: x:1}]",
         "airflow-k8s:airflow.workers.extraContainers.1.name",
         "'git-sync' is already in the pod",
+    ),
+    (
+        "airflow.scheduler.extraContainers=[{name: scheduler, image: busybox:1.36}]",
+        "airflow-k8s:airflow.scheduler.extraContainers.0.name",
+        "'scheduler' is already in the pod",
     ),
     (
         "airflow.workers.extraContainers=[{name: side, image: busybox:1.36, restartPolicy: Always}]",
