@@ -255,7 +255,7 @@ class PodOptions(SettingsModel):
                         f"extraVolumeMounts.{i}.mountPath",
                         f"{m.mount_path!r} collides with {path!r}, which the program mounts or needs",
                     )
-        names = list(GENERATED_CONTAINERS)
+        names: list[str] = list(GENERATED_CONTAINERS)
         for key in ("extra_init_containers", "extra_containers"):
             camel = "extraInitContainers" if key == "extra_init_containers" else "extraContainers"
             containers: list[Container] = getattr(self, key)
