@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
+from components.airflow.roster import check_container_names
 from components.airflow.settings import AIRFLOW_VERSION, AirflowSettings
 from components.aws.broker import AwsBroker
 from components.aws.database import AwsDatabase
@@ -502,6 +503,7 @@ class StackConfig(SettingsModel):
                 raise bad("database.mode", "the azure stack provides its database and broker; leave them unset")
         elif self.azure is not None:
             raise bad("azure", f"only applies to cloud 'azure' (cloud is {self.cloud!r})")
+        check_container_names(self.airflow)
         for i, obj in enumerate(self.airflow.extra_objects):
             if obj.metadata.namespace not in (None, self.kubernetes.namespace):
                 raise bad(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from components.airflow.settings import AirflowSettings
+from components.settings import bad
 
 # Keys of the generated Airflow Secret (components/airflow/secrets.py); here so the table can say
 # which component gets which.
@@ -371,3 +372,23 @@ class Roster:
 
     def options(self, name: str) -> str | None:
         return component(name).options
+
+
+def check_container_names(settings: AirflowSettings) -> None:
+    """An extra container may not take the name of its pod's Airflow container (the row's name);
+    raises the error about `airflow.<block>.extra...Containers.<i>.name`."""
+    for row in TABLE:
+        if row.options is None:
+            continue
+        options = getattr(settings, row.options)
+        block = AirflowSettings.model_fields[row.options].alias
+        for key, extra in (
+            ("extraInitContainers", options.extra_init_containers),
+            ("extraContainers", options.extra_containers),
+        ):
+            for i, c in enumerate(extra):
+                if c.name == row.name:
+                    raise bad(
+                        f"airflow.{block}.{key}.{i}.name",
+                        f"container {c.name!r} is already in the pod (the {row.name} container); choose another name",
+                    )

@@ -53,12 +53,9 @@ GENERATED_VOLUMES = frozenset(
     {"tmp", "config", "logs", "dags", "db-ca", "pod-template", "simple-auth", "local-settings"}
 )
 GENERATED_PATHS = ("/tmp", CONFIG_DIR, LOGS, DB_CA_DIR, POD_TEMPLATE_DIR, SIMPLE_AUTH_DIR)
-# Container names the program uses in Airflow pods (the Airflow container is named after its
-# component; the task pod template's is `base`).
-GENERATED_CONTAINERS = (
-    "api-server", "scheduler", "dag-processor", "triggerer", "worker", "flower", "migrate", "create-user",
-    "base", "wait-for-migrations", "git-sync", "git-sync-init",
-)  # fmt: skip
+# Names of the program's helper containers in Airflow pods (and the task pod template's `base`); the
+# Airflow container itself is named after its component, which roster.py checks.
+GENERATED_CONTAINERS = ("base", "wait-for-migrations", "git-sync", "git-sync-init")
 # Environment variables the program sets that are not `AIRFLOW__<section>__<option>` (those are
 # OWNED_OPTIONS below): extraEnv may not shadow them.
 GENERATED_ENV = {
