@@ -1,9 +1,11 @@
 """The Airflow UI at a real HTTPS URL: one Ingress in front of the api-server's Service.
 
-The Ingress is the same on every cloud; what differs is the controller that serves it (an existing
-IngressClass on the local stack, the AWS Load Balancer Controller's ALB on aws, AKS's application
-routing add-on on azure), which the stack passes in as a class name, annotations and where the
-certificate comes from. Everything about the URL people open (`ui.host`) is declared here once.
+The Ingress is the same wherever one serves the UI; what differs is the controller (an existing
+IngressClass on the local stack, the AWS Load Balancer Controller's ALB on aws), which the stack
+passes in as a class name, annotations and where the certificate comes from. On azure the UI is
+served by a Gateway of AKS's application routing add-on instead (its NGINX Ingress support ended in
+November 2026; components/azure/app_routing.py). Everything about the URL people open (`ui.host`) is
+declared here once.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import pulumi_random as random
 
 from components.airflow import DagSource
 from components.azure.aks import AksCluster
+from components.azure.app_routing import AppRoutingGateway
 from components.azure.broker import ManagedRedis
 from components.azure.database import FlexiblePostgres
 from components.azure.network import AzureVnet
@@ -67,6 +68,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         protect=z.protect,
         tags=tags,
         depends_on=net.subnets,
+        app_routing=bool(cfg.ui.host),
         opts=az_opts,
     )
     provider = aks.provider
@@ -139,6 +141,28 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         pod_labels=pod_labels,
         namespace=ns,
     )
+    ui = None
+    if cfg.ui.host:
+        # The UI at https://<ui.host>/ through a Gateway of the application routing add-on. The Gateway
+        # lives in the cluster (its provider waits for the cluster), so `pulumi destroy` deletes it, and
+        # the add-on its load balancer frontend, before the cluster and the subnets.
+        ui = AppRoutingGateway(
+            "ui",
+            settings=z.ui,
+            host=cfg.ui.host,
+            namespace=airflow.namespace,
+            instance=INSTANCE,
+            service_name=airflow.api_service_name,
+            service_port=airflow.api_port,
+            resource_group=rg.name,
+            location=z.region,
+            oidc_issuer_url=aks.oidc_issuer_url,
+            kubernetes=provider,
+            add_on_ready=aks.app_routing_ready,
+            depends_on=[airflow.api_service],
+            tags=tags,
+            opts=az_opts,
+        )
     group: pulumi.Input[str] = z.cluster.existing_resource_group or rg.name
     forward = shlex.join(
         ["kubectl", "-n", cfg.kubernetes.namespace, "port-forward", f"svc/{airflow.api_service_name}", "8080:8080"]
@@ -153,7 +177,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             + forward
         )
     )
-    return outputs(
+    result = outputs(
         cfg,
         namespace=ns,
         airflow=airflow,
@@ -163,4 +187,10 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         dag_volume=dag_volume,
         log_location=logs.location,
         kubeconfig=aks.kubeconfig,
+        ui_url=ui.url if ui is not None else None,
     )
+    if ui is not None:
+        # What ui.host must resolve to (an A record): the Gateway's address, from its status once the
+        # add-on has made the load balancer frontend.
+        result["uiLoadBalancer"] = ui.address
+    return result

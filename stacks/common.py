@@ -60,6 +60,7 @@ def compose(
             network_policies=k.network_policies,
             worker_storage_class=worker_storage_class,
             worker_storage_ready=worker_storage_ready,
+            ui_url=f"https://{cfg.ui.host}/" if cfg.ui.host else None,
         ),
         opts=pulumi.ResourceOptions(providers=[provider], depends_on=[ns]),
     )
@@ -132,6 +133,7 @@ def outputs(
     log_location: pulumi.Input[str],
     kubeconfig: pulumi.Output[str] | None = None,
     ui: UiIngress | None = None,
+    ui_url: str | None = None,
 ) -> dict[str, Any]:
     """The stack outputs, under the same names for every cloud (None values are not exported)."""
 
@@ -140,15 +142,26 @@ def outputs(
 
     return {
         "namespace": namespace.namespace,
-        # The URL a person opens: the Ingress's, else the port-forward `uiAccess` prints.
+        # The URL a person opens: the Ingress's (ui_url: the azure stack's Gateway's), else the
+        # port-forward `uiAccess` prints.
         "uiUrl": ui.url
         if ui is not None
+        else ui_url
+        if ui_url is not None
         else "http://localhost:8080"
         if cfg.airflow.api_server.service_type == "ClusterIP"
         else airflow.api_url,
         "uiAccess": ui_access,
-        "adminUser": cfg.airflow.auth.admin_user,
-        "adminPassword": airflow.secrets.admin_password,
+        # The generated admin, where it is created (not with SSO's keepLocalAdmin false).
+        "adminUser": cfg.airflow.auth.admin_user
+        if cfg.airflow.auth.local_admin or cfg.airflow.auth.manager == "simple"
+        else None,
+        "adminPassword": airflow.secrets.admin_password
+        if cfg.airflow.auth.local_admin or cfg.airflow.auth.manager == "simple"
+        else None,
+        # Flower's basic auth, when it runs (port-forward to the airflow-flower Service).
+        "flowerUser": cfg.airflow.flower.user if airflow.secrets.flower_password is not None else None,
+        "flowerPassword": airflow.secrets.flower_password,
         "kubeconfig": kubeconfig,
         "databaseEndpoint": endpoint(database.host, database.port),
         "brokerEndpoint": endpoint(broker.host, broker.port) if broker else None,

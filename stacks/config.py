@@ -20,6 +20,7 @@ import json
 import re
 import types
 import typing
+from collections.abc import Collection
 from typing import Any, Literal, Union
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -34,6 +35,7 @@ from components.aws.eks import AwsCluster
 from components.aws.load_balancer_controller import AwsUi, check_aws_ui
 from components.aws.network import AwsNetwork
 from components.azure.aks import AzureCluster
+from components.azure.app_routing import AzureUi, check_azure_ui
 from components.azure.broker import AzureBroker
 from components.azure.database import AzureDatabase
 from components.azure.network import AzureNetwork
@@ -407,6 +409,10 @@ class AzureSettings(SettingsModel):
         "container (and their storage accounts); false for test stacks.",
     )
     tags: dict[str, str] = Field(default_factory=dict, description="Tags on every Azure resource.")
+    ui: AzureUi = Field(
+        default_factory=defaults(AzureUi),
+        description="The Gateway of AKS's application routing add-on that serves ui.host.",
+    )
 
     @field_validator("region")
     @classmethod
@@ -501,6 +507,7 @@ class StackConfig(SettingsModel):
                 raise bad("azure", "cloud 'azure' needs the 'azure' settings (region, ...)")
             if self.database.mode != "inCluster" or self.broker.mode != "inCluster":
                 raise bad("database.mode", "the azure stack provides its database and broker; leave them unset")
+            check_azure_ui(self.ui.host, self.azure.ui)
         elif self.azure is not None:
             raise bad("azure", f"only applies to cloud 'azure' (cloud is {self.cloud!r})")
         check_container_names(self.airflow)
@@ -643,8 +650,12 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | N
     return None
 
 
-def parse(raw: dict[str, Any]) -> StackConfig:
-    """Validate raw config (top-level key -> decoded JSON value) into a StackConfig."""
+def parse(raw: dict[str, Any], secret_keys: Collection[str] = ()) -> StackConfig:
+    """Validate raw config (top-level key -> decoded JSON value) into a StackConfig; `secret_keys`
+    are the top-level keys (without the namespace) Pulumi marked secret."""
+    plain = _plain_secrets(raw, secret_keys)
+    if plain:
+        raise ConfigError("invalid stack config:\n  " + "\n  ".join(plain))
     try:
         return StackConfig.model_validate(raw)
     except ValidationError as e:
@@ -669,7 +680,30 @@ def parse(raw: dict[str, Any]) -> StackConfig:
 
 
 def _secret_loc(loc: tuple[Any, ...]) -> bool:
-    return any(str(p) in ("password", "connections") for p in loc)
+    return any(str(p) in ("password", "connections", "privateKey", "clientSecret") for p in loc)
+
+
+# Values that must arrive as Pulumi secrets (`pulumi config set --secret --path KEY VALUE`), as
+# paths under the project's namespace. The program only learns which top-level keys are secret:
+# Pulumi marks a structured key (`airflow-k8s:airflow`) secret as a whole when any value inside it
+# is `secure:`, and a plain-text value in the same key then has no such mark.
+SECRET_ONLY = ("airflow.dags.git.ssh.privateKey", "airflow.auth.sso.clientSecret")
+
+
+def _plain_secrets(raw: dict[str, Any], secret_keys: Collection[str]) -> list[str]:
+    """The SECRET_ONLY paths that hold a value in a top-level key Pulumi did not mark secret."""
+    out = []
+    for path in SECRET_ONLY:
+        top, *rest = path.split(".")
+        node: Any = raw.get(top)
+        for part in rest:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None and top not in secret_keys:
+            out.append(
+                f"{PROJECT}:{path}: must be a Pulumi secret, not plain text: set it with "
+                f"`pulumi config set --secret --path '{path}' ...` (and remove the plain value)"
+            )
+    return out
 
 
 # What a key in another namespace would have meant here: the stack builds its own providers from
@@ -706,8 +740,10 @@ def from_pulumi_config() -> StackConfig:
     from pulumi.runtime import config as rconfig
 
     raw: dict[str, Any] = {}
+    secret: set[str] = set()
     # A real `pulumi up` passes config in PULUMI_CONFIG; tests and the render set it in-process.
     keys = set(rconfig.get_config_env()) | set(rconfig.CONFIG.get())
+    secret_env = set(rconfig.get_config_secret_keys_env())
     for full_key in sorted(keys):
         value = rconfig.get_config(full_key)
         ns, _, key = full_key.partition(":")
@@ -716,12 +752,14 @@ def from_pulumi_config() -> StackConfig:
             continue
         if "." in key or ":" in key:
             raise ConfigError(f"{full_key}: is not a known key (use --path to set nested values)")
+        if rconfig.is_config_secret(full_key) or full_key in secret_env:
+            secret.add(key)
         try:
             raw[key] = json.loads(value)
         except (json.JSONDecodeError, TypeError):
             raw[key] = value
-    config = parse(raw)
-    plain_secret_objects(config, secret=rconfig.is_config_secret(f"{PROJECT}:airflow"))
+    config = parse(raw, secret)
+    plain_secret_objects(config, secret="airflow" in secret)
     return config
 
 

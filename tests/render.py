@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import gc
 import json
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,13 +19,14 @@ WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "DaemonSet"}
 
 
 @functools.lru_cache(maxsize=64)
-def _cached(stack: str, overrides: tuple[str, ...]) -> engine.Run:
-    return run_stack(stack, overrides)
+def _cached(stack: str, overrides: tuple[str, ...], secrets: tuple[str, ...]) -> engine.Run:
+    return run_stack(stack, overrides, secrets)
 
 
-def render(stack: str = "local", *overrides: str) -> engine.Run:
-    """Render a stack file (cached: renders are pure functions of their inputs)."""
-    return _cached(stack, tuple(overrides))
+def render(stack: str = "local", *overrides: str, secrets: tuple[str, ...] = ()) -> engine.Run:
+    """Render a stack file (cached: renders are pure functions of their inputs); `secrets` are set
+    as Pulumi secrets (`--set-secret`)."""
+    return _cached(stack, tuple(overrides), secrets)
 
 
 def objects(run: engine.Run, kind: str | None = None, reveal: bool = False) -> list[dict[str, Any]]:
@@ -103,3 +106,11 @@ def airflow_pods(run: engine.Run) -> Iterator[tuple[str, dict[str, Any]]]:
         if body:
             pod = yaml.safe_load(body)
             yield component(pod), pod["spec"]
+
+
+def drop_aborted_applies() -> None:
+    """A program ended by an error leaves the coroutines of its pending applies; collect them here, so
+    their "never awaited" warning does not land on a later test."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        gc.collect()

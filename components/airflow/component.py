@@ -18,6 +18,7 @@ workload builder), jobs.py (migration and admin user), network.py (NetworkPolici
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,8 +26,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.airflow import kpo, roster
-from components.airflow.env import LOGS, POD_TEMPLATE_DIR, SIMPLE_AUTH_DIR, AirflowEnv, dags_folder
+from components.airflow import git_ssh, kpo, roster
+from components.airflow.env import CONFIG_DIR, LOGS, POD_TEMPLATE_DIR, SIMPLE_AUTH_DIR, AirflowEnv, dags_folder
 from components.airflow.extra_objects import extra_objects
 from components.airflow.jobs import Jobs
 from components.airflow.network import network_policies
@@ -35,9 +36,10 @@ from components.airflow.pods import AIRFLOW_GID, AIRFLOW_UID, PodFactory, jobs_c
 from components.airflow.roster import Roster
 from components.airflow.secrets import AirflowSecrets
 from components.airflow.settings import AirflowSettings
+from components.airflow.sso import webserver_config
 from components.airflow.workloads import Workload, WorkloadBuilder
 from components.endpoints import BrokerEndpoint, DatabaseEndpoint, RemoteLogs
-from components.k8s import Manifest, container_security, pod_security
+from components.k8s import Manifest, container_security, labels, pod_security
 
 __all__ = ["Airflow", "AirflowArgs", "DagSource"]
 
@@ -71,6 +73,8 @@ class AirflowArgs:
         network_policies: create the NetworkPolicies.
         worker_storage_class: the StorageClass of worker log claims when `workers.storageClass` is
             unset (the aws stack's gp3 class), and `worker_storage_ready` what it needs first.
+        ui_url: the HTTPS URL an Ingress serves the UI at (`ui.host`), if any: the api-server then
+            trusts the proxy's forwarded headers and every link points there.
     """
 
     namespace: pulumi.Input[str]
@@ -87,8 +91,10 @@ class AirflowArgs:
     network_policies: bool = True
     worker_storage_class: str | None = None
     worker_storage_ready: Sequence[pulumi.Resource] = ()
+    ui_url: str | None = None
 
 
+WEBSERVER_CONFIG = "webserver_config.py"
 API_PORT = roster.component("api-server").port("api").number
 GIT_SYNC_HTTP_PORT = roster.component("git-sync").port("http").number
 STATSD_PORT = roster.component("statsd").port("statsd").number
@@ -119,8 +125,15 @@ class Airflow(pulumi.ComponentResource):
             broker=args.broker if conditions.celery else None,
             admin_user=settings.auth.admin_user,
             connections={k: pulumi.Output.secret(v.get_secret_value()) for k, v in settings.connections.items()},
+            sso_client_secret=pulumi.Output.secret(settings.auth.sso.client_secret.get_secret_value())
+            if settings.auth.sso
+            else None,
+            flower_user=settings.flower.user if conditions.flower else None,
             opts=child,
         )
+        git = settings.dags.git
+        if git is not None and git.ssh is not None:
+            git_ssh.git_ssh_secret(self, name, args.instance, args.namespace, git.ssh)
         self.namespace = args.namespace
         self.api_service_name = f"{args.instance}-api-server"
         self.api_port = API_PORT
@@ -140,6 +153,7 @@ class Airflow(pulumi.ComponentResource):
             instance=args.instance,
             secret_values=self.secrets.values,
             task_namespace=args.task_namespace,
+            ui_url=args.ui_url,
         )
         # KubernetesPodOperator's placement defaults, as Airflow's pod_mutation_hook (kpo.py).
         self.local_settings: k8s.core.v1.ConfigMap | None = None
@@ -171,7 +185,10 @@ class Airflow(pulumi.ComponentResource):
         # Log writers also wait for their cloud identity's bindings (made when the pod is admitted).
         identity = list(args.remote_logs.ready) if args.remote_logs is not None else []
         after_migration: list[pulumi.Resource] = [self.migration, *identity]
-        self.create_user: k8s.batch.v1.Job | None = jobs.create_user(self.migration) if conditions.fab else None
+        self.create_user: k8s.batch.v1.Job | None = jobs.create_user(self.migration) if conditions.local_admin else None
+        self.webserver_config: k8s.core.v1.ConfigMap | None = None
+        if settings.auth.sso is not None:
+            self.webserver_config = self._webserver_config(name)
 
         if conditions.git_writer:
             self._git_writer()
@@ -209,7 +226,9 @@ class Airflow(pulumi.ComponentResource):
         if conditions.flower:
             self._standard(
                 "flower", 1, settings.flower.resources, ["celery", "flower"], after_migration,
-                probe=probes({"tcpSocket": {"port": "flower"}}, cheap=True, serves=True, timeout=5),
+                # Flower's /healthcheck answers without credentials (flower/views/monitor.py).
+                probe=probes({"httpGet": {"path": "/healthcheck", "port": "flower"}}, cheap=True, serves=True,
+                             timeout=5),
             )  # fmt: skip
             self._build.service("flower")
         if conditions.statsd:
@@ -264,12 +283,40 @@ class Airflow(pulumi.ComponentResource):
             extra_vols.append({"name": "simple-auth", "secret": {
                 "secretName": self.secrets.secret_name, "items": [{"key": key, "path": key}]}})  # fmt: skip
             extra_mounts.append({"name": "simple-auth", "mountPath": SIMPLE_AUTH_DIR, "readOnly": True})
+        if self.webserver_config is not None:
+            # The one file, where `[fab] config_file` points (env.py), in the api-server only.
+            extra_vols.append(
+                {"name": "webserver-config", "configMap": {"name": self.webserver_config.metadata["name"]}}
+            )
+            extra_mounts.append({"name": "webserver-config", "mountPath": f"{CONFIG_DIR}/{WEBSERVER_CONFIG}",
+                                 "subPath": WEBSERVER_CONFIG, "readOnly": True})  # fmt: skip
+        args = ["api-server", "--port", str(API_PORT)]
+        if self._args.ui_url:
+            # Believe X-Forwarded-Proto/For from the peers FORWARDED_ALLOW_IPS names (env.py).
+            args.append("--proxy-headers")
         self._standard(
-            "api-server", s.api_server.replicas, s.api_server.resources, ["api-server", "--port", str(API_PORT)],
+            "api-server", s.api_server.replicas, s.api_server.resources, args,
             depends + ([self.create_user] if self.create_user else []),
             probe=http, extra_vols=extra_vols, extra_mounts=extra_mounts,
         )  # fmt: skip
         self.api_service = self._build.service("api-server", service_type=s.api_server.service_type)
+
+    def _webserver_config(self, name: str) -> k8s.core.v1.ConfigMap:
+        """SSO's webserver_config.py, in a ConfigMap named after its content: a changed file is a new
+        ConfigMap, so the api-server's pods roll (a subPath mount never sees an update in place)."""
+        assert self._settings.auth.sso is not None
+        text = webserver_config(self._settings.auth.sso)
+        digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+        return k8s.core.v1.ConfigMap(
+            f"{name}-webserver-config",
+            metadata={
+                "name": f"{self._args.instance}-webserver-config-{digest}",
+                "namespace": self._args.namespace,
+                "labels": labels(self._args.instance, "webserver-config"),
+            },
+            data={WEBSERVER_CONFIG: text},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def _with_log_server(
         self,
@@ -328,6 +375,8 @@ class Airflow(pulumi.ComponentResource):
                 {"name": "tmp", "emptyDir": {}},
             ],
         }
+        if self._pods.git_ssh is not None:
+            pod["volumes"].append(git_ssh.volume(self._args.instance, self._pods.git_ssh))
         pod = self._pods.finish(component, pod)
         self._build.workload(
             Workload(component, 1, pod, strategy={"type": "Recreate"}, revision_history=None, spread=False),

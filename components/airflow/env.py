@@ -14,7 +14,7 @@ from typing import Any
 
 import pulumi
 
-from components.airflow import kpo, roster
+from components.airflow import git_ssh, kpo, roster
 from components.airflow.roster import Roster
 from components.airflow.settings import (
     CONFIG_DIR,
@@ -25,6 +25,7 @@ from components.airflow.settings import (
     SIMPLE_AUTH_DIR,
     AirflowSettings,
 )
+from components.airflow.sso import CLIENT_SECRET_VARIABLE
 from components.endpoints import RemoteLogs
 
 POD_TEMPLATE_FILE = f"{POD_TEMPLATE_DIR}/pod_template_file.yaml"
@@ -36,6 +37,16 @@ AUTH_MANAGERS = {
     "simple": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
 }
 GIT_BUNDLE_CLASS = "airflow.providers.git.bundles.git.GitDagBundle"
+# The peers whose X-Forwarded-Proto/For the api-server believes when it serves `ui.host` (uvicorn's
+# and, under `[api] server_type = gunicorn`, Airflow's gunicorn app both read FORWARDED_ALLOW_IPS;
+# airflow-core's api_server_command.py and api_fastapi/gunicorn_app.py at 3.3.2). Private ranges,
+# not "*": the ingress controller's pods and a cloud load balancer's nodes reach the pods from
+# inside the cluster or VPC, while with "*" any client that reaches the api-server directly (a
+# port-forward, a NodePort or LoadBalancer Service) could claim https, or another address in the
+# access log. Loopback covers a proxy sidecar in the pod.
+TRUSTED_PROXIES = ",".join(
+    ("127.0.0.0/8", "::1", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+)
 
 # The variable each secret key of the generated Secret arrives in, in the order pods list them.
 SECRET_VARIABLES = (
@@ -46,6 +57,11 @@ SECRET_VARIABLES = (
     (roster.SQL_ALCHEMY_CONN_ASYNC, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"),
     (roster.BROKER_URL, "AIRFLOW__CELERY__BROKER_URL"),
     (roster.RESULT_BACKEND, "AIRFLOW__CELERY__RESULT_BACKEND"),
+    # Read by the rendered webserver_config.py (components/airflow/sso.py).
+    (roster.SSO_CLIENT_SECRET, CLIENT_SECRET_VARIABLE),
+    # Flower reads FLOWER_* variables as its options (flower/command.py, apply_env_options); Airflow's
+    # `celery flower` passes --basic-auth only when [celery] flower_basic_auth is set, which it is not.
+    (roster.FLOWER_BASIC_AUTH, "FLOWER_BASIC_AUTH"),
 )
 
 
@@ -76,8 +92,10 @@ class AirflowEnv:
         instance: str,
         secret_values: Mapping[str, pulumi.Output[str]] | None = None,
         task_namespace: pulumi.Input[str] | None = None,
+        ui_url: str | None = None,
     ) -> None:
         self._settings = settings
+        self._ui_url = ui_url
         self._roster = roster
         self._namespace = namespace
         self._api_url = api_url
@@ -140,19 +158,17 @@ class AirflowEnv:
             )
         if s.dags.source == "bundle" and s.dags.git:
             g = s.dags.git
+            kwargs: dict[str, Any] = {
+                "repo_url": g.repo,
+                "tracking_ref": g.ref,
+                "subdir": g.sub_path or None,
+                "refresh_interval": g.period_seconds,
+            }
+            if g.ssh is not None:
+                # The deploy key and host keys, through the connection only its fetchers get.
+                kwargs["git_conn_id"] = git_ssh.CONNECTION_ID
             runtime["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
-                [
-                    {
-                        "name": "dags",
-                        "classpath": GIT_BUNDLE_CLASS,
-                        "kwargs": {
-                            "repo_url": g.repo,
-                            "tracking_ref": g.ref,
-                            "subdir": g.sub_path or None,
-                            "refresh_interval": g.period_seconds,
-                        },
-                    }
-                ]
+                [{"name": "dags", "classpath": GIT_BUNDLE_CLASS, "kwargs": kwargs}]
             )
             runtime["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH"] = "/tmp/airflow/dag_bundles"
         if c.statsd:
@@ -160,7 +176,20 @@ class AirflowEnv:
             runtime["AIRFLOW__METRICS__STATSD_HOST"] = f"{self._instance}-statsd"
             runtime["AIRFLOW__METRICS__STATSD_PORT"] = str(roster.component("statsd").port("statsd").number)
             runtime["AIRFLOW__METRICS__STATSD_PREFIX"] = "airflow"
-        task_context = {f"AIRFLOW_VAR_{name.upper()}": value for name, value in sorted(s.variables.items())}
+        task_context: dict[str, pulumi.Input[str]] = {
+            f"AIRFLOW_VAR_{name.upper()}": value for name, value in sorted(s.variables.items())
+        }
+        proxy: dict[str, pulumi.Input[str]] = {}
+        if self._ui_url:
+            # Where people open the UI: the api-server's redirects, login and OAuth callback URLs and
+            # operator links, and a task's `ti.log_url` (task_runner.py) in alerts. Tasks keep reaching
+            # the execution API in-cluster: AIRFLOW__CORE__EXECUTION_API_SERVER_URL is set above, and
+            # only its absence would derive it from this URL.
+            task_context["AIRFLOW__API__BASE_URL"] = self._ui_url
+            proxy["FORWARDED_ALLOW_IPS"] = TRUSTED_PROXIES
+        sso: dict[str, pulumi.Input[str]] = {}
+        if s.auth.sso is not None:
+            sso["AIRFLOW__FAB__SESSION_LIFETIME_MINUTES"] = str(s.auth.sso.session_lifetime_minutes)
         return {
             roster.BASE: base,
             roster.RUNTIME: runtime,
@@ -174,6 +203,8 @@ class AirflowEnv:
             roster.KUBERNETES_EXECUTOR: kubernetes_executor,
             roster.SIMPLE_AUTH: simple_auth,
             roster.TASK_CONTEXT: task_context,
+            roster.PROXY: proxy,
+            roster.SSO: sso,
         }
 
     def _remote_logs(self) -> dict[str, pulumi.Input[str]]:
@@ -216,6 +247,11 @@ class AirflowEnv:
         )
         if component in self._roster.task_pod_launchers and not users:
             out[kpo.CONNECTION_VARIABLE] = kpo.connection(self._pod_namespace)
+        git = self._settings.dags.git
+        bundle_over_ssh = self._settings.dags.source == "bundle" and git is not None and git.ssh is not None
+        if bundle_over_ssh and roster.RUNTIME in wanted and self._roster.runs_dag_bundles(component):
+            # Paths to the mounted key and host keys: no credential in it, so a plain value.
+            out[git_ssh.CONNECTION_VARIABLE] = git_ssh.connection()
         if wanted:
             job = self._roster.is_job(component)
             out.update(self._user_config(roster.JOB_CONFIG_SECTIONS if job else None))
@@ -225,6 +261,8 @@ class AirflowEnv:
         """The keys of the generated Secret that `component`'s containers read, in a stable order."""
         granted = self._roster.secret_keys(component)
         present = {key for key, _ in SECRET_VARIABLES} | {roster.SIMPLE_AUTH_PASSWORDS, roster.ADMIN_PASSWORD}
+        if not self._roster.conditions.sso:
+            present -= {roster.SSO_CLIENT_SECRET}
         if not self._roster.conditions.celery:
             present -= {roster.BROKER_URL, roster.RESULT_BACKEND}
         keys = sorted(granted & present)
@@ -253,6 +291,10 @@ class AirflowEnv:
         present = {key for key, _ in SECRET_VARIABLES}
         if not self._roster.conditions.celery:
             present -= {roster.BROKER_URL, roster.RESULT_BACKEND}
+        if not self._roster.conditions.sso:
+            present -= {roster.SSO_CLIENT_SECRET}
+        if not self._roster.conditions.flower:
+            present -= {roster.FLOWER_BASIC_AUTH}
         env += [self.secret_ref(component, key, var) for key, var in SECRET_VARIABLES if key in granted & present]
         if roster.CONNECTIONS in granted:
             env += [self._ref(key, key) for key in self._connection_keys]

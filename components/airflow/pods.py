@@ -13,12 +13,12 @@ from collections.abc import Mapping
 
 import pulumi
 
-from components.airflow import roster
+from components.airflow import git_ssh, roster
 from components.airflow.env import CONFIG_DIR, DB_CA_DIR, GIT_ROOT_LINK, LOGS, AirflowEnv
 from components.airflow.kpo import LOCAL_SETTINGS_FILE, LOCAL_SETTINGS_VOLUME
 from components.airflow.roster import Roster
 from components.airflow.secrets import DB_CA_VOLUME, DatabaseCa
-from components.airflow.settings import AirflowSettings, GitSource, Placement, PodOptions, Resources
+from components.airflow.settings import AirflowSettings, GitSource, GitSsh, Placement, PodOptions, Resources
 from components.k8s import Manifest, container_security, labels, pod_security, resources, selector
 from components.kube_types import Container, dump
 
@@ -107,7 +107,19 @@ class PodFactory:
             elif self.dag_source == "gitSync":
                 vols.append({"name": "dags", "emptyDir": {}})
                 mounts.append({"name": "dags", "mountPath": folder, "readOnly": True})
+        ssh = self.git_ssh
+        if ssh is not None and self.dag_source == "gitSync" and self.roster.dags(component) == "runs":
+            vols.append(git_ssh.volume(self._instance, ssh))  # for its git-sync containers only
+        if ssh is not None and self.dag_source == "bundle" and self.roster.runs_dag_bundles(component):
+            vols.append(git_ssh.volume(self._instance, ssh))
+            mounts.append(git_ssh.MOUNT)
         return vols, mounts
+
+    @property
+    def git_ssh(self) -> GitSsh | None:
+        """The deploy key settings, when DAGs come from an ssh repository."""
+        g = self.settings.dags.git
+        return g.ssh if g is not None and self.dag_source != "image" else None
 
     def container_ports(self, component: str) -> list[Manifest]:
         """The ports the components table gives `component`, as a container lists them."""
@@ -133,15 +145,35 @@ class PodFactory:
         if g.credentials_secret:
             for var in ("GITSYNC_USERNAME", "GITSYNC_PASSWORD"):
                 env.append({"name": var, "valueFrom": {"secretKeyRef": {"name": g.credentials_secret, "key": var}}})
+        security = container_security()
+        mounts: list[Manifest] = [{"name": "dags", "mountPath": mount_path}, {"name": "tmp", "mountPath": "/tmp"}]
+        if g.ssh is not None:
+            env += git_ssh.GIT_SYNC_ENV
+            mounts.append(git_ssh.MOUNT)
+            # ssh needs a passwd entry for its uid: the image has one for git-sync's own (git_ssh.py).
+            security["runAsUser"] = git_ssh.GIT_SYNC_UID
         return {
             "name": name,
             "image": g.image,
             "imagePullPolicy": "IfNotPresent",
             "env": env,
-            "securityContext": container_security(),
+            "securityContext": security,
             "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
-            "volumeMounts": [{"name": "dags", "mountPath": mount_path}, {"name": "tmp", "mountPath": "/tmp"}],
+            "volumeMounts": mounts,
         }
+
+    def _git_sync_sidecar(self) -> Manifest:
+        """The sidecar that keeps pulling, restarted by the kubelet if it hangs: git-sync's HTTP
+        endpoint answers 5xx until a sync succeeds and then 200 (its --http-probe); the init
+        container has synced once already, so the sidecar's own first sync is a fetch."""
+        port = roster.component("git-sync").port("http").number
+        c = self.git_sync_container("git-sync", False)
+        c["env"] += [{"name": "GITSYNC_HTTP_BIND", "value": f":{port}"},
+                     {"name": "GITSYNC_HTTP_PROBE", "value": "true"}]  # fmt: skip
+        probe = {"httpGet": {"path": "/", "port": port}, "timeoutSeconds": 5}
+        c["startupProbe"] = {**probe, "periodSeconds": 10, "failureThreshold": 60}
+        c["livenessProbe"] = {**probe, "periodSeconds": 30, "failureThreshold": 10}
+        return c
 
     def container(
         self,
@@ -205,7 +237,7 @@ class PodFactory:
         init: list[Manifest] = [self._wait_for_migrations(component, mounts)] if wait and uses_db else []
         if self.dag_source == "gitSync" and self.roster.dags(component) == "runs":
             init.append(self.git_sync_container("git-sync-init", True))
-            containers = containers + [self.git_sync_container("git-sync", False)]
+            containers = containers + [self._git_sync_sidecar()]
         spec: Manifest = {
             "serviceAccountName": self.service_account(component),
             "automountServiceAccountToken": self.roster.calls_kubernetes_api(component),

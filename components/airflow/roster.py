@@ -31,6 +31,10 @@ RESULT_BACKEND = "result-backend"
 BROKER_URL = "broker-url"
 ADMIN_PASSWORD = "admin-password"
 SIMPLE_AUTH_PASSWORDS = "simple-auth-passwords.json"
+# The SSO provider's client secret (airflow.auth.sso.clientSecret): only the api-server logs users in.
+SSO_CLIENT_SECRET = "sso-client-secret"
+# Flower's basic-auth credentials (`user:password`, generated): Flower alone checks them.
+FLOWER_BASIC_AUTH = "flower-basic-auth"
 # Not one key: every `airflow.connections` entry, as AIRFLOW_CONN_<ID>.
 CONNECTIONS = "connections"
 
@@ -45,6 +49,9 @@ CELERY_WORKER = "celery-worker"  # worker concurrency
 KUBERNETES_EXECUTOR = "kubernetes-executor"  # task namespace, pod template, pod deletion
 SCHEDULER = "scheduler"  # its health endpoint
 SIMPLE_AUTH = "simple-auth"  # SimpleAuthManager's users and passwords file
+# Behind the UI's Ingress (`ui.host`): which peers' X-Forwarded-* headers the api-server trusts.
+PROXY = "proxy"
+SSO = "sso"  # SSO's session lifetime (the login itself is configured by webserver_config.py)
 # A Job gets `airflow.config` only from these sections (engine and auth settings can matter to a
 # migration; nothing else may replace the Job).
 JOB_CONFIG_SECTIONS = frozenset({"database", "fab"})
@@ -71,6 +78,8 @@ class Conditions:
     pod_operator: bool
     fab: bool
     simple_auth: bool
+    sso: bool
+    local_admin: bool
     git_writer: bool
     flower: bool
     statsd: bool
@@ -84,6 +93,8 @@ class Conditions:
             pod_operator=settings.pod_operator.enabled,
             fab=settings.auth.manager == "fab",
             simple_auth=settings.auth.manager == "simple",
+            sso=settings.auth.sso is not None,
+            local_admin=settings.auth.local_admin,
             git_writer=git_writer,
             flower=celery and settings.flower.enabled,
             statsd=settings.statsd.enabled,
@@ -113,6 +124,9 @@ class AirflowComponent:
         ports: what it listens on; its Service and NetworkPolicy expose these.
         dags: 'runs' parses or runs DAG code (git-sync sidecars under the gitSync source); 'mounted'
             gets the DAG volume read-only without running DAGs; 'writes' is the single writer; 'none'.
+        runs_dag_bundles: fetches DAG bundles itself (source `bundle`): the DAG processor parses
+            them, a worker or task pod checks out the version its task runs. Under an ssh repository
+            exactly these get the deploy key (git_ssh.py); everyone else reads serialized DAGs.
         secrets: keys of the generated Secret its containers receive, by reference only (checked
             against Airflow 3.3.2's code in tests/stacks/test_least_secrets.py).
         extra_secrets: keys it receives on top, and when.
@@ -138,6 +152,7 @@ class AirflowComponent:
     task_logs: bool = False
     ports: tuple[Port, ...] = ()
     dags: DagUse = "none"
+    runs_dag_bundles: bool = False
     secrets: frozenset[str] = frozenset()
     extra_secrets: tuple[tuple[str, Callable[[Conditions], bool]], ...] = field(default=())
     settings: frozenset[str] = _LONG_RUNNING
@@ -185,8 +200,8 @@ TABLE: tuple[AirflowComponent, ...] = (
         secrets=frozenset(
             {JWT_SECRET, FERNET_KEY, SQL_ALCHEMY_CONN, SQL_ALCHEMY_CONN_ASYNC, API_SECRET_KEY, CONNECTIONS}
         ),
-        extra_secrets=((SIMPLE_AUTH_PASSWORDS, lambda c: c.simple_auth),),
-        settings=_LONG_RUNNING | {TASK_CONTEXT, KUBERNETES_EXECUTOR, SIMPLE_AUTH},
+        extra_secrets=((SIMPLE_AUTH_PASSWORDS, lambda c: c.simple_auth), (SSO_CLIENT_SECRET, lambda c: c.sso)),
+        settings=_LONG_RUNNING | {TASK_CONTEXT, KUBERNETES_EXECUTOR, SIMPLE_AUTH, PROXY, SSO},
         # Behind its Service and any load balancer: serves while they take it out (an ALB's
         # deregistration, ingress-nginx's endpoint sync), then uvicorn finishes what is in flight.
         drain_seconds=15,
@@ -210,6 +225,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         _always,
         task_logs=True,
         dags="runs",
+        runs_dag_bundles=True,
         # Runs parse-time code and callbacks against an in-process execution API (no JWT).
         secrets=frozenset({FERNET_KEY, SQL_ALCHEMY_CONN, CONNECTIONS}),
         settings=_LONG_RUNNING | {TASK_CONTEXT},
@@ -237,7 +253,7 @@ TABLE: tuple[AirflowComponent, ...] = (
     ),
     AirflowComponent(
         "create-user",
-        lambda c: c.fab,
+        lambda c: c.local_admin,
         secrets=frozenset({SQL_ALCHEMY_CONN, ADMIN_PASSWORD}),
         settings=frozenset({BASE}),
         options="jobs",
@@ -249,6 +265,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         task_logs=True,
         ports=(Port("worker-logs", 8793),),
         dags="runs",
+        runs_dag_bundles=True,
         # No DB and no token key: tasks reach both through the execution API with the token the
         # scheduler signed. (Celery's result backend is the DB, so the worker holds a DB login there.)
         secrets=frozenset({BROKER_URL, RESULT_BACKEND, API_SECRET_KEY, CONNECTIONS}),
@@ -269,6 +286,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         launches_task_pods=_kpo,
         task_logs=True,
         dags="runs",
+        runs_dag_bundles=True,
         secrets=frozenset({CONNECTIONS}),
         settings=_LONG_RUNNING | {TASK_CONTEXT},
         options="task_pods",
@@ -285,7 +303,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         "flower",
         lambda c: c.flower,
         ports=(Port("flower", 5555),),
-        secrets=frozenset({BROKER_URL, RESULT_BACKEND}),
+        secrets=frozenset({BROKER_URL, RESULT_BACKEND, FLOWER_BASIC_AUTH}),
         options="flower",
     ),
     AirflowComponent(
@@ -351,6 +369,9 @@ class Roster:
 
     def dags(self, name: str) -> DagUse:
         return component(name).dags
+
+    def runs_dag_bundles(self, name: str) -> bool:
+        return component(name).runs_dag_bundles
 
     def port(self, name: str, port: str) -> Port:
         return component(name).port(port)

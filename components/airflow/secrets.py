@@ -27,11 +27,13 @@ from components.airflow.roster import (
     API_SECRET_KEY,
     BROKER_URL,
     FERNET_KEY,
+    FLOWER_BASIC_AUTH,
     JWT_SECRET,
     RESULT_BACKEND,
     SIMPLE_AUTH_PASSWORDS,
     SQL_ALCHEMY_CONN,
     SQL_ALCHEMY_CONN_ASYNC,
+    SSO_CLIENT_SECRET,
 )
 from components.endpoints import BrokerEndpoint, CaBundle, DatabaseEndpoint
 from components.k8s import labels
@@ -122,6 +124,7 @@ class AirflowSecrets(pulumi.ComponentResource):
         connection_keys: the keys holding `airflow.connections`, as AIRFLOW_CONN_<ID>.
         values: every key's value, a secret Output each.
         admin_password: the generated admin password, a secret Output (the `adminPassword` output).
+        flower_password: Flower's generated basic-auth password, a secret Output, when Flower runs.
     """
 
     def __init__(
@@ -134,6 +137,8 @@ class AirflowSecrets(pulumi.ComponentResource):
         broker: BrokerEndpoint | None,
         admin_user: str,
         connections: Mapping[str, pulumi.Output[str]],
+        sso_client_secret: pulumi.Output[str] | None = None,
+        flower_user: str | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """Generate the secrets and write the Secret.
@@ -147,6 +152,8 @@ class AirflowSecrets(pulumi.ComponentResource):
             broker: the Celery broker, or None without the CeleryExecutor (no broker URL then).
             admin_user: the admin's user name, for SimpleAuthManager's passwords file.
             connections: Airflow connection id -> URI or JSON, each a secret Output.
+            sso_client_secret: the SSO provider's client secret (a secret Output), if SSO is on.
+            flower_user: Flower's basic-auth user, if Flower runs (its password is generated).
             opts: options of the component (its parent carries the Kubernetes provider).
         """
         super().__init__("airflow-k8s:kubernetes:AirflowSecrets", name, None, opts)
@@ -188,6 +195,14 @@ class AirflowSecrets(pulumi.ComponentResource):
             ADMIN_PASSWORD: admin.result,
             SIMPLE_AUTH_PASSWORDS: admin.result.apply(lambda p: json.dumps({admin_user: p})),
         }
+        if sso_client_secret is not None:
+            data[SSO_CLIENT_SECRET] = sso_client_secret
+        self.flower_password: pulumi.Output[str] | None = None
+        if flower_user is not None:
+            # No symbols: Flower splits its basic-auth option at ',' and a credential at ':'.
+            flower = random.RandomPassword(f"{name}-flower-password", length=32, special=False, opts=child)
+            self.flower_password = pulumi.Output.secret(flower.result)
+            data[FLOWER_BASIC_AUTH] = flower.result.apply(lambda p: f"{flower_user}:{p}")
         for conn_id, uri in connections.items():
             data[f"AIRFLOW_CONN_{conn_id.upper()}"] = uri
 

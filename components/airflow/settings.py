@@ -4,12 +4,14 @@ generated from these descriptions)."""
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from components.airflow.sso import Sso
 from components.kube_types import (
     Affinity,
     Container,
@@ -367,6 +369,11 @@ class Workers(Component):
 
 class Flower(PodOptions):
     enabled: bool = Field(False, description="Run Celery Flower (needs the Celery executor).")
+    user: str = Field(
+        "flower",
+        pattern=r"^[A-Za-z0-9_.@-]{1,64}$",
+        description="Flower's basic-auth user; its password is generated (outputs flowerUser, flowerPassword).",
+    )
     resources: Resources = resources_field("100m", "256Mi", "512Mi")
 
 
@@ -382,6 +389,158 @@ class Auth(SettingsModel):
     )
     admin_user: str = Field("admin", pattern=r"^[A-Za-z0-9_.@-]{1,64}$", description="Admin user name.")
     admin_email: str = Field("admin@example.com", description="Admin e-mail (FAB only).")
+    sso: Sso | None = Field(
+        None, description="Single sign-on for the UI through an OAuth/OpenID Connect provider (needs manager 'fab')."
+    )
+
+    @model_validator(mode="after")
+    def _sso_needs_fab(self) -> Auth:
+        if self.sso is not None and self.manager != "fab":
+            raise bad("sso", f"needs manager 'fab' (FAB's OAuth login); manager is '{self.manager}'")
+        return self
+
+    @property
+    def local_admin(self) -> bool:
+        """Whether the generated FAB admin is created (and exported)."""
+        return self.manager == "fab" and (self.sso is None or self.sso.keep_local_admin)
+
+
+# The Airflow connection through which GitDagBundle gets the deploy key (components/airflow/git_ssh.py).
+GIT_CONNECTION_ID = "git_dags"
+# Where a repository URL says ssh: `ssh://...`, `git+ssh://...` or scp-like `user@host:path` (what
+# git itself reads as ssh; GitHook and git-sync hand such URLs to ssh as they are).
+_SSH_URL = re.compile(r"^(ssh://|git\+ssh://|[^/@:]+@[^/:]+:)")
+# One known_hosts line (sshd(8), "SSH_KNOWN_HOSTS FILE FORMAT"): an optional @cert-authority or
+# @revoked marker, comma-separated host patterns (or a hashed `|1|salt|hash`), a key type, and the
+# base64 key, then an optional comment.
+_KEY_TYPES = (
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+    "ssh-dss",
+)
+_KNOWN_HOST = re.compile(
+    r"^(@(cert-authority|revoked)\s+)?(?P<hosts>\S+)\s+(?P<type>\S+)\s+(?P<key>[A-Za-z0-9+/]+={0,3})(\s+.*)?$"
+)
+# A private key in one of the encodings OpenSSH reads (its own, PKCS#1/SEC1 and PKCS#8 PEM).
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN (?P<kind>OPENSSH|RSA|EC|DSA|ENCRYPTED)? ?PRIVATE KEY-----\r?\n[A-Za-z0-9+/=:,\- \r\n]+"
+    r"-----END (?P=kind)? ?PRIVATE KEY-----\s*"
+)
+
+
+def _known_hosts(value: str) -> str:
+    """Loosely, each non-comment line of a known_hosts file: catches an empty file, a fingerprint,
+    a bare public key or an unknown key type, not every malformed key."""
+    lines = [ln.strip() for ln in value.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    if not lines:
+        raise ValueError(
+            "is empty: give the server's host keys as known_hosts lines ('HOST KEYTYPE BASE64KEY', e.g. from "
+            "`ssh-keyscan HOST`, checked against the fingerprints the git host publishes)"
+        )
+    for n, line in enumerate(lines, 1):
+        m = _KNOWN_HOST.match(line)
+        if m is None or m.group("type") not in _KEY_TYPES or len(m.group("key")) < 60:
+            shown = line if len(line) <= 60 else line[:57] + "..."
+            raise ValueError(
+                f"line {n} ({shown!r}) is not a known_hosts entry: expected 'HOST[,HOST...] KEYTYPE BASE64KEY' "
+                f"with KEYTYPE one of {', '.join(_KEY_TYPES[:5])}, ... (ssh-keyscan prints such lines)"
+            )
+    return value
+
+
+def _private_key(value: SecretStr) -> SecretStr:
+    """An unencrypted private key OpenSSH can read; the messages never echo the value."""
+    text = value.get_secret_value().strip()
+    if text.startswith(_KEY_TYPES) or text.startswith("---- BEGIN SSH2 PUBLIC KEY"):
+        raise ValueError(
+            "is a public key: give the private half of the deploy key (its public half goes to the git host)"
+        )
+    m = _PRIVATE_KEY.fullmatch(text + "\n")
+    if m is None:
+        raise ValueError(
+            "is not a private key: expected the whole file, from '-----BEGIN OPENSSH PRIVATE KEY-----' (or "
+            "'-----BEGIN RSA/EC PRIVATE KEY-----') to its END line, with its line breaks"
+        )
+    if (
+        m.group("kind") == "ENCRYPTED"
+        or "Proc-Type: 4,ENCRYPTED" in text
+        or _openssh_cipher(text) not in ("none", None)
+    ):
+        raise ValueError("is protected by a passphrase, which git-sync cannot enter: use a key without one")
+    return value
+
+
+def _openssh_cipher(text: str) -> str | None:
+    """The cipher an OpenSSH-format key is encrypted with ('none' when it is not; OpenSSH's
+    PROTOCOL.key: "openssh-key-v1\\0", then the cipher name as a length-prefixed string)."""
+    if not text.startswith("-----BEGIN OPENSSH PRIVATE KEY-----"):
+        return None
+    body = "".join(text.splitlines()[1:-1])
+    try:
+        blob = base64.b64decode(body, validate=False)
+    except ValueError:
+        return None
+    magic = b"openssh-key-v1\0"
+    if not blob.startswith(magic) or len(blob) < len(magic) + 4:
+        return None
+    n = int.from_bytes(blob[len(magic) : len(magic) + 4], "big")
+    return blob[len(magic) + 4 : len(magic) + 4 + n].decode("ascii", "replace")
+
+
+class GitSsh(SettingsModel):
+    """A deploy key for an ssh repository; strict host key checking is always on."""
+
+    secret: DnsLabel | None = Field(
+        None,
+        description=(
+            "Existing Secret in the namespace holding the key as `ssh` and the host keys as `known_hosts` "
+            "(git-sync's layout); instead of privateKey/knownHosts."
+        ),
+    )
+    private_key: SecretStr | None = Field(
+        None,
+        description=(
+            "The deploy key (OpenSSH or PEM private key, no passphrase); must be a Pulumi secret: "
+            "`pulumi config set --secret --path airflow.dags.git.ssh.privateKey < key`."
+        ),
+    )
+    known_hosts: str | None = Field(
+        None,
+        description=(
+            "The git server's host keys as known_hosts lines (e.g. from `ssh-keyscan`, checked against the "
+            "fingerprints the host publishes); required with privateKey."
+        ),
+    )
+
+    @field_validator("known_hosts")
+    @classmethod
+    def _check_known_hosts(cls, v: str | None) -> str | None:
+        return v if v is None else _known_hosts(v)
+
+    @field_validator("private_key")
+    @classmethod
+    def _check_private_key(cls, v: SecretStr | None) -> SecretStr | None:
+        return v if v is None else _private_key(v)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> GitSsh:
+        if self.secret and (self.private_key is not None or self.known_hosts is not None):
+            key = "privateKey" if self.private_key is not None else "knownHosts"
+            raise bad(key, f"comes from Secret '{self.secret}' (keys `ssh` and `known_hosts`); set one or the other")
+        if not self.secret and self.private_key is None:
+            raise bad("privateKey", "is required (or name an existing Secret in 'secret')")
+        if self.private_key is not None and self.known_hosts is None:
+            raise bad(
+                "knownHosts",
+                "is required with privateKey: strict host key checking is always on, so the server's host keys "
+                "must be given (e.g. from `ssh-keyscan HOST`, checked against the host's published fingerprints)",
+            )
+        return self
 
 
 class GitSource(SettingsModel):
@@ -394,6 +553,9 @@ class GitSource(SettingsModel):
         description="Existing Secret in the namespace with GITSYNC_USERNAME/GITSYNC_PASSWORD (https) keys.",
     )
     image: str = Field("registry.k8s.io/git-sync/git-sync:v4.4.2", description="git-sync image.")
+    ssh: GitSsh | None = Field(
+        None, description="Deploy key and host keys for an ssh repository URL (ssh://, git@host:path)."
+    )
 
     @field_validator("repo")
     @classmethod
@@ -401,6 +563,24 @@ class GitSource(SettingsModel):
         if not re.match(r"^(https://|ssh://|git@|file://)\S+$", v):
             raise ValueError("must be a git URL starting with https://, ssh://, git@ or file://")
         return v
+
+    @property
+    def uses_ssh(self) -> bool:
+        return bool(_SSH_URL.match(self.repo))
+
+    @model_validator(mode="after")
+    def _ssh_matches_url(self) -> GitSource:
+        if self.uses_ssh and self.ssh is None:
+            raise bad(
+                "ssh",
+                f"is required: repo {self.repo!r} is an ssh URL, and ssh needs a deploy key and the server's host "
+                "keys (ssh.privateKey + ssh.knownHosts, or ssh.secret)",
+            )
+        if self.ssh is not None and not self.uses_ssh:
+            raise bad("ssh", f"only applies to an ssh repo URL (ssh://... or git@host:path), not {self.repo!r}")
+        if self.ssh is not None and self.credentials_secret:
+            raise bad("credentialsSecret", "holds https credentials; an ssh repo authenticates with ssh")
+        return self
 
 
 class Dags(SettingsModel):
@@ -588,6 +768,7 @@ OWNED_OPTIONS = {
     "celery.worker_concurrency": "airflow.workers.concurrency",
     "api_auth.jwt_secret": "a generated secret",
     "api.secret_key": "a generated secret",
+    "api.base_url": "ui.host (https://<host>/)",
     "fab.config_file": "the rendered webserver_config.py",
     "kubernetes_executor.namespace": "kubernetes.namespace",
     "kubernetes_executor.pod_template_file": "the rendered pod template",
@@ -601,6 +782,7 @@ OWNED_OPTIONS = {
     "logging.trigger_log_server_port": "the triggerer's Service port",
     "scheduler.enable_health_check": "the scheduler's probes",
     "scheduler.scheduler_health_check_server_port": "the scheduler's probes",
+    "celery.flower_basic_auth": "airflow.flower (a generated password)",
     "metrics.statsd_on": "airflow.statsd",
     "metrics.statsd_host": "airflow.statsd",
     "metrics.statsd_port": "airflow.statsd",
@@ -608,6 +790,8 @@ OWNED_OPTIONS = {
     "dag_processor.dag_bundle_config_list": "airflow.dags",
     "dag_processor.dag_bundle_storage_path": "airflow.dags",
 }
+# Set from airflow.auth.sso when SSO is on (free to set through airflow.config otherwise).
+SSO_OWNED_OPTION = "fab.session_lifetime_minutes"
 # Options that hold or fetch a secret: Airflow's `_cmd`/`_secret` variants run a command or read a
 # secrets backend, and the rest carry credentials (e.g. smtp.smtp_password, webserver.secret_key).
 SECRET_OPTION = re.compile(r"((^|_)(password|passwd|secret|secret_key|token|fernet_key)|_cmd)$")
@@ -729,6 +913,19 @@ class AirflowSettings(SettingsModel):
             if obj.identity in seen:
                 raise bad(f"extraObjects.{i}.metadata.name", f"{obj.kind} {obj.metadata.name!r} is declared twice")
             seen.add(obj.identity)
+        git = self.dags.git
+        if self.dags.source == "bundle" and git is not None and git.ssh is not None:
+            taken = [k for k in self.connections if k.upper() == GIT_CONNECTION_ID.upper()]
+            if taken:
+                raise bad(
+                    f"connections.{taken[0]}",
+                    "is the connection the program gives GitDagBundle for dags.git.ssh; use another id",
+                )
+        if self.auth.sso is not None and SSO_OWNED_OPTION in self.config:
+            raise bad(
+                "config",
+                f"{SSO_OWNED_OPTION!r} is set by the program with SSO on (airflow.auth.sso.sessionLifetimeMinutes)",
+            )
         return self
 
     def pod_options(self) -> dict[str, PodOptions]:

@@ -24,6 +24,7 @@ from components.settings import Ipv4Cidr, SettingsModel, bad
 # https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
 NETWORK_CONTRIBUTOR = "4d97b98b-1d4f-4787-a291-c67834d212e7"
 AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
+ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 # The AKS AAD server application every managed-Entra-ID cluster trusts (the `--server-id` AKS writes).
 AKS_AAD_SERVER_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
 KUBELOGIN_HINT = (
@@ -32,6 +33,12 @@ KUBELOGIN_HINT = (
     "`az login`; see the README's Azure quick start."
 )
 VERSIONS = ("1.34", "1.35", "1.36", "1.37")
+# An ARM id of a container registry (ARM's registry name rule: 5-50 letters and digits).
+_ACR_ID = re.compile(
+    r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[-\w._()]{0,89}[-\w_()]"
+    r"/providers/Microsoft\.ContainerRegistry/registries/[a-zA-Z0-9]{5,50}$",
+    re.IGNORECASE,
+)
 _OBJECT_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -88,6 +95,26 @@ class AzureCluster(SettingsModel):
         "Kubernetes Service RBAC Cluster Admin on a created cluster, besides the principal that creates it.",
     )
 
+    acr_ids: list[str] = Field(
+        default_factory=list,
+        description="Azure Container Registries the nodes pull images from (a custom Airflow image): ARM ids "
+        "(/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.ContainerRegistry/registries/<name>); "
+        "the cluster's kubelet identity gets AcrPull on each registry, created or existing cluster alike.",
+    )
+
+    @field_validator("acr_ids")
+    @classmethod
+    def _registries(cls, v: list[str]) -> list[str]:
+        wrong = [r for r in v if not _ACR_ID.fullmatch(r)]
+        if wrong:
+            raise ValueError(
+                f"{wrong} are not container registry ids: /subscriptions/<subscription id>/resourceGroups/<group>"
+                "/providers/Microsoft.ContainerRegistry/registries/<name> (`az acr show -n NAME --query id`)"
+            )
+        if len({r.rsplit("/", 1)[1].lower() for r in v}) != len(v):
+            raise ValueError("lists a registry twice (registry names are unique across Azure)")
+        return v
+
     @field_validator("version")
     @classmethod
     def _version(cls, v: str) -> str:
@@ -112,13 +139,13 @@ class AzureCluster(SettingsModel):
         return self
 
 
-def _guid(*parts: str) -> str:
+def assignment_name(*parts: str) -> str:
     """A role assignment name from what the assignment is (Bicep's `guid(scope, principal, role)`): the
     same inputs give the same GUID, so a re-run or an import finds the assignment instead of adding one."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "/".join(parts)))
 
 
-def _role(subscription: pulumi.Input[str], role: str) -> pulumi.Output[str]:
+def role_definition(subscription: pulumi.Input[str], role: str) -> pulumi.Output[str]:
     return pulumi.Output.concat(
         "/subscriptions/", subscription, "/providers/Microsoft.Authorization/roleDefinitions/", role
     )
@@ -176,6 +203,7 @@ class AksCluster(pulumi.ComponentResource):
 
     name: pulumi.Output[str]
     oidc_issuer_url: pulumi.Output[str]
+    app_routing_ready: pulumi.Output[bool]
     provider: k8s.Provider
     kubeconfig: pulumi.Output[str] | None
 
@@ -191,6 +219,7 @@ class AksCluster(pulumi.ComponentResource):
         protect: bool,
         tags: dict[str, str],
         depends_on: Sequence[pulumi.Resource],
+        app_routing: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """Create the cluster, or look up `settings.existing_name`, and build its provider.
@@ -210,6 +239,9 @@ class AksCluster(pulumi.ComponentResource):
             tags: tags on the created cluster and its identity.
             depends_on: what a created cluster must be created after and deleted before; the stack
                 passes the VNet's subnets.
+            app_routing: turn on the application routing add-on (without its default NGINX controller)
+                and the Key Vault secrets provider with rotation on a created cluster: what the UI's
+                Gateway needs (components/azure/app_routing.py). Off: the cluster's inputs are as before.
             opts: options of the component; pass the Azure provider as `providers=[...]`.
         """
         super().__init__("airflow-k8s:azure:AksCluster", name, None, opts)
@@ -222,10 +254,16 @@ class AksCluster(pulumi.ComponentResource):
                 resource_name=settings.existing_name,
                 opts=pulumi.InvokeOutputOptions(parent=self),
             )
+            self.app_routing_ready = pulumi.Output.from_input(False)
             self.name = pulumi.Output.from_input(settings.existing_name)
             self.oidc_issuer_url = found.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else "")
             self.kubeconfig = None
             created: list[pulumi.Resource] = []
+            kubelet_profile: pulumi.Output[Any] = found.identity_profile
+            if app_routing:
+                self.app_routing_ready = pulumi.Output.all(found.ingress_profile, found.addon_profiles).apply(
+                    lambda p: _require_app_routing(settings.existing_name or "", p[0], p[1])
+                )
         else:
             rg = resource_group
             svc = ipaddress.ip_network(settings.service_cidr)
@@ -248,13 +286,13 @@ class AksCluster(pulumi.ComponentResource):
                     authorization.RoleAssignment(
                         f"{name}-network-contributor",
                         role_assignment_name=pulumi.Output.all(subnet_id, identity.principal_id).apply(
-                            lambda a: _guid(a[0], a[1], NETWORK_CONTRIBUTOR)
+                            lambda a: assignment_name(a[0], a[1], NETWORK_CONTRIBUTOR)
                         ),
                         principal_id=identity.principal_id,
                         # A new identity's principal may not have replicated through Entra ID yet; with
                         # its type given, ARM does not look it up (PrincipalNotFound otherwise).
                         principal_type="ServicePrincipal",
-                        role_definition_id=_role(client.subscription_id, NETWORK_CONTRIBUTOR),
+                        role_definition_id=role_definition(client.subscription_id, NETWORK_CONTRIBUTOR),
                         scope=subnet_id,
                         opts=child,
                     )
@@ -313,6 +351,7 @@ class AksCluster(pulumi.ComponentResource):
                 security_profile={"workload_identity": {"enabled": True}},
                 storage_profile={"file_csi_driver": {"enabled": True}},
                 auto_upgrade_profile={"upgrade_channel": "patch"},
+                **(_app_routing() if app_routing else {}),
                 tags=tags,
                 opts=pulumi.ResourceOptions(
                     parent=self,
@@ -332,6 +371,8 @@ class AksCluster(pulumi.ComponentResource):
             self.name = cluster.name
             self.oidc_issuer_url = cluster.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else "")
             created = [cluster]
+            self.app_routing_ready = pulumi.Output.from_input(app_routing)
+            kubelet_profile = cluster.identity_profile
             # With Azure RBAC, whoever deploys needs a data-plane role before the provider can create
             # anything. The principal that creates the stack keeps the grant (a later deployer does not
             # take it over: list further principals in adminPrincipalIds). Its type is not known (user or
@@ -340,10 +381,10 @@ class AksCluster(pulumi.ComponentResource):
                 authorization.RoleAssignment(
                     f"{name}-deployer-admin",
                     role_assignment_name=pulumi.Output.all(cluster.id, client.object_id).apply(
-                        lambda a: _guid(a[0], a[1], AKS_RBAC_CLUSTER_ADMIN)
+                        lambda a: assignment_name(a[0], a[1], AKS_RBAC_CLUSTER_ADMIN)
                     ),
                     principal_id=client.object_id,
-                    role_definition_id=_role(client.subscription_id, AKS_RBAC_CLUSTER_ADMIN),
+                    role_definition_id=role_definition(client.subscription_id, AKS_RBAC_CLUSTER_ADMIN),
                     scope=cluster.id,
                     opts=pulumi.ResourceOptions(parent=self, ignore_changes=["principalId", "roleAssignmentName"]),
                 )
@@ -353,14 +394,19 @@ class AksCluster(pulumi.ComponentResource):
                     authorization.RoleAssignment(
                         f"{name}-admin-{principal}",
                         role_assignment_name=cluster.id.apply(
-                            lambda cid, p=principal: _guid(cid, p, AKS_RBAC_CLUSTER_ADMIN)
+                            lambda cid, p=principal: assignment_name(cid, p, AKS_RBAC_CLUSTER_ADMIN)
                         ),
                         principal_id=principal,
-                        role_definition_id=_role(client.subscription_id, AKS_RBAC_CLUSTER_ADMIN),
+                        role_definition_id=role_definition(client.subscription_id, AKS_RBAC_CLUSTER_ADMIN),
                         scope=cluster.id,
                         opts=child,
                     )
                 )
+        # The nodes pull from the configured registries as the kubelet identity (what `az aks update
+        # --attach-acr` grants): AcrPull on each registry, nothing wider. AKS made that identity with the
+        # cluster, created or existing; a cluster with a service principal instead has none.
+        if settings.acr_ids:
+            self._grant_acr_pull(name, settings.acr_ids, kubelet_profile.apply(_kubelet_object_id))
         # `format: exec` gives a kubeconfig without credentials for an Entra ID cluster (`azure`, the other
         # format, is the auth-provider client-go removed in 1.26); kubelogin_kubeconfig makes it non-interactive.
         creds = containerservice.list_managed_cluster_user_credentials_output(
@@ -376,6 +422,72 @@ class AksCluster(pulumi.ComponentResource):
             f"{name}-k8s", kubeconfig=config, opts=pulumi.ResourceOptions(parent=self, depends_on=[*created, *grants])
         )
         self.register_outputs({"name": self.name})
+
+    def _grant_acr_pull(self, name: str, registries: Sequence[str], kubelet: pulumi.Output[str]) -> None:
+        subscription = authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        for registry in registries:
+            authorization.RoleAssignment(
+                f"{name}-acr-pull-{registry.rsplit('/', 1)[1].lower()}",
+                # The same registry, identity and role give the same name: a second `up` finds it.
+                role_assignment_name=kubelet.apply(lambda k, r=registry: assignment_name(r.lower(), k, ACR_PULL)),
+                principal_id=kubelet,
+                principal_type="ServicePrincipal",
+                role_definition_id=role_definition(subscription.subscription_id, ACR_PULL),
+                scope=registry,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+
+
+def _app_routing() -> dict[str, Any]:
+    """The add-on's operator, which reconciles the Gateway's Key Vault certificate (no NGINX controller,
+    hence no NGINX load balancer: `None`), and the Secrets Store CSI driver's Key Vault provider it syncs
+    the certificate with, polling for a renewed version (every two minutes by default)."""
+    return {
+        "ingress_profile": {"web_app_routing": {"enabled": True, "nginx": {"default_ingress_controller_type": "None"}}},
+        "addon_profiles": {
+            "azureKeyvaultSecretsProvider": {"enabled": True, "config": {"enableSecretRotation": "true"}}
+        },
+    }
+
+
+def _require_app_routing(cluster: str, ingress: Any, addons: Any) -> bool:
+    """An existing cluster serves the UI's Gateway only if it runs what a created one gets: the
+    application routing add-on (its operator syncs the Key Vault certificate) and the Key Vault secrets
+    provider it syncs with. The Gateway API mode itself is not in the API version read here (README)."""
+    routing = _field(ingress, "web_app_routing", "webAppRouting")
+    if not _field(routing, "enabled", "enabled"):
+        # RunError: Pulumi ends the program with the message alone (no traceback), as for bad config.
+        raise pulumi.RunError(
+            f"airflow-k8s:ui.host: the existing cluster {cluster} has no application routing add-on; run `az aks update "
+            "--enable-app-routing --enable-app-routing-istio --enable-gateway-api` on it (README: UI over HTTPS on "
+            "Azure), or unset ui.host"
+        )
+    # ARM spells the add-on's key as it was written (the CLI writes azureKeyvaultSecretsProvider).
+    provider = next((v for k, v in (addons or {}).items() if k.lower() == "azurekeyvaultsecretsprovider"), None)
+    if not _field(provider, "enabled", "enabled"):
+        raise pulumi.RunError(
+            f"airflow-k8s:ui.host: the existing cluster {cluster} has no Key Vault secrets provider; run `az aks enable-addons "
+            "--addons azure-keyvault-secrets-provider --enable-secret-rotation` on it, or unset ui.host"
+        )
+    return True
+
+
+def _field(value: Any, attribute: str, key: str) -> Any:
+    """A field of an invoke result: a typed object, or a plain dict (snake_case keys, as the SDK gives a
+    nested result it does not type)."""
+    if isinstance(value, dict):
+        return value.get(attribute, value.get(key))  # pyright: ignore[reportUnknownMemberType]
+    return getattr(value, attribute, None)
+
+
+def _kubelet_object_id(profile: Any) -> str:
+    identity = (profile or {}).get("kubeletidentity")
+    if identity is None or not identity.object_id:
+        raise pulumi.RunError(
+            "airflow-k8s:azure.cluster.acrIds: the cluster has no kubelet managed identity to grant AcrPull to (a cluster with a "
+            "service principal: `az aks update --enable-managed-identity`)"
+        )
+    return identity.object_id
 
 
 def _decode(value: str) -> str:

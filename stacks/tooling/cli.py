@@ -1,6 +1,6 @@
 """Offline render: run the real program for a stack file under recording mocks, and review it.
 
-    python -m stacks.render STACK [--out DIR] [--set KEY=VALUE ...] [--reveal-secrets]
+    python -m stacks.render STACK [--out DIR] [--set KEY=VALUE ...] [--set-secret KEY=VALUE ...] [--reveal-secrets]
     python -m stacks.render STACK --diff-against REF [--allow-destructive]
     python -m stacks.render STACK --teardown
     python -m stacks.render STACK --graph [--out DIR]
@@ -55,6 +55,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="override a config value, e.g. airflow.executor=KubernetesExecutor",
     )
+    ap.add_argument(
+        "--set-secret",
+        dest="secret_overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="like --set, as `pulumi config set --secret --path` would (the value as given, not YAML)",
+    )
     ap.add_argument("--reveal-secrets", action="store_true", help="write mock secret values (tests only)")
     ap.add_argument(
         "--diff-against",
@@ -99,8 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.stack is None:
         ap.error("the following arguments are required: stack")
+    if args.secret_overrides and args.diff_against:
+        ap.error("--set-secret cannot be used with --diff-against (the other ref would not get the secret)")
     try:
-        run = run_stack(args.stack, args.overrides)
+        run = run_stack(args.stack, args.overrides, args.secret_overrides)
     except RenderError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

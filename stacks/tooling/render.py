@@ -73,10 +73,24 @@ def stack_names() -> list[str]:
     return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in STACKS_DIR.glob("Pulumi.*.yaml"))
 
 
-def load_stack_config(stack: str, overrides: Sequence[str] = ()) -> tuple[dict[str, str], list[str]]:
-    """The stack file's config as the Pulumi CLI would pass it: one JSON string per key.
+def _mock_secure(top: str, leaf: str) -> str:
+    """The stand-in for a `secure:` value that cannot be decrypted here. A value the config checks
+    by its shape gets a mock of that shape (a real, throwaway-looking key would fail nothing)."""
+    if leaf == "privateKey":
+        body = mock_secret(f"config:{top}.{leaf}", 64).replace("$", "A").replace("@", "B").replace("%", "C")
+        body = body.replace(":", "D")
+        return f"-----BEGIN OPENSSH PRIVATE KEY-----\n{body}\n-----END OPENSSH PRIVATE KEY-----\n"
+    return mock_secret(f"config:{top}")
+
+
+def load_stack_config(
+    stack: str, overrides: Sequence[str] = (), secret_overrides: Sequence[str] = ()
+) -> tuple[dict[str, str], list[str]]:
+    """The stack file's config as the Pulumi CLI would pass it: one JSON string per key, and the
+    keys Pulumi marks secret (a structured key is secret when any value inside it is).
 
     `secure:` values cannot be decrypted here; they become a mock secret and stay secret.
+    `secret_overrides` are set like `overrides`, as `pulumi config set --secret --path` would.
     """
     path = STACKS_DIR / f"Pulumi.{stack}.yaml"
     if not path.exists():
@@ -93,25 +107,26 @@ def load_stack_config(stack: str, overrides: Sequence[str] = ()) -> tuple[dict[s
     values: dict[str, Any] = copy.deepcopy(config_block)
     secret_keys: set[str] = set()
 
-    def unsecure(key: str, v: Any) -> Any:
+    def unsecure(key: str, v: Any, leaf: str) -> Any:
         if isinstance(v, dict) and set(v) == {"secure"}:
             secret_keys.add(key)
-            return mock_secret(f"config:{key}")
+            return _mock_secure(key, leaf)
         if isinstance(v, dict):
-            return {k: unsecure(key, x) for k, x in v.items()}
+            return {k: unsecure(key, x, k) for k, x in v.items()}
         if isinstance(v, list):
-            return [unsecure(key, x) for x in v]
+            return [unsecure(key, x, leaf) for x in v]
         return v
 
-    values = {k: unsecure(k, v) for k, v in values.items()}
-    for item in overrides:
+    for item, secret in [(o, False) for o in overrides] + [(o, True) for o in secret_overrides]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise RenderError(f"--set {item!r}: expected KEY=VALUE, e.g. airflow.executor=KubernetesExecutor")
         if ":" not in key.split(".")[0]:
             key = f"{PROJECT}:{key}"
         top, *path = key.split(".")
-        value = read_yaml(raw, f"--set {key}") if raw else ""
+        if secret:
+            secret_keys.add(top)
+        value = (raw if secret else read_yaml(raw, f"--set {key}")) if raw else ""
         if not path:
             values[top] = value
             continue
@@ -123,15 +138,17 @@ def load_stack_config(stack: str, overrides: Sequence[str] = ()) -> tuple[dict[s
             if not isinstance(node, dict):
                 raise RenderError(f"--set {item!r}: {p} is not an object")
         node[path[-1]] = value
+    # After the overrides, so `--set 'airflow.auth.sso.clientSecret={secure: ...}'` is a secret too.
+    values = {k: unsecure(k, v, k) for k, v in values.items()}
     config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
     return config, sorted(secret_keys)
 
 
-def run_stack(stack: str, overrides: Sequence[str] = ()) -> engine.Run:
+def run_stack(stack: str, overrides: Sequence[str] = (), secret_overrides: Sequence[str] = ()) -> engine.Run:
     """Render a stack file; raises RenderError (with the config message) on bad input."""
     from stacks.main import program
 
-    config, secret_keys = load_stack_config(stack, overrides)
+    config, secret_keys = load_stack_config(stack, overrides, secret_overrides)
     run = engine.run(program, config=config, secret_keys=secret_keys, stack=stack)
     if run.error is not None:
         raise RenderError(_message(run.error)) from None

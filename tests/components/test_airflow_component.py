@@ -112,6 +112,12 @@ def test_git_sync_sidecars_feed_each_dag_reader() -> None:
         if name in ("airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker"):
             assert "git-sync-init" in names and "git-sync" in names, name
             assert {"name": "dags", "emptyDir": {}} in spec["volumes"]
+            # A hung sidecar is restarted: git-sync's HTTP probe answers 200 only after a good sync.
+            sidecar = next(c for c in spec["containers"] if c["name"] == "git-sync")
+            assert {"name": "GITSYNC_HTTP_PROBE", "value": "true"} in sidecar["env"]
+            assert {"name": "GITSYNC_HTTP_BIND", "value": ":8081"} in sidecar["env"]
+            assert sidecar["livenessProbe"]["httpGet"] == {"path": "/", "port": 8081}
+            assert "livenessProbe" not in next(c for c in spec["initContainers"] if c["name"] == "git-sync-init")
         else:
             assert "git-sync" not in names, name
 

@@ -4,7 +4,7 @@ Each Airflow container of the rendered manifests becomes a process with its own 
 args go through the image's entrypoint rule (`bash`/`python` run as given, anything else is an
 `airflow` subcommand), its env is the rendered env with `secretKeyRef`/`configMapKeyRef` resolved
 from the rendered Secrets and ConfigMaps. Two things are emulated, as a kubelet would do them:
-volume mounts (a mount path becomes a directory of this process; a claim is one directory shared by
+volume mounts (a mount path becomes a directory of this process, or with `subPath` that entry of it; a claim is one directory shared by
 every pod that mounts it, the DAG claim's being the DAG folder; the env's references to it, whole
 values or a path in a URL's query, follow), and cluster DNS (`<service>.<namespace>.svc.cluster.local`
 becomes 127.0.0.1). Nothing else is rewritten; a setting the processes need must come from the render.
@@ -389,7 +389,8 @@ class Process:
             else:  # emptyDir
                 host = self.dir / "volumes" / m["name"]
                 host.mkdir(parents=True, exist_ok=True)
-            mounts[m["mountPath"]] = host
+            # A subPath mounts one entry of the volume (a file, for a ConfigMap key) at mountPath.
+            mounts[m["mountPath"]] = host / m["subPath"] if m.get("subPath") else host
         mounts[IMAGE_HOME].mkdir(parents=True, exist_ok=True)
         return mounts
 

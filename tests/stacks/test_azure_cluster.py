@@ -12,7 +12,7 @@ import yaml
 
 from stacks.tooling import engine
 from stacks.tooling.teardown import ancestors
-from tests.render import objects, render
+from tests.render import drop_aborted_applies, objects, render
 from tests.stacks.test_azure import _VNET, EXISTING  # an existing cluster and the VNet it runs in
 
 AKS_SUBNET = f"{_VNET}/subnets/aks"
@@ -246,3 +246,87 @@ def test_preview_installs_kubelogin_and_previews_private_azure_prod_from_inside_
     assert "vars.AZURE_PRIVATE_API_RUNNER != ''" in job["env"]["CLOUD_CONFIGURED"]
     kubelogin = [s for s in job["steps"] if str(s.get("uses", "")).startswith("azure/use-kubelogin@")]
     assert kubelogin and "startsWith(matrix.stack, 'azure')" in kubelogin[0]["if"]
+
+
+# ---- issue 14, item 4: the nodes pull from ACR as the kubelet identity ----------------------------------
+
+ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+_RG = "/subscriptions/1b2c3d4e-0000-4000-8000-00000000abcd/resourceGroups/team-images"
+ACR_A = f"{_RG}/providers/Microsoft.ContainerRegistry/registries/teamimages"
+ACR_B = f"{_RG}/providers/Microsoft.ContainerRegistry/registries/Sharedbase01"
+ACRS = (f"azure.cluster.acrIds=[{ACR_A}, {ACR_B}]",)
+
+
+def test_without_registries_no_acr_role_is_made() -> None:
+    assert not roles(render("azure-dev"), ACR_PULL)
+
+
+@pytest.mark.parametrize("variant", [(), EXISTING])
+def test_each_registry_grants_acr_pull_to_the_kubelet_identity_on_that_registry_only(variant: tuple[str, ...]) -> None:
+    run = render("azure-dev", *variant, *ACRS)
+    grants = {r.inputs["scope"]: r for r in roles(run, ACR_PULL)}
+    assert set(grants) == {ACR_A, ACR_B}  # least scope: the registry itself
+    cluster_name = "team-aks" if variant else cluster(run).inputs["resourceName"]
+    kubelet = f"{cluster_name}-kubelet-object-id"  # the mock's identityProfile.kubeletidentity
+    for registry, grant in grants.items():
+        assert grant.inputs["principalId"] == kubelet
+        assert grant.inputs["principalType"] == "ServicePrincipal"
+        assert (
+            grant.inputs["roleDefinitionId"]
+            == f"/subscriptions/00000000-0000-0000-0000-000000005ub0/providers/Microsoft.Authorization/roleDefinitions/{ACR_PULL}"
+        )
+        # Deterministic: the name is the GUID of registry, principal and role, so a second `up` (or
+        # an import) finds the assignment, and destroy removes exactly it.
+        assert grant.inputs["roleAssignmentName"] == str(
+            uuid.uuid5(uuid.NAMESPACE_URL, f"{registry.lower()}/{kubelet}/{ACR_PULL}")
+        )
+    # Pulumi names from the registry names: reordering the list changes nothing.
+    assert {r.name for r in grants.values()} == {"aks-acr-pull-teamimages", "aks-acr-pull-sharedbase01"}
+    again = render("azure-dev", *variant, f"azure.cluster.acrIds=[{ACR_B}, {ACR_A}]")
+    assert {(r.name, r.inputs["roleAssignmentName"]) for r in roles(again, ACR_PULL)} == {
+        (r.name, r.inputs["roleAssignmentName"]) for r in grants.values()
+    }
+
+
+def test_acr_grants_leave_the_existing_stacks_resources_as_they_are() -> None:
+    before = {(r.type, r.name): r.inputs for r in render("azure-dev").resources}
+    after = {(r.type, r.name): r.inputs for r in render("azure-dev", *ACRS).resources}
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert {k[1] for k in after.keys() - before.keys()} == {"aks-acr-pull-teamimages", "aks-acr-pull-sharedbase01"}
+
+
+@pytest.mark.parametrize(
+    "value,fragment",
+    [
+        (f"[{_RG}/providers/Microsoft.ContainerRegistry/registry/teamimages]", "not container registry ids"),
+        (f"[{_RG}/providers/Microsoft.KeyVault/vaults/teamimages]", "not container registry ids"),
+        ("[teamimages.azurecr.io]", "not container registry ids"),
+        (f"[{_RG}/providers/Microsoft.ContainerRegistry/registries/ab]", "not container registry ids"),
+        (f"[{ACR_A}, {ACR_A.upper().replace('SUBSCRIPTIONS', 'subscriptions')}]", "twice"),
+    ],
+)
+def test_a_malformed_registry_id_names_the_key_and_registers_nothing(value: str, fragment: str) -> None:
+    from stacks.main import program
+    from stacks.tooling.render import load_stack_config
+
+    config, keys = load_stack_config("azure-dev", [f"azure.cluster.acrIds={value}"])
+    run = engine.run(program, config=config, secret_keys=keys, stack="azure-dev")
+    assert run.error is not None and "airflow-k8s:azure.cluster.acrIds" in str(run.error), str(run.error)
+    assert fragment in str(run.error) and run.resources == []
+
+
+def test_an_existing_cluster_without_a_kubelet_identity_fails_at_preview(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cluster that still runs with a service principal has no kubelet identity to grant AcrPull to."""
+    from stacks.main import program
+    from stacks.tooling.clouds import azure as azure_facts
+    from stacks.tooling.render import load_stack_config
+
+    token = "azure-native:containerservice:getManagedCluster"
+    real = azure_facts.FACTS.mock_invokes[token]
+    monkeypatch.setitem(azure_facts.FACTS.mock_invokes, token, lambda args: {**real(args), "identityProfile": None})
+    config, keys = load_stack_config("azure-dev", [*EXISTING, *ACRS])
+    run = engine.run(program, config=config, secret_keys=keys, stack="azure-dev")
+    assert type(run.error).__name__ == "RunError", run.error
+    assert str(run.error).startswith("airflow-k8s:azure.cluster.acrIds: the cluster has no kubelet managed identity")
+    assert not roles(run, ACR_PULL)
+    drop_aborted_applies()

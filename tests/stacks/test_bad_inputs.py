@@ -9,6 +9,9 @@ from stacks.tooling import engine
 from stacks.tooling.cli import main as render_main
 from stacks.tooling.render import RenderError, load_stack_config
 
+# A public host key (ssh-keygen -t ed25519), as a known_hosts line needs one.
+HOST_KEY = "AAAAC3NzaC1lZDI1NTE5AAAAIO82q9ycKeHMHVHDklL8NgwODOqs7WDXBb6Cc7yNfteg"
+
 CASES = [
     # (override, expected key path in message, expected explanation fragment)
     ("airflow.executor=LocalExecutor", "airflow-k8s:airflow.executor", "'CeleryExecutor', 'KubernetesExecutor'"),
@@ -36,6 +39,38 @@ CASES = [
     ("broker.external.port=70000", "airflow-k8s:broker.external.port", "less than or equal to 65535"),
     ("airflow.dags={source: gitSync}", "airflow-k8s:airflow.dags.git", "needs 'git'"),
     ("airflow.dags.git.repo=github.com/x/y", "airflow-k8s:airflow.dags.git.repo", "must be a git URL"),
+    # Issue 14.5: an ssh URL cannot authenticate without a deploy key and host keys, and a key is
+    # for ssh URLs only.
+    ("airflow.dags.git.repo=git@github.com:o/dags.git", "airflow-k8s:airflow.dags.git.ssh", "is required"),
+    ("airflow.dags.git.repo=ssh://git@h.example/dags.git", "airflow-k8s:airflow.dags.git.ssh", "is required"),
+    ("airflow.dags.git.ssh.secret=git-creds", "airflow-k8s:airflow.dags.git.ssh", "only applies to an ssh repo"),
+    (
+        "airflow.dags.git={repo: 'git@h.example:o/d.git', ssh: {secret: git-creds, knownHosts: '"
+        f"h.example ssh-ed25519 {HOST_KEY}'}}}}",
+        "airflow-k8s:airflow.dags.git.ssh.knownHosts",
+        "comes from Secret 'git-creds'",
+    ),
+    (
+        "airflow.dags.git={repo: 'git@h.example:o/d.git', ssh: {secret: Git_Creds}}",
+        "airflow-k8s:airflow.dags.git.ssh.secret",
+        "must match",
+    ),
+    (
+        "airflow.dags.git={repo: 'git@h.example:o/d.git', ssh: {}}",
+        "airflow-k8s:airflow.dags.git.ssh.privateKey",
+        "is required (or name an existing Secret",
+    ),
+    (
+        "airflow.dags.git={repo: 'git@h.example:o/d.git', credentialsSecret: c, ssh: {secret: s}}",
+        "airflow-k8s:airflow.dags.git.credentialsSecret",
+        "an ssh repo authenticates with ssh",
+    ),
+    # A deploy key in plain text in the stack file: refused, naming the key (never the value).
+    (
+        "airflow.dags.git={repo: 'git@h.example:o/d.git', ssh: {privateKey: 'not-even-a-key', knownHosts: x}}",
+        "airflow-k8s:airflow.dags.git.ssh.privateKey",
+        "must be a Pulumi secret, not plain text",
+    ),
     (
         "airflow.workers.resources.memoryLimit=lots",
         "airflow-k8s:airflow.workers.resources.memoryLimit",
@@ -392,6 +427,26 @@ CASES = [
         "airflow-k8s:airflow.extraObjects.0.spec",
         "is not a Secret field",
     ),
+    # Issue 14: SSO's client secret only as a Pulumi secret, SSO only with FAB, known roles only (more
+    # in tests/stacks/test_sso.py); Flower's user name goes into `user:password`.
+    (
+        "airflow.auth.sso={provider: oidc, clientId: c, clientSecret: plain-text, issuer: 'https://id.example.com'}",
+        "airflow-k8s:airflow.auth.sso.clientSecret",
+        "must be a Pulumi secret",
+    ),
+    (
+        "airflow.auth={manager: simple, sso: {provider: oidc, clientId: c, clientSecret: {secure: s}, "
+        "issuer: 'https://id.example.com'}}",
+        "airflow-k8s:airflow.auth.sso",
+        "needs manager 'fab'",
+    ),
+    (
+        "airflow.auth.sso={provider: okta, clientId: c, clientSecret: {secure: s}, domain: example.okta.com, "
+        "defaultRole: Superuser}",
+        "airflow-k8s:airflow.auth.sso.defaultRole",
+        "'Admin', 'Op', 'User', 'Viewer', 'Public'",
+    ),
+    ("airflow.flower.user=ops:team", "airflow-k8s:airflow.flower.user", "must match"),
 ]
 
 
@@ -571,6 +626,20 @@ CLOUD_CASES = [
         "aws.database={allocatedStorageGib: 100, maxAllocatedStorageGib: 50}",
         "airflow-k8s:aws.database.maxAllocatedStorageGib",
         "must be above allocatedStorageGib",
+    ),
+    # Issue 14: the UI on Azure needs its Key Vault certificate, versionless, and registries are ARM ids.
+    ("azure-dev", "ui.host=airflow.example.com", "airflow-k8s:azure.ui.certificateUri", "HTTPS only"),
+    (
+        "azure-dev",
+        "azure.ui.certificateUri=https://kv1.vault.azure.net/certificates/ui/0123456789abcdef0123456789abcdef",
+        "airflow-k8s:azure.ui.certificateUri",
+        "drop the version",
+    ),
+    (
+        "azure-dev",
+        "azure.cluster.acrIds=[myregistry.azurecr.io]",
+        "airflow-k8s:azure.cluster.acrIds",
+        "not container registry ids",
     ),
 ]
 

@@ -75,6 +75,56 @@ CASES = [(stack, ()) for stack in stack_names()] + [
             "aws.ui.certificateArn=arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d",
         ),
     ),
+    # DAGs over ssh (issue 14.5): git-sync sidecars and the task pods' init container as uid 65533
+    # with the key's Secret volume, and GitDagBundle's fetchers with the same volume.
+    (
+        "local",
+        (
+            "airflow.executor=CeleryExecutor,KubernetesExecutor",
+            "airflow.dags.source=gitSync",
+            "airflow.dags.git={repo: 'git@github.com:example/dags.git', ssh: {secret: git-creds}}",
+        ),
+    ),
+    (
+        "local",
+        (
+            "airflow.executor=CeleryExecutor,KubernetesExecutor",
+            "airflow.dags.source=bundle",
+            "airflow.dags.git={repo: 'ssh://git@github.com/example/dags.git', ssh: {secret: git-creds}}",
+        ),
+    ),
+    # The UI's Gateway, route and certificate service account on Azure (the Gateway API kinds are
+    # custom resources: checkov checks the service account; tests/stacks/test_azure_ui.py the rest).
+    (
+        "azure-dev",
+        (
+            "ui.host=airflow.example.com",
+            "azure.ui.certificateUri=https://team-kv.vault.azure.net/certificates/airflow-ui",
+            "azure.ui.keyVaultId=/subscriptions/1b2c3d4e-0000-4000-8000-00000000abcd/resourceGroups/team-sec"
+            "/providers/Microsoft.KeyVault/vaults/team-kv",
+        ),
+    ),
+    # Issue 14: single sign-on (the webserver_config.py ConfigMap and its mount, the client secret)
+    # behind the UI's Ingress, and Flower behind basic auth (its Secret reference, its HTTP probes).
+    (
+        "local",
+        (
+            "ui.host=airflow.example.com",
+            "ui.ingressClassName=nginx",
+            "ui.tls.clusterIssuer=letsencrypt",
+            "airflow.flower.enabled=true",
+            "airflow.auth.sso={provider: oidc, clientId: airflow, clientSecret: {secure: s}, "
+            "issuer: 'https://id.example.com', allowedDomains: [example.com], roleMapping: {admins: [Admin]}}",
+        ),
+    ),
+    (
+        "azure-dev",
+        (
+            "airflow.flower.enabled=true",
+            "airflow.auth.sso={provider: azure, clientId: airflow, clientSecret: {secure: s}, "
+            "tenantId: 0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d, roleMapping: {Airflow.Admin: [Admin]}}",
+        ),
+    ),
 ]
 
 

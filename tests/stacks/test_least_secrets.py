@@ -31,6 +31,10 @@ MAY_HOLD = {
     "api-secret-key": {"api-server", "worker", "triggerer"},
     "admin-password": {"create-user"},
     "simple-auth-passwords.json": {"api-server"},
+    # Issue 14: the SSO client secret is used by the login (the api-server's FAB views) only; Flower's
+    # basic-auth credentials by Flower only.
+    "sso-client-secret": {"api-server"},
+    "flower-basic-auth": {"flower"},
 }
 # User connections (AIRFLOW_CONN_*) resolve where task code, triggers or parse-time code run, and in
 # the execution API that serves them.
@@ -40,6 +44,7 @@ EVERYTHING = (
     "airflow.executor=CeleryExecutor,KubernetesExecutor",
     "airflow.flower.enabled=true",
     "airflow.connections={my_db: 'postgresql://u:secret-pw@h/db'}",
+    "airflow.auth.sso={provider: oidc, clientId: c, clientSecret: {secure: s}, issuer: 'https://id.example.com'}",
 )
 
 
@@ -70,6 +75,7 @@ def test_each_airflow_container_holds_only_the_secrets_its_process_uses(variant:
         assert seen["jwt-secret"] == {"api-server", "scheduler"}
         assert seen["AIRFLOW_CONN_MY_DB"] == CONNECTION_HOLDERS
         assert seen["broker-url"] == {"scheduler", "worker", "flower"}
+        assert seen["sso-client-secret"] == {"api-server"} and seen["flower-basic-auth"] == {"flower"}
 
 
 def test_tuning_workers_changes_only_the_worker() -> None:

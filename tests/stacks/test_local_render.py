@@ -33,6 +33,19 @@ VARIANTS = {
         "broker.external={host: redis.example.com, password: 'r3d!s$pw', tls: true}",
     ),
     "worker-log-pvc": ("airflow.workers.storageSize=5Gi",),
+    # Issue 14.5, with the key in an existing Secret (a privateKey must be a Pulumi secret:
+    # tests/stacks/test_git_ssh.py renders that way too).
+    "git-ssh-sidecars": (
+        "airflow.executor=CeleryExecutor,KubernetesExecutor",
+        "airflow.dags.source=gitSync",
+        "airflow.dags.git={repo: 'git@github.com:example/dags.git', ssh: {secret: git-creds}}",
+    ),
+    "git-ssh-writer": ("airflow.dags.git={repo: 'git@github.com:example/dags.git', ssh: {secret: git-creds}}",),
+    "bundle-ssh": (
+        "airflow.executor=CeleryExecutor,KubernetesExecutor",
+        "airflow.dags.source=bundle",
+        "airflow.dags.git={repo: 'ssh://git@github.com/example/dags.git', ssh: {secret: git-creds}}",
+    ),
     # Issue 14, items 3 and 4: placement and every escape hatch, on components, Jobs and task pods.
     "placement+extras": (
         "airflow.executor=CeleryExecutor,KubernetesExecutor",

@@ -47,7 +47,8 @@ def test_components_behind_a_service_gate_it_with_an_http_or_tcp_readiness_check
     api = named(run, "Deployment", "airflow-api-server")["spec"]["template"]["spec"]["containers"][0]
     assert api["readinessProbe"]["httpGet"] == {"path": "/api/v2/monitor/health", "port": "api"}
     flower = named(run, "Deployment", "airflow-flower")["spec"]["template"]["spec"]["containers"][0]
-    assert "tcpSocket" in flower["readinessProbe"]
+    # Flower's own health endpoint, which answers without its basic-auth credentials (issue 14).
+    assert flower["readinessProbe"]["httpGet"] == {"path": "/healthcheck", "port": "flower"}
 
 
 def test_the_scheduler_is_probed_over_its_health_server() -> None:

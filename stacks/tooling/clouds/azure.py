@@ -49,6 +49,8 @@ def mock_outputs(typ: str, name: str, state: dict[str, Any]) -> dict[str, Any]:
                 for i in identity["userAssignedIdentities"]
             }
             out["identity"] = identity
+        # AKS makes the kubelet identity (in the node resource group) with the cluster.
+        out["identityProfile"] = {"kubeletidentity": _kubelet(state.get("resourceName", name))}
     elif typ == "azure-native:dbforpostgresql:Server":
         out["fullyQualifiedDomainName"] = f"{state.get('serverName', name)}.postgres.database.azure.com"
     elif typ == "azure-native:redisenterprise:RedisEnterprise":
@@ -111,11 +113,37 @@ def _cluster_credentials(args: dict[str, Any]) -> dict[str, Any]:
     return {"kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(json.dumps(config).encode()).decode()}]}
 
 
+def _kubelet(cluster: str) -> dict[str, str]:
+    return {
+        "resourceId": f"/subscriptions/mock/resourceGroups/MC_{cluster}/providers/Microsoft.ManagedIdentity/"
+        f"userAssignedIdentities/{cluster}-agentpool",
+        "clientId": f"{cluster}-kubelet-client-id",
+        "objectId": f"{cluster}-kubelet-object-id",
+    }
+
+
 def _get_cluster(args: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": args["resourceName"],
         "location": "westeurope",
         "oidcIssuerProfile": {"enabled": True, "issuerURL": "https://oidc.mock/existing/"},
+        "identityProfile": {"kubeletidentity": _kubelet(args["resourceName"])},
+        # A cluster with the application routing add-on and the Key Vault secrets provider (what the UI's
+        # Gateway needs of an existing cluster).
+        "ingressProfile": {
+            "webAppRouting": {
+                "enabled": True,
+                "identity": {
+                    "resourceId": f"/subscriptions/mock/resourceGroups/MC_{args['resourceName']}/providers/"
+                    f"Microsoft.ManagedIdentity/userAssignedIdentities/webapprouting-{args['resourceName']}",
+                    "clientId": "webapprouting-client-id",
+                    "objectId": "webapprouting-object-id",
+                },
+            }
+        },
+        "addonProfiles": {
+            "azureKeyvaultSecretsProvider": {"enabled": True, "config": {"enableSecretRotation": "true"}}
+        },
     }
 
 
@@ -292,5 +320,8 @@ FACTS = CloudFacts(
         "value": frozenset({PG, PG_DB, REDIS, REDIS_DB, STORAGE, CONTAINER, IDENTITY, ZONE_GROUP, ZONE_LINK}),
         "volume": frozenset({STORAGE, SHARE, ZONE_GROUP, ZONE_LINK}),
         "data-service": frozenset({PG, REDIS, STORAGE}),
+        # What gives a pod (or the add-on acting as a service account) Azure rights: the federated
+        # credential and the role assignment.
+        "pod-identity": frozenset({FEDERATED, ROLE_ASSIGNMENT}),
     },
 )

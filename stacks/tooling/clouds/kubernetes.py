@@ -22,7 +22,7 @@ def is_object(type_: str) -> bool:
 
 
 # Kinds that make cloud resources the Pulumi state does not hold (a Service only of type LoadBalancer).
-_CLOUD_MAKERS = ("Service", "Ingress")
+_CLOUD_MAKERS = ("Service", "Ingress", "Gateway")
 
 
 def mock_outputs(typ: str, name: str, state: dict[str, Any]) -> dict[str, Any]:
@@ -34,6 +34,9 @@ def mock_outputs(typ: str, name: str, state: dict[str, Any]) -> dict[str, Any]:
     if state.get("kind") == "Ingress":
         # What the controller writes and pulumi-kubernetes waits for on create: the load balancer's name.
         return {"metadata": meta, "status": {"loadBalancer": {"ingress": [{"hostname": f"{name}.lb.mock"}]}}}
+    if state.get("kind") == "Gateway":
+        # What the Gateway controller writes once its load balancer has a frontend (Gateway API status).
+        return {"metadata": meta, "status": {"addresses": [{"type": "IPAddress", "value": "10.50.0.100"}]}}
     return {"metadata": meta}
 
 
@@ -129,6 +132,10 @@ NAMESPACE, SERVICE_ACCOUNT, SECRET, CONFIG_MAP, SERVICE = (
     "kubernetes:core/v1:Service",
 )
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+GATEWAY, HTTP_ROUTE = (
+    "kubernetes:gateway.networking.k8s.io/v1:Gateway",
+    "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute",
+)
 VOLUME, CLAIM, JOB = (
     "kubernetes:core/v1:PersistentVolume",
     "kubernetes:core/v1:PersistentVolumeClaim",
@@ -161,6 +168,11 @@ CREATION_TIMES: dict[str, CreationTime] = {
         "status.loadBalancer (provider/pkg/await/ingress.go), which the AWS controller does once "
         "CreateLoadBalancer returns, before the ALB is active",
     ),
+    # pulumi-kubernetes has no await logic of its own for custom resources: the UI's Gateway carries
+    # `pulumi.com/waitFor: condition=Programmed` (its proxy's rollout and its load balancer's address,
+    # like a LoadBalancer Service's wait); its route is done once the API server accepts it.
+    GATEWAY: estimate(60, "the Gateway's Programmed condition: the add-on's proxy rollout and its load balancer"),
+    HTTP_ROUTE: estimate(2, "a custom resource without a waitFor annotation: accepted by the API server"),
     SERVICE: estimate(
         10,
         "pulumi-kubernetes waits for ready endpoints (core/v1/Service.py docstring), which come with "
@@ -243,6 +255,10 @@ PHYSICAL: dict[str, frozenset[str]] = {
     # controller that makes its load balancer, and the rights the controller makes it with.
     HELM_RELEASE: _API | {"@kubernetes-nodes", "@pod-addon", "@pod-identity"},
     INGRESS: _API | {SERVICE, HELM_RELEASE, "@pod-identity"},
+    # A Gateway whose certificate the add-on syncs as a service account with cloud rights: the account
+    # and its rights exist first. Its route needs it and the backend Service.
+    GATEWAY: _API | {SERVICE, SERVICE_ACCOUNT, "@pod-identity"},
+    HTTP_ROUTE: _API | {GATEWAY, SERVICE},
 }
 
 
