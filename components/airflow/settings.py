@@ -11,7 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from components.airflow.sso import Sso
+from components.airflow.sso import CLIENT_SECRET_VARIABLE, Sso
 from components.kube_types import (
     Affinity,
     Container,
@@ -69,6 +69,9 @@ GENERATED_ENV = {
     "ADMIN_USER": "the admin-user Job",
     "ADMIN_EMAIL": "the admin-user Job",
     "ADMIN_PASSWORD": "the admin-user Job",
+    "FLOWER_BASIC_AUTH": "Flower's generated basic-auth login",
+    CLIENT_SECRET_VARIABLE: "airflow.auth.sso.clientSecret",
+    "AIRFLOW_CONN_GIT_DAGS": "airflow.dags.git.ssh (GitDagBundle's connection, GIT_CONNECTION_ID)",
     # The cloud stacks' task-log connections (components/aws/storage.py, components/azure/storage.py).
     "AIRFLOW_CONN_AWS_TASK_LOGS": "the aws stack's task logs",
     "AIRFLOW_CONN_AZURE_TASK_LOGS": "the azure stack's task logs",
