@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
+from components.airflow.roster import check_container_names
 from components.airflow.settings import AIRFLOW_VERSION, AirflowSettings
 from components.aws.broker import AwsBroker
 from components.aws.database import AwsDatabase
@@ -509,6 +510,13 @@ class StackConfig(SettingsModel):
             check_azure_ui(self.ui.host, self.azure.ui)
         elif self.azure is not None:
             raise bad("azure", f"only applies to cloud 'azure' (cloud is {self.cloud!r})")
+        check_container_names(self.airflow)
+        for i, obj in enumerate(self.airflow.extra_objects):
+            if obj.metadata.namespace not in (None, self.kubernetes.namespace):
+                raise bad(
+                    f"airflow.extraObjects.{i}.metadata.namespace",
+                    f"extra objects go in Airflow's namespace {self.kubernetes.namespace!r} (leave it unset)",
+                )
         if self.cloud != "local" and self.kubernetes.log_volume:
             store = "S3" if self.cloud == "aws" else "Blob storage"
             raise bad(
@@ -546,6 +554,18 @@ class StackConfig(SettingsModel):
                 out.append(
                     f"{PROJECT}:broker.external: has no effect: executor '{self.airflow.executor}' uses no broker"
                 )
+        if "KubernetesExecutor" not in self.airflow.executors:
+            changed(
+                "airflow.taskPods",
+                self.airflow.task_pods,
+                f"no KubernetesExecutor task pods run under executor '{self.airflow.executor}'",
+            )
+        if not self.airflow.flower.enabled:
+            changed(
+                "airflow.flower", self.airflow.flower.model_copy(update={"enabled": False}), "Flower is not enabled"
+            )
+        if not self.airflow.pod_operator.enabled and self.airflow.pod_operator.placement is not None:
+            out.append(f"{PROJECT}:airflow.podOperator.placement: has no effect: airflow.podOperator.enabled is false")
         if self.database.mode == "external":
             changed("database.inCluster", self.database.in_cluster, "database.mode is 'external'")
         if self.broker.mode == "external" and celery:
@@ -613,6 +633,8 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | N
     """The keys a model accepts at `loc` (for 'unknown key' errors)."""
     cur: Any = model
     for p in loc[:-1]:
+        if isinstance(p, int):
+            continue  # an index into the list the previous key named
         if not (isinstance(cur, type) and issubclass(cur, BaseModel)):
             return None
         f = next((f for f in cur.model_fields.values() if f.alias == p), None)
@@ -621,6 +643,8 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | N
         ann = f.annotation
         args = [a for a in getattr(ann, "__args__", ()) if a is not type(None)]
         cur = args[0] if args and typing.get_origin(ann) in (Union, types.UnionType) else ann
+        if typing.get_origin(cur) is list:
+            cur = typing.get_args(cur)[0]
     if isinstance(cur, type) and issubclass(cur, BaseModel):
         return sorted(f.alias for f in cur.model_fields.values() if f.alias)
     return None
@@ -734,4 +758,26 @@ def from_pulumi_config() -> StackConfig:
             raw[key] = json.loads(value)
         except (json.JSONDecodeError, TypeError):
             raw[key] = value
-    return parse(raw, secret)
+    config = parse(raw, secret)
+    plain_secret_objects(config, secret="airflow" in secret)
+    return config
+
+
+def plain_secret_objects(config: StackConfig, *, secret: bool) -> None:
+    """Refuse a Secret among `airflow.extraObjects` whose data came as plain text.
+
+    Pulumi tells a program only which top-level keys hold a secret (`airflow-k8s:airflow` once any
+    value under it was set with `--secret`), not which value: so this catches a stack whose
+    `airflow` block holds no secret at all, and the program makes the Secret's data a Pulumi secret
+    either way. Set each value with `pulumi config set --secret --path 'airflow.extraObjects[0].stringData.key'`.
+    """
+    if secret:
+        return
+    for i, obj in enumerate(config.airflow.extra_objects):
+        if obj.secret_data:
+            key = "stringData" if obj.body.get("stringData") else "data"
+            raise ConfigError(
+                f"{PROJECT}:airflow.extraObjects.{i}.{key}: Secret {obj.metadata.name!r} has data in plain text in the "
+                f"stack config; set each value with `pulumi config set --secret --path "
+                f"'airflow.extraObjects[{i}].{key}.<key>' <value>`"
+            )

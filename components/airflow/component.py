@@ -26,8 +26,9 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.airflow import git_ssh, roster
+from components.airflow import git_ssh, kpo, roster
 from components.airflow.env import CONFIG_DIR, LOGS, POD_TEMPLATE_DIR, SIMPLE_AUTH_DIR, AirflowEnv, dags_folder
+from components.airflow.extra_objects import extra_objects
 from components.airflow.jobs import Jobs
 from components.airflow.network import network_policies
 from components.airflow.pod_template import pod_template_configmap
@@ -154,6 +155,12 @@ class Airflow(pulumi.ComponentResource):
             task_namespace=args.task_namespace,
             ui_url=args.ui_url,
         )
+        # KubernetesPodOperator's placement defaults, as Airflow's pod_mutation_hook (kpo.py).
+        self.local_settings: k8s.core.v1.ConfigMap | None = None
+        if conditions.pod_operator and settings.pod_operator.placement is not None:
+            self.local_settings = kpo.local_settings_configmap(
+                self, name, args.instance, args.namespace, settings.pod_operator.placement
+            )
         self._pods = PodFactory(
             settings=settings,
             roster=self._roster,
@@ -165,6 +172,7 @@ class Airflow(pulumi.ComponentResource):
             service_accounts=args.service_accounts,
             pod_labels=args.pod_labels,
             database_ca=self.secrets.database_ca,
+            local_settings=self.local_settings.metadata["name"] if self.local_settings is not None else None,
         )
         self._build = WorkloadBuilder(self, name, args.instance, args.namespace, self._roster)
 
@@ -227,6 +235,7 @@ class Airflow(pulumi.ComponentResource):
             self._statsd()
         if args.network_policies:
             network_policies(self, name, args.instance, args.namespace, self._roster)
+        self.extra_objects = extra_objects(self, name, args.namespace, settings.extra_objects)
 
         self.register_outputs({"api_url": self.api_url, "migration_job": self.migration.metadata["name"]})
 
@@ -368,6 +377,7 @@ class Airflow(pulumi.ComponentResource):
         }
         if self._pods.git_ssh is not None:
             pod["volumes"].append(git_ssh.volume(self._args.instance, self._pods.git_ssh))
+        pod = self._pods.finish(component, pod)
         self._build.workload(
             Workload(component, 1, pod, strategy={"type": "Recreate"}, revision_history=None, spread=False),
             self._pods,
@@ -392,6 +402,7 @@ class Airflow(pulumi.ComponentResource):
                 "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
             }],
         }  # fmt: skip
+        pod = self._pods.finish(component, pod)
         self._build.workload(
             Workload(component, 1, pod, strategy=None, revision_history=None, spread=False), self._pods
         )

@@ -16,19 +16,19 @@ import pulumi
 
 from components.airflow import git_ssh, kpo, roster
 from components.airflow.roster import Roster
-from components.airflow.settings import AirflowSettings
+from components.airflow.settings import (
+    CONFIG_DIR,
+    DB_CA_DIR,
+    HOME,
+    LOGS,
+    POD_TEMPLATE_DIR,
+    SIMPLE_AUTH_DIR,
+    AirflowSettings,
+)
 from components.airflow.sso import CLIENT_SECRET_VARIABLE
 from components.endpoints import RemoteLogs
 
-HOME = "/opt/airflow"
-LOGS = f"{HOME}/logs"
-CONFIG_DIR = f"{HOME}/config"
-POD_TEMPLATE_DIR = f"{HOME}/pod_templates"
 POD_TEMPLATE_FILE = f"{POD_TEMPLATE_DIR}/pod_template_file.yaml"
-SIMPLE_AUTH_DIR = f"{HOME}/simple_auth"
-# Where the metadata DB's CA bundle is mounted read-only when the stack supplies one (the database
-# URLs point here; a bundle already in the image is used where it is).
-DB_CA_DIR = f"{HOME}/db-ca"
 DB_CA_FILE = f"{DB_CA_DIR}/ca.crt"
 GIT_ROOT_LINK = "repo"  # git-sync's symlink (relative) to the current checkout
 

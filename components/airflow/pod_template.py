@@ -33,6 +33,7 @@ def pod_template_object(pods: PodFactory) -> dict[str, Any]:
     }
     if init:
         spec["initContainers"] = init
+    spec = pods.finish(COMPONENT, spec)
     return {
         "apiVersion": "v1",
         "kind": "Pod",

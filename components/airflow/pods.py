@@ -15,10 +15,15 @@ import pulumi
 
 from components.airflow import git_ssh, roster
 from components.airflow.env import CONFIG_DIR, DB_CA_DIR, GIT_ROOT_LINK, LOGS, AirflowEnv
+from components.airflow.kpo import LOCAL_SETTINGS_FILE, LOCAL_SETTINGS_VOLUME
 from components.airflow.roster import Roster
 from components.airflow.secrets import DB_CA_VOLUME, DatabaseCa
-from components.airflow.settings import AirflowSettings, GitSource, GitSsh, Resources
-from components.k8s import Manifest, container_security, labels, pod_security, resources
+from components.airflow.settings import AirflowSettings, GitSource, GitSsh, Placement, PodOptions, Resources
+from components.k8s import Manifest, container_security, labels, pod_security, resources, selector
+from components.kube_types import Container, dump
+
+# What an extra container gets when it says nothing about resources (as small as git-sync's).
+EXTRA_CONTAINER_RESOURCES: Manifest = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
 
 # The official image runs as airflow (50000) with group root (0); files it writes must stay
 # group-readable for the next process, so the pod's fsGroup is 0 as in the image.
@@ -46,6 +51,7 @@ class PodFactory:
         pod_labels: Mapping[str, Mapping[str, str]],
         log_claim: pulumi.Input[str] | None = None,
         database_ca: DatabaseCa | None = None,
+        local_settings: pulumi.Input[str] | None = None,
     ) -> None:
         self.settings = settings
         self.roster = roster
@@ -57,6 +63,7 @@ class PodFactory:
         self._service_accounts = service_accounts
         self._pod_labels = pod_labels
         self._database_ca = database_ca
+        self._local_settings = local_settings
         self.image = f"{settings.image.repository}:{settings.image.tag}"
 
     def service_account(self, component: str) -> pulumi.Input[str]:
@@ -83,6 +90,13 @@ class PodFactory:
             else:
                 vols.append({"name": "logs", "emptyDir": {}})
             mounts.append({"name": "logs", "mountPath": LOGS})
+        if self._local_settings is not None and component in self.roster.task_pod_launchers:
+            # Where KubernetesPodOperator runs: its placement defaults (kpo.py), on Airflow's path.
+            vols.append({"name": LOCAL_SETTINGS_VOLUME, "configMap": {"name": self._local_settings}})
+            mounts.append({
+                "name": LOCAL_SETTINGS_VOLUME, "mountPath": f"{CONFIG_DIR}/{LOCAL_SETTINGS_FILE}",
+                "subPath": LOCAL_SETTINGS_FILE, "readOnly": True,
+            })  # fmt: skip
         if self.roster.dags(component) in ("runs", "mounted"):
             folder = self.settings.dags.folder
             if self.dag_source == "volume":
@@ -236,6 +250,73 @@ class PodFactory:
             spec["initContainers"] = init
         if restart:
             spec["restartPolicy"] = restart
+        return self.finish(component, spec)
+
+    # ----- placement and escape hatches -------------------------------------------------------
+
+    def options(self, component: str) -> PodOptions | None:
+        """The component's own pod options, where the components table gives it a block."""
+        key = self.roster.options(component)
+        return getattr(self.settings, key) if key else None
+
+    def placement(self, component: str) -> Placement | None:
+        """The component's placement over the stack-wide default, field by field."""
+        opts = self.options(component)
+        own = opts.placement if opts is not None else None
+        return own.over(self.settings.placement) if own is not None else self.settings.placement
+
+    def extra_container(self, c: Container) -> Manifest:
+        """An extra container with the program's restricted securityContext under what it sets."""
+        out = c.dump()
+        out["securityContext"] = {**container_security(), **out.get("securityContext", {})}
+        out.setdefault("imagePullPolicy", "IfNotPresent")
+        out.setdefault("resources", EXTRA_CONTAINER_RESOURCES)
+        return out
+
+    def finish(self, component: str, spec: Manifest) -> Manifest:
+        """`spec` with the stack's pull secrets, the component's placement and its escape hatches
+        (the Airflow container is the first one). Every Airflow pod goes through here."""
+        if self.settings.image_pull_secrets:
+            spec["imagePullSecrets"] = [{"name": n} for n in self.settings.image_pull_secrets]
+        place = self.placement(component)
+        if place is not None:
+            if place.node_selector is not None:
+                spec["nodeSelector"] = dict(place.node_selector)
+            if place.tolerations is not None:
+                spec["tolerations"] = dump(place.tolerations)
+            if place.affinity is not None:
+                spec["affinity"] = place.affinity.dump()
+            if place.topology_spread_constraints is not None:
+                own = {"matchLabels": selector(self._instance, component)}
+                spec["topologySpreadConstraints"] = [
+                    {**t.dump(), "labelSelector": t.label_selector.dump() if t.label_selector else own}
+                    for t in place.topology_spread_constraints
+                ]
+            if place.priority_class_name is not None:
+                spec["priorityClassName"] = place.priority_class_name
+        opts = self.options(component)
+        if opts is None:
+            return spec
+        main = spec["containers"][0]
+        if opts.extra_env:
+            generated = {e["name"] for e in main.get("env", [])}
+            clash = sorted(opts.env_names() & generated)
+            if clash:  # settings.py refuses every name it can know of; this is what the stack added
+                raise ValueError(f"extraEnv of {component!r} would override generated env: {', '.join(clash)}")
+            main["env"] = [*main.get("env", []), *dump(opts.extra_env)]
+        if opts.extra_env_from:
+            # An explicit `env` entry wins over `envFrom` (Kubernetes' rule), so the program's stays.
+            main["envFrom"] = dump(opts.extra_env_from)
+        if opts.extra_volume_mounts:
+            main["volumeMounts"] = [*main.get("volumeMounts", []), *dump(opts.extra_volume_mounts)]
+        if opts.extra_volumes:
+            spec["volumes"] = [*spec.get("volumes", []), *dump(opts.extra_volumes)]
+        if opts.extra_init_containers:
+            # First: a native sidecar (a DB proxy) must be up before the program's wait for migrations.
+            extra = [self.extra_container(c) for c in opts.extra_init_containers]
+            spec["initContainers"] = [*extra, *spec.get("initContainers", [])]
+        if opts.extra_containers:
+            spec["containers"] = [*spec["containers"], *(self.extra_container(c) for c in opts.extra_containers)]
         return spec
 
     def meta(self, component: str, checksum: bool = True) -> Manifest:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from components.airflow.settings import AirflowSettings
+from components.settings import bad
 
 # Keys of the generated Airflow Secret (components/airflow/secrets.py); here so the table can say
 # which component gets which.
@@ -138,6 +139,9 @@ class AirflowComponent:
             send it requests. 0: none.
         process_env: plain env of its Airflow containers that is about the process, not Airflow's
             config (e.g. how the image's dumb-init passes signals on).
+        options: the block of `airflow` settings (an attribute of AirflowSettings) that holds its
+            pods' own placement and escape hatches (extra env, volumes, containers); None: it takes
+            only the stack-wide `airflow.placement` and `airflow.imagePullSecrets`.
     """
 
     name: str
@@ -155,6 +159,7 @@ class AirflowComponent:
     grace_seconds: int = 60
     drain_seconds: int = 0
     process_env: tuple[tuple[str, str], ...] = ()
+    options: str | None = None
 
     def calls_kubernetes_api(self, c: Conditions) -> bool:
         """Only these get a service-account token mounted."""
@@ -200,6 +205,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         # Behind its Service and any load balancer: serves while they take it out (an ALB's
         # deregistration, ingress-nginx's endpoint sync), then uvicorn finishes what is in flight.
         drain_seconds=15,
+        options="api_server",
     ),
     AirflowComponent(
         "scheduler",
@@ -212,6 +218,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         # Signs each workload's execution-API token (JWT); sends Celery tasks and polls their state.
         secrets=frozenset({JWT_SECRET, FERNET_KEY, SQL_ALCHEMY_CONN, BROKER_URL, RESULT_BACKEND}),
         settings=_LONG_RUNNING | {KUBERNETES_EXECUTOR, SCHEDULER},
+        options="scheduler",
     ),
     AirflowComponent(
         "dag-processor",
@@ -222,6 +229,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         # Runs parse-time code and callbacks against an in-process execution API (no JWT).
         secrets=frozenset({FERNET_KEY, SQL_ALCHEMY_CONN, CONNECTIONS}),
         settings=_LONG_RUNNING | {TASK_CONTEXT},
+        options="dag_processor",
     ),
     AirflowComponent(
         "triggerer",
@@ -233,6 +241,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         # Triggers run against an in-process execution API (no JWT); its log server checks requests.
         secrets=frozenset({FERNET_KEY, SQL_ALCHEMY_CONN, API_SECRET_KEY, CONNECTIONS}),
         settings=_LONG_RUNNING | {TASK_CONTEXT},
+        options="triggerer",
     ),
     AirflowComponent(
         "migrate",
@@ -240,12 +249,14 @@ TABLE: tuple[AirflowComponent, ...] = (
         # Migrations may re-encrypt stored values (fernet).
         secrets=frozenset({SQL_ALCHEMY_CONN, FERNET_KEY}),
         settings=frozenset({BASE}),
+        options="jobs",
     ),
     AirflowComponent(
         "create-user",
         lambda c: c.local_admin,
         secrets=frozenset({SQL_ALCHEMY_CONN, ADMIN_PASSWORD}),
         settings=frozenset({BASE}),
+        options="jobs",
     ),
     AirflowComponent(
         "worker",
@@ -266,6 +277,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         # supervisors pass it on to their tasks, and an operator with an on_kill (Bash, pods) stops.
         # The official chart sets 0 on workers too; tests/e2e/test_warm_shutdown_e2e.py shows both.
         process_env=(("DUMB_INIT_SETSID", "0"),),
+        options="workers",
     ),
     # KubernetesExecutor task pods, made from the pod template.
     AirflowComponent(
@@ -277,6 +289,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         runs_dag_bundles=True,
         secrets=frozenset({CONNECTIONS}),
         settings=_LONG_RUNNING | {TASK_CONTEXT},
+        options="task_pods",
     ),
     # The single writer of the DAG volume (source `volume` with `git`).
     AirflowComponent(
@@ -291,6 +304,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         lambda c: c.flower,
         ports=(Port("flower", 5555),),
         secrets=frozenset({BROKER_URL, RESULT_BACKEND, FLOWER_BASIC_AUTH}),
+        options="flower",
     ),
     AirflowComponent(
         "statsd",
@@ -376,3 +390,26 @@ class Roster:
 
     def drain_seconds(self, name: str) -> int:
         return component(name).drain_seconds
+
+    def options(self, name: str) -> str | None:
+        return component(name).options
+
+
+def check_container_names(settings: AirflowSettings) -> None:
+    """An extra container may not take the name of its pod's Airflow container (the row's name);
+    raises the error about `airflow.<block>.extra...Containers.<i>.name`."""
+    for row in TABLE:
+        if row.options is None:
+            continue
+        options = getattr(settings, row.options)
+        block = AirflowSettings.model_fields[row.options].alias
+        for key, extra in (
+            ("extraInitContainers", options.extra_init_containers),
+            ("extraContainers", options.extra_containers),
+        ):
+            for i, c in enumerate(extra):
+                if c.name == row.name:
+                    raise bad(
+                        f"airflow.{block}.{key}.{i}.name",
+                        f"container {c.name!r} is already in the pod (the {row.name} container); choose another name",
+                    )

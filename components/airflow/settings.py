@@ -7,11 +7,24 @@ from __future__ import annotations
 import base64
 import math
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from components.airflow.sso import Sso
+from components.airflow.sso import CLIENT_SECRET_VARIABLE, Sso
+from components.kube_types import (
+    Affinity,
+    Container,
+    EnvFromSource,
+    EnvVar,
+    LabelValue,
+    QualifiedName,
+    Subdomain,
+    Toleration,
+    TopologySpreadConstraint,
+    Volume,
+    VolumeMount,
+)
 from components.settings import (
     DnsLabel,
     Quantity,
@@ -26,6 +39,43 @@ from components.settings import (
 
 # The one place the Airflow version is set: the image tag (and the e2e lock file tracks it).
 AIRFLOW_VERSION = "3.3.2"
+
+# Paths inside Airflow containers that the program mounts (env.py and pods.py use them).
+HOME = "/opt/airflow"
+LOGS = f"{HOME}/logs"
+CONFIG_DIR = f"{HOME}/config"
+POD_TEMPLATE_DIR = f"{HOME}/pod_templates"
+SIMPLE_AUTH_DIR = f"{HOME}/simple_auth"
+# Where the metadata DB's CA bundle is mounted read-only when the stack supplies one (the database
+# URLs point here; a bundle already in the image is used where it is).
+DB_CA_DIR = f"{HOME}/db-ca"
+# The volumes the program puts in Airflow pods, and where the Airflow container mounts them (the DAG
+# folder is `dags.folder`): an extra volume or mount may not take a name or path of these.
+GENERATED_VOLUMES = frozenset(
+    {"tmp", "config", "logs", "dags", "db-ca", "pod-template", "simple-auth", "local-settings"}
+)
+GENERATED_PATHS = ("/tmp", CONFIG_DIR, LOGS, DB_CA_DIR, POD_TEMPLATE_DIR, SIMPLE_AUTH_DIR)
+# Names of the program's helper containers in Airflow pods (and the task pod template's `base`); the
+# Airflow container itself is named after its component, which roster.py checks.
+GENERATED_CONTAINERS = ("base", "wait-for-migrations", "git-sync", "git-sync-init")
+# Environment variables the program sets that are not `AIRFLOW__<section>__<option>` (those are
+# OWNED_OPTIONS below): extraEnv may not shadow them.
+GENERATED_ENV = {
+    "AIRFLOW_HOME": "the image's Airflow home",
+    "AIRFLOW_CONFIG": "the pods' config path",
+    "AIRFLOW_CONN_KUBERNETES_DEFAULT": "airflow.podOperator (or airflow.connections)",
+    "DUMB_INIT_SETSID": "the worker's warm shutdown",
+    "CONNECTION_CHECK_MAX_COUNT": "the image entrypoint's DB check",
+    "ADMIN_USER": "the admin-user Job",
+    "ADMIN_EMAIL": "the admin-user Job",
+    "ADMIN_PASSWORD": "the admin-user Job",
+    "FLOWER_BASIC_AUTH": "Flower's generated basic-auth login",
+    CLIENT_SECRET_VARIABLE: "airflow.auth.sso.clientSecret",
+    "AIRFLOW_CONN_GIT_DAGS": "airflow.dags.git.ssh (GitDagBundle's connection, GIT_CONNECTION_ID)",
+    # The cloud stacks' task-log connections (components/aws/storage.py, components/azure/storage.py).
+    "AIRFLOW_CONN_AWS_TASK_LOGS": "the aws stack's task logs",
+    "AIRFLOW_CONN_AZURE_TASK_LOGS": "the azure stack's task logs",
+}
 
 
 # The image reference grammar of distribution/reference (what kubelet and containerd parse).
@@ -68,7 +118,178 @@ class Image(SettingsModel):
         return v
 
 
-class Component(SettingsModel):
+class Placement(SettingsModel):
+    """Where pods may run. Each field mirrors the pod spec's own; unset inherits (a component from
+    `airflow.placement`), and a set field replaces the inherited one whole: an empty list or map
+    clears it."""
+
+    # The config reference lists these keys once, under `airflow.placement`.
+    DOC_ONCE: ClassVar[bool] = True
+
+    node_selector: dict[QualifiedName, LabelValue] | None = Field(
+        None, description="Node labels the pods require (pod `nodeSelector`)."
+    )
+    tolerations: list[Toleration] | None = Field(None, description="Taints the pods tolerate (GPU, spot pools).")
+    affinity: Affinity | None = Field(None, description="Node and pod (anti-)affinity, as in the pod spec.")
+    topology_spread_constraints: list[TopologySpreadConstraint] | None = Field(
+        None,
+        description=(
+            "Replaces the program's soft spread over nodes and zones; a constraint without labelSelector "
+            "selects the component's own pods."
+        ),
+    )
+    priority_class_name: Subdomain | None = Field(None, description="An existing PriorityClass.")
+
+    def over(self, default: Placement | None) -> Placement:
+        """This placement with every unset field taken from `default` (per field, no deeper merge)."""
+        if default is None:
+            return self
+        return self.model_copy(
+            update={
+                name: getattr(default, name)
+                for name in type(self).model_fields
+                if getattr(self, name) is None and getattr(default, name) is not None
+            }
+        )
+
+
+def _env_problem(e: EnvVar) -> str | None:
+    """Why `e` may not be an extra env variable of an Airflow container, if it may not."""
+    name = e.name
+    if name in GENERATED_ENV:
+        return f"{name} is set by the program ({GENERATED_ENV[name]})"
+    m = re.fullmatch(r"AIRFLOW__([A-Z0-9_]+?)__([A-Z0-9_]+)", name)
+    if m:
+        option = f"{m.group(1).lower()}.{m.group(2).lower()}"
+        if option in OWNED_OPTIONS:
+            return f"{name} is set by the program ({OWNED_OPTIONS[option]})"
+    return _plain_secret(e)
+
+
+def _plain_secret(e: EnvVar) -> str | None:
+    if e.value is None:
+        return None
+    name = e.name
+    if name.startswith("AIRFLOW_CONN_") or SECRET_OPTION.search(name.lower()):
+        return (
+            f"{name} looks like a secret, and a plain value is plain text in the pod spec: use "
+            "valueFrom.secretKeyRef (or airflow.connections for a connection)"
+        )
+    return None
+
+
+def _unique(items: list[Any], what: str, key: str) -> None:
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        name = getattr(item, "name", None) or getattr(item, "mount_path", "")
+        if name in seen:
+            raise bad(f"{key}.{i}", f"{what} {name!r} is declared twice")
+        seen.add(name)
+
+
+def _overlaps(a: str, b: str) -> bool:
+    return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
+
+
+class PodOptions(SettingsModel):
+    """Placement and escape hatches of one component's pods (components/airflow/roster.py says which
+    component reads which block). Everything here is checked like the rest of the config: extra env
+    never shadows what the program sets, a mount names a declared volume and never a generated path,
+    and extra containers keep the pod within Pod Security `restricted`."""
+
+    # Generated volumes an extra container may mount too (a log shipper reads `logs`).
+    SHARED_VOLUMES: ClassVar[frozenset[str]] = frozenset({"logs"})
+
+    placement: Placement | None = Field(
+        None, description="Placement of these pods; each field set here replaces `airflow.placement`'s."
+    )
+    extra_env: list[EnvVar] = Field(
+        default_factory=list,
+        description="Env of the Airflow container (value, or valueFrom secretKeyRef/configMapKeyRef/fieldRef); "
+        "never a variable the program sets.",
+    )
+    extra_env_from: list[EnvFromSource] = Field(
+        default_factory=list,
+        description="Whole Secrets/ConfigMaps as env of the Airflow container (the program's own env wins).",
+    )
+    extra_volumes: list[Volume] = Field(
+        default_factory=list,
+        description="Volumes added to the pod (configMap, secret, emptyDir, persistentVolumeClaim, csi, projected).",
+    )
+    extra_volume_mounts: list[VolumeMount] = Field(
+        default_factory=list, description="Mounts of extraVolumes in the Airflow container."
+    )
+    extra_init_containers: list[Container] = Field(
+        default_factory=list,
+        description="Init containers run before the program's own (restartPolicy Always: a native sidecar).",
+    )
+    extra_containers: list[Container] = Field(
+        default_factory=list, description="Sidecar containers beside the Airflow container."
+    )
+
+    @model_validator(mode="after")
+    def _coherent(self) -> PodOptions:
+        for i, e in enumerate(self.extra_env):
+            problem = _env_problem(e)
+            if problem:
+                raise bad(f"extraEnv.{i}.name", problem)
+        _unique(self.extra_env, "variable", "extraEnv")
+        _unique(self.extra_volumes, "volume", "extraVolumes")
+        _unique(self.extra_volume_mounts, "mount path", "extraVolumeMounts")
+        for i, v in enumerate(self.extra_volumes):
+            if v.name in GENERATED_VOLUMES:
+                raise bad(f"extraVolumes.{i}.name", f"{v.name!r} is a volume the program makes; choose another name")
+        declared = {v.name for v in self.extra_volumes}
+        for i, m in enumerate(self.extra_volume_mounts):
+            if m.name not in declared:
+                raise bad(
+                    f"extraVolumeMounts.{i}.name",
+                    f"{m.name!r} is not in extraVolumes (declared: {', '.join(sorted(declared)) or 'none'})",
+                )
+            if HOME.startswith(m.mount_path.rstrip("/") + "/") or m.mount_path == HOME:
+                raise bad(
+                    f"extraVolumeMounts.{i}.mountPath",
+                    f"{m.mount_path!r} would hide Airflow's home {HOME!r}; mount into a folder of its own",
+                )
+            for path in GENERATED_PATHS:
+                if _overlaps(m.mount_path, path):
+                    raise bad(
+                        f"extraVolumeMounts.{i}.mountPath",
+                        f"{m.mount_path!r} collides with {path!r}, which the program mounts or needs",
+                    )
+        names: list[str] = list(GENERATED_CONTAINERS)
+        for key in ("extra_init_containers", "extra_containers"):
+            camel = "extraInitContainers" if key == "extra_init_containers" else "extraContainers"
+            containers: list[Container] = getattr(self, key)
+            for i, c in enumerate(containers):
+                if c.name in names:
+                    raise bad(f"{camel}.{i}.name", f"container {c.name!r} is already in the pod; choose another name")
+                names.append(c.name)
+                if c.restart_policy and key == "extra_containers":
+                    raise bad(f"{camel}.{i}.restartPolicy", "only applies to init containers (native sidecars)")
+                for j, e in enumerate(c.env or []):
+                    problem = _plain_secret(e)
+                    if problem:
+                        raise bad(f"{camel}.{i}.env.{j}.name", problem)
+                shareable = declared | self.SHARED_VOLUMES
+                for j, m in enumerate(c.volume_mounts or []):
+                    if m.name not in shareable:
+                        raise bad(
+                            f"{camel}.{i}.volumeMounts.{j}.name",
+                            f"{m.name!r} is not in extraVolumes (or one of {', '.join(sorted(self.SHARED_VOLUMES))})",
+                        )
+        return self
+
+    def env_names(self) -> set[str]:
+        return {e.name for e in self.extra_env}
+
+
+class JobPodOptions(PodOptions):
+    # The Jobs' pods have no log volume.
+    SHARED_VOLUMES: ClassVar[frozenset[str]] = frozenset()
+
+
+class Component(PodOptions):
     replicas: int = Field(2, ge=1, le=50, description="Replicas.")
     resources: Resources = resources_field("250m", "512Mi", "1Gi")
 
@@ -149,7 +370,7 @@ class Workers(Component):
         return self
 
 
-class Flower(SettingsModel):
+class Flower(PodOptions):
     enabled: bool = Field(False, description="Run Celery Flower (needs the Celery executor).")
     user: str = Field(
         "flower",
@@ -424,7 +645,103 @@ class Dags(SettingsModel):
         return self
 
 
+# Kinds that are not namespaced (the API's own, and the common add-ons'): an extra object lives in
+# Airflow's namespace and goes with it, so none of these; cluster-wide objects belong to whoever runs
+# the cluster. A kind named `Cluster...` is taken as cluster-scoped too (ClusterIssuer,
+# ClusterSecretStore, ClusterPolicy).
+CLUSTER_SCOPED_KINDS = frozenset(
+    {
+        "APIService", "CertificateSigningRequest", "ComponentStatus", "CSIDriver", "CSINode",
+        "CustomResourceDefinition", "DeviceClass", "FlowSchema", "IngressClass", "IPAddress",
+        "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding", "MutatingWebhookConfiguration",
+        "Namespace", "Node", "PersistentVolume", "PriorityClass", "PriorityLevelConfiguration",
+        "ResourceSlice", "RuntimeClass", "ServiceCIDR", "StorageClass", "StorageVersionMigration",
+        "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "ValidatingWebhookConfiguration",
+        "VolumeAttachment", "VolumeAttributesClass",
+    }
+)  # fmt: skip
+SECRET_BODY = frozenset({"data", "stringData", "type", "immutable"})
+
+
+class ObjectMeta(SettingsModel):
+    name: Subdomain = Field(..., description="Object name.")
+    namespace: DnsLabel | None = Field(None, description="Only Airflow's own namespace (the default).")
+    labels: dict[QualifiedName, LabelValue] | None = Field(None, description="Labels.")
+    annotations: dict[QualifiedName, str] | None = Field(None, description="Annotations.")
+
+
+class ExtraObject(SettingsModel):
+    """One Kubernetes object as in a manifest: apiVersion, kind, metadata, and the kind's own body
+    (spec, data, rules, ...), which the API server checks."""
+
+    model_config = ConfigDict(extra="allow")
+    DOC_TYPE: ClassVar[str] = "Kubernetes object"
+
+    api_version: str = Field(
+        ...,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?v[0-9]+((alpha|beta)[0-9]+)?$",
+        description="apiVersion, e.g. v1 or monitoring.coreos.com/v1.",
+    )
+    kind: str = Field(..., pattern=r"^[A-Z][A-Za-z0-9]{0,62}$", description="kind, e.g. ConfigMap.")
+    metadata: ObjectMeta = Field(..., description="name (and labels, annotations).")
+
+    @model_validator(mode="after")
+    def _namespaced(self) -> ExtraObject:
+        if self.kind in CLUSTER_SCOPED_KINDS or self.kind.startswith("Cluster"):
+            raise bad(
+                "kind",
+                f"{self.kind} is cluster-scoped: extra objects live in Airflow's namespace (and go with it); "
+                "cluster-wide objects belong to the cluster's own setup",
+            )
+        body = self.body
+        for key in body:
+            if key in ("status", "apiVersion", "kind", "metadata") or not re.fullmatch(r"[a-z][A-Za-z0-9]*", key):
+                raise bad(key, "is not a field an object's body can have")
+        if self.kind == "Secret" and self.api_version == "v1":
+            for key in body:
+                if key not in SECRET_BODY:
+                    raise bad(key, f"is not a Secret field ({', '.join(sorted(SECRET_BODY))})")
+            for key in ("data", "stringData"):
+                value = body.get(key, {})
+                if not isinstance(value, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+                ):
+                    raise bad(key, "must map keys to string values")
+        return self
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """Everything but apiVersion, kind and metadata, as given (camelCase)."""
+        return dict(self.model_extra or {})
+
+    @property
+    def identity(self) -> str:
+        """group/kind/name: unique in a namespace, and the stable part of the resource's Pulumi name."""
+        group = self.api_version.rpartition("/")[0] or "core"
+        return f"{group}/{self.kind}/{self.metadata.name}"
+
+    @property
+    def secret_data(self) -> bool:
+        return self.kind == "Secret" and any(self.body.get(k) for k in ("data", "stringData"))
+
+
+class TaskPods(PodOptions):
+    """The KubernetesExecutor's task pods (its pod template): resources come from airflow.workers."""
+
+
+class Jobs(JobPodOptions):
+    """The one-shot Jobs (the migration and the FAB admin user)."""
+
+
 class PodOperator(SettingsModel):
+    placement: Placement | None = Field(
+        None,
+        description=(
+            "Defaults for KubernetesPodOperator pods, applied by Airflow's pod_mutation_hook to each field the "
+            "operator leaves unset (the provider has no setting of its own for them); not inherited from "
+            "airflow.placement."
+        ),
+    )
     enabled: bool = Field(
         True,
         description=(
@@ -463,6 +780,7 @@ OWNED_OPTIONS = {
     "logging.remote_logging": "the cloud stack's task logs",
     "logging.remote_base_log_folder": "the cloud stack's task logs",
     "logging.remote_log_conn_id": "the cloud stack's task logs",
+    "azure_remote_logging.remote_wasb_log_container": "the azure stack's task logs",
     "logging.worker_log_server_port": "the worker's Service port",
     "logging.trigger_log_server_port": "the triggerer's Service port",
     "scheduler.enable_health_check": "the scheduler's probes",
@@ -488,6 +806,11 @@ class AirflowSettings(SettingsModel):
         "CeleryExecutor", description="Executor(s); both at once route tasks by queue."
     )
     auth: Auth = Field(default_factory=defaults(Auth), description="Authentication.")
+    placement: Placement | None = Field(
+        None,
+        description="Default placement of every Airflow pod (components, Jobs, task pods, git-sync, statsd); "
+        "a component's own placement replaces it field by field.",
+    )
     api_server: ApiServer = Field(default_factory=defaults(ApiServer), description="api-server.")
     scheduler: Scheduler = Field(default_factory=defaults(Scheduler), description="Scheduler.")
     dag_processor: DagProcessor = Field(default_factory=defaults(DagProcessor), description="DAG processor.")
@@ -498,6 +821,20 @@ class AirflowSettings(SettingsModel):
     dags: Dags = Field(default_factory=defaults(Dags), description="Where DAGs come from.")
     pod_operator: PodOperator = Field(
         default_factory=defaults(PodOperator), description="KubernetesPodOperator support."
+    )
+    task_pods: TaskPods = Field(
+        default_factory=defaults(TaskPods), description="KubernetesExecutor task pods (the pod template)."
+    )
+    jobs: Jobs = Field(default_factory=defaults(Jobs), description="The migration and admin-user Jobs.")
+    image_pull_secrets: list[Subdomain] = Field(
+        default_factory=list,
+        description="Existing Secrets (type dockerconfigjson) in the namespace for pulling images; on every "
+        "Airflow pod, the Jobs and task pods included.",
+    )
+    extra_objects: list[ExtraObject] = Field(
+        default_factory=list,
+        description="Extra namespaced Kubernetes objects applied in Airflow's namespace (a Secret's data only as "
+        "Pulumi secrets).",
     )
     migration_timeout_minutes: int = Field(
         15, ge=1, le=120, description="How long `pulumi up` waits for the migration Job."
@@ -554,6 +891,31 @@ class AirflowSettings(SettingsModel):
     def _coherent(self) -> AirflowSettings:
         if self.flower.enabled and "CeleryExecutor" not in self.executors:
             raise bad("flower.enabled", f"needs the CeleryExecutor (executor is '{self.executor}')")
+        # What the stack's own settings already put in the env of every Airflow container.
+        taken = {
+            f"AIRFLOW__{k.split('.')[0].upper()}__{k.split('.')[1].upper()}": f"airflow.config {k!r}"
+            for k in self.config
+        }
+        taken |= {f"AIRFLOW_VAR_{k.upper()}": f"airflow.variables {k!r}" for k in self.variables}
+        taken |= {f"AIRFLOW_CONN_{k.upper()}": f"airflow.connections {k!r}" for k in self.connections}
+        for key, options in self.pod_options().items():
+            for i, e in enumerate(options.extra_env):
+                if e.name in taken:
+                    raise bad(f"{key}.extraEnv.{i}.name", f"{e.name} is already set by {taken[e.name]}")
+            for i, m in enumerate(options.extra_volume_mounts):
+                if _overlaps(m.mount_path, self.dags.folder):
+                    raise bad(
+                        f"{key}.extraVolumeMounts.{i}.mountPath",
+                        f"{m.mount_path!r} collides with the DAG folder {self.dags.folder!r}",
+                    )
+        for i, name in enumerate(self.image_pull_secrets):
+            if name in self.image_pull_secrets[:i]:
+                raise bad(f"imagePullSecrets.{i}", f"{name!r} is listed twice")
+        seen: set[str] = set()
+        for i, obj in enumerate(self.extra_objects):
+            if obj.identity in seen:
+                raise bad(f"extraObjects.{i}.metadata.name", f"{obj.kind} {obj.metadata.name!r} is declared twice")
+            seen.add(obj.identity)
         git = self.dags.git
         if self.dags.source == "bundle" and git is not None and git.ssh is not None:
             taken = [k for k in self.connections if k.upper() == GIT_CONNECTION_ID.upper()]
@@ -568,3 +930,11 @@ class AirflowSettings(SettingsModel):
                 f"{SSO_OWNED_OPTION!r} is set by the program with SSO on (airflow.auth.sso.sessionLifetimeMinutes)",
             )
         return self
+
+    def pod_options(self) -> dict[str, PodOptions]:
+        """Every block of per-component pod options, by its camelCase key under `airflow`."""
+        return {
+            field.alias or name: value
+            for name, field in type(self).model_fields.items()
+            if isinstance(value := getattr(self, name), PodOptions)
+        }

@@ -88,7 +88,8 @@ class WorkloadBuilder:
 
     def workload(self, w: Workload, pods: PodFactory) -> pulumi.CustomResource:
         pod = dict(w.pod)
-        if w.spread:
+        # The program's soft spread, unless the component's placement gives its own.
+        if w.spread and "topologySpreadConstraints" not in pod:
             pod["topologySpreadConstraints"] = spread(self._instance, w.component)
         spec: Manifest = {
             "replicas": w.replicas,

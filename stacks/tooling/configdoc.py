@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 from pydantic_core import PydanticUndefined
 
+from components.kube_types import KubeModel
 from stacks.config import PROJECT, StackConfig
 from stacks.tooling import WRITE_README
 
@@ -32,11 +33,21 @@ def _model_of(ann: Any) -> type[BaseModel] | None:
     return None
 
 
+def _one_row(model: type[BaseModel]) -> str | None:
+    """How a model documented as one row is named: a Kubernetes API type (components/kube_types.py)
+    is the Kubernetes reference's to document, field by field, not this table's."""
+    if issubclass(model, KubeModel):
+        return f"Kubernetes `{model.KIND}`"
+    return getattr(model, "DOC_TYPE", None)
+
+
 def _type_name(ann: Any) -> str:
     origin = typing.get_origin(ann)
     args = typing.get_args(ann)
     if ann is SecretStr:
         return "secret string"
+    if origin is list:
+        return f"list of {_type_name(args[0])}"
     if origin is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in args)
     if origin in (typing.Union, types.UnionType):
@@ -47,7 +58,7 @@ def _type_name(ann: Any) -> str:
     if origin is dict:
         return f"map of {_type_name(args[1])}"
     if isinstance(ann, type) and issubclass(ann, BaseModel):
-        return "object"
+        return _one_row(ann) or "object"
     return getattr(ann, "__name__", str(ann))
 
 
@@ -64,13 +75,27 @@ def _default(field: Any) -> str:
     return f"`{json.dumps(field.default)}`"
 
 
-def rows(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, str, str, str]]:
+def rows(
+    model: type[BaseModel], prefix: str, seen: dict[type[BaseModel], str] | None = None
+) -> Iterator[tuple[str, str, str, str]]:
+    """One row per key; a model marked DOC_ONCE is expanded where it first appears and referred to
+    after that (every component's `placement` has the fields of `airflow.placement`)."""
+    seen = {} if seen is None else seen
     for field in model.model_fields.values():
         key = f"{prefix}{field.alias}"
         sub = _model_of(field.annotation)
-        if sub is not None and typing.get_origin(field.annotation) is not dict:
+        expand = (
+            sub is not None
+            and typing.get_origin(field.annotation) not in (dict, list)
+            and _one_row(sub) is None
+            and not (getattr(sub, "DOC_ONCE", False) and sub in seen)
+        )
+        if sub is not None and expand:
             yield key, "object", _default(field), field.description or ""
-            yield from rows(sub, key + ".")
+            seen.setdefault(sub, key)
+            yield from rows(sub, key + ".", seen)
+        elif sub is not None and sub in seen and _one_row(sub) is None:
+            yield key, "object", _default(field), f"{field.description or ''} Its keys are those of `{seen[sub]}`."
         else:
             yield key, _type_name(field.annotation), _default(field), field.description or ""
 

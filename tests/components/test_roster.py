@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from components.airflow.roster import BY_NAME, TABLE, Roster
-from components.airflow.settings import AirflowSettings, Flower
+from components.airflow.settings import GENERATED_CONTAINERS, AirflowSettings, Flower
 from stacks.tooling import engine
-from tests.render import containers, is_airflow, objects, pod_spec, render, workloads
+from tests.render import airflow_pods, containers, is_airflow, objects, pod_spec, render, workloads
 from tests.stacks.test_local_render import VARIANTS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,6 +83,9 @@ def test_secret_grants() -> None:
     assert not r.secret_keys("statsd") and not r.secret_keys("git-sync")
 
 
+GENERATED_SECRETS = ("airflow-secrets", "airflow-broker")
+
+
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_rendered_pods_do_what_the_table_says(variant: str) -> None:
     """Tokens, ports and secret references in every rendered pod are the table's answers."""
@@ -102,10 +105,12 @@ def test_rendered_pods_do_what_the_table_says(variant: str) -> None:
         for c in containers(spec):
             if not is_airflow(c):
                 continue
+            # References to the stack's generated Secrets (not to a user's own, from extraEnv).
             keys = {
                 e["valueFrom"]["secretKeyRef"]["key"]
                 for e in c.get("env", [])
                 if "secretKeyRef" in e.get("valueFrom", {})
+                and e["valueFrom"]["secretKeyRef"]["name"] in GENERATED_SECRETS
             }
             conns = {k for k in keys if k.startswith("AIRFLOW_CONN_")}
             assert keys - conns <= row.secrets | {k for k, _ in row.extra_secrets}, (comp, c["name"], keys)
@@ -145,3 +150,15 @@ def test_table_names_are_unique_and_ports_named_uniquely() -> None:
     for row in TABLE:
         assert len({p.name for p in row.ports}) == len(row.ports), row.name
         assert re.match(r"^[a-z][a-z0-9-]*$", row.name)
+
+
+def test_the_settings_reserve_every_container_name_the_program_uses() -> None:
+    """An extra container may not take a name already in the pod: a helper's
+    (settings.GENERATED_CONTAINERS) or the Airflow container's, which is its row's name."""
+    for variant in VARIANTS.values():
+        for comp, spec in airflow_pods(render("local", *variant)):
+            if comp in BY_NAME and BY_NAME[comp].options:
+                names = {c["name"] for c in containers(spec)}
+                extra = {n for n in names if n not in GENERATED_CONTAINERS and n != comp}
+                # Only the variant's own extra containers are not reserved.
+                assert extra <= {"log-shipper", "proxy"}, (comp, extra)

@@ -901,6 +901,7 @@ class PodRecord:
     name: str
     labels: dict[str, str]
     volumes: dict[str, Path] = field(default_factory=dict)  # emptyDir name -> host directory
+    spec: dict[str, Any] = field(default_factory=dict)  # the pod spec as the API stored it
     phase: str = "Pending"
     exit_code: int | None = None
     deleted: bool = False
@@ -976,7 +977,9 @@ class Kubelet:
                     since = e.rv
                     key = (e.new["metadata"]["namespace"], e.new["metadata"]["name"])
                     if e.type == "ADDED":
-                        record = PodRecord(*key, dict(e.new["metadata"].get("labels") or {}))
+                        record = PodRecord(
+                            *key, dict(e.new["metadata"].get("labels") or {}), spec=dict(e.new.get("spec") or {})
+                        )
                         self.pods[key] = record
                         threading.Thread(target=self._run_pod, args=(e.new, record), daemon=True).start()
                     elif e.type == "MODIFIED" and e.new["metadata"].get("deletionTimestamp"):

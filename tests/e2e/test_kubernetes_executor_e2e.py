@@ -28,6 +28,13 @@ from tests.e2e.harness import AIRFLOW_VENV, E2E, Api, Cluster, airflow_container
 from tests.e2e.kube import NOT_EMULATED, ApiError, KubeApi, Kubelet, PodProcess, User
 from tests.e2e.test_airflow_e2e import Deployment, _render_objects, booted
 
+# Issue 14.3: the task pods' placement and the stack's pull secret, which the executor must carry
+# from the pod template into the pod it creates (the emulated kubelet schedules nothing by them).
+TASK_PLACEMENT = (
+    "airflow.taskPods.placement={nodeSelector: {accelerator: nvidia}, tolerations: [{key: nvidia.com/gpu, "
+    "operator: Exists, effect: NoSchedule}], priorityClassName: gpu-batch}",
+    "airflow.imagePullSecrets=[regcred]",
+)
 DAG_ID = "e2e_kelogs"
 TASK_ID = "log_marker"
 
@@ -37,7 +44,7 @@ class KubeDeployment(Deployment):
     container started by the emulated kubelet, and the emulated API for the pods it launches."""
 
     def __init__(self, base: Path) -> None:
-        super().__init__(base, overrides=("airflow.executor=KubernetesExecutor",))
+        super().__init__(base, overrides=("airflow.executor=KubernetesExecutor", *TASK_PLACEMENT))
 
     def start_servers(self) -> None:
         self.pg.start()
@@ -137,6 +144,10 @@ def test_task_log_outlives_its_pod(ke: KubeDeployment) -> None:
     # The run is a success once the task says so; its pod's process ends, and is deleted, after.
     _wait(lambda: pod.cleaned, 60, f"pod {pod.name} was not deleted and cleaned up:\n{ke.logs()}")
     assert (pod.phase, pod.exit_code) == ("Succeeded", 0), ke.logs()
+    # The placement of airflow.taskPods reached the pod the executor created, merged from the template.
+    assert pod.spec["nodeSelector"] == {"accelerator": "nvidia"}, pod.spec
+    assert pod.spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pod.spec["priorityClassName"] == "gpu-batch" and pod.spec["imagePullSecrets"] == [{"name": "regcred"}]
     scheduler = _rendered_service_account(ke, "scheduler").name
     calls = [(r.user, r.verb, r.code) for r in ke.kube.requests if r.name == pod.name]
     assert (scheduler, "delete", 200) in calls, calls

@@ -19,7 +19,8 @@ CASES = [
     (
         "airflow.scheduler.replica=2",
         "airflow-k8s:airflow.scheduler.replica",
-        "not a known key (allowed: replicas, resources)",
+        "not a known key (allowed: extraContainers, extraEnv, extraEnvFrom, extraInitContainers, extraVolumeMounts, "
+        "extraVolumes, placement, replicas, resources)",
     ),
     (
         "nope=1",
@@ -198,6 +199,234 @@ CASES = [
     ),
     # Issue 13, case collisions: both would become AIRFLOW_VAR_FOO.
     ("airflow.variables={foo: a, FOO: b}", "airflow-k8s:airflow.variables", "differ only in case"),
+    # Issue 14.3: placement, typed as the Kubernetes API types it.
+    *[
+        (f"airflow.{where}.tolerations=[{t}]", f"airflow-k8s:airflow.{where}.tolerations.0.{key}", why)
+        for where in ("placement", "taskPods.placement", "scheduler.placement")
+        for t, key, why in [
+            ("{key: gpu, operator: Matches}", "operator", "'Exists', 'Equal'"),
+            ("{key: gpu, effect: NoRun}", "effect", "'NoSchedule', 'PreferNoSchedule', 'NoExecute'"),
+            ("{key: gpu, operator: Exists, value: x}", "value", "must be empty with operator 'Exists'"),
+            ("{operator: Equal, value: x}", "operator", "must be 'Exists' when key is empty"),
+            ("{key: gpu, effect: NoSchedule, tolerationSeconds: 5}", "tolerationSeconds", "only applies to effect"),
+            ("{key: 'bad key!'}", "key", "not a Kubernetes qualified name"),
+            ("{key: gpu, tolerations: 1}", "tolerations", "not a known key (allowed: effect, key, operator,"),
+        ]
+    ],
+    ("airflow.placement.nodeSelector={pool: 'a b'}", "airflow-k8s:airflow.placement.nodeSelector.pool", "must match"),
+    (
+        "airflow.placement.priorityClassName=High_Priority",
+        "airflow-k8s:airflow.placement.priorityClassName",
+        "must match",
+    ),
+    (
+        "airflow.workers.placement.affinity={nodeAffinity: {preferredDuringSchedulingIgnoredDuringExecution: "
+        "[{weight: 500, preference: {}}]}}",
+        "airflow-k8s:airflow.workers.placement.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution.0.weight",
+        "less than or equal to 100",
+    ),
+    (
+        "airflow.workers.placement.affinity={nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: "
+        "{nodeSelectorTerms: [{matchExpressions: [{key: k, operator: In}]}]}}}",
+        "airflow-k8s:airflow.workers.placement.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+        ".nodeSelectorTerms.0.matchExpressions.0.values",
+        "needs at least one value",
+    ),
+    (
+        "airflow.scheduler.placement.topologySpreadConstraints=[{maxSkew: 1, topologyKey: zone, "
+        "whenUnsatisfiable: ScheduleAnyway, minDomains: 2}]",
+        "airflow-k8s:airflow.scheduler.placement.topologySpreadConstraints.0.minDomains",
+        "only applies to whenUnsatisfiable 'DoNotSchedule'",
+    ),
+    # Issue 14.4: escape hatches never shadow or collide with what the program generates.
+    *[
+        (
+            f"airflow.scheduler.extraEnv=[{{name: {name}, value: x}}]",
+            "airflow-k8s:airflow.scheduler.extraEnv.0.name",
+            why,
+        )
+        for name, why in [
+            ("AIRFLOW__CORE__EXECUTOR", "set by the program (airflow.executor)"),
+            ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "set by the program"),
+            ("AIRFLOW__API_AUTH__JWT_SECRET", "set by the program (a generated secret)"),
+            ("AIRFLOW_HOME", "set by the program"),
+            ("DUMB_INIT_SETSID", "set by the program"),
+            ("AIRFLOW__AZURE_REMOTE_LOGGING__REMOTE_WASB_LOG_CONTAINER", "set by the program (the azure stack"),
+            ("AIRFLOW_CONN_WAREHOUSE", "looks like a secret"),
+            ("GITHUB_TOKEN", "looks like a secret"),
+            ("AIRFLOW__SMTP__SMTP_PASSWORD", "looks like a secret"),
+        ]
+    ],
+    (
+        "airflow.scheduler.extraEnv=[{name: X, value: a, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}]",
+        "airflow-k8s:airflow.scheduler.extraEnv.0.value",
+        "exactly one of value or valueFrom",
+    ),
+    (
+        "airflow.scheduler.extraEnv=[{name: X, valueFrom: {secretKeyRef: {name: s, key: k}, fieldRef: {fieldPath: a}}}]",
+        "airflow-k8s:airflow.scheduler.extraEnv.0.valueFrom",
+        "exactly one of secretKeyRef, configMapKeyRef",
+    ),
+    (
+        "airflow.scheduler.extraEnv=[{name: X, value: a}, {name: X, value: b}]",
+        "airflow-k8s:airflow.scheduler.extraEnv.1",
+        "declared twice",
+    ),
+    (
+        "airflow.config={core.parallelism: '8'}",
+        None,
+        None,
+    ),
+    (
+        "airflow={config: {core.parallelism: '8'}, workers: {extraEnv: [{name: AIRFLOW__CORE__PARALLELISM, value: '4'}]}}",
+        "airflow-k8s:airflow.workers.extraEnv.0.name",
+        "already set by airflow.config 'core.parallelism'",
+    ),
+    (
+        "airflow.workers.extraEnv=[{name: AIRFLOW_CONN_AWS_TASK_LOGS, valueFrom: {secretKeyRef: {name: s, key: k}}}]",
+        "airflow-k8s:airflow.workers.extraEnv.0.name",
+        "set by the program (the aws stack's task logs)",
+    ),
+    (
+        "airflow.workers.extraEnvFrom=[{secretRef: {name: a}, configMapRef: {name: b}}]",
+        "airflow-k8s:airflow.workers.extraEnvFrom.0",
+        "exactly one of secretRef or configMapRef",
+    ),
+    (
+        "airflow.workers.extraVolumeMounts=[{name: nowhere, mountPath: /opt/x}]",
+        "airflow-k8s:airflow.workers.extraVolumeMounts.0.name",
+        "'nowhere' is not in extraVolumes (declared: none)",
+    ),
+    *[
+        (
+            f"airflow.workers={{extraVolumes: [{{name: v, emptyDir: {{}}}}], extraVolumeMounts: [{{name: v, mountPath: {path}}}]}}",
+            "airflow-k8s:airflow.workers.extraVolumeMounts.0.mountPath",
+            why,
+        )
+        for path, why in [
+            ("/opt/airflow/dags", "collides with the DAG folder"),
+            ("/opt/airflow/dags/extra", "collides with the DAG folder"),
+            ("/opt/airflow/config", "collides with '/opt/airflow/config'"),
+            ("/tmp", "collides with '/tmp'"),
+            ("/opt/airflow", "would hide Airflow's home"),
+            ("/opt", "would hide Airflow's home"),
+            ("/opt/airflow/logs/x", "collides with '/opt/airflow/logs'"),
+        ]
+    ],
+    *[
+        (
+            f"airflow.triggerer.extraVolumes=[{{name: {name}, emptyDir: {{}}}}]",
+            "airflow-k8s:airflow.triggerer.extraVolumes.0.name",
+            "is a volume the program makes",
+        )
+        for name in ("dags", "tmp", "config", "logs")
+    ],
+    (
+        "airflow.triggerer.extraVolumes=[{name: host, hostPath: {path: /var/run}}]",
+        "airflow-k8s:airflow.triggerer.extraVolumes.0.hostPath",
+        "not a known key",
+    ),
+    (
+        "airflow.triggerer.extraVolumes=[{name: two, emptyDir: {}, configMap: {name: c}}]",
+        "airflow-k8s:airflow.triggerer.extraVolumes.0",
+        "set exactly one of configMap, secret, emptyDir",
+    ),
+    # Sidecars must stay within Pod Security `restricted`.
+    *[
+        (
+            f"airflow.workers.extraContainers=[{{name: side, image: busybox:1.36, securityContext: {sc}}}]",
+            f"airflow-k8s:airflow.workers.extraContainers.0.securityContext.{key}",
+            why,
+        )
+        for sc, key, why in [
+            ("{privileged: true}", "privileged", "must be false: Airflow's namespace enforces Pod Security"),
+            ("{allowPrivilegeEscalation: true}", "allowPrivilegeEscalation", "must be false"),
+            ("{runAsUser: 0}", "runAsUser", "greater than or equal to 1"),
+            ("{runAsNonRoot: false}", "runAsNonRoot", "must be true"),
+            ("{capabilities: {add: [SYS_ADMIN], drop: [ALL]}}", "capabilities.add.0", "'NET_BIND_SERVICE'"),
+            ("{capabilities: {drop: [NET_RAW]}}", "capabilities.drop", "must include 'ALL'"),
+            ("{seccompProfile: {type: Unconfined}}", "seccompProfile.type", "'RuntimeDefault', 'Localhost'"),
+        ]
+    ],
+    (
+        "airflow.workers.extraContainers=[{name: side, image: busybox:1.36, ports: [{containerPort: 80, hostPort: 80}]}]",
+        "airflow-k8s:airflow.workers.extraContainers.0.ports.0.hostPort",
+        "not a known key",
+    ),
+    (
+        "airflow.workers.extraContainers=[{name: shipper, image: busybox:1.36}, {name: git-sync, image: x:1}]",
+        "airflow-k8s:airflow.workers.extraContainers.1.name",
+        "'git-sync' is already in the pod",
+    ),
+    (
+        "airflow.scheduler.extraContainers=[{name: scheduler, image: busybox:1.36}]",
+        "airflow-k8s:airflow.scheduler.extraContainers.0.name",
+        "'scheduler' is already in the pod",
+    ),
+    (
+        "airflow.workers.extraContainers=[{name: side, image: busybox:1.36, restartPolicy: Always}]",
+        "airflow-k8s:airflow.workers.extraContainers.0.restartPolicy",
+        "only applies to init containers",
+    ),
+    (
+        "airflow.jobs.extraContainers=[{name: side, image: busybox:1.36, volumeMounts: [{name: logs, mountPath: /l}]}]",
+        "airflow-k8s:airflow.jobs.extraContainers.0.volumeMounts.0.name",
+        "'logs' is not in extraVolumes",
+    ),
+    (
+        "airflow.workers.extraContainers=[{name: side, image: busybox:1.36, env: [{name: DB_PASSWORD, value: hunter2}]}]",
+        "airflow-k8s:airflow.workers.extraContainers.0.env.0.name",
+        "looks like a secret",
+    ),
+    ("airflow.imagePullSecrets=[Reg_Cred]", "airflow-k8s:airflow.imagePullSecrets.0", "must match"),
+    ("airflow.imagePullSecrets=[a, a]", "airflow-k8s:airflow.imagePullSecrets.1", "listed twice"),
+    # extraObjects: namespaced kinds in Airflow's namespace, named once, no plain-text Secret.
+    *[
+        (
+            f"airflow.extraObjects=[{{apiVersion: {api}, kind: {kind}, metadata: {{name: x}}}}]",
+            "airflow-k8s:airflow.extraObjects.0.kind",
+            "is cluster-scoped",
+        )
+        for api, kind in [
+            ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+            ("v1", "Namespace"),
+            ("v1", "PersistentVolume"),
+            ("storage.k8s.io/v1", "StorageClass"),
+            ("cert-manager.io/v1", "ClusterIssuer"),
+            ("scheduling.k8s.io/v1", "PriorityClass"),
+        ]
+    ],
+    (
+        "airflow.extraObjects=[{apiVersion: v1, kind: ConfigMap, metadata: {name: x, namespace: kube-system}}]",
+        "airflow-k8s:airflow.extraObjects.0.metadata.namespace",
+        "extra objects go in Airflow's namespace 'airflow'",
+    ),
+    (
+        "airflow.extraObjects=[{apiVersion: v1, kind: ConfigMap, metadata: {name: x}}, "
+        "{apiVersion: v1, kind: ConfigMap, metadata: {name: x}}]",
+        "airflow-k8s:airflow.extraObjects.1.metadata.name",
+        "declared twice",
+    ),
+    (
+        "airflow.extraObjects=[{apiVersion: v1, kind: ConfigMap}]",
+        "airflow-k8s:airflow.extraObjects.0.metadata",
+        "required",
+    ),
+    (
+        "airflow.extraObjects=[{apiVersion: 'apps/v1 ', kind: Deployment, metadata: {name: x}}]",
+        "airflow-k8s:airflow.extraObjects.0.apiVersion",
+        "must match",
+    ),
+    (
+        "airflow.extraObjects=[{apiVersion: v1, kind: Secret, metadata: {name: x}, stringData: {password: hunter2}}]",
+        "airflow-k8s:airflow.extraObjects.0.stringData",
+        "plain text",
+    ),
+    (
+        "airflow.extraObjects=[{apiVersion: v1, kind: Secret, metadata: {name: x}, spec: {}}]",
+        "airflow-k8s:airflow.extraObjects.0.spec",
+        "is not a Secret field",
+    ),
     # Issue 14: SSO's client secret only as a Pulumi secret, SSO only with FAB, known roles only (more
     # in tests/stacks/test_sso.py); Flower's user name goes into `user:password`.
     (
@@ -364,6 +593,15 @@ def test_ordinary_airflow_settings_still_pass_through() -> None:
         "airflow.dags.folder=/opt/airflow/dags/repo",
         "airflow.workers.resources={cpuRequest: 500m, cpuLimit: '1', memoryRequest: 2Gi, memoryLimit: 2Gi}",
         "kubernetes.dagVolumeSize=1e9",
+        # Issue 14: beside the generated paths (not over them), secrets by reference, native sidecars.
+        "airflow.workers={extraVolumes: [{name: v, emptyDir: {}}], extraVolumeMounts: [{name: v, mountPath: "
+        "/opt/airflow/plugins}]}",
+        "airflow.workers.extraEnv=[{name: AIRFLOW__CORE__PARALLELISM, value: '64'}, {name: AIRFLOW_CONN_DW, "
+        "valueFrom: {secretKeyRef: {name: dw, key: uri}}}, {name: AIRFLOW__SMTP__SMTP_PASSWORD, valueFrom: "
+        "{secretKeyRef: {name: smtp, key: password}}}]",
+        "airflow.placement.tolerations=[{operator: Exists}]",
+        "airflow.extraObjects=[{apiVersion: rbac.authorization.k8s.io/v1, kind: Role, metadata: {name: r}, rules: "
+        "[{apiGroups: [''], resources: [configmaps], verbs: [get]}]}]",
     ],
 )
 def test_valid_values_of_the_validated_kinds_pass(override: str) -> None:
@@ -441,6 +679,31 @@ UNUSED = [
         ("airflow.executor=KubernetesExecutor", "broker={mode: external, external: {host: redis.example.com}}"),
         "airflow-k8s:broker.external",
         "executor 'KubernetesExecutor' uses no broker",
+    ),
+    # Issue 14: pod options of pods the stack does not run.
+    (
+        "local",
+        ("airflow.taskPods.placement={nodeSelector: {a: b}}",),
+        "airflow-k8s:airflow.taskPods.placement",
+        "no KubernetesExecutor task pods run under executor 'CeleryExecutor'",
+    ),
+    (
+        "local",
+        ("airflow.flower.extraEnv=[{name: A, value: b}]",),
+        "airflow-k8s:airflow.flower.extraEnv",
+        "Flower is not enabled",
+    ),
+    (
+        "local",
+        ("airflow.podOperator={enabled: false, placement: {nodeSelector: {a: b}}}",),
+        "airflow-k8s:airflow.podOperator.placement",
+        "airflow.podOperator.enabled is false",
+    ),
+    (
+        "local",
+        ("airflow.executor=KubernetesExecutor", "airflow.workers.placement={nodeSelector: {a: b}}"),
+        "airflow-k8s:airflow.workers.placement",
+        "no Celery workers run",
     ),
 ]
 

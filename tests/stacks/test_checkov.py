@@ -13,6 +13,7 @@ import yaml
 
 from stacks.tooling.render import stack_names, write
 from tests.render import render
+from tests.stacks.test_local_render import VARIANTS
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKOV = Path(os.environ.get("CHECKOV_BIN", ROOT / ".ci" / ".checkov-venv" / "bin" / "checkov"))
@@ -54,6 +55,8 @@ def test_every_skip_has_a_reason() -> None:
 # template, the local task-log claim and its groomer CronJob, task-pod RBAC) or an option adds (the
 # UI's Ingress).
 CASES = [(stack, ()) for stack in stack_names()] + [
+    # Issue 14, items 3 and 4: placement and every escape hatch, sidecars and extra objects included.
+    ("local", VARIANTS["placement+extras"]),
     (
         "local",
         (

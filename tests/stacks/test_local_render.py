@@ -46,6 +46,51 @@ VARIANTS = {
         "airflow.dags.source=bundle",
         "airflow.dags.git={repo: 'ssh://git@github.com/example/dags.git', ssh: {secret: git-creds}}",
     ),
+    # Issue 14, items 3 and 4: placement and every escape hatch, on components, Jobs and task pods.
+    "placement+extras": (
+        "airflow.executor=CeleryExecutor,KubernetesExecutor",
+        "airflow.flower.enabled=true",
+        "airflow.statsd.enabled=true",
+        "airflow.imagePullSecrets=[regcred]",
+        "airflow.placement={nodeSelector: {pool: airflow}, tolerations: [{key: dedicated, operator: Equal, "
+        "value: airflow, effect: NoSchedule}], priorityClassName: airflow}",
+        "airflow.scheduler.placement={topologySpreadConstraints: [{maxSkew: 1, topologyKey: "
+        "topology.kubernetes.io/zone, whenUnsatisfiable: DoNotSchedule, minDomains: 2}], affinity: {podAntiAffinity: "
+        "{requiredDuringSchedulingIgnoredDuringExecution: [{topologyKey: kubernetes.io/hostname, labelSelector: "
+        "{matchLabels: {app.kubernetes.io/component: scheduler}}}]}}}",
+        "airflow.taskPods.placement={nodeSelector: {accelerator: nvidia}, tolerations: [{key: nvidia.com/gpu, "
+        "operator: Exists, effect: NoSchedule}], affinity: {nodeAffinity: {preferredDuringSchedulingIgnoredDuringExecution: "
+        "[{weight: 50, preference: {matchExpressions: [{key: karpenter.sh/capacity-type, operator: In, values: [spot]}]}}]}}}",
+        "airflow.workers.placement={tolerations: [{key: kubernetes.azure.com/scalesetpriority, operator: Equal, "
+        "value: spot, effect: NoSchedule}, {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, "
+        "tolerationSeconds: 60}]}",
+        "airflow.scheduler.extraEnv=[{name: TEAM, value: data}, {name: API_TOKEN, valueFrom: {secretKeyRef: {name: "
+        "team-secrets, key: token}}}, {name: NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}, {name: MODE, "
+        "valueFrom: {configMapKeyRef: {name: team-config, key: mode}}}]",
+        "airflow.scheduler.extraEnvFrom=[{secretRef: {name: team-secrets}}, {configMapRef: {name: team-config}, prefix: TEAM_}]",
+        "airflow.workers.extraVolumes=[{name: certs, secret: {secretName: team-certs, defaultMode: 0440}}, {name: "
+        "cache, emptyDir: {sizeLimit: 1Gi}}, {name: token, projected: {sources: [{serviceAccountToken: {path: token, "
+        "audience: vault, expirationSeconds: 3600}}, {configMap: {name: team-config}}, {secret: {name: team-certs, items: [{key: ca.crt, path: ca.crt}]}}]}}]",
+        "airflow.workers.extraVolumeMounts=[{name: certs, mountPath: /etc/team-certs, readOnly: true}, {name: cache, "
+        "mountPath: /opt/cache}, {name: token, mountPath: /var/run/vault, readOnly: true}]",
+        "airflow.workers.extraContainers=[{name: log-shipper, image: fluent/fluent-bit:3.2.2, args: [-i, tail, -p, "
+        "path=/logs/*.log, -o, stdout], volumeMounts: [{name: logs, mountPath: /logs, readOnly: true}], resources: "
+        "{requests: {cpu: 20m, memory: 32Mi}, limits: {memory: 128Mi}}, livenessProbe: {httpGet: {path: /, port: 2020}}, "
+        "readinessProbe: {tcpSocket: {port: 2020}}}]",
+        "airflow.apiServer.extraInitContainers=[{name: proxy, image: gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.14.2, "
+        "restartPolicy: Always, securityContext: {runAsUser: 65532, capabilities: {drop: [ALL]}}, startupProbe: "
+        "{tcpSocket: {port: 5432}}, livenessProbe: {tcpSocket: {port: 5432}}, readinessProbe: {tcpSocket: {port: 5432}}}]",
+        "airflow.taskPods.extraEnv=[{name: CUDA_VISIBLE_DEVICES, value: all}]",
+        "airflow.podOperator.placement={nodeSelector: {pool: batch}, tolerations: [{key: spot, operator: Exists}]}",
+        "airflow.jobs.extraEnv=[{name: PGAPPNAME, value: airflow-migrate}]",
+        "airflow.jobs.placement={nodeSelector: {pool: system}}",
+        "airflow.dagProcessor.extraEnv=[{name: PYTHONWARNINGS, value: ignore}]",
+        "airflow.triggerer.extraEnv=[{name: PYTHONWARNINGS, value: ignore}]",
+        "airflow.flower.extraEnv=[{name: FLOWER_PURGE_OFFLINE_WORKERS, value: '60'}]",
+        "airflow.extraObjects=[{apiVersion: v1, kind: ConfigMap, metadata: {name: team-config}, data: {mode: fast}}, "
+        "{apiVersion: policy/v1, kind: PodDisruptionBudget, metadata: {name: team-pdb}, spec: {maxUnavailable: 1, "
+        "selector: {matchLabels: {team: data}}}}]",
+    ),
 }
 
 
