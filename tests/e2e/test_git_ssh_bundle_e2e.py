@@ -205,6 +205,26 @@ def _traversable(path: Path) -> None:
         d.chmod(d.stat().st_mode | 0o011)
 
 
+@pytest.fixture(scope="module")
+def reachable_airflow() -> Iterator[None]:
+    """Let uid 50000 reach the Airflow virtualenv and its base interpreter, as every uid reaches them
+    in the image. A checkout can sit in a 0700 folder (`mktemp -d`, a CI workspace): then the
+    interpreter starts but cannot read its site-packages. Adds search rights for group and others
+    where missing (the process runs in group 0, root's, so the group bits are the ones that count
+    on root's folders), then puts the modes back."""
+    python = (AIRFLOW_VENV / "bin" / "python").resolve()
+    changed: dict[Path, int] = {}
+    for top in (AIRFLOW_VENV, python.parent):
+        for d in (top, *top.parents):
+            mode = d.stat().st_mode
+            if d != Path("/") and d not in changed and mode & 0o011 != 0o011:
+                changed[d] = mode
+                d.chmod(mode | 0o011)
+    yield
+    for d, mode in changed.items():
+        d.chmod(mode)
+
+
 def _owned_dir(path: Path, uid: int) -> Path:
     path.mkdir(parents=True)
     os.chown(path, uid, 0)
@@ -332,6 +352,7 @@ def _bundle(server: Server, tmp: Path, known_hosts: str) -> subprocess.Completed
     )
 
 
+@pytest.mark.usefixtures("reachable_airflow")
 def test_git_dag_bundle_clones_over_ssh_with_the_rendered_connection(server: Server, tmp_path: Path) -> None:
     started = time.monotonic()
     done = _bundle(server, tmp_path, server.known_hosts)
@@ -342,6 +363,7 @@ def test_git_dag_bundle_clones_over_ssh_with_the_rendered_connection(server: Ser
     assert server.commit in result["version"]  # the commit the repository's main points at
 
 
+@pytest.mark.usefixtures("reachable_airflow")
 def test_git_dag_bundle_refuses_a_server_whose_host_key_is_not_known(server: Server, tmp_path: Path) -> None:
     done = _bundle(server, tmp_path, server.wrong_known_hosts)
     assert done.returncode != 0
