@@ -10,6 +10,7 @@ it (`pulumi destroy` leaves nothing behind). A Secret's data and stringData are 
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any
 
@@ -35,6 +36,33 @@ def _snake(key: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
 
 
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def kubernetes_class(api_version: str, kind: str) -> Any:
+    """The pulumi-kubernetes resource class (a CustomResource subclass) of a Kubernetes kind, None for a group outside
+    Kubernetes' own (a custom resource). Raises ValueError for a kind or version Kubernetes' own
+    group does not have."""
+    where = _module(api_version)
+    if where is None:
+        return None
+    module = getattr(getattr(k8s, where[0], None), where[1], None)
+    cls = getattr(module, kind, None)
+    if not (isinstance(cls, type) and issubclass(cls, pulumi.CustomResource)):
+        raise ValueError(f"{api_version} has no kind {kind}")
+    return cls
+
+
+def body_fields(cls: Any) -> list[str]:
+    """The body fields (camelCase) a kind's pulumi-kubernetes class takes, besides apiVersion, kind
+    and metadata."""
+    params = inspect.signature(cls._internal_init).parameters
+    skip = {"__self__", "resource_name", "opts", "__props__", "api_version", "kind", "metadata"}
+    return sorted(_camel(p) for p in params if p not in skip)
+
+
 def resource_name(name: str, obj: ExtraObject) -> str:
     group = obj.api_version.rpartition("/")[0] or "core"
     return f"{name}-extra-{group}-{obj.kind.lower()}-{obj.metadata.name}"
@@ -52,11 +80,7 @@ def extra_objects(
             body = {k: pulumi.Output.secret(v) if k in ("data", "stringData") else v for k, v in body.items()}
         opts = pulumi.ResourceOptions(parent=parent)
         rname = resource_name(name, obj)
-        where = _module(obj.api_version)
-        cls = None
-        if where is not None:
-            module = getattr(k8s, where[0], None)
-            cls = getattr(getattr(module, where[1], None), obj.kind, None)
+        cls = kubernetes_class(obj.api_version, obj.kind)  # the config checked kind and fields
         if cls is None:
             out.append(
                 k8s.apiextensions.CustomResource(
@@ -64,8 +88,5 @@ def extra_objects(
                 )
             )
             continue
-        try:
-            out.append(cls(rname, metadata=meta, opts=opts, **{_snake(k): v for k, v in body.items()}))
-        except TypeError as e:
-            raise ValueError(f"airflow.extraObjects {obj.kind} {obj.metadata.name!r}: {e}") from None
+        out.append(cls(rname, metadata=meta, opts=opts, **{_snake(k): v for k, v in body.items()}))
     return out

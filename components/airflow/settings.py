@@ -707,6 +707,20 @@ class ExtraObject(SettingsModel):
                     isinstance(k, str) and isinstance(v, str) for k, v in value.items()
                 ):
                     raise bad(key, "must map keys to string values")
+        # Here, not at registration: a field or kind pulumi-kubernetes does not take would fail the
+        # program halfway, after the resources before it were made. (Imported here: that module
+        # builds the objects from this model.)
+        from components.airflow.extra_objects import body_fields, kubernetes_class
+
+        try:
+            cls = kubernetes_class(self.api_version, self.kind)
+        except ValueError as e:
+            raise bad("kind", str(e)) from None
+        if cls is not None:
+            fields = body_fields(cls)
+            for key in body:
+                if key not in fields:
+                    raise bad(key, f"is not a field of {self.api_version} {self.kind} (allowed: {', '.join(fields)})")
         return self
 
     @property

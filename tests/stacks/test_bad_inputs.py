@@ -407,6 +407,18 @@ CASES = [
         "airflow-k8s:airflow.extraObjects.1.metadata.name",
         "declared twice",
     ),
+    # A field or kind pulumi-kubernetes does not know would fail mid-registration, after the
+    # resources before it were made: a half-made stack. Refused with the config instead.
+    (
+        "airflow.extraObjects=[{apiVersion: v1, kind: ConfigMap, metadata: {name: x}, spec: {a: b}}]",
+        "airflow-k8s:airflow.extraObjects.0.spec",
+        "not a field of v1 ConfigMap (allowed: binaryData, data, immutable)",
+    ),
+    (
+        "airflow.extraObjects=[{apiVersion: apps/v1, kind: ConfigMap, metadata: {name: x}}]",
+        "airflow-k8s:airflow.extraObjects.0.kind",
+        "apps/v1 has no kind ConfigMap",
+    ),
     (
         "airflow.extraObjects=[{apiVersion: v1, kind: ConfigMap}]",
         "airflow-k8s:airflow.extraObjects.0.metadata",
