@@ -682,9 +682,7 @@ def parse(raw: dict[str, Any], secret_keys: Collection[str] = ()) -> StackConfig
 
 
 def _secret_loc(loc: tuple[Any, ...]) -> bool:
-    return any(
-        str(p) in ("password", "connections", "secretVariables", "privateKey", "clientSecret") for p in loc
-    )
+    return any(str(p) in ("password", "connections", "secretVariables", "privateKey", "clientSecret") for p in loc)
 
 
 # Values that must arrive as Pulumi secrets (`pulumi config set --secret --path KEY VALUE`), as

@@ -41,18 +41,6 @@ SCRIPT = Path(__file__).with_name("scripts") / "apply_pools.py"
 POOL_NAME = r"^[A-Za-z0-9_.-]{1,256}$"
 
 
-def _pool_name(name: str) -> str:
-    if not re.match(POOL_NAME, name):
-        raise ValueError(
-            f"pool name {name!r} must be 1-256 letters, digits, '_', '.' or '-' (Airflow reports pool metrics "
-            "under names of these characters only)"
-        )
-    return name
-
-
-PoolName = Annotated[str, AfterValidator(_pool_name)]
-
-
 def _description(value: str) -> str:
     if has_control_character(value):
         raise ValueError("contains a control character (newline, tab, ...), which is not allowed")
@@ -75,10 +63,16 @@ class Pool(SettingsModel):
 
 
 def check_pools(pools: dict[str, Pool]) -> None:
-    """Names that differ only in case are refused: on PostgreSQL they would be two pools that a reader
-    (and a DAG author typing `pool=`) takes for one."""
+    """Names Airflow and its metrics take; names that differ only in case are refused too: on
+    PostgreSQL they would be two pools that a reader (and a DAG author typing `pool=`) takes for one."""
     seen: dict[str, str] = {}
     for name in pools:
+        if not re.match(POOL_NAME, name):
+            shown = name if len(name) <= 40 else name[:40] + "..."
+            raise ValueError(
+                f"pool name {shown!r} must be 1-256 letters, digits, '_', '.' or '-' (Airflow reports pool metrics "
+                "under names of these characters only)"
+            )
         if name.lower() in seen:
             raise ValueError(f"pool names {seen[name.lower()]!r} and {name!r} differ only in case")
         seen[name.lower()] = name

@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from components.airflow import pools as pools_job
-from components.airflow.pools import Pool, PoolName, check_pools
+from components.airflow.pools import Pool, check_pools
 from components.airflow.sso import CLIENT_SECRET_VARIABLE, Sso
 from components.kube_types import (
     Affinity,
@@ -868,7 +868,7 @@ class AirflowSettings(SettingsModel):
         description="Airflow Variables with secret values (Pulumi secrets only), injected as AIRFLOW_VAR_<NAME> from "
         "a Secret where task or DAG code runs.",
     )
-    pools: dict[PoolName, Pool] | None = Field(
+    pools: dict[str, Pool] | None = Field(
         None,
         description="Airflow pools, applied by a Job after each migration and whenever they change; a pool this "
         "setting created is deleted once removed from it (`{}` removes them all; unset: pools are not managed).",
