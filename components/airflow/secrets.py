@@ -208,8 +208,8 @@ class AirflowSecrets(pulumi.ComponentResource):
             data[FLOWER_BASIC_AUTH] = flower.result.apply(lambda p: f"{flower_user}:{p}")
         for conn_id, uri in connections.items():
             data[f"AIRFLOW_CONN_{conn_id.upper()}"] = uri
-        # Airflow's environment-variables secrets backend reads AIRFLOW_VAR_<NAME> first, in the task
-        # process itself (task-sdk's Variable.get), before asking the execution API.
+        # A task's Variable.get asks the environment-variables backend (AIRFLOW_VAR_<NAME>) before the
+        # execution API (airflow/sdk/execution_time/secrets/__init__.py, DEFAULT_SECRETS_SEARCH_PATH_WORKERS).
         variable_keys = [f"AIRFLOW_VAR_{name.upper()}" for name in secret_variables or {}]
         for name, value in (secret_variables or {}).items():
             data[f"AIRFLOW_VAR_{name.upper()}"] = value
