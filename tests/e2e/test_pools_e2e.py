@@ -38,6 +38,8 @@ def d(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
         module="pools",
         secrets={"secretVariables.e2e_secret": SECRET},
     ) as d:
+        # Its own api-server answers (not a stray one on the same port: a second server fails to bind).
+        assert all(p.alive() for p in d.procs.values()), d.logs()
         d.api.login("admin", d.admin_password)
         yield d
 
