@@ -356,7 +356,8 @@ def test_settings_refuse_every_env_name_the_program_generates(stack: str) -> Non
     from tests.stacks.test_local_render import VARIANTS
 
     extras = ("airflow.variables={team: x}", "airflow.config={core.parallelism: '8'}")
-    # Connections and secret variables arrive as Pulumi secrets only.
+    # Connections and secret variables arrive as Pulumi secrets only (the pools+secret-variables
+    # variant adds `warehouse` and `api_token`).
     secrets = ("airflow.connections.dw=postgresql://u@h/d", "airflow.secretVariables.tok=t0k")
     runs = [render(stack, *extras, secrets=secrets)] + (
         [render(stack, *v, *extras, secrets=secrets) for v in VARIANTS.values()] if stack == "local" else []
@@ -384,7 +385,8 @@ def test_settings_refuse_every_env_name_the_program_generates(stack: str) -> Non
             env = [{"name": name, "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]
             with pytest.raises(ValueError):
                 AirflowSettings.model_validate(
-                    {"variables": {"team": "x"}, "connections": {"dw": "u"}, "secretVariables": {"tok": "t"},
+                    {"variables": {"team": "x"}, "connections": {"dw": "u", "warehouse": "w"},
+                     "secretVariables": {"tok": "t", "api_token": "a"},
                      "config": {"core.parallelism": "8"}, "scheduler": {"extraEnv": env}}
                 )  # fmt: skip
             assert EnvVar.model_validate(env[0]).name == name
