@@ -17,12 +17,14 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import json
+import pathlib
 import re
 import types
 import typing
 from collections.abc import Collection
 from typing import Any, Literal, Union
 
+import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
@@ -680,7 +682,7 @@ def parse(raw: dict[str, Any], secret_keys: Collection[str] = ()) -> StackConfig
 
 
 def _secret_loc(loc: tuple[Any, ...]) -> bool:
-    return any(str(p) in ("password", "connections", "privateKey", "clientSecret") for p in loc)
+    return any(str(p) in ("password", "connections", "secretVariables", "privateKey", "clientSecret") for p in loc)
 
 
 # Values that must arrive as Pulumi secrets (`pulumi config set --secret --path KEY VALUE`), as
@@ -688,6 +690,22 @@ def _secret_loc(loc: tuple[Any, ...]) -> bool:
 # Pulumi marks a structured key (`airflow-k8s:airflow`) secret as a whole when any value inside it
 # is `secure:`, and a plain-text value in the same key then has no such mark.
 SECRET_ONLY = ("airflow.dags.git.ssh.privateKey", "airflow.auth.sso.clientSecret")
+# Maps whose every value must arrive as a Pulumi secret (issue 15.6): one message per entry.
+SECRET_ONLY_MAPS = ("airflow.connections", "airflow.secretVariables")
+
+
+def _fix(path: str) -> str:
+    return (
+        f"{PROJECT}:{path}: must be a Pulumi secret, not plain text: set it with "
+        f"`pulumi config set --secret --path '{path}' ...` (and remove the plain value)"
+    )
+
+
+def _at(raw: Any, path: str) -> Any:
+    node = raw
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def _plain_secrets(raw: dict[str, Any], secret_keys: Collection[str]) -> list[str]:
@@ -699,11 +717,44 @@ def _plain_secrets(raw: dict[str, Any], secret_keys: Collection[str]) -> list[st
         for part in rest:
             node = node.get(part) if isinstance(node, dict) else None
         if node is not None and top not in secret_keys:
-            out.append(
-                f"{PROJECT}:{path}: must be a Pulumi secret, not plain text: set it with "
-                f"`pulumi config set --secret --path '{path}' ...` (and remove the plain value)"
-            )
+            out.append(_fix(path))
+    for path in SECRET_ONLY_MAPS:
+        entries = _at(raw, path)
+        if isinstance(entries, dict) and path.split(".")[0] not in secret_keys:
+            out += [_fix(f"{path}.{name}") for name in entries]
     return out
+
+
+def plain_in_stack_file(stack_file: Any, raw: dict[str, Any]) -> list[str]:
+    """The SECRET_ONLY_MAPS entries a stack file holds as plain text (not `{secure: ...}`).
+
+    Pulumi marks only a whole top-level key secret, so once any value under `airflow-k8s:airflow` is
+    a secret, a plain-text connection beside it looks the same to the program. The stack file says
+    which values are `secure:`; an entry counts only where the config the program got has that same
+    value from the file (a value given some other way, e.g. an ESC environment, is checked by the
+    top-level rule alone)."""
+    block = (stack_file or {}).get("config") if isinstance(stack_file, dict) else None
+    out = []
+    for path in SECRET_ONLY_MAPS:
+        top, rest = path.split(".", 1)
+        entries = _at((block or {}).get(f"{PROJECT}:{top}"), rest)
+        given = _at(raw.get(top), rest)
+        if not isinstance(entries, dict) or not isinstance(given, dict):
+            continue
+        for name, value in entries.items():
+            secure = isinstance(value, dict) and set(value) == {"secure"}
+            if not secure and name in given and given[name] == value:
+                out.append(_fix(f"{path}.{name}"))
+    return out
+
+
+def _stack_file(stack: str) -> Any:
+    """This stack's `Pulumi.<stack>.yaml` (Pulumi.yaml's stackConfigDir is this folder), or None."""
+    path = pathlib.Path(__file__).with_name(f"Pulumi.{stack}.yaml")
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
 
 
 # What a key in another namespace would have meant here: the stack builds its own providers from
@@ -758,6 +809,11 @@ def from_pulumi_config() -> StackConfig:
             raw[key] = json.loads(value)
         except (json.JSONDecodeError, TypeError):
             raw[key] = value
+    import pulumi
+
+    plain = plain_in_stack_file(_stack_file(pulumi.get_stack()), raw)
+    if plain:
+        raise ConfigError("invalid stack config:\n  " + "\n  ".join(plain))
     config = parse(raw, secret)
     plain_secret_objects(config, secret="airflow" in secret)
     return config

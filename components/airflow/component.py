@@ -125,6 +125,9 @@ class Airflow(pulumi.ComponentResource):
             broker=args.broker if conditions.celery else None,
             admin_user=settings.auth.admin_user,
             connections={k: pulumi.Output.secret(v.get_secret_value()) for k, v in settings.connections.items()},
+            secret_variables={
+                k: pulumi.Output.secret(v.get_secret_value()) for k, v in settings.secret_variables.items()
+            },
             sso_client_secret=pulumi.Output.secret(settings.auth.sso.client_secret.get_secret_value())
             if settings.auth.sso
             else None,
@@ -186,6 +189,7 @@ class Airflow(pulumi.ComponentResource):
         identity = list(args.remote_logs.ready) if args.remote_logs is not None else []
         after_migration: list[pulumi.Resource] = [self.migration, *identity]
         self.create_user: k8s.batch.v1.Job | None = jobs.create_user(self.migration) if conditions.local_admin else None
+        self.pools: k8s.batch.v1.Job | None = jobs.pools(self.migration) if conditions.pools else None
         self.webserver_config: k8s.core.v1.ConfigMap | None = None
         if settings.auth.sso is not None:
             self.webserver_config = self._webserver_config(name)

@@ -1,4 +1,5 @@
-"""The one-shot Jobs: the metadata-DB migration every workload waits for, and the FAB admin user.
+"""The one-shot Jobs: the metadata-DB migration every workload waits for, the FAB admin user, and
+the declared pools.
 
 A Job's name carries a hash of the image: its pod template is immutable, and a new Job is what makes
 an upgrade (a new image or Airflow version) migrate again before the workloads roll.
@@ -11,6 +12,7 @@ import hashlib
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.airflow import pools as pools_job
 from components.airflow import roster
 from components.airflow.pods import PodFactory
 from components.airflow.settings import AirflowSettings
@@ -50,8 +52,12 @@ class Jobs:
         depends: list[pulumi.Resource],
         timeout_min: int,
         extra_env: list[Manifest] | None = None,
+        extra_volumes: list[tuple[Manifest, Manifest]] | None = None,
+        name_hash: str | None = None,
     ) -> k8s.batch.v1.Job:
         vols, mounts = self._pods.volumes(component, logs=False)
+        vols += [v for v, _ in extra_volumes or []]
+        mounts += [m for _, m in extra_volumes or []]
         container = self._pods.container(component, args, self._settings.scheduler.resources, mounts)
         if extra_env:
             container["env"] = container["env"] + extra_env
@@ -64,7 +70,7 @@ class Jobs:
         return k8s.batch.v1.Job(
             f"{self._name}-{component}",
             metadata={
-                "name": f"{self._instance}-{component}-{image_hash(self._pods.image)}",
+                "name": f"{self._instance}-{component}-{name_hash or image_hash(self._pods.image)}",
                 "namespace": self._namespace,
                 "labels": labels(self._instance, component),
                 # A Job that failed (a migration that hit a DB outage) is replaced on the next `up`
@@ -107,4 +113,36 @@ class Jobs:
                 {"name": "ADMIN_EMAIL", "value": auth.admin_email},
                 self._pods.env.secret_ref("create-user", roster.ADMIN_PASSWORD, "ADMIN_PASSWORD"),
             ],
+        )
+
+    def pools(self, migration: pulumi.Resource) -> k8s.batch.v1.Job:
+        """Applies `airflow.pools` after the migration (which creates the `slot_pool` table and
+        `default_pool`). Nothing waits for it: a task whose pool does not exist yet is not failed but
+        left scheduled until the pool appears (jobs/scheduler_job_runner.py, "Tasks using non-existent
+        pool ... will not be scheduled"), so the workloads need not wait, and a pool change never
+        rolls them. The Job's name carries a hash of the image and of what it applies: changed
+        pools (or a new image, after a migration) run it again; an `up` with the same pools does not."""
+        declared = self._settings.pools
+        assert declared is not None
+        data = pools_job.configmap_data(declared)
+        configmap = k8s.core.v1.ConfigMap(
+            f"{self._name}-pools",
+            metadata={
+                "name": f"{self._instance}-pools",
+                "namespace": self._namespace,
+                "labels": labels(self._instance, "pools"),
+            },
+            data=data,
+            opts=pulumi.ResourceOptions(parent=self._parent),
+        )
+        volume = {"name": pools_job.VOLUME, "configMap": {"name": configmap.metadata["name"]}}
+        mount = {"name": pools_job.VOLUME, "mountPath": pools_job.MOUNT, "readOnly": True}
+        # The image's entrypoint runs `python ...` as given, after waiting for the database.
+        return self._job(
+            "pools",
+            ["python", f"{pools_job.MOUNT}/apply_pools.py", f"{pools_job.MOUNT}/pools.json"],
+            [migration, configmap],
+            10,
+            extra_volumes=[(volume, mount)],
+            name_hash=pools_job.content_hash(self._pods.image, data),
         )

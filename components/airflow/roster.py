@@ -35,7 +35,8 @@ SIMPLE_AUTH_PASSWORDS = "simple-auth-passwords.json"
 SSO_CLIENT_SECRET = "sso-client-secret"
 # Flower's basic-auth credentials (`user:password`, generated): Flower alone checks them.
 FLOWER_BASIC_AUTH = "flower-basic-auth"
-# Not one key: every `airflow.connections` entry, as AIRFLOW_CONN_<ID>.
+# Not one key: every `airflow.connections` entry, as AIRFLOW_CONN_<ID>, and every
+# `airflow.secretVariables` entry, as AIRFLOW_VAR_<NAME>: the user's secrets for task and DAG code.
 CONNECTIONS = "connections"
 
 
@@ -83,6 +84,7 @@ class Conditions:
     git_writer: bool
     flower: bool
     statsd: bool
+    pools: bool = False
 
     @classmethod
     def of(cls, settings: AirflowSettings, git_writer: bool) -> Conditions:
@@ -98,6 +100,7 @@ class Conditions:
             git_writer=git_writer,
             flower=celery and settings.flower.enabled,
             statsd=settings.statsd.enabled,
+            pools=settings.pools is not None,
         )
 
 
@@ -255,6 +258,14 @@ TABLE: tuple[AirflowComponent, ...] = (
         "create-user",
         lambda c: c.local_admin,
         secrets=frozenset({SQL_ALCHEMY_CONN, ADMIN_PASSWORD}),
+        settings=frozenset({BASE}),
+        options="jobs",
+    ),
+    # Applies `airflow.pools` (components/airflow/pools.py) with Airflow's Pool model: the DB only.
+    AirflowComponent(
+        "pools",
+        lambda c: c.pools,
+        secrets=frozenset({SQL_ALCHEMY_CONN}),
         settings=frozenset({BASE}),
         options="jobs",
     ),

@@ -121,7 +121,8 @@ class AirflowSecrets(pulumi.ComponentResource):
         secret_names: key -> the Secret holding it where that is not `secret_name` (the broker URL).
         database_resources: what a pod reading the database needs first (the main Secret, and the
             CA bundle's ConfigMap when the stack ships one).
-        connection_keys: the keys holding `airflow.connections`, as AIRFLOW_CONN_<ID>.
+        connection_keys: the keys holding `airflow.connections`, as AIRFLOW_CONN_<ID>, and
+            `airflow.secretVariables`, as AIRFLOW_VAR_<NAME> (roster.CONNECTIONS grants both).
         values: every key's value, a secret Output each.
         admin_password: the generated admin password, a secret Output (the `adminPassword` output).
         flower_password: Flower's generated basic-auth password, a secret Output, when Flower runs.
@@ -137,6 +138,7 @@ class AirflowSecrets(pulumi.ComponentResource):
         broker: BrokerEndpoint | None,
         admin_user: str,
         connections: Mapping[str, pulumi.Output[str]],
+        secret_variables: Mapping[str, pulumi.Output[str]] | None = None,
         sso_client_secret: pulumi.Output[str] | None = None,
         flower_user: str | None = None,
         opts: pulumi.ResourceOptions | None = None,
@@ -152,6 +154,7 @@ class AirflowSecrets(pulumi.ComponentResource):
             broker: the Celery broker, or None without the CeleryExecutor (no broker URL then).
             admin_user: the admin's user name, for SimpleAuthManager's passwords file.
             connections: Airflow connection id -> URI or JSON, each a secret Output.
+            secret_variables: Airflow Variable name -> value, each a secret Output.
             sso_client_secret: the SSO provider's client secret (a secret Output), if SSO is on.
             flower_user: Flower's basic-auth user, if Flower runs (its password is generated).
             opts: options of the component (its parent carries the Kubernetes provider).
@@ -205,6 +208,11 @@ class AirflowSecrets(pulumi.ComponentResource):
             data[FLOWER_BASIC_AUTH] = flower.result.apply(lambda p: f"{flower_user}:{p}")
         for conn_id, uri in connections.items():
             data[f"AIRFLOW_CONN_{conn_id.upper()}"] = uri
+        # A task's Variable.get asks the environment-variables backend (AIRFLOW_VAR_<NAME>) before the
+        # execution API (airflow/sdk/execution_time/secrets/__init__.py, DEFAULT_SECRETS_SEARCH_PATH_WORKERS).
+        variable_keys = [f"AIRFLOW_VAR_{name.upper()}" for name in secret_variables or {}]
+        for name, value in (secret_variables or {}).items():
+            data[f"AIRFLOW_VAR_{name.upper()}"] = value
 
         self.secret_name = f"{instance}-secrets"
         self.secret = k8s.core.v1.Secret(
@@ -233,7 +241,7 @@ class AirflowSecrets(pulumi.ComponentResource):
                 string_data={k: pulumi.Output.secret(v) for k, v in broker_data.items()},
                 opts=child,
             )
-        self.connection_keys = [f"AIRFLOW_CONN_{c.upper()}" for c in connections]
+        self.connection_keys = [f"AIRFLOW_CONN_{c.upper()}" for c in connections] + variable_keys
         # Key -> value (secret Outputs), for the checksums that roll the pods reading a changed key.
         self.values: dict[str, pulumi.Output[str]] = {
             k: pulumi.Output.secret(pulumi.Output.from_input(v)) for k, v in {**data, **broker_data}.items()

@@ -11,6 +11,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from components.airflow import pools as pools_job
+from components.airflow.pools import Pool, check_pools
 from components.airflow.sso import CLIENT_SECRET_VARIABLE, Sso
 from components.kube_types import (
     Affinity,
@@ -52,9 +54,9 @@ DB_CA_DIR = f"{HOME}/db-ca"
 # The volumes the program puts in Airflow pods, and where the Airflow container mounts them (the DAG
 # folder is `dags.folder`): an extra volume or mount may not take a name or path of these.
 GENERATED_VOLUMES = frozenset(
-    {"tmp", "config", "logs", "dags", "db-ca", "pod-template", "simple-auth", "local-settings"}
+    {"tmp", "config", "logs", "dags", "db-ca", "pod-template", "simple-auth", "local-settings", pools_job.VOLUME}
 )
-GENERATED_PATHS = ("/tmp", CONFIG_DIR, LOGS, DB_CA_DIR, POD_TEMPLATE_DIR, SIMPLE_AUTH_DIR)
+GENERATED_PATHS = ("/tmp", CONFIG_DIR, LOGS, DB_CA_DIR, POD_TEMPLATE_DIR, SIMPLE_AUTH_DIR, pools_job.MOUNT)
 # Names of the program's helper containers in Airflow pods (and the task pod template's `base`); the
 # Airflow container itself is named after its component, which roster.py checks.
 GENERATED_CONTAINERS = ("base", "wait-for-migrations", "git-sync", "git-sync-init")
@@ -858,14 +860,25 @@ class AirflowSettings(SettingsModel):
     )
     connections: dict[str, SecretStr] = Field(
         default_factory=dict,
-        description="Airflow Connections as URIs or JSON, injected as AIRFLOW_CONN_<ID> from a Secret.",
+        description="Airflow Connections as URIs or JSON, injected as AIRFLOW_CONN_<ID> from a Secret (Pulumi "
+        "secrets only).",
+    )
+    secret_variables: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Airflow Variables with secret values (Pulumi secrets only), injected as AIRFLOW_VAR_<NAME> from "
+        "a Secret where task or DAG code runs.",
+    )
+    pools: dict[str, Pool] | None = Field(
+        None,
+        description="Airflow pools, applied by a Job after each migration and whenever they change; a pool this "
+        "setting created is deleted once removed from it (`{}` removes them all; unset: pools are not managed).",
     )
     config: dict[str, str] = Field(
         default_factory=dict,
         description="Extra airflow.cfg settings as 'section.key' -> value (non-secret; becomes AIRFLOW__S__K).",
     )
 
-    @field_validator("variables", "connections")
+    @field_validator("variables", "connections", "secret_variables")
     @classmethod
     def _env_names(cls, v: dict[str, Any]) -> dict[str, Any]:
         seen: dict[str, str] = {}
@@ -878,6 +891,12 @@ class AirflowSettings(SettingsModel):
                     f"names {seen[k.upper()]!r} and {k!r} differ only in case and would be one env variable"
                 )
             seen[k.upper()] = k
+        return v
+
+    @field_validator("pools")
+    @classmethod
+    def _pool_names(cls, v: dict[str, Pool] | None) -> dict[str, Pool] | None:
+        check_pools(v or {})
         return v
 
     @field_validator("config")
@@ -912,6 +931,14 @@ class AirflowSettings(SettingsModel):
         }
         taken |= {f"AIRFLOW_VAR_{k.upper()}": f"airflow.variables {k!r}" for k in self.variables}
         taken |= {f"AIRFLOW_CONN_{k.upper()}": f"airflow.connections {k!r}" for k in self.connections}
+        for name in self.secret_variables:
+            both = [k for k in self.variables if k.upper() == name.upper()]
+            if both:
+                raise bad(
+                    f"secretVariables.{name}",
+                    f"is also in airflow.variables ({both[0]!r}): a Variable is either plain or secret, not both",
+                )
+            taken[f"AIRFLOW_VAR_{name.upper()}"] = f"airflow.secretVariables {name!r}"
         for key, options in self.pod_options().items():
             for i, e in enumerate(options.extra_env):
                 if e.name in taken:

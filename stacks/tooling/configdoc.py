@@ -84,6 +84,13 @@ def rows(
     for field in model.model_fields.values():
         key = f"{prefix}{field.alias}"
         sub = _model_of(field.annotation)
+        plain = [a for a in typing.get_args(field.annotation) if a is not type(None)]
+        bare = plain[0] if typing.get_origin(field.annotation) in (typing.Union, types.UnionType) else field.annotation
+        if sub is not None and typing.get_origin(bare) is dict and _one_row(sub) is None:
+            # A map of objects (`airflow.pools`): each entry's keys under `<name>`.
+            yield key, "map of object", _default(field), field.description or ""
+            yield from rows(sub, key + ".<name>.", seen)
+            continue
         expand = (
             sub is not None
             and typing.get_origin(field.annotation) not in (dict, list)

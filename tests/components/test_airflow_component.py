@@ -158,12 +158,15 @@ def test_variables_config_and_connections_reach_every_container() -> None:
             "variables": {"team": "data"},
             "config": {"core.parallelism": "64"},
             "connections": {"warehouse": "postgresql://u:p@h/db"},
+            "secretVariables": {"api_token": "tok-9f8e7d"},
         }
     )
     env = main_env(objs(run, "StatefulSet")["airflow-worker"])
     assert env["AIRFLOW_VAR_TEAM"] == "data" and env["AIRFLOW__CORE__PARALLELISM"] == "64"
     assert env["AIRFLOW_CONN_WAREHOUSE"] == ("secret", "airflow-secrets", "AIRFLOW_CONN_WAREHOUSE")
+    assert env["AIRFLOW_VAR_API_TOKEN"] == ("secret", "airflow-secrets", "AIRFLOW_VAR_API_TOKEN")
     assert "postgresql://u:p@h/db" not in json.dumps([r.inputs for r in run.resources])
+    assert "tok-9f8e7d" not in json.dumps([r.inputs for r in run.resources])
 
 
 def test_remote_logs_settings() -> None:

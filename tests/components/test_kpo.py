@@ -316,7 +316,7 @@ def test_the_connection_reaches_exactly_the_task_pod_launchers(overrides: tuple[
 
 def test_a_user_defined_kubernetes_default_wins() -> None:
     user = {"conn_type": "kubernetes", "extra": {"in_cluster": True, "namespace": "jobs"}}
-    run = render("local", "airflow.connections=" + json.dumps({"kubernetes_default": json.dumps(user)}))
+    run = render("local", secrets=("airflow.connections.kubernetes_default=" + json.dumps(user),))
     roster = roster_of("local")
     for component in roster.task_pod_launchers:
         env = launcher_container(run, component)["env"]

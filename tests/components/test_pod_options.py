@@ -19,7 +19,7 @@ from tests.pod_security import violations
 from tests.render import airflow_pods, component, containers, dumps, env_of, named, objects, pod_spec, render, workloads
 
 KUBE = "airflow.executor=CeleryExecutor,KubernetesExecutor"
-EVERY = (KUBE, "airflow.flower.enabled=true", "airflow.statsd.enabled=true")
+EVERY = (KUBE, "airflow.flower.enabled=true", "airflow.statsd.enabled=true", "airflow.pools={etl: {slots: 2}}")
 # The settings block of each component whose pods have one, and a pod of it in the render.
 BLOCKS = {
     "api-server": "apiServer",
@@ -30,6 +30,7 @@ BLOCKS = {
     "flower": "flower",
     "migrate": "jobs",
     "create-user": "jobs",
+    "pools": "jobs",
     "task": "taskPods",
 }
 GPU = "{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}"
@@ -234,7 +235,7 @@ def _templates(*overrides: str) -> dict[str, str]:
         ("scheduler", {"scheduler"}),
         ("workers", {"worker"}),
         ("apiServer", {"api-server"}),
-        ("jobs", {"migrate", "create-user"}),
+        ("jobs", {"migrate", "create-user", "pools"}),
         # A new pod template is a new ConfigMap the scheduler mounts: it rolls onto it in place.
         ("taskPods", {"task", "scheduler"}),
     ],
@@ -354,13 +355,12 @@ def test_settings_refuse_every_env_name_the_program_generates(stack: str) -> Non
     from components.kube_types import EnvVar
     from tests.stacks.test_local_render import VARIANTS
 
-    extras = (
-        "airflow.variables={team: x}",
-        "airflow.connections={dw: 'postgresql://u@h/d'}",
-        "airflow.config={core.parallelism: '8'}",
-    )
-    runs = [render(stack, *extras)] + (
-        [render(stack, *v, *extras) for v in VARIANTS.values()] if stack == "local" else []
+    extras = ("airflow.variables={team: x}", "airflow.config={core.parallelism: '8'}")
+    # Connections and secret variables arrive as Pulumi secrets only (the pools+secret-variables
+    # variant adds `warehouse` and `api_token`).
+    secrets = ("airflow.connections.dw=postgresql://u@h/d", "airflow.secretVariables.tok=t0k")
+    runs = [render(stack, *extras, secrets=secrets)] + (
+        [render(stack, *v, *extras, secrets=secrets) for v in VARIANTS.values()] if stack == "local" else []
     )
     for run in runs:
         names = {
@@ -385,7 +385,8 @@ def test_settings_refuse_every_env_name_the_program_generates(stack: str) -> Non
             env = [{"name": name, "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]
             with pytest.raises(ValueError):
                 AirflowSettings.model_validate(
-                    {"variables": {"team": "x"}, "connections": {"dw": "u"}, "config": {"core.parallelism": "8"},
-                     "scheduler": {"extraEnv": env}}
+                    {"variables": {"team": "x"}, "connections": {"dw": "u", "warehouse": "w"},
+                     "secretVariables": {"tok": "t", "api_token": "a"},
+                     "config": {"core.parallelism": "8"}, "scheduler": {"extraEnv": env}}
                 )  # fmt: skip
             assert EnvVar.model_validate(env[0]).name == name

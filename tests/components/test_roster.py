@@ -112,7 +112,7 @@ def test_rendered_pods_do_what_the_table_says(variant: str) -> None:
                 if "secretKeyRef" in e.get("valueFrom", {})
                 and e["valueFrom"]["secretKeyRef"]["name"] in GENERATED_SECRETS
             }
-            conns = {k for k in keys if k.startswith("AIRFLOW_CONN_")}
+            conns = {k for k in keys if k.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_"))}  # roster.CONNECTIONS
             assert keys - conns <= row.secrets | {k for k, _ in row.extra_secrets}, (comp, c["name"], keys)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import os
 import time
 from collections.abc import Iterator
 
@@ -15,7 +16,9 @@ from tests.e2e import test_airflow_e2e as e2e
 def _one_e2e_run_per_machine() -> Iterator[None]:
     """The rendered ports are fixed (the api-server's 8080, the log servers' 8793 and 8794), so two
     e2e runs on one machine would answer each other's requests: they take turns."""
-    with open("/tmp/airflow-k8s-e2e.lock", "w") as lock:
+    # A run in a network namespace of its own (`unshare -n`) has the ports to itself: it may name
+    # another lock file.
+    with open(os.environ.get("AIRFLOW_K8S_E2E_LOCK", "/tmp/airflow-k8s-e2e.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 

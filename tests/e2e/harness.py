@@ -7,7 +7,8 @@ from the rendered Secrets and ConfigMaps. Two things are emulated, as a kubelet 
 volume mounts (a mount path becomes a directory of this process, or with `subPath` that entry of it; a claim is one directory shared by
 every pod that mounts it, the DAG claim's being the DAG folder; the env's references to it, whole
 values or a path in a URL's query, follow), and cluster DNS (`<service>.<namespace>.svc.cluster.local`
-becomes 127.0.0.1). Nothing else is rewritten; a setting the processes need must come from the render.
+becomes 127.0.0.1); an absolute path among a `bash`/`python` container's args follows its mount too.
+Nothing else is rewritten; a setting the processes need must come from the render.
 """
 
 from __future__ import annotations
@@ -437,7 +438,8 @@ class Process:
             return [str(DUMB_INIT), "--", str(IMAGE_ENTRYPOINT), *args]
         # The official image's entrypoint: bash/python run as given, anything else is `airflow ...`.
         if args and args[0] in ("bash", "python", "python3"):
-            return args
+            # A file a mounted volume puts at a path (a script from a ConfigMap) is where the mount is.
+            return [args[0], *(self.path(a) if a.startswith("/") else a for a in args[1:])]
         return [str(AIRFLOW_VENV / "bin" / "airflow"), *args]
 
     def start(self) -> Process:

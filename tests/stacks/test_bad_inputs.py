@@ -199,6 +199,42 @@ CASES = [
     ),
     # Issue 13, case collisions: both would become AIRFLOW_VAR_FOO.
     ("airflow.variables={foo: a, FOO: b}", "airflow-k8s:airflow.variables", "differ only in case"),
+    # Issue 15.6: pools as Airflow's slot_pool takes them (slots >= -1, a 32-bit integer), names
+    # that keep their pool metrics apart, no case twins; connections and secret variables as Pulumi
+    # secrets only, and a Variable either plain or secret.
+    ("airflow.pools={etl: {slots: -2}}", "airflow-k8s:airflow.pools.etl.slots", "greater than or equal to -1"),
+    ("airflow.pools={etl: {slots: 2147483648}}", "airflow-k8s:airflow.pools.etl.slots", "less than or equal to"),
+    ("airflow.pools={etl: {}}", "airflow-k8s:airflow.pools.etl.slots", "is required"),
+    ("airflow.pools={etl: {slots: 1, size: 2}}", "airflow-k8s:airflow.pools.etl.size", "is not a known key"),
+    ("airflow.pools={etl: {slots: many}}", "airflow-k8s:airflow.pools.etl.slots", "valid integer"),
+    ("airflow.pools={'etl jobs': {slots: 1}}", "airflow-k8s:airflow.pools", "letters, digits, '_', '.' or '-'"),
+    (f"airflow.pools={{{'p' * 257}: {{slots: 1}}}}", "airflow-k8s:airflow.pools", "must be 1-256"),
+    ("airflow.pools={ETL: {slots: 1}, etl: {slots: 2}}", "airflow-k8s:airflow.pools", "differ only in case"),
+    (
+        'airflow.pools={etl: {slots: 1, description: "a\\nb"}}',
+        "airflow-k8s:airflow.pools.etl.description",
+        "control character",
+    ),
+    (
+        "airflow.connections={dw: 'postgresql://u:p@h/d'}",
+        "airflow-k8s:airflow.connections.dw",
+        "must be a Pulumi secret, not plain text: set it with `pulumi config set --secret --path 'airflow.connections.dw'",
+    ),
+    (
+        "airflow.secretVariables={token: abc}",
+        "airflow-k8s:airflow.secretVariables.token",
+        "`pulumi config set --secret --path 'airflow.secretVariables.token' ...`",
+    ),
+    (
+        "airflow={variables: {token: a}, secretVariables: {TOKEN: {secure: b}}}",
+        "airflow-k8s:airflow.secretVariables.TOKEN",
+        "is also in airflow.variables ('token')",
+    ),
+    (
+        "airflow={secretVariables: {bad-name: {secure: b}}}",
+        "airflow-k8s:airflow.secretVariables",
+        "letters, digits and '_'",
+    ),
     # Issue 14.3: placement, typed as the Kubernetes API types it.
     *[
         (f"airflow.{where}.tolerations=[{t}]", f"airflow-k8s:airflow.{where}.tolerations.0.{key}", why)

@@ -20,7 +20,8 @@ MAY_HOLD = {
     # re-encrypt. Workers and task pods get connections decrypted from the execution API.
     "fernet-key": {"api-server", "scheduler", "dag-processor", "triggerer", "migrate"},
     # The metadata DB: Airflow 3 task code has no DB access; only the core components do.
-    "sql-alchemy-conn": {"api-server", "scheduler", "dag-processor", "triggerer", "migrate", "create-user"},
+    # The pools Job (issue 15.6) writes `slot_pool` through Airflow's Pool model: the DB URL alone.
+    "sql-alchemy-conn": {"api-server", "scheduler", "dag-processor", "triggerer", "migrate", "create-user", "pools"},
     # The asyncpg form of the same URL: in 3.3.2 only the api-server's routes open the async engine
     # (api_fastapi/common/db/common.py; the execution API's only other use needs `core.multi_team`).
     "sql-alchemy-conn-async": {"api-server"},
@@ -36,14 +37,16 @@ MAY_HOLD = {
     "sso-client-secret": {"api-server"},
     "flower-basic-auth": {"flower"},
 }
-# User connections (AIRFLOW_CONN_*) resolve where task code, triggers or parse-time code run, and in
-# the execution API that serves them.
+# User connections (AIRFLOW_CONN_*) and secret variables (AIRFLOW_VAR_*) resolve where task code,
+# triggers or parse-time code run, and in the execution API that serves them.
 CONNECTION_HOLDERS = {"api-server", "dag-processor", "triggerer", "worker", "task"}
 
 EVERYTHING = (
     "airflow.executor=CeleryExecutor,KubernetesExecutor",
     "airflow.flower.enabled=true",
-    "airflow.connections={my_db: 'postgresql://u:secret-pw@h/db'}",
+    "airflow.connections={my_db: {secure: 'postgresql://u:secret-pw@h/db'}}",
+    "airflow.secretVariables={api_token: {secure: t}}",
+    "airflow.pools={etl: {slots: 2}}",
     "airflow.auth.sso={provider: oidc, clientId: c, clientSecret: {secure: s}, issuer: 'https://id.example.com'}",
 )
 
@@ -67,13 +70,14 @@ def test_each_airflow_container_holds_only_the_secrets_its_process_uses(variant:
                 continue
             for key in _secret_refs(c):
                 seen.setdefault(key, set()).add(comp)
-                if key.startswith("AIRFLOW_CONN_"):
+                if key.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_")):
                     assert comp in CONNECTION_HOLDERS, (comp, c["name"], key)
                 else:
                     assert comp in MAY_HOLD[key], (comp, c["name"], key)
     if variant == "everything":  # the grants are not simply gone: each holder still gets its key
         assert seen["jwt-secret"] == {"api-server", "scheduler"}
-        assert seen["AIRFLOW_CONN_MY_DB"] == CONNECTION_HOLDERS
+        assert seen["AIRFLOW_CONN_MY_DB"] == seen["AIRFLOW_VAR_API_TOKEN"] == CONNECTION_HOLDERS
+        assert "pools" in seen["sql-alchemy-conn"]
         assert seen["broker-url"] == {"scheduler", "worker", "flower"}
         assert seen["sso-client-secret"] == {"api-server"} and seen["flower-basic-auth"] == {"flower"}
 
@@ -93,7 +97,7 @@ def test_tuning_workers_changes_only_the_worker() -> None:
 
 def test_jobs_get_no_runtime_settings() -> None:
     run = render("local", *EVERYTHING)
-    for job in ("airflow-migrate", "airflow-create-user"):
+    for job in ("airflow-migrate", "airflow-create-user", "airflow-pools"):
         env = env_of(named(run, "Job", job)["spec"]["template"]["spec"]["containers"][0])
         for name in env:
             assert not name.startswith(("AIRFLOW__CELERY__", "AIRFLOW__KUBERNETES_EXECUTOR__", "AIRFLOW_VAR_")), name

@@ -33,6 +33,12 @@ VARIANTS = {
         "broker.external={host: redis.example.com, password: 'r3d!s$pw', tls: true}",
     ),
     "worker-log-pvc": ("airflow.workers.storageSize=5Gi",),
+    # Issue 15.6: the pools Job and its ConfigMap; a secret variable and a connection (Pulumi secrets).
+    "pools+secret-variables": (
+        "airflow.pools={etl: {slots: 4, description: ETL jobs}, default_pool: {slots: 64}}",
+        "airflow.secretVariables={api_token: {secure: v1}}",
+        "airflow.connections={warehouse: {secure: v2}}",
+    ),
     # Issue 14.5, with the key in an existing Secret (a privateKey must be a Pulumi secret:
     # tests/stacks/test_git_ssh.py renders that way too).
     "git-ssh-sidecars": (

@@ -82,8 +82,8 @@ def test_a_changed_db_password_rolls_the_pods_that_use_it_and_only_those() -> No
 
 
 def test_a_changed_connection_rolls_only_its_holders() -> None:
-    a = _pod_annotations(render("local", "airflow.connections={x: 'http://a'}"))
-    b = _pod_annotations(render("local", "airflow.connections={x: 'http://b'}"))
+    a = _pod_annotations(render("local", secrets=("airflow.connections.x=http://a",)))
+    b = _pod_annotations(render("local", secrets=("airflow.connections.x=http://b",)))
     assert sorted(k for k in a if a[k] != b[k]) == [
         "airflow-api-server",
         "airflow-dag-processor",
