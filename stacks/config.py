@@ -511,6 +511,7 @@ class StackConfig(SettingsModel):
         elif self.azure is not None:
             raise bad("azure", f"only applies to cloud 'azure' (cloud is {self.cloud!r})")
         check_container_names(self.airflow)
+        self._check_keda()
         for i, obj in enumerate(self.airflow.extra_objects):
             if obj.metadata.namespace not in (None, self.kubernetes.namespace):
                 raise bad(
@@ -524,6 +525,30 @@ class StackConfig(SettingsModel):
                 f"the {self.cloud} stack keeps task logs remote, in {store}; the log volume is for the local stack",
             )
         return self
+
+    def _check_keda(self) -> None:
+        """KEDA's operator verifies the metadata DB as Airflow does: it needs the CA file where the
+        stack can put it (components/keda.py mounts a shipped PEM into the operator it installs)."""
+        a = self.airflow
+        if not a.autoscaled:
+            return
+        ext = self.database.external if self.database.mode == "external" else None
+        elsewhere = ext is not None and ext.ca is not None and ext.ca.pem is None
+        shipped = (ext is not None and ext.ca is not None) or (
+            self.aws is not None and self.aws.database.sslmode in VERIFYING_SSLMODES
+        )
+        if a.keda.source == "install" and elsewhere:
+            raise bad(
+                "database.external.ca",
+                "KEDA's operator (its own namespace) cannot mount a ConfigMap or Secret of Airflow's namespace: give the "
+                "CA as pem for autoscaled workers, or run your own KEDA (airflow.keda.source: existing, databaseCaFile)",
+            )
+        if a.keda.source == "existing" and shipped and a.keda.database_ca_file is None:
+            raise bad(
+                "airflow.keda.databaseCaFile",
+                "the metadata DB is verified against a CA the stack ships; an existing KEDA's operator needs that CA "
+                "mounted by you, at the path given here",
+            )
 
     def unused_settings(self) -> list[str]:
         """Settings that tune a piece these choices do not deploy: each a warning naming the key.
