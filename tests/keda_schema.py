@@ -62,26 +62,36 @@ SCALED_OBJECT = obj(
         "metadata": METADATA,
         "spec": obj(
             {
-                "advanced": obj({
-                    "horizontalPodAutoscalerConfig": obj({
-                        "behavior": obj({"scaleDown": _rules(), "scaleUp": _rules()}),
-                        "name": STRING,
-                    }),
-                    "restoreToOriginalReplicaCount": {"type": "boolean"},
-                    "scalingModifiers": obj({"activationTarget": STRING, "formula": STRING, "metricType": STRING,
-                                             "target": STRING}),
-                }),  # fmt: skip
+                "advanced": obj(
+                    {
+                        "horizontalPodAutoscalerConfig": obj(
+                            {
+                                "behavior": obj({"scaleDown": _rules(), "scaleUp": _rules()}),
+                                "name": STRING,
+                            }
+                        ),
+                        "restoreToOriginalReplicaCount": {"type": "boolean"},
+                        "scalingModifiers": obj(
+                            {"activationTarget": STRING, "formula": STRING, "metricType": STRING, "target": STRING}
+                        ),
+                    }
+                ),  # fmt: skip
                 "cooldownPeriod": INT32,
-                "fallback": obj({"behavior": STRING, "failureThreshold": INT32, "replicas": INT32},
-                                ["failureThreshold", "replicas"]),  # fmt: skip
+                "fallback": obj(
+                    {"behavior": STRING, "failureThreshold": INT32, "replicas": INT32}, ["failureThreshold", "replicas"]
+                ),  # fmt: skip
                 "idleReplicaCount": INT32,
                 "initialCooldownPeriod": INT32,
                 "maxReplicaCount": INT32,
                 "minReplicaCount": INT32,
                 "pollingInterval": INT32,
                 "scaleTargetRef": obj(
-                    {"apiVersion": STRING, "envSourceContainerName": STRING, "kind": STRING,
-                     "name": {"type": "string", "minLength": 1}},
+                    {
+                        "apiVersion": STRING,
+                        "envSourceContainerName": STRING,
+                        "kind": STRING,
+                        "name": {"type": "string", "minLength": 1},
+                    },
                     ["name"],
                 ),  # fmt: skip
                 "triggers": {
@@ -113,22 +123,24 @@ TRIGGER_AUTHENTICATION = obj(
         "apiVersion": {"const": "keda.sh/v1alpha1"},
         "kind": {"const": "TriggerAuthentication"},
         "metadata": METADATA,
-        "spec": obj({
-            "awsSecretManager": _OPAQUE,
-            "azureKeyVault": _OPAQUE,
-            "boundServiceAccountToken": _REFS,
-            "configMapTargetRef": _REFS,
-            "env": _REFS,
-            "filePath": STRING,
-            "gcpSecretManager": _OPAQUE,
-            "hashiCorpVault": _OPAQUE,
-            "oauth2": _OPAQUE,
-            "podIdentity": _OPAQUE,
-            "secretTargetRef": {
-                "type": "array",
-                "items": obj({"key": STRING, "name": STRING, "parameter": STRING}, ["key", "name", "parameter"]),
-            },
-        }),  # fmt: skip
+        "spec": obj(
+            {
+                "awsSecretManager": _OPAQUE,
+                "azureKeyVault": _OPAQUE,
+                "boundServiceAccountToken": _REFS,
+                "configMapTargetRef": _REFS,
+                "env": _REFS,
+                "filePath": STRING,
+                "gcpSecretManager": _OPAQUE,
+                "hashiCorpVault": _OPAQUE,
+                "oauth2": _OPAQUE,
+                "podIdentity": _OPAQUE,
+                "secretTargetRef": {
+                    "type": "array",
+                    "items": obj({"key": STRING, "name": STRING, "parameter": STRING}, ["key", "name", "parameter"]),
+                },
+            }
+        ),  # fmt: skip
     },
     ["apiVersion", "kind", "metadata", "spec"],
 )

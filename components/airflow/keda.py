@@ -164,7 +164,9 @@ def scaled_objects(
     out: list[pulumi.CustomResource] = []
     for g in groups:
         workload = workloads[g.component]
-        m = scaled_object(g, settings, namespace, instance, workload.metadata["name"], auth_manifest["metadata"]["name"])
+        m = scaled_object(
+            g, settings, namespace, instance, workload.metadata["name"], auth_manifest["metadata"]["name"]
+        )
         out.append(
             k8s.apiextensions.CustomResource(
                 f"{name}-{g.component}-scaler",

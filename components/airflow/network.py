@@ -22,6 +22,7 @@ def network_policies(
 ) -> None:
     """`worker_sets`: the component labels of the worker sets' pods (`worker-<name>`), each opened
     like the default workers."""
+
     def policy(suffix: str, spec: Manifest) -> None:
         k8s.networking.v1.NetworkPolicy(
             f"{name}-netpol-{suffix}",

@@ -1034,10 +1034,15 @@ class AirflowSettings(SettingsModel):
                         f"{key}.extraVolumeMounts.{j}.mountPath",
                         f"{m.mount_path!r} collides with the DAG folder {self.dags.folder!r}",
                     )
-            for attr, camel in (("extra_init_containers", "extraInitContainers"), ("extra_containers", "extraContainers")):
+            for attr, camel in (
+                ("extra_init_containers", "extraInitContainers"),
+                ("extra_containers", "extraContainers"),
+            ):
                 for j, c in enumerate(getattr(ws, attr)):
                     if c.name == "worker":
-                        raise bad(f"{key}.{camel}.{j}.name", "container 'worker' is already in the pod; choose another name")
+                        raise bad(
+                            f"{key}.{camel}.{j}.name", "container 'worker' is already in the pod; choose another name"
+                        )
         return self
 
     def _taken_env(self) -> dict[str, str]:

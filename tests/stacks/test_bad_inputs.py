@@ -479,7 +479,7 @@ CASES = [
     ("airflow.workerSets=[{name: gpu}]", "airflow-k8s:airflow.workerSets.0.queues", "required"),
     ("airflow.workerSets=[{name: GPU, queues: [gpu]}]", "airflow-k8s:airflow.workerSets.0.name", "must match"),
     ("airflow.workerSets=[{name: 0a1b2c, queues: [x]}]", "airflow-k8s:airflow.workerSets.0.name", "suffix"),
-    ("airflow.workerSets=[{name: gpu, queues: [\"a b\"]}]", "airflow-k8s:airflow.workerSets.0.queues.0", "must match"),
+    ('airflow.workerSets=[{name: gpu, queues: ["a b"]}]', "airflow-k8s:airflow.workerSets.0.queues.0", "must match"),
     (
         "airflow.workerSets=[{name: gpu, queues: [gpu], concurrency: 8, resources: {memoryLimit: 1Gi}}]",
         "airflow-k8s:airflow.workerSets.0.resources.memoryLimit",
@@ -534,7 +534,10 @@ def test_bad_autoscaling_input_names_key_and_registers_nothing(overrides: list[s
 
 
 def test_existing_keda_with_a_shipped_ca_needs_its_path() -> None:
-    over = ["airflow.workerSets=[{name: gpu, queues: [gpu], autoscaling: {enabled: true}}]", "airflow.keda.source=existing"]
+    over = [
+        "airflow.workerSets=[{name: gpu, queues: [gpu], autoscaling: {enabled: true}}]",
+        "airflow.keda.source=existing",
+    ]
     config, secret_keys = load_stack_config("aws-dev", over)
     run = engine.run(program, config=config, secret_keys=secret_keys, stack="aws-dev")
     assert run.error is not None and "airflow-k8s:airflow.keda.databaseCaFile:" in str(run.error), run.error

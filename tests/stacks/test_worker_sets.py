@@ -14,6 +14,7 @@ import pytest
 from components.airflow.autoscaling import KEDA_VERSION
 from components.airflow.settings import AirflowSettings, worker_memory_floor
 from components.k8s import selector
+from tests.pod_security import violations
 from tests.keda_schema import KEDA_SCHEMA_VERSION, SCHEMAS
 from tests.render import K8S_VERSIONS, named, objects, pod_spec, render
 
@@ -26,7 +27,11 @@ SETS = (GPU, "airflow.workers.autoscaling={enabled: true, maxReplicas: 4}")
 
 
 def workload_resource(run, name: str):
-    [r] = [r for r in run.kubernetes() if r.type == "kubernetes:apps/v1:StatefulSet" and r.manifest()["metadata"]["name"] == name]
+    [r] = [
+        r
+        for r in run.kubernetes()
+        if r.type == "kubernetes:apps/v1:StatefulSet" and r.manifest()["metadata"]["name"] == name
+    ]
     return r
 
 
@@ -116,7 +121,9 @@ def test_an_autoscaled_group_gets_a_pdb_when_it_may_have_two_pods() -> None:
                  "airflow.workers.replicas=1")  # fmt: skip
     names = {o["metadata"]["name"] for o in objects(run, "PodDisruptionBudget")}
     assert "airflow-worker-one" not in names
-    assert "airflow-worker-gpu" in {o["metadata"]["name"] for o in objects(render("local", *SETS), "PodDisruptionBudget")}
+    assert "airflow-worker-gpu" in {
+        o["metadata"]["name"] for o in objects(render("local", *SETS), "PodDisruptionBudget")
+    }
 
 
 def test_scaled_objects_target_their_statefulset_and_count_their_queues() -> None:
@@ -131,8 +138,13 @@ def test_scaled_objects_target_their_statefulset_and_count_their_queues() -> Non
         "SELECT ceil(COUNT(*)::decimal / 4) FROM task_instance WHERE state IN ('queued', 'running') "
         "AND queue IN ('gpu', 'ml')"
     )
-    assert "queue IN ('default')" in named(run, "ScaledObject", "airflow-worker")["spec"]["triggers"][0]["metadata"]["query"]
-    assert spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+    assert (
+        "queue IN ('default')"
+        in named(run, "ScaledObject", "airflow-worker")["spec"]["triggers"][0]["metadata"]["query"]
+    )
+    assert (
+        spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+    )
     auth = named(run, "TriggerAuthentication", trigger["authenticationRef"]["name"])
     [ref] = auth["spec"]["secretTargetRef"]
     assert ref["parameter"] == "connection"
@@ -143,13 +155,17 @@ def test_scaled_objects_target_their_statefulset_and_count_their_queues() -> Non
 
 
 def test_a_statefulset_with_log_claims_is_targeted_by_its_real_name() -> None:
-    run = render("local", "airflow.workerSets=[{name: gpu, queues: [gpu], storageSize: 5Gi, autoscaling: {enabled: true}}]")
+    run = render(
+        "local", "airflow.workerSets=[{name: gpu, queues: [gpu], storageSize: 5Gi, autoscaling: {enabled: true}}]"
+    )
     [sts] = [o for o in objects(run, "StatefulSet") if o["metadata"]["name"].startswith("airflow-worker-gpu-")]
     assert named(run, "ScaledObject", "airflow-worker-gpu")["spec"]["scaleTargetRef"]["name"] == sts["metadata"]["name"]
 
 
 def test_with_both_executors_kubernetes_tasks_are_not_counted() -> None:
-    run = render("local", "airflow.executor=CeleryExecutor,KubernetesExecutor", "airflow.workers.autoscaling={enabled: true}")
+    run = render(
+        "local", "airflow.executor=CeleryExecutor,KubernetesExecutor", "airflow.workers.autoscaling={enabled: true}"
+    )
     query = named(run, "ScaledObject", "airflow-worker")["spec"]["triggers"][0]["metadata"]["query"]
     assert "executor NOT IN ('KubernetesExecutor'," in query
 
@@ -174,7 +190,9 @@ def test_the_connection_string_verifies_the_db_like_airflow() -> None:
 def test_keda_is_installed_pinned_in_its_own_restricted_namespace_and_reaches_the_db() -> None:
     run = render("local", *SETS)
     [release] = run.by_type("kubernetes:helm.sh/v3:Release")
-    assert (release.inputs["chart"], release.inputs["version"]) == ("keda", KEDA_VERSION) == ("keda", KEDA_SCHEMA_VERSION)
+    assert (
+        (release.inputs["chart"], release.inputs["version"]) == ("keda", KEDA_VERSION) == ("keda", KEDA_SCHEMA_VERSION)
+    )
     assert release.inputs["repositoryOpts"]["repo"] == "https://kedacore.github.io/charts"
     ns = named(run, "Namespace", "keda")
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
@@ -202,6 +220,14 @@ def test_every_object_of_an_autoscaled_render_is_strictly_valid(version: str) ->
         else:
             kubernetes_validate.validate(obj, version, strict=True)
     assert keda == 3  # two ScaledObjects and their TriggerAuthentication
+
+
+def test_every_worker_set_pod_meets_restricted() -> None:
+    run = render("local", *SETS)
+    for name in ("airflow-worker", "airflow-worker-gpu", "airflow-worker-io"):
+        obj = named(run, "StatefulSet", name)
+        pod = {"metadata": obj["spec"]["template"]["metadata"], "spec": pod_spec(obj)}
+        assert violations(pod, "restricted") == [], name
 
 
 def test_the_keda_schemas_refuse_unknown_and_missing_fields() -> None:
@@ -239,9 +265,9 @@ def test_worker_groups_give_the_budget_concurrency_and_most_replicas_per_group()
     assert sum(g.concurrency * g.max_replicas for g in s.worker_groups()) == 8 * 3 + 2 * 6
     assert AirflowSettings.model_validate({"executor": "KubernetesExecutor"}).worker_groups() == []
     # A changed default queue is the default workers' queue.
-    assert AirflowSettings.model_validate({"config": {"operators.default_queue": "main"}}).worker_groups()[0].queues == (
-        "main",
-    )
+    assert AirflowSettings.model_validate({"config": {"operators.default_queue": "main"}}).worker_groups()[
+        0
+    ].queues == ("main",)
 
 
 def test_replicas_of_a_query_value_are_ceil_of_tasks_over_concurrency() -> None:
