@@ -17,7 +17,7 @@ import pulumi_kubernetes as k8s
 
 from components.airflow.autoscaling import KEDA_CHART_REPO, KEDA_VERSION
 from components.endpoints import CaBundle
-from components.k8s import labels, selector
+from components.k8s import Manifest, labels, selector
 
 CHART = "keda"
 # Where the shipped DB CA appears inside the operator (the TriggerAuthentication's sslrootcert).
@@ -110,19 +110,20 @@ def admit_operator_to_database(
     """The in-cluster DB admits only this instance's pods (components/single_server.py); KEDA's
     operator, in its own namespace, runs the scalers' queries and is admitted here, on the DB's port
     only. (NetworkPolicies add up: this one widens nothing else.)"""
+    spec: Manifest = {
+        "podSelector": {"matchLabels": selector(instance, database_component)},
+        "policyTypes": ["Ingress"],
+        "ingress": [{
+            "from": [{
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": keda_namespace}},
+                "podSelector": {"matchLabels": dict(operator_labels)},
+            }],
+            "ports": [{"port": port, "protocol": "TCP"}],
+        }],
+    }  # fmt: skip
     return k8s.networking.v1.NetworkPolicy(
         f"{name}-keda-to-db",
         metadata={"name": f"{instance}-keda-to-db", "namespace": namespace, "labels": labels(instance, "network")},
-        spec={
-            "podSelector": {"matchLabels": selector(instance, database_component)},
-            "policyTypes": ["Ingress"],
-            "ingress": [{
-                "from": [{
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": keda_namespace}},
-                    "podSelector": {"matchLabels": dict(operator_labels)},
-                }],
-                "ports": [{"port": port, "protocol": "TCP"}],
-            }],
-        },
+        spec=spec,
         opts=opts,
     )  # fmt: skip

@@ -163,10 +163,9 @@ def scaled_objects(
     )
     out: list[pulumi.CustomResource] = []
     for g in groups:
-        workload = workloads[g.component]
-        m = scaled_object(
-            g, settings, namespace, instance, workload.metadata["name"], auth_manifest["metadata"]["name"]
-        )
+        workload = workloads[g.component]  # a StatefulSet
+        target = workload.metadata["name"]  # pyright: ignore[reportAttributeAccessIssue]
+        m = scaled_object(g, settings, namespace, instance, target, auth_manifest["metadata"]["name"])
         out.append(
             k8s.apiextensions.CustomResource(
                 f"{name}-{g.component}-scaler",

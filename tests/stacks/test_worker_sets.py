@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from typing import Any
 
 import jsonschema
 import kubernetes_validate
@@ -14,8 +15,8 @@ import pytest
 from components.airflow.autoscaling import KEDA_VERSION
 from components.airflow.settings import AirflowSettings, worker_memory_floor
 from components.k8s import selector
-from tests.pod_security import violations
 from tests.keda_schema import KEDA_SCHEMA_VERSION, SCHEMAS
+from tests.pod_security import violations
 from tests.render import K8S_VERSIONS, named, objects, pod_spec, render
 
 GPU = (
@@ -236,7 +237,7 @@ def test_the_keda_schemas_refuse_unknown_and_missing_fields() -> None:
     for path, value in ((("spec",), "pollingIntervall"), (("spec", "advanced"), "horizontalPodAutoScalerConfig"),
                         (("spec", "triggers", 0), "authRef")):  # fmt: skip
         bad = copy.deepcopy(so)
-        node = bad
+        node: Any = bad
         for p in path:
             node = node[p]
         node[value] = 1
