@@ -11,7 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
 from pydantic import AfterValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from components.airflow.autoscaling import Autoscaling, Keda
+from components.airflow.autoscaling import KEDA_CONNECTIONS_PER_SCALED_OBJECT, Autoscaling, Keda
 from components.airflow.sso import CLIENT_SECRET_VARIABLE, Sso
 from components.kube_types import (
     Affinity,
@@ -1079,6 +1079,12 @@ class AirflowSettings(SettingsModel):
             for i, ws in enumerate(self.worker_sets)
         ]  # fmt: skip
         return groups
+
+    @property
+    def keda_db_connections(self) -> int:
+        """Metadata-DB connections KEDA's operator may hold for this instance: one postgresql
+        trigger (so one connection pool) per autoscaled group."""
+        return KEDA_CONNECTIONS_PER_SCALED_OBJECT * sum(g.autoscaled for g in self.worker_groups())
 
     @property
     def autoscaled(self) -> bool:

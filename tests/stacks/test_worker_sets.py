@@ -264,6 +264,7 @@ def test_worker_groups_give_the_budget_concurrency_and_most_replicas_per_group()
         ("worker-gpu", 2, 6, ("gpu",)),
     ]
     assert sum(g.concurrency * g.max_replicas for g in s.worker_groups()) == 8 * 3 + 2 * 6
+    assert s.keda_db_connections == 2  # one autoscaled group: one postgresql trigger's pool
     assert AirflowSettings.model_validate({"executor": "KubernetesExecutor"}).worker_groups() == []
     # A changed default queue is the default workers' queue.
     assert AirflowSettings.model_validate({"config": {"operators.default_queue": "main"}}).worker_groups()[
