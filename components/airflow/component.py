@@ -35,7 +35,7 @@ from components.airflow.pod_template import pod_template_configmap
 from components.airflow.pods import AIRFLOW_GID, AIRFLOW_UID, PodFactory, jobs_check, probes
 from components.airflow.roster import Roster
 from components.airflow.secrets import AirflowSecrets
-from components.airflow.settings import AirflowSettings, Workers
+from components.airflow.settings import WORKER, AirflowSettings, Workers
 from components.airflow.sso import webserver_config
 from components.airflow.workloads import Workload, WorkloadBuilder
 from components.endpoints import BrokerEndpoint, DatabaseEndpoint, RemoteLogs
@@ -236,7 +236,7 @@ class Airflow(pulumi.ComponentResource):
         if args.network_policies:
             network_policies(
                 self, name, args.instance, args.namespace, self._roster,
-                [f"worker-{ws.name}" for ws in settings.worker_sets] if conditions.celery else [],
+                [g.component for g in settings.worker_groups()[1:]],
             )  # fmt: skip
         self.extra_objects = extra_objects(self, name, args.namespace, settings.extra_objects)
 
@@ -323,13 +323,13 @@ class Airflow(pulumi.ComponentResource):
 
     def _worker(self, pods: PodFactory, w: Workers, depends: list[pulumi.Resource]) -> None:
         """One Celery worker group: `pods` is the default factory or a worker set's (its label)."""
-        label = pods.label("worker")
+        label = pods.label(WORKER)
         args = ["celery", "worker"]
         if w.queues:
             args += ["--queues", ",".join(w.queues)]
         autoscaled = w.autoscaling.enabled
         self._with_log_server(
-            "worker", w.autoscaling.min_replicas if autoscaled else w.replicas, w.resources, args, depends,
+            WORKER, w.autoscaling.min_replicas if autoscaled else w.replicas, w.resources, args, depends,
             probe=probes(
                 {"exec": {"command": [
                     "sh", "-c",
@@ -343,7 +343,7 @@ class Airflow(pulumi.ComponentResource):
             autoscaled=autoscaled, max_replicas=w.autoscaling.max_replicas,
             # A group that has an autoscaling block takes `spec.replicas` back from KEDA's HPA when it
             # is switched off (a new worker set always may: no stack has it yet).
-            force=label != "worker" or "autoscaling" in w.model_fields_set,
+            force=label != WORKER or "autoscaling" in w.model_fields_set,
         )  # fmt: skip
 
     def _with_log_server(

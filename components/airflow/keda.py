@@ -86,8 +86,7 @@ def scaled_object(
     target: pulumi.Input[str],
     auth: str,
 ) -> Manifest:
-    w = settings.workers if group.component == "worker" else settings.worker_sets[int(group.key.split(".")[1])]
-    a = w.autoscaling
+    a = group.settings.autoscaling
     return {
         "apiVersion": API_VERSION,
         "kind": "ScaledObject",

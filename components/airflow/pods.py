@@ -20,6 +20,7 @@ from components.airflow.kpo import LOCAL_SETTINGS_FILE, LOCAL_SETTINGS_VOLUME
 from components.airflow.roster import Roster
 from components.airflow.secrets import DB_CA_VOLUME, DatabaseCa
 from components.airflow.settings import (
+    WORKER,
     AirflowSettings,
     GitSource,
     GitSsh,
@@ -83,16 +84,16 @@ class PodFactory:
         grace), the set's own pod options and placement, and the label `worker-<name>`."""
         clone = copy.copy(self)
         clone.settings = self.settings.model_copy(update={"workers": ws})
-        clone.group = f"worker-{ws.name}"
+        clone.group = f"{WORKER}-{ws.name}"
         return clone
 
     def row(self, component: str) -> str:
         """The components-table row of `component` (a worker set's label is the `worker` row)."""
-        return "worker" if component == self.group else component
+        return WORKER if component == self.group else component
 
     def label(self, component: str) -> str:
         """The component label of `component`'s pods (a worker set's, for the `worker` row)."""
-        return self.group if component == "worker" and self.group else component
+        return self.group if component == WORKER and self.group else component
 
     def service_account(self, component: str) -> pulumi.Input[str]:
         try:

@@ -410,6 +410,10 @@ class WorkerSet(Workers):
         return v
 
 
+# The components-table row (roster.py) every Celery worker group is, and the default group's label.
+WORKER = "worker"
+
+
 class WorkerGroup(NamedTuple):
     """A Celery worker group as the connection budget and KEDA see it."""
 
@@ -419,6 +423,7 @@ class WorkerGroup(NamedTuple):
     max_replicas: int  # replicas, or autoscaling.maxReplicas when autoscaled
     queues: tuple[str, ...]
     autoscaled: bool
+    settings: Workers  # airflow.workers or the worker set
 
 
 class Flower(PodOptions):
@@ -1039,9 +1044,10 @@ class AirflowSettings(SettingsModel):
                 ("extra_containers", "extraContainers"),
             ):
                 for j, c in enumerate(getattr(ws, attr)):
-                    if c.name == "worker":
+                    if c.name == WORKER:
                         raise bad(
-                            f"{key}.{camel}.{j}.name", "container 'worker' is already in the pod; choose another name"
+                            f"{key}.{camel}.{j}.name",
+                            f"container {WORKER!r} is already in the pod; choose another name",
                         )
         return self
 
@@ -1070,12 +1076,12 @@ class AirflowSettings(SettingsModel):
 
         w = self.workers
         groups = [
-            WorkerGroup("worker", "workers", w.concurrency, most(w), tuple(w.queues or [self.default_queue]),
-                        w.autoscaling.enabled)
+            WorkerGroup(WORKER, "workers", w.concurrency, most(w), tuple(w.queues or [self.default_queue]),
+                        w.autoscaling.enabled, w)
         ]  # fmt: skip
         groups += [
-            WorkerGroup(f"worker-{ws.name}", f"workerSets.{i}", ws.concurrency, most(ws), tuple(ws.queues),
-                        ws.autoscaling.enabled)
+            WorkerGroup(f"{WORKER}-{ws.name}", f"workerSets.{i}", ws.concurrency, most(ws), tuple(ws.queues),
+                        ws.autoscaling.enabled, ws)
             for i, ws in enumerate(self.worker_sets)
         ]  # fmt: skip
         return groups

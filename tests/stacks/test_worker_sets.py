@@ -13,7 +13,8 @@ import kubernetes_validate
 import pytest
 
 from components.airflow.autoscaling import KEDA_VERSION
-from components.airflow.settings import AirflowSettings, worker_memory_floor
+from components.airflow.roster import component as table_row
+from components.airflow.settings import WORKER, AirflowSettings, worker_memory_floor
 from components.k8s import selector
 from tests.keda_schema import KEDA_SCHEMA_VERSION, SCHEMAS
 from tests.pod_security import violations
@@ -38,6 +39,11 @@ def workload_resource(run, name: str):
 
 def validate_keda(obj: dict) -> None:
     jsonschema.validate(obj, SCHEMAS[obj["kind"]])
+
+
+def test_every_worker_group_is_the_tables_worker_row() -> None:
+    row = table_row(WORKER)
+    assert row.port("worker-logs").number == 8793 and row.grace_seconds == 600 and row.options == "workers"
 
 
 def test_the_default_render_has_no_keda_and_the_default_worker_as_before() -> None:
