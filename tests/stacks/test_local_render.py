@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
 from stacks.tooling.cli import main as render_main
 from stacks.tooling.render import stack_names
+from tests.keda_schema import SCHEMAS as KEDA_SCHEMAS
 from tests.render import K8S_VERSIONS, named, objects, pod_spec, render
 
 VARIANTS = {
@@ -33,6 +35,13 @@ VARIANTS = {
         "broker.external={host: redis.example.com, password: 'r3d!s$pw', tls: true}",
     ),
     "worker-log-pvc": ("airflow.workers.storageSize=5Gi",),
+    # Issue 15, items 3 and 4: worker sets, KEDA installed, ScaledObjects (checked against
+    # tests/keda_schema.py, the Kubernetes schemas having no KEDA kinds).
+    "worker-sets+keda": (
+        "airflow.workerSets=[{name: gpu, queues: [gpu], concurrency: 4, autoscaling: {enabled: true, minReplicas: 0}}, "
+        "{name: io, queues: [io], storageSize: 5Gi}]",
+        "airflow.workers.autoscaling={enabled: true}",
+    ),
     # Issue 14.5, with the key in an existing Secret (a privateKey must be a Pulumi secret:
     # tests/stacks/test_git_ssh.py renders that way too).
     "git-ssh-sidecars": (
@@ -108,7 +117,12 @@ def test_every_object_is_strictly_valid(variant: str, version: str) -> None:
     failures = []
     for obj in objects(run, reveal=True):
         try:
-            kubernetes_validate.validate(obj, version, strict=True)
+            if obj["apiVersion"].startswith("keda.sh/"):
+                jsonschema.validate(obj, KEDA_SCHEMAS[obj["kind"]])
+            else:
+                kubernetes_validate.validate(obj, version, strict=True)
+        except jsonschema.ValidationError as e:
+            failures.append(f"{obj['kind']}/{obj['metadata'].get('name')}: {e.message} at {list(e.path)}")
         except kubernetes_validate.ValidationError as e:  # collect all, report together
             failures.append(f"{obj['kind']}/{obj['metadata'].get('name')}: {e.message} at {list(e.path)}")
     assert not failures, "\n".join(failures)
