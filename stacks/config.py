@@ -492,10 +492,13 @@ class StackConfig(SettingsModel):
                 raise bad("database.mode", "the aws stack provides RDS and ElastiCache; leave database/broker unset")
             a = self.aws
             check_aws_ui(self.ui.host, a.ui, region=a.region, created_cluster=not a.cluster.existing_name, tags=a.tags)
-            w = self.airflow.workers
-            if self.aws.cluster.existing_name and w.storage_size and not w.storage_class:
+            for g in self.airflow.worker_groups() or [None]:
+                w = g.settings if g is not None else self.airflow.workers
+                key = g.key if g is not None else "workers"
+                if not (self.aws.cluster.existing_name and w.storage_size and not w.storage_class):
+                    continue
                 raise bad(
-                    "airflow.workers.storageClass",
+                    f"airflow.{key}.storageClass",
                     "EKS has no default StorageClass (since Kubernetes 1.30), so worker log claims on an existing "
                     "cluster need one of its classes named here (the stack installs its own gp3 class only in a "
                     "cluster it creates)",

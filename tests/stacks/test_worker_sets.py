@@ -282,3 +282,10 @@ def test_replicas_of_a_query_value_are_ceil_of_tasks_over_concurrency() -> None:
     # What the HPA asks for with targetQueryValue 1: ceil(value / 1), value = ceil(tasks / concurrency).
     for tasks, concurrency, want in ((0, 4, 0), (1, 4, 1), (4, 4, 1), (5, 4, 2), (50, 16, 4)):
         assert math.ceil(math.ceil(tasks / concurrency) / 1) == want
+
+
+def test_a_sets_log_claims_get_the_aws_stacks_storage_class() -> None:
+    run = render("aws-dev", "airflow.workerSets=[{name: gpu, queues: [gpu], storageSize: 20Gi}]")
+    [sc] = objects(run, "StorageClass")
+    [sts] = [o for o in objects(run, "StatefulSet") if o["metadata"]["name"].startswith("airflow-worker-gpu-")]
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == sc["metadata"]["name"]
