@@ -572,6 +572,8 @@ class StackConfig(SettingsModel):
                 out.append(f"{keys}: {'has' if len(fields) == 1 else 'have'} no effect: {why}")
 
         celery = "CeleryExecutor" in self.airflow.executors
+        if not self.airflow.autoscaled:
+            changed("airflow.keda", self.airflow.keda, "no worker group has autoscaling on")
         if not celery:
             why = f"no Celery workers run under executor '{self.airflow.executor}'"
             changed("airflow.workers", self.airflow.workers, why)

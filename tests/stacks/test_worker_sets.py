@@ -16,6 +16,7 @@ from components.airflow.autoscaling import KEDA_VERSION
 from components.airflow.roster import component as table_row
 from components.airflow.settings import WORKER, AirflowSettings, worker_memory_floor
 from components.k8s import selector
+from stacks.config import parse
 from tests.keda_schema import KEDA_SCHEMA_VERSION, SCHEMAS
 from tests.pod_security import violations
 from tests.render import K8S_VERSIONS, named, objects, pod_spec, render
@@ -289,3 +290,11 @@ def test_a_sets_log_claims_get_the_aws_stacks_storage_class() -> None:
     [sc] = objects(run, "StorageClass")
     [sts] = [o for o in objects(run, "StatefulSet") if o["metadata"]["name"].startswith("airflow-worker-gpu-")]
     assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == sc["metadata"]["name"]
+
+
+def test_keda_settings_without_autoscaling_are_a_warning() -> None:
+    base = {"cloud": "local", "kubernetes": {"context": "kind"}}
+    warnings = parse({**base, "airflow": {"keda": {"source": "existing"}}}).unused_settings()
+    assert any("airflow-k8s:airflow.keda.source" in w and "no worker group has autoscaling on" in w for w in warnings)
+    on = {"keda": {"source": "existing"}, "workers": {"autoscaling": {"enabled": True}}}
+    assert not any("airflow.keda" in w for w in parse({**base, "airflow": on}).unused_settings())
