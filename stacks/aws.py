@@ -57,7 +57,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         public_subnet_ids=net.subnets.public_ids,
         depends_on=net.subnets.resources,
         egress=net.subnets.egress,
-        block_storage=cfg.airflow.workers.storage_size is not None,
+        # Any worker group with a log claim (airflow.workers or a worker set) needs the gp3 class.
+        block_storage=any(g.settings.storage_size is not None for g in cfg.airflow.worker_groups()),
         volume_tags=identity,
         launched_tags=default_tags,
         protect=a.protect,

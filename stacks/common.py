@@ -11,10 +11,15 @@ from typing import Any
 import pulumi
 
 from components.airflow import Airflow, AirflowArgs, DagSource
+from components.airflow.keda import KedaTarget
 from components.airflow.roster import Roster
 from components.endpoints import BrokerEndpoint, DatabaseEndpoint, RemoteLogs
 from components.ingress import UiIngress
+from components.keda import KedaInstall, admit_operator_to_database
+from components.keda import ca_file as keda_ca_file
 from components.namespace import AirflowNamespace
+from components.postgres import COMPONENT as POSTGRES_COMPONENT
+from components.postgres import PORT as POSTGRES_PORT
 from stacks.config import StackConfig
 
 INSTANCE = "airflow"
@@ -61,9 +66,37 @@ def compose(
             worker_storage_class=worker_storage_class,
             worker_storage_ready=worker_storage_ready,
             ui_url=f"https://{cfg.ui.host}/" if cfg.ui.host else None,
+            keda=keda_target(cfg, provider=provider, database=database, namespace=ns),
         ),
         opts=pulumi.ResourceOptions(providers=[provider], depends_on=[ns]),
     )
+
+
+def keda_target(
+    cfg: StackConfig, *, provider: pulumi.ProviderResource, database: DatabaseEndpoint, namespace: AirflowNamespace
+) -> KedaTarget | None:
+    """The KEDA that scales autoscaled worker groups: installed here, or the cluster's own."""
+    a = cfg.airflow
+    if not a.autoscaled:
+        return None
+    if cfg.database.mode == "inCluster" and cfg.cloud == "local" and cfg.kubernetes.network_policies:
+        admit_operator_to_database(
+            "airflow",
+            namespace=namespace.namespace,
+            instance=INSTANCE,
+            database_component=POSTGRES_COMPONENT,
+            port=POSTGRES_PORT,
+            keda_namespace=a.keda.namespace,
+            operator_labels=a.keda.operator_labels,
+            opts=pulumi.ResourceOptions(provider=provider, depends_on=[namespace]),
+        )
+    if a.keda.source == "existing":
+        return KedaTarget(ca_file=a.keda.database_ca_file)
+    install = KedaInstall(
+        "keda", namespace=a.keda.namespace, instance=INSTANCE, database_ca=database.ca,
+        opts=pulumi.ResourceOptions(providers=[provider]),
+    )  # fmt: skip
+    return KedaTarget(ready=install.ready, ca_file=keda_ca_file(database.ca))
 
 
 def make_namespace(

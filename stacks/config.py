@@ -494,10 +494,13 @@ class StackConfig(SettingsModel):
                 raise bad("database.mode", "the aws stack provides RDS and ElastiCache; leave database/broker unset")
             a = self.aws
             check_aws_ui(self.ui.host, a.ui, region=a.region, created_cluster=not a.cluster.existing_name, tags=a.tags)
-            w = self.airflow.workers
-            if self.aws.cluster.existing_name and w.storage_size and not w.storage_class:
+            for g in self.airflow.worker_groups() or [None]:
+                w = g.settings if g is not None else self.airflow.workers
+                key = g.key if g is not None else "workers"
+                if not (self.aws.cluster.existing_name and w.storage_size and not w.storage_class):
+                    continue
                 raise bad(
-                    "airflow.workers.storageClass",
+                    f"airflow.{key}.storageClass",
                     "EKS has no default StorageClass (since Kubernetes 1.30), so worker log claims on an existing "
                     "cluster need one of its classes named here (the stack installs its own gp3 class only in a "
                     "cluster it creates)",
@@ -513,6 +516,7 @@ class StackConfig(SettingsModel):
         elif self.azure is not None:
             raise bad("azure", f"only applies to cloud 'azure' (cloud is {self.cloud!r})")
         check_container_names(self.airflow)
+        self._check_keda()
         for i, obj in enumerate(self.airflow.extra_objects):
             if obj.metadata.namespace not in (None, self.kubernetes.namespace):
                 raise bad(
@@ -526,6 +530,30 @@ class StackConfig(SettingsModel):
                 f"the {self.cloud} stack keeps task logs remote, in {store}; the log volume is for the local stack",
             )
         return self
+
+    def _check_keda(self) -> None:
+        """KEDA's operator verifies the metadata DB as Airflow does: it needs the CA file where the
+        stack can put it (components/keda.py mounts a shipped PEM into the operator it installs)."""
+        a = self.airflow
+        if not a.autoscaled:
+            return
+        ext = self.database.external if self.database.mode == "external" else None
+        elsewhere = ext is not None and ext.ca is not None and ext.ca.pem is None
+        shipped = (ext is not None and ext.ca is not None) or (
+            self.aws is not None and self.aws.database.sslmode in VERIFYING_SSLMODES
+        )
+        if a.keda.source == "install" and elsewhere:
+            raise bad(
+                "database.external.ca",
+                "KEDA's operator (its own namespace) cannot mount a ConfigMap or Secret of Airflow's namespace: give the "
+                "CA as pem for autoscaled workers, or run your own KEDA (airflow.keda.source: existing, databaseCaFile)",
+            )
+        if a.keda.source == "existing" and shipped and a.keda.database_ca_file is None:
+            raise bad(
+                "airflow.keda.databaseCaFile",
+                "the metadata DB is verified against a CA the stack ships; an existing KEDA's operator needs that CA "
+                "mounted by you, at the path given here",
+            )
 
     def unused_settings(self) -> list[str]:
         """Settings that tune a piece these choices do not deploy: each a warning naming the key.
@@ -546,6 +574,8 @@ class StackConfig(SettingsModel):
                 out.append(f"{keys}: {'has' if len(fields) == 1 else 'have'} no effect: {why}")
 
         celery = "CeleryExecutor" in self.airflow.executors
+        if not self.airflow.autoscaled:
+            changed("airflow.keda", self.airflow.keda, "no worker group has autoscaling on")
         if not celery:
             why = f"no Celery workers run under executor '{self.airflow.executor}'"
             changed("airflow.workers", self.airflow.workers, why)

@@ -89,6 +89,12 @@ def component(obj: dict[str, Any]) -> str:
     return obj["metadata"].get("labels", {}).get("app.kubernetes.io/component", "")
 
 
+def table_row(comp: str) -> str:
+    """The components-table row of a pod's component label: a worker set's pods
+    (`worker-<name>`, issue 15) are the `worker` row."""
+    return "worker" if comp.startswith("worker-") else comp
+
+
 def dumps(run: engine.Run) -> str:
     """Everything a render would write (masked), as one string to search for leaks."""
     return json.dumps({"resources": [r.to_json() for r in run.resources], "outputs": run.outputs})

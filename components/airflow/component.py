@@ -26,7 +26,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.airflow import git_ssh, kpo, roster
+from components.airflow import git_ssh, keda, kpo, roster
 from components.airflow.env import CONFIG_DIR, LOGS, POD_TEMPLATE_DIR, SIMPLE_AUTH_DIR, AirflowEnv, dags_folder
 from components.airflow.extra_objects import extra_objects
 from components.airflow.jobs import Jobs
@@ -35,7 +35,7 @@ from components.airflow.pod_template import pod_template_configmap
 from components.airflow.pods import AIRFLOW_GID, AIRFLOW_UID, PodFactory, jobs_check, probes
 from components.airflow.roster import Roster
 from components.airflow.secrets import AirflowSecrets
-from components.airflow.settings import AirflowSettings
+from components.airflow.settings import WORKER, AirflowSettings, Workers
 from components.airflow.sso import webserver_config
 from components.airflow.workloads import Workload, WorkloadBuilder
 from components.endpoints import BrokerEndpoint, DatabaseEndpoint, RemoteLogs
@@ -75,6 +75,8 @@ class AirflowArgs:
             unset (the aws stack's gp3 class), and `worker_storage_ready` what it needs first.
         ui_url: the HTTPS URL an Ingress serves the UI at (`ui.host`), if any: the api-server then
             trusts the proxy's forwarded headers and every link points there.
+        keda: the KEDA that scales autoscaled worker groups (its CRDs' readiness, the DB CA file
+            inside its operator); required when a group has autoscaling on.
     """
 
     namespace: pulumi.Input[str]
@@ -92,6 +94,7 @@ class AirflowArgs:
     worker_storage_class: str | None = None
     worker_storage_ready: Sequence[pulumi.Resource] = ()
     ui_url: str | None = None
+    keda: keda.KedaTarget | None = None
 
 
 WEBSERVER_CONFIG = "webserver_config.py"
@@ -198,6 +201,7 @@ class Airflow(pulumi.ComponentResource):
             self._git_writer()
 
         self.workloads: dict[str, pulumi.CustomResource] = {}
+        self.scaled_objects: list[pulumi.CustomResource] = []
         self._api_server(after_migration)
         self._standard(
             "scheduler", settings.scheduler.replicas, settings.scheduler.resources, ["scheduler"], after_migration,
@@ -213,20 +217,16 @@ class Airflow(pulumi.ComponentResource):
             "triggerer", settings.triggerer.replicas, settings.triggerer.resources, ["triggerer"], after_migration,
             probe=jobs_check("TriggererJob"),
         )  # fmt: skip
-        if conditions.celery and settings.workers.replicas > 0:
-            self._with_log_server(
-                "worker", settings.workers.replicas, settings.workers.resources, ["celery", "worker"],
-                after_migration,
-                probe=probes(
-                    {"exec": {"command": [
-                        "sh", "-c",
-                        "exec celery --app airflow.providers.celery.executors.celery_executor.app "
-                        'inspect ping -d "celery@$(hostname)" --timeout 20',
-                    ]}},
-                    cheap=False, serves=False, timeout=45,
-                ),
-                storage=settings.workers.storage_size,
-            )  # fmt: skip
+        if conditions.celery:
+            # The default group (`airflow.workers`, Airflow's default queue unless it names others),
+            # then each worker set: the same table row, its own label, StatefulSet and Service.
+            if settings.workers.replicas > 0 or settings.workers.autoscaling.enabled:
+                self._worker(self._pods, settings.workers, after_migration)
+            for ws in settings.worker_sets:
+                self._worker(self._pods.for_worker_set(ws), ws, after_migration)
+            self.scaled_objects = keda.scaled_objects(
+                self, name, args.instance, args.namespace, settings, args.database, args.keda, self.workloads
+            )
         if conditions.flower:
             self._standard(
                 "flower", 1, settings.flower.resources, ["celery", "flower"], after_migration,
@@ -238,7 +238,10 @@ class Airflow(pulumi.ComponentResource):
         if conditions.statsd:
             self._statsd()
         if args.network_policies:
-            network_policies(self, name, args.instance, args.namespace, self._roster)
+            network_policies(
+                self, name, args.instance, args.namespace, self._roster,
+                [g.component for g in settings.worker_groups()[1:]],
+            )  # fmt: skip
         self.extra_objects = extra_objects(self, name, args.namespace, settings.extra_objects)
 
         self.register_outputs({"api_url": self.api_url, "migration_job": self.migration.metadata["name"]})
@@ -322,6 +325,31 @@ class Airflow(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
+    def _worker(self, pods: PodFactory, w: Workers, depends: list[pulumi.Resource]) -> None:
+        """One Celery worker group: `pods` is the default factory or a worker set's (its label)."""
+        label = pods.label(WORKER)
+        args = ["celery", "worker"]
+        if w.queues:
+            args += ["--queues", ",".join(w.queues)]
+        autoscaled = w.autoscaling.enabled
+        self._with_log_server(
+            WORKER, w.autoscaling.min_replicas if autoscaled else w.replicas, w.resources, args, depends,
+            probe=probes(
+                {"exec": {"command": [
+                    "sh", "-c",
+                    "exec celery --app airflow.providers.celery.executors.celery_executor.app "
+                    'inspect ping -d "celery@$(hostname)" --timeout 20',
+                ]}},
+                cheap=False, serves=False, timeout=45,
+            ),
+            storage=w.storage_size, storage_class=w.storage_class, pods=pods, label=label,
+            env={"AIRFLOW__CELERY__WORKER_CONCURRENCY": str(w.concurrency)},
+            autoscaled=autoscaled, max_replicas=w.autoscaling.max_replicas,
+            # A group that has an autoscaling block takes `spec.replicas` back from KEDA's HPA when it
+            # is switched off (a new worker set always may: no stack has it yet).
+            force=label != WORKER or "autoscaling" in w.model_fields_set,
+        )  # fmt: skip
+
     def _with_log_server(
         self,
         component: str,
@@ -332,29 +360,43 @@ class Airflow(pulumi.ComponentResource):
         *,
         probe: Manifest | None = None,
         storage: str | None = None,
+        storage_class: str | None = None,
+        pods: PodFactory | None = None,
+        label: str | None = None,
+        env: Mapping[str, str] | None = None,
+        autoscaled: bool = False,
+        max_replicas: int | None = None,
+        force: bool = False,
     ) -> None:
         """A StatefulSet with a headless Service: each pod's FQDN resolves, so the api-server can
-        fetch live task logs from it on the log-server port."""
-        svc = self._build.service(component, headless=True)
-        vols, mounts = self._pods.volumes(component, logs=storage is None)
+        fetch live task logs from it on the log-server port. `label` names a worker set's objects
+        and pods (the table's row stays `component`); `env` replaces generated values."""
+        pods = pods or self._pods
+        label = label or component
+        svc = self._build.service(label, headless=True, row=component)
+        vols, mounts = pods.volumes(component, logs=storage is None)
         claim_templates = []
         if storage:
             mounts.append({"name": "logs", "mountPath": LOGS})
-            storage_class = self._settings.workers.storage_class or self._args.worker_storage_class
+            storage_class = storage_class or self._args.worker_storage_class
             claim_templates.append({
                 "metadata": {"name": "logs"},
                 "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage}},
                          **({"storageClassName": storage_class} if storage_class else {})},
             })  # fmt: skip
             depends = [*depends, *self._args.worker_storage_ready]
-        container = self._pods.container(component, args, res, mounts, probes=probe)
-        pod = self._pods.pod_spec(component, [container], vols, mounts)
-        self.workloads[component] = self._build.workload(
+        container = pods.container(component, args, res, mounts, probes=probe)
+        for e in container["env"]:
+            if e["name"] in (env or {}):
+                e["value"] = env[e["name"]]  # type: ignore[index]
+        pod = pods.pod_spec(component, [container], vols, mounts)
+        self.workloads[label] = self._build.workload(
             Workload(
-                component, replicas, pod, kind="StatefulSet", service_name=f"{self._args.instance}-{component}",
+                label, replicas, pod, kind="StatefulSet", service_name=f"{self._args.instance}-{label}",
                 claim_templates=claim_templates, depends_on=[*depends, svc],
+                autoscaled=autoscaled, max_replicas=max_replicas, force=force,
             ),
-            self._pods,
+            pods,
         )  # fmt: skip
 
     def _git_writer(self) -> None:

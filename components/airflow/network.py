@@ -3,6 +3,8 @@ and each rule opens a port the components table declares."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -11,8 +13,16 @@ from components.k8s import Manifest, labels, selector
 
 
 def network_policies(
-    parent: pulumi.Resource, name: str, instance: str, namespace: pulumi.Input[str], roster: Roster
+    parent: pulumi.Resource,
+    name: str,
+    instance: str,
+    namespace: pulumi.Input[str],
+    roster: Roster,
+    worker_sets: Sequence[str] = (),
 ) -> None:
+    """`worker_sets`: the component labels of the worker sets' pods (`worker-<name>`), each opened
+    like the default workers."""
+
     def policy(suffix: str, spec: Manifest) -> None:
         k8s.networking.v1.NetworkPolicy(
             f"{name}-netpol-{suffix}",
@@ -43,6 +53,12 @@ def network_policies(
         "policyTypes": ["Ingress"],
         "ingress": [{"from": from_api_server, "ports": [port("worker", "worker-logs")]}],
     })  # fmt: skip
+    for group in worker_sets:
+        policy(f"{group}-logs", {
+            "podSelector": pods_of(group),
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": from_api_server, "ports": [port("worker", "worker-logs")]}],
+        })  # fmt: skip
     policy("triggerer-logs", {
         "podSelector": pods_of("triggerer"),
         "policyTypes": ["Ingress"],

@@ -9,6 +9,7 @@ the table says call the Kubernetes API; the env the table grants each component.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 
 import pulumi
@@ -18,7 +19,16 @@ from components.airflow.env import CONFIG_DIR, DB_CA_DIR, GIT_ROOT_LINK, LOGS, A
 from components.airflow.kpo import LOCAL_SETTINGS_FILE, LOCAL_SETTINGS_VOLUME
 from components.airflow.roster import Roster
 from components.airflow.secrets import DB_CA_VOLUME, DatabaseCa
-from components.airflow.settings import AirflowSettings, GitSource, GitSsh, Placement, PodOptions, Resources
+from components.airflow.settings import (
+    WORKER,
+    AirflowSettings,
+    GitSource,
+    GitSsh,
+    Placement,
+    PodOptions,
+    Resources,
+    WorkerSet,
+)
 from components.k8s import Manifest, container_security, labels, pod_security, resources, selector
 from components.kube_types import Container, dump
 
@@ -65,6 +75,25 @@ class PodFactory:
         self._database_ca = database_ca
         self._local_settings = local_settings
         self.image = f"{settings.image.repository}:{settings.image.tag}"
+        # A worker set's factory (for_worker_set): its pods are the `worker` row of the table with
+        # this component label, and `airflow.workers` reads as the set's settings.
+        self.group: str | None = None
+
+    def for_worker_set(self, ws: WorkerSet) -> PodFactory:
+        """The factory of one worker set's pods: the table's `worker` row (account, secrets, ports,
+        grace), the set's own pod options and placement, and the label `worker-<name>`."""
+        clone = copy.copy(self)
+        clone.settings = self.settings.model_copy(update={"workers": ws})
+        clone.group = f"{WORKER}-{ws.name}"
+        return clone
+
+    def row(self, component: str) -> str:
+        """The components-table row of `component` (a worker set's label is the `worker` row)."""
+        return WORKER if component == self.group else component
+
+    def label(self, component: str) -> str:
+        """The component label of `component`'s pods (a worker set's, for the `worker` row)."""
+        return self.group if component == WORKER and self.group else component
 
     def service_account(self, component: str) -> pulumi.Input[str]:
         try:
@@ -287,7 +316,7 @@ class PodFactory:
             if place.affinity is not None:
                 spec["affinity"] = place.affinity.dump()
             if place.topology_spread_constraints is not None:
-                own = {"matchLabels": selector(self._instance, component)}
+                own = {"matchLabels": selector(self._instance, self.label(component))}
                 spec["topologySpreadConstraints"] = [
                     {**t.dump(), "labelSelector": t.label_selector.dump() if t.label_selector else own}
                     for t in place.topology_spread_constraints
@@ -323,8 +352,9 @@ class PodFactory:
         """Pod metadata: the component's labels plus any the stack adds (e.g. workload identity), and
         the checksum of the secrets it reads (not in the KubernetesExecutor's template: each task pod
         reads the Secret when it starts)."""
-        meta: Manifest = {"labels": {**labels(self._instance, component), **dict(self._pod_labels.get(component, {}))}}
-        digest = self.env.checksum(component) if checksum else None
+        row = self.row(component)
+        meta: Manifest = {"labels": {**labels(self._instance, component), **dict(self._pod_labels.get(row, {}))}}
+        digest = self.env.checksum(row) if checksum else None
         if digest is not None:
             meta["annotations"] = {SECRET_CHECKSUM: digest}
         return meta

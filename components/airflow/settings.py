@@ -7,12 +7,13 @@ from __future__ import annotations
 import base64
 import math
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
 from pydantic import AfterValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from components.airflow import pools as pools_job
 from components.airflow.pools import Pool, check_pools
+from components.airflow.autoscaling import KEDA_CONNECTIONS_PER_SCALED_OBJECT, Autoscaling, Keda
 from components.airflow.sso import CLIENT_SECRET_VARIABLE, Sso
 from components.kube_types import (
     Affinity,
@@ -331,6 +332,11 @@ def worker_memory_floor(concurrency: int) -> int:
     return math.ceil(mib / 256) * 256 * 2**20
 
 
+# A Celery queue name: it becomes `celery worker --queues a,b` and a literal in KEDA's SQL query,
+# so no comma, quote or space; Airflow's task_instance.queue column is 256 characters.
+Queue = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$", max_length=256)]
+
+
 class Workers(Component):
     replicas: int = Field(2, ge=0, le=200, description="Celery worker replicas (0 to scale to none).")
     concurrency: int = Field(16, ge=1, le=256, description="Celery worker concurrency per replica.")
@@ -348,6 +354,16 @@ class Workers(Component):
         None,
         description="StorageClass of the per-worker log volumes; unset: the cluster default (on a cluster the aws "
         "stack creates, its encrypted gp3 class).",
+    )
+    queues: list[Queue] | None = Field(
+        None,
+        min_length=1,
+        description="Celery queues these workers consume; unset: Airflow's default queue ([operators] "
+        "default_queue, 'default').",
+    )
+    autoscaling: Autoscaling = Field(
+        default_factory=defaults(Autoscaling),
+        description="KEDA autoscaling on queued plus running tasks; replicas is then only the count at creation.",
     )
 
     @model_validator(mode="after")
@@ -370,6 +386,46 @@ class Workers(Component):
                 "raise it or lower concurrency",
             )
         return self
+
+
+class WorkerSet(Workers):
+    """One more group of Celery workers (`airflow.workerSets[*]`): its own queues, concurrency,
+    resources, placement and autoscaling, in a StatefulSet `<instance>-worker-<name>`; it shares the
+    workers' ServiceAccount, rights and secrets (components/airflow/roster.py, row `worker`)."""
+
+    name: str = Field(
+        ...,
+        pattern=r"^[a-z0-9]([-a-z0-9]{0,22}[a-z0-9])?$",
+        description="The group's name (DNS label, at most 24 characters): objects are <instance>-worker-<name>.",
+    )
+    queues: list[Queue] = Field(  # type: ignore[assignment]  # required here, optional on airflow.workers
+        ..., min_length=1, description="Celery queues the group consumes (a task picks one with its `queue`)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_claims_suffix(cls, v: str) -> str:
+        # The default workers' StatefulSet with a log claim is `<instance>-worker-<6 hex digits>`
+        # (workloads.claims_suffix): a group of such a name could take the same object name.
+        if re.fullmatch(r"[0-9a-f]{6}", v):
+            raise ValueError(f"{v!r} looks like the suffix of the default workers' StatefulSet; choose another name")
+        return v
+
+
+# The components-table row (roster.py) every Celery worker group is, and the default group's label.
+WORKER = "worker"
+
+
+class WorkerGroup(NamedTuple):
+    """A Celery worker group as the connection budget and KEDA see it."""
+
+    component: str  # the pods' component label: `worker`, or `worker-<name>` for a worker set
+    key: str  # its config key under airflow-k8s:airflow
+    concurrency: int
+    max_replicas: int  # replicas, or autoscaling.maxReplicas when autoscaled
+    queues: tuple[str, ...]
+    autoscaled: bool
+    settings: Workers  # airflow.workers or the worker set
 
 
 class Flower(PodOptions):
@@ -832,6 +888,11 @@ class AirflowSettings(SettingsModel):
     dag_processor: DagProcessor = Field(default_factory=defaults(DagProcessor), description="DAG processor.")
     triggerer: Triggerer = Field(default_factory=defaults(Triggerer), description="Triggerer.")
     workers: Workers = Field(default_factory=defaults(Workers), description="Celery workers.")
+    worker_sets: list[WorkerSet] = Field(
+        default_factory=list,
+        description="More Celery worker groups, each with its own queues (see the README, Worker sets and autoscaling).",
+    )
+    keda: Keda = Field(default_factory=defaults(Keda), description="The KEDA that autoscales workers.")
     flower: Flower = Field(default_factory=defaults(Flower), description="Celery Flower.")
     statsd: Statsd = Field(default_factory=defaults(Statsd), description="Metrics.")
     dags: Dags = Field(default_factory=defaults(Dags), description="Where DAGs come from.")
@@ -971,6 +1032,97 @@ class AirflowSettings(SettingsModel):
                 f"{SSO_OWNED_OPTION!r} is set by the program with SSO on (airflow.auth.sso.sessionLifetimeMinutes)",
             )
         return self
+
+    @model_validator(mode="after")
+    def _worker_groups(self) -> AirflowSettings:
+        celery = "CeleryExecutor" in self.executors
+        if self.worker_sets and not celery:
+            raise bad("workerSets", f"needs the CeleryExecutor (executor is '{self.executor}')")
+        if self.workers.autoscaling.enabled and not celery:
+            raise bad("workers.autoscaling.enabled", f"needs the CeleryExecutor (executor is '{self.executor}')")
+        names: set[str] = set()
+        for i, ws in enumerate(self.worker_sets):
+            if ws.name in names:
+                raise bad(f"workerSets.{i}.name", f"worker set {ws.name!r} is declared twice")
+            names.add(ws.name)
+        owner: dict[str, str] = {}
+        for group in self.worker_groups():
+            for j, queue in enumerate(group.queues):
+                if queue in owner:
+                    # Two groups on one queue would each be scaled by KEDA for the same tasks.
+                    raise bad(
+                        f"{group.key}.queues.{j}",
+                        f"queue {queue!r} is already consumed by {owner[queue]}; give each queue to one group",
+                    )
+                owner[queue] = group.key
+        for i, ws in enumerate(self.worker_sets):
+            key = f"workerSets.{i}"
+            for j, e in enumerate(ws.extra_env):
+                if e.name in self._taken_env():
+                    raise bad(f"{key}.extraEnv.{j}.name", f"{e.name} is already set by {self._taken_env()[e.name]}")
+            for j, m in enumerate(ws.extra_volume_mounts):
+                if _overlaps(m.mount_path, self.dags.folder):
+                    raise bad(
+                        f"{key}.extraVolumeMounts.{j}.mountPath",
+                        f"{m.mount_path!r} collides with the DAG folder {self.dags.folder!r}",
+                    )
+            for attr, camel in (
+                ("extra_init_containers", "extraInitContainers"),
+                ("extra_containers", "extraContainers"),
+            ):
+                for j, c in enumerate(getattr(ws, attr)):
+                    if c.name == WORKER:
+                        raise bad(
+                            f"{key}.{camel}.{j}.name",
+                            f"container {WORKER!r} is already in the pod; choose another name",
+                        )
+        return self
+
+    def _taken_env(self) -> dict[str, str]:
+        taken = {
+            f"AIRFLOW__{k.split('.')[0].upper()}__{k.split('.')[1].upper()}": f"airflow.config {k!r}"
+            for k in self.config
+        }
+        taken |= {f"AIRFLOW_VAR_{k.upper()}": f"airflow.variables {k!r}" for k in self.variables}
+        taken |= {f"AIRFLOW_CONN_{k.upper()}": f"airflow.connections {k!r}" for k in self.connections}
+        return taken
+
+    @property
+    def default_queue(self) -> str:
+        """The queue a task without its own goes to, and the default workers' when they name none."""
+        return self.config.get("operators.default_queue", "default")
+
+    def worker_groups(self) -> list[WorkerGroup]:
+        """Every Celery worker group, the default `airflow.workers` first: what each may run at
+        once (concurrency x most replicas) is what the connection budget counts."""
+        if "CeleryExecutor" not in self.executors:
+            return []
+
+        def most(w: Workers) -> int:
+            return w.autoscaling.max_replicas if w.autoscaling.enabled else w.replicas
+
+        w = self.workers
+        groups = [
+            WorkerGroup(WORKER, "workers", w.concurrency, most(w), tuple(w.queues or [self.default_queue]),
+                        w.autoscaling.enabled, w)
+        ]  # fmt: skip
+        groups += [
+            WorkerGroup(f"{WORKER}-{ws.name}", f"workerSets.{i}", ws.concurrency, most(ws), tuple(ws.queues),
+                        ws.autoscaling.enabled, ws)
+            for i, ws in enumerate(self.worker_sets)
+        ]  # fmt: skip
+        return groups
+
+    @property
+    def keda_db_connections(self) -> int:
+        """Metadata-DB connections KEDA's operator may hold for this instance: one postgresql
+        trigger (so one connection pool) per autoscaled group."""
+        return KEDA_CONNECTIONS_PER_SCALED_OBJECT * sum(g.autoscaled for g in self.worker_groups())
+
+    @property
+    def autoscaled(self) -> bool:
+        """Some worker group is scaled by KEDA."""
+        return any(g.autoscaled for g in self.worker_groups())
 
     def pod_options(self) -> dict[str, PodOptions]:
         """Every block of per-component pod options, by its camelCase key under `airflow`."""

@@ -53,6 +53,10 @@ class Workload:
             replaces a StatefulSet, so it must never be an unknown Output at preview.
         claim_templates: a StatefulSet's volume claim templates; deleted with it.
         depends_on: what must be ready first (the migration Job).
+        autoscaled: KEDA's HPA owns `spec.replicas` (then `replicas` is only the count at creation).
+        max_replicas: the most replicas an autoscaled workload may have (its PDB and rollout wait).
+        force: take fields another field manager changed (server-side apply's force): a worker group
+            whose autoscaling is switched off takes `spec.replicas` back from KEDA's HPA.
     """
 
     component: str
@@ -65,6 +69,24 @@ class Workload:
     service_name: str | None = None
     claim_templates: list[Manifest] = field(default_factory=list)
     depends_on: list[pulumi.Resource] = field(default_factory=list)
+    autoscaled: bool = False
+    max_replicas: int | None = None
+    force: bool = False
+
+    @property
+    def most(self) -> int:
+        return self.max_replicas if self.autoscaled and self.max_replicas is not None else self.replicas
+
+
+# What pulumi-kubernetes does with an ignoreChanges path under server-side apply
+# (provider/pkg/await/await.go, handleSSAIgnoreFields, v4.32): a field another manager owns alone is
+# dropped from the apply request, anything else is sent with its live value. So with `spec.replicas`
+# ignored, Pulumi never resets a count KEDA's HPA set (the HPA owns the field through the `scale`
+# subresource once it changes it), and until then re-sends the live count, never the default of 1.
+AUTOSCALED_IGNORE = ["spec.replicas"]
+# The provider's annotation for a forced apply (otherwise a conflict with another field manager,
+# e.g. the HPA's `kube-controller-manager` on `spec.replicas`, fails the update).
+PATCH_FORCE = "pulumi.com/patchForce"
 
 
 class WorkloadBuilder:
@@ -98,11 +120,12 @@ class WorkloadBuilder:
         }
         if w.revision_history is not None:
             spec["revisionHistoryLimit"] = w.revision_history
-        minutes = rollout_minutes(w.replicas, int(pod.get("terminationGracePeriodSeconds", 30)))
+        minutes = rollout_minutes(w.most, int(pod.get("terminationGracePeriodSeconds", 30)))
         opts = pulumi.ResourceOptions(
             parent=self._parent,
             depends_on=w.depends_on,
             custom_timeouts=pulumi.CustomTimeouts(create=f"{minutes}m", update=f"{minutes}m"),
+            ignore_changes=list(AUTOSCALED_IGNORE) if w.autoscaled else None,
         )
         resource: pulumi.CustomResource
         if w.kind == "Deployment":
@@ -121,10 +144,11 @@ class WorkloadBuilder:
                 spec["persistentVolumeClaimRetentionPolicy"] = {"whenDeleted": "Delete", "whenScaled": "Delete"}
                 # A new claim shape is a new set beside the old one, whose pods then drain.
                 suffix = f"-{claims_suffix(w.claim_templates)}"
-            resource = k8s.apps.v1.StatefulSet(
-                f"{self._name}-{w.component}", metadata=self._metadata(w.component, suffix), spec=spec, opts=opts
-            )
-        if w.replicas >= 2:
+            metadata = self._metadata(w.component, suffix)
+            if w.force:
+                metadata["annotations"] = {PATCH_FORCE: "true"}
+            resource = k8s.apps.v1.StatefulSet(f"{self._name}-{w.component}", metadata=metadata, spec=spec, opts=opts)
+        if w.most >= 2:
             budget: Manifest = {"maxUnavailable": 1, "selector": {"matchLabels": selector(self._instance, w.component)}}
             k8s.policy.v1.PodDisruptionBudget(
                 f"{self._name}-{w.component}-pdb",
@@ -135,7 +159,7 @@ class WorkloadBuilder:
         return resource
 
     def service(
-        self, component: str, *, headless: bool = False, service_type: str | None = "ClusterIP"
+        self, component: str, *, headless: bool = False, service_type: str | None = "ClusterIP", row: str | None = None
     ) -> k8s.core.v1.Service:
         """A Service for every port the table gives `component`. Headless (with not-ready pods
         published) gives each StatefulSet pod a DNS name, for fetching logs from it."""
@@ -143,7 +167,7 @@ class WorkloadBuilder:
             "selector": selector(self._instance, component),
             "ports": [
                 {"name": p.name, "port": p.number, "targetPort": p.name, "protocol": p.protocol}
-                for p in self._roster.ports(component)
+                for p in self._roster.ports(row or component)
             ],
         }
         if headless:

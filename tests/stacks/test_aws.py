@@ -322,7 +322,14 @@ BAD = [
         "airflow-k8s:airflow.workers.storageClass",
         "no default StorageClass",
     ),
-]
+    # Issue 15: a worker set's log claims too.
+    (
+        ("aws.cluster.existingName=team-eks", EXISTING[1],
+         "airflow.workerSets=[{name: gpu, queues: [gpu], storageSize: 20Gi}]"),
+        "airflow-k8s:airflow.workerSets.0.storageClass",
+        "no default StorageClass",
+    ),
+]  # fmt: skip
 
 PROD_BAD = [
     (

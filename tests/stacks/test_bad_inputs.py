@@ -495,7 +495,89 @@ CASES = [
         "'Admin', 'Op', 'User', 'Viewer', 'Public'",
     ),
     ("airflow.flower.user=ops:team", "airflow-k8s:airflow.flower.user", "must match"),
+    # Issue 15, items 3 and 4: worker sets and KEDA autoscaling.
+    (
+        "airflow.workerSets=[{name: gpu, queues: [gpu]}, {name: gpu, queues: [ml]}]",
+        "airflow-k8s:airflow.workerSets.1.name",
+        "worker set 'gpu' is declared twice",
+    ),
+    (
+        "airflow.workerSets=[{name: gpu, queues: [gpu]}, {name: ml, queues: [ml, gpu]}]",
+        "airflow-k8s:airflow.workerSets.1.queues.1",
+        "queue 'gpu' is already consumed by workerSets.0",
+    ),
+    (
+        "airflow.workerSets=[{name: dflt, queues: [default]}]",
+        "airflow-k8s:airflow.workerSets.0.queues.0",
+        "queue 'default' is already consumed by workers",
+    ),
+    ("airflow.workerSets=[{name: gpu, queues: []}]", "airflow-k8s:airflow.workerSets.0.queues", "at least 1 item"),
+    ("airflow.workerSets=[{name: gpu}]", "airflow-k8s:airflow.workerSets.0.queues", "required"),
+    ("airflow.workerSets=[{name: GPU, queues: [gpu]}]", "airflow-k8s:airflow.workerSets.0.name", "must match"),
+    ("airflow.workerSets=[{name: 0a1b2c, queues: [x]}]", "airflow-k8s:airflow.workerSets.0.name", "suffix"),
+    ('airflow.workerSets=[{name: gpu, queues: ["a b"]}]', "airflow-k8s:airflow.workerSets.0.queues.0", "must match"),
+    (
+        "airflow.workerSets=[{name: gpu, queues: [gpu], concurrency: 8, resources: {memoryLimit: 1Gi}}]",
+        "airflow-k8s:airflow.workerSets.0.resources.memoryLimit",
+        "cannot hold 8 concurrent tasks",
+    ),
+    (
+        "airflow.workerSets=[{name: gpu, queues: [gpu], extraEnv: [{name: AIRFLOW__CELERY__WORKER_CONCURRENCY, value: '2'}]}]",
+        "airflow-k8s:airflow.workerSets.0.extraEnv.0.name",
+        "set by the program",
+    ),
+    (
+        "airflow.workers.autoscaling={enabled: true, minReplicas: 4, maxReplicas: 2}",
+        "airflow-k8s:airflow.workers.autoscaling.maxReplicas",
+        "2 is below minReplicas (4)",
+    ),
+    (
+        "airflow.workerSets=[{name: gpu, queues: [gpu], autoscaling: {enabled: true, maxReplicas: 0}}]",
+        "airflow-k8s:airflow.workerSets.0.autoscaling.maxReplicas",
+        "greater than or equal to 1",
+    ),
+    ("airflow.keda.source=operator", "airflow-k8s:airflow.keda.source", "'install', 'existing'"),
+    ("airflow.keda.databaseCaFile=/ca.pem", "airflow-k8s:airflow.keda.databaseCaFile", "only with source: existing"),
 ]
+
+# Autoscaling and worker sets need Celery (two overrides: the case table takes one).
+KEDA_CASES = [
+    (
+        ["airflow.executor=KubernetesExecutor", "airflow.workers.autoscaling={enabled: true}"],
+        "airflow-k8s:airflow.workers.autoscaling.enabled",
+        "needs the CeleryExecutor",
+    ),
+    (
+        ["airflow.executor=KubernetesExecutor", "airflow.workerSets=[{name: gpu, queues: [gpu]}]"],
+        "airflow-k8s:airflow.workerSets",
+        "needs the CeleryExecutor",
+    ),
+    (
+        ["database.mode=external", "database.external={host: db.example.com, password: p, sslmode: verify-full, "
+         "ca: {configMap: db-ca}}", "airflow.workers.autoscaling={enabled: true}"],
+        "airflow-k8s:database.external.ca",
+        "give the CA as pem",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("overrides,key,fragment", KEDA_CASES)
+def test_bad_autoscaling_input_names_key_and_registers_nothing(overrides: list[str], key: str, fragment: str) -> None:
+    config, secret_keys = load_stack_config("local", overrides)
+    run = engine.run(program, config=config, secret_keys=secret_keys, stack="local")
+    assert run.error is not None and key + ":" in str(run.error) and fragment in str(run.error), run.error
+    assert run.resources == []
+
+
+def test_existing_keda_with_a_shipped_ca_needs_its_path() -> None:
+    over = [
+        "airflow.workerSets=[{name: gpu, queues: [gpu], autoscaling: {enabled: true}}]",
+        "airflow.keda.source=existing",
+    ]
+    config, secret_keys = load_stack_config("aws-dev", over)
+    run = engine.run(program, config=config, secret_keys=secret_keys, stack="aws-dev")
+    assert run.error is not None and "airflow-k8s:airflow.keda.databaseCaFile:" in str(run.error), run.error
+    assert run.resources == []
 
 
 @pytest.mark.parametrize("override,key,fragment", [c for c in CASES if c[1]])

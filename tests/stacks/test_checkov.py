@@ -14,6 +14,7 @@ import yaml
 from stacks.tooling.render import stack_names, write
 from tests.render import render
 from tests.stacks.test_local_render import VARIANTS
+from tests.stacks.test_worker_sets import GPU as GPU_SETS
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKOV = Path(os.environ.get("CHECKOV_BIN", ROOT / ".ci" / ".checkov-venv" / "bin" / "checkov"))
@@ -106,6 +107,9 @@ CASES = [(stack, ()) for stack in stack_names()] + [
             "/providers/Microsoft.KeyVault/vaults/team-kv",
         ),
     ),
+    # Issue 15, items 3 and 4: worker sets (StatefulSets, Services, PDBs, NetworkPolicies) and
+    # KEDA's objects (its Namespace, the DB connection Secret, the ScaledObjects).
+    ("local", (GPU_SETS, "airflow.workers.autoscaling={enabled: true}")),
     # Issue 14: single sign-on (the webserver_config.py ConfigMap and its mount, the client secret)
     # behind the UI's Ingress, and Flower behind basic auth (its Secret reference, its HTTP probes).
     (

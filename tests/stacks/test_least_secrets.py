@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.render import airflow_pods, containers, env_of, is_airflow, named, render, workloads
+from tests.render import airflow_pods, containers, env_of, is_airflow, named, render, table_row, workloads
 from tests.stacks.test_local_render import VARIANTS
 
 # Secret key -> the components whose Airflow containers may receive it (init containers included).
@@ -64,7 +64,8 @@ def _secret_refs(c: dict) -> set[str]:
 def test_each_airflow_container_holds_only_the_secrets_its_process_uses(variant: str) -> None:
     run = render("local", *(EVERYTHING if variant == "everything" else VARIANTS[variant]))
     seen: dict[str, set[str]] = {}
-    for comp, spec in airflow_pods(run):
+    for label, spec in airflow_pods(run):
+        comp = table_row(label)
         for c in containers(spec):
             if not is_airflow(c):
                 continue

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
 from stacks.tooling.cli import main as render_main
 from stacks.tooling.render import stack_names
+from tests.keda_schema import SCHEMAS as KEDA_SCHEMAS
 from tests.render import K8S_VERSIONS, named, objects, pod_spec, render
 
 VARIANTS = {
@@ -38,6 +40,13 @@ VARIANTS = {
         "airflow.pools={etl: {slots: 4, description: ETL jobs}, default_pool: {slots: 64}}",
         "airflow.secretVariables={api_token: {secure: v1}}",
         "airflow.connections={warehouse: {secure: v2}}",
+    ),
+    # Issue 15, items 3 and 4: worker sets, KEDA installed, ScaledObjects (checked against
+    # tests/keda_schema.py, the Kubernetes schemas having no KEDA kinds).
+    "worker-sets+keda": (
+        "airflow.workerSets=[{name: gpu, queues: [gpu], concurrency: 4, autoscaling: {enabled: true, minReplicas: 0}}, "
+        "{name: io, queues: [io], storageSize: 5Gi}]",
+        "airflow.workers.autoscaling={enabled: true}",
     ),
     # Issue 14.5, with the key in an existing Secret (a privateKey must be a Pulumi secret:
     # tests/stacks/test_git_ssh.py renders that way too).
@@ -114,8 +123,12 @@ def test_every_object_is_strictly_valid(variant: str, version: str) -> None:
     failures = []
     for obj in objects(run, reveal=True):
         try:
-            kubernetes_validate.validate(obj, version, strict=True)
-        except kubernetes_validate.ValidationError as e:  # collect all, report together
+            if obj["apiVersion"].startswith("keda.sh/"):
+                jsonschema.validate(obj, KEDA_SCHEMAS[obj["kind"]])
+            else:
+                kubernetes_validate.validate(obj, version, strict=True)
+        # kubernetes_validate's error is jsonschema's; collect all, report together.
+        except jsonschema.ValidationError as e:
             failures.append(f"{obj['kind']}/{obj['metadata'].get('name')}: {e.message} at {list(e.path)}")
     assert not failures, "\n".join(failures)
 
