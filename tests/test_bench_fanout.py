@@ -78,3 +78,24 @@ def test_bench_dag_parses_as_one_start_fifty_parallel_tasks_and_one_join() -> No
     assert tasks["start"] == holds
     assert all(tasks[h] == ["join"] for h in holds) and tasks["join"] == []
     assert parsed["max_active_tasks"] == 16  # the DAG sets none: Airflow's [core] default applies
+
+
+def test_move_ports_moves_each_fixed_port_and_nothing_that_merely_contains_it() -> None:
+    spec = {
+        "args": ["api-server", "--port", "8080"],
+        "env": [
+            {
+                "name": "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+                "value": "http://api.svc.cluster.local:8080/execution/",
+            },
+            {"name": "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", "value": "8793"},
+            {"name": "OTHER", "value": "18080 80801 a8080"},
+        ],
+        "ports": [{"name": "api", "containerPort": 8080}],
+    }
+    moved = bench.move_ports(spec, {8080: 41000, 8793: 41001})
+    assert moved["args"][-1] == "41000"
+    assert moved["env"][0]["value"] == "http://api.svc.cluster.local:41000/execution/"
+    assert moved["env"][1]["value"] == "41001"
+    assert moved["env"][2]["value"] == "18080 80801 a8080"
+    assert moved["ports"][0]["containerPort"] == 41000

@@ -4,7 +4,7 @@ Helm chart's defaults at the same worker concurrency. Prints, side by side, the 
 triggering a run to its success and the peak number of metadata-DB connections, each the median of
 several runs. A benchmark that prints figures, not a timed test.
 
-    python -m tests.e2e.bench_fanout [--runs 3] [--set KEY=VALUE ...] [--json OUT]
+    python -m tests.e2e.bench_fanout [--runs 3] [--set KEY=VALUE ...] [--json OUT] [--no-lock]
 
 Both variants are the same processes on the same machine, booted the same way as the e2e suite
 (tests/e2e/harness.py): PostgreSQL and Redis on loopback, then api-server, scheduler, dag-processor,
@@ -12,8 +12,10 @@ triggerer and one Celery worker, each from the local stack's rendered container.
 differs is the Airflow configuration those processes get (`chart_env`): the render's own settings,
 or the chart's `config:` values expressed as `AIRFLOW__*` variables in their place. Endpoints,
 secrets and paths (`WIRING`) stay as rendered in both, since the chart's equivalents only name its
-own Services. Each variant parses the DAG and runs it once unmeasured (imports warm, first forks
-done) before the measured runs. The e2e lock is held throughout, so e2e runs on this machine wait.
+own Services. The two stacks run side by side on ports of their own (`move_ports`); each parses the
+DAG and runs it once unmeasured (imports warm, first forks done), then their measured runs
+alternate, one DAG run at a time. By default the e2e lock is held throughout, so e2e runs on this
+machine wait and do not share its two cores with the measurement.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
+import re
 import shutil
 import socket
 import statistics
@@ -36,7 +39,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.harness import AIRFLOW_VENV, E2E, Api, Cluster, Postgres, Process, airflow_containers
+from tests.e2e.harness import AIRFLOW_VENV, E2E, Api, Cluster, Postgres, Process, airflow_containers, free_port
 from tests.e2e.test_airflow_e2e import DB_PASSWORD, REDIS_PASSWORD, Deployment, _render_objects
 
 DAG_ID = "bench_fanout"
@@ -198,9 +201,10 @@ class StatsdSink:
     """The chart's statsd-exporter, as far as Airflow can tell: a UDP socket on :9125 that takes the
     metrics (read and dropped, so the kernel never refuses them)."""
 
-    def __init__(self, port: int = 9125) -> None:
+    def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", port))
+        self.sock.bind(("127.0.0.1", 0))
+        self.port: int = self.sock.getsockname()[1]
         self.received = 0
         threading.Thread(target=self._drain, daemon=True).start()
 
@@ -254,13 +258,31 @@ class VariantResult:
         return statistics.median(getattr(r, attr) for r in self.runs)
 
 
+# The ports the render fixes (api-server, worker and triggerer log servers, scheduler health check):
+# each benchmark stack gets free ones instead, so the two stacks run side by side and nothing else
+# listening on this machine answers in their place.
+FIXED_PORTS = (8080, 8793, 8794, 8974)
+
+
+def move_ports(spec: dict[str, Any], ports: Mapping[int, int]) -> dict[str, Any]:
+    """A container spec with each fixed port number (in args, plain env values, probes and
+    containerPorts) replaced; values from Secrets are references here and stay untouched."""
+    text = json.dumps(spec)
+    for old, new in ports.items():
+        text = re.sub(rf"(?<![0-9A-Za-z]){old}(?![0-9A-Za-z])", str(new), text)
+    return json.loads(text)
+
+
 class BenchDeployment(Deployment):
-    """The local stack's render, running, with the bench DAG only; `variant` "chart" swaps each
-    long-running container's Airflow settings for the chart's defaults (chart_env)."""
+    """The local stack's render, running, with the bench DAG only, on ports of its own; `variant`
+    "chart" swaps each long-running container's Airflow settings for the chart's defaults
+    (chart_env) and points its statsd client at a sink."""
 
     def __init__(self, base: Path, variant: str, overrides: tuple[str, ...] = ()) -> None:
         super().__init__(base, overrides)
         self.variant = variant
+        self.ports = {p: free_port() for p in FIXED_PORTS}
+        self.sink = StatsdSink() if variant == "chart" else None
 
     def overrides(self) -> tuple[str, ...]:
         return (
@@ -279,6 +301,8 @@ class BenchDeployment(Deployment):
         shutil.copytree(DAGS, dags, dirs_exist_ok=True)
         self.cluster = Cluster(objects, dags, self.base)
         self.containers = airflow_containers(objects)
+        for c in self.containers.values():
+            c.spec = move_ports(c.spec, self.ports)
         self.admin_password = self.cluster.secrets["airflow-secrets"]["admin-password"]
         for job in ("migrate", "create-user"):
             p = Process(self.cluster, self.containers[job]).start()
@@ -295,8 +319,16 @@ class BenchDeployment(Deployment):
         p = Process(self.cluster, self.containers[comp])
         if self.variant == "chart":
             p.env = chart_env(p.env)
+            if self.sink:
+                for key in ("metrics.statsd_port", "scheduler.statsd_port"):
+                    p.env[env_name(key)] = str(self.sink.port)
         self.procs[comp] = p.start()
         return p
+
+    def stop(self) -> None:
+        super().stop()
+        if self.sink:
+            self.sink.close()
 
     def run_once(self, sampler: ConnectionSampler) -> RunFigures:
         idle = sampler.samples[-1][1] if sampler.samples else 0
@@ -329,44 +361,53 @@ class BenchDeployment(Deployment):
 
 
 @contextmanager
-def e2e_lock() -> Iterator[None]:
+def e2e_lock(take: bool) -> Iterator[None]:
+    if not take:
+        yield
+        return
     with open(LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
 
-def run_variant(variant: str, runs: int, overrides: tuple[str, ...], log: Any) -> VariantResult:
-    base = Path(tempfile.mkdtemp(prefix=f"airflow-k8s-bench-{variant}-"))
-    d = BenchDeployment(base, variant, overrides)
-    result = VariantResult(variant)
-    sink = StatsdSink() if variant == "chart" else None
-    sampler: ConnectionSampler | None = None
+def run_all(runs: int, overrides: tuple[str, ...], log: Any) -> dict[str, VariantResult]:
+    """Both stacks booted side by side, each warmed up with one unmeasured run, then their measured
+    runs alternated (local first in odd rounds, chart first in even ones), so load from anything
+    else on the machine falls on both alike. Only one stack runs a DAG at a time; the other idles."""
+    stacks: dict[str, BenchDeployment] = {}
+    samplers: dict[str, ConnectionSampler] = {}
+    results = {v: VariantResult(v) for v in ("local", "chart")}
     try:
-        d.start_servers()
-        d.boot()
-        result.env = {c: dict(p.env) for c, p in d.procs.items()}
-        d.api.login("admin", d.admin_password)
-        d.wait_for_dag(DAG_ID, timeout=300)
-        sampler = ConnectionSampler(d.pg)
-        log(f"[{variant}] warm-up run")
-        warm = d.run_once(sampler)
-        log(f"[{variant}] warm-up: {warm.row()}")
-        for i in range(runs):
+        for variant in results:
+            d = stacks[variant] = BenchDeployment(
+                Path(tempfile.mkdtemp(prefix=f"airflow-k8s-bench-{variant}-")), variant, overrides
+            )
+            log(f"[{variant}] booting (ports {d.ports})")
+            d.start_servers()
+            d.boot()
+            results[variant].env = {c: dict(p.env) for c, p in d.procs.items()}
             d.api.login("admin", d.admin_password)
-            time.sleep(5)  # let the previous run's connections settle back to idle
-            figures = d.run_once(sampler)
-            log(f"[{variant}] run {i + 1}/{runs}: {figures.row()}")
-            result.runs.append(figures)
-        if sink:
-            result.statsd_packets = sink.received
+            d.wait_for_dag(DAG_ID, timeout=300)
+            samplers[variant] = ConnectionSampler(d.pg)
+        for variant, d in stacks.items():
+            log(f"[{variant}] warm-up: {d.run_once(samplers[variant]).row()}")
+        for i in range(runs):
+            for variant in ("local", "chart") if i % 2 == 0 else ("chart", "local"):
+                d = stacks[variant]
+                d.api.login("admin", d.admin_password)
+                time.sleep(5)  # the previous run's connections settle back to idle
+                figures = d.run_once(samplers[variant])
+                log(f"[{variant}] run {i + 1}/{runs}: {figures.row()}")
+                results[variant].runs.append(figures)
+        sink = stacks["chart"].sink
+        results["chart"].statsd_packets = sink.received if sink else 0
     finally:
-        if sampler:
+        for sampler in samplers.values():
             sampler.stop()
-        if sink:
-            sink.close()
-        d.stop()
-        shutil.rmtree(base, ignore_errors=True)
-    return result
+        for d in stacks.values():
+            d.stop()
+            shutil.rmtree(d.base, ignore_errors=True)
+    return results
 
 
 def report(results: Mapping[str, VariantResult], concurrency: str) -> str:
@@ -406,6 +447,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3, help="measured runs per variant (default 3)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the local stack's config")
     ap.add_argument("--json", type=Path, help="write every run's figures here")
+    ap.add_argument(
+        "--no-lock",
+        action="store_true",
+        help="do not wait for the e2e lock (the stacks use ports of their own; other load adds noise)",
+    )
     args = ap.parse_args(argv)
     if not (AIRFLOW_VENV / "bin" / "airflow").exists():
         raise SystemExit(f"no Airflow virtualenv at {AIRFLOW_VENV}: `bash .ci/run` builds it")
@@ -414,10 +460,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
 
     overrides = tuple(args.set)
-    results: dict[str, VariantResult] = {}
-    with e2e_lock():
-        for variant in ("local", "chart"):
-            results[variant] = run_variant(variant, args.runs, overrides, log)
+    with e2e_lock(not args.no_lock):
+        results = run_all(args.runs, overrides, log)
     concurrency = results["local"].env["worker"].get(env_name("celery.worker_concurrency"), "?")
     print(report(results, concurrency))
     if args.json:
