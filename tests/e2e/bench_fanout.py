@@ -415,7 +415,7 @@ def report(results: Mapping[str, VariantResult], concurrency: str) -> str:
     lines = [
         f"fan-out DAG {DAG_ID}: start -> 50 x sleep(2) -> join; 1 Celery worker, concurrency {concurrency}; "
         f"median of {len(local.runs)} runs after 1 warm-up each",
-        f"{'':34}{'local render':>16}{'chart defaults':>16}",
+        f"{'':34}{'local render':>24}{'chart defaults':>24}",
     ]
     for attr, label in (
         ("wall_s", "wall time, trigger to success (s)"),
@@ -424,10 +424,10 @@ def report(results: Mapping[str, VariantResult], concurrency: str) -> str:
         ("idle_connections", "idle metadata-DB connections"),
         ("max_running", "most tasks running at once"),
     ):
-        lines.append(f"{label:34}{local.median(attr):>16g}{chart.median(attr):>16g}")
+        lines.append(f"{label:34}{local.median(attr):>24g}{chart.median(attr):>24g}")
         lines.append(
-            f"{'  each run':34}{', '.join(f'{getattr(r, attr):g}' for r in local.runs):>16}"
-            f"{', '.join(f'{getattr(r, attr):g}' for r in chart.runs):>16}"
+            f"{'  each run':34}{', '.join(f'{getattr(r, attr):g}' for r in local.runs):>24}"
+            f"{', '.join(f'{getattr(r, attr):g}' for r in chart.runs):>24}"
         )
     faster = local.median("wall_s") <= chart.median("wall_s")
     fewer = local.median("peak_connections") <= chart.median("peak_connections")
