@@ -12,8 +12,8 @@ from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 from pydantic import AfterValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from components.airflow import pools as pools_job
-from components.airflow.pools import Pool, check_pools
 from components.airflow.autoscaling import KEDA_CONNECTIONS_PER_SCALED_OBJECT, Autoscaling, Keda
+from components.airflow.pools import Pool, check_pools
 from components.airflow.sso import CLIENT_SECRET_VARIABLE, Sso
 from components.kube_types import (
     Affinity,
