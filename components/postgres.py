@@ -12,7 +12,7 @@ from __future__ import annotations
 import pulumi
 from pydantic import Field
 
-from components.endpoints import DatabaseEndpoint
+from components.endpoints import DatabaseEndpoint, DatabaseLimit
 from components.settings import Quantity, Resources, SettingsModel, resources_field
 from components.single_server import SingleServer
 
@@ -38,6 +38,11 @@ PGDATA = f"{DATA_MOUNT}/pgdata"
 # server on the Unix socket only, so the pod is not ready until the real server listens.
 _PG_ISREADY = ["pg_isready", "--host=127.0.0.1", f"--port={PORT}", f"--username={USER}", f"--dbname={DATABASE}"]
 
+# PostgreSQL's defaults for max_connections and superuser_reserved_connections
+# (https://www.postgresql.org/docs/17/runtime-config-connection.html); the image changes neither.
+DEFAULT_MAX_CONNECTIONS = 100
+SUPERUSER_RESERVED = 3
+
 # Characters that need URL-encoding are kept on purpose, so every consumer is forced to encode.
 PASSWORD_SPECIALS = "!#$%&*()-_=+[]{}<>:?@/"
 
@@ -47,6 +52,23 @@ class InClusterDatabase(SettingsModel):
     storage_size: Quantity = Field("8Gi", description="Data volume size.")
     storage_class: str | None = Field(None, description="StorageClass of the data volume; unset: cluster default.")
     resources: Resources = resources_field("250m", "512Mi", "1Gi")
+    max_connections: int | None = Field(
+        None,
+        ge=25,
+        le=5000,
+        description="The server's max_connections; unset: PostgreSQL's default 100 (Airflow's connection budget "
+        "is checked against it, less the 3 superuser-reserved).",
+    )
+
+    def connection_limit(self) -> DatabaseLimit:
+        n = self.max_connections or DEFAULT_MAX_CONNECTIONS
+        return DatabaseLimit(
+            max_connections=n,
+            reserved=SUPERUSER_RESERVED,
+            source=f"in-cluster PostgreSQL max_connections {n}"
+            f"{'' if self.max_connections else ' (the default)'}, less {SUPERUSER_RESERVED} superuser-reserved",
+            larger="a higher database.inCluster.maxConnections (and memory)",
+        )
 
 
 class InClusterPostgres(pulumi.ComponentResource):
@@ -92,6 +114,9 @@ class InClusterPostgres(pulumi.ComponentResource):
             res=settings.resources,
             probe_command=_PG_ISREADY,
             extra={
+                # The image's entrypoint passes arguments that start with '-' on to `postgres`; only
+                # when set, so a stack without it renders the same StatefulSet as before.
+                **({"args": ["-c", f"max_connections={settings.max_connections}"]} if settings.max_connections else {}),
                 "env": [
                     {"name": "POSTGRES_USER", "value": USER},
                     {"name": "POSTGRES_DB", "value": DATABASE},

@@ -84,7 +84,7 @@ CASES = [
     (
         "database={mode: external, external: {host: h, password: p, hots: x}}",
         "airflow-k8s:database.external.hots",
-        "not a known key (allowed: ca, host, name, password, port, sslmode, user)",
+        "not a known key (allowed: ca, host, maxConnections, name, password, port, sslmode, user)",
     ),
     # Issue 10.11: a worker limit that cannot hold its concurrency (the local stack runs 8).
     (
