@@ -56,19 +56,29 @@ class InClusterDatabase(SettingsModel):
         None,
         ge=25,
         le=5000,
-        description="The server's max_connections; unset: PostgreSQL's default 100 (Airflow's connection budget "
-        "is checked against it, less the 3 superuser-reserved).",
+        description="The server's max_connections; unset: PostgreSQL's default 100, raised to Airflow's peak "
+        'connections plus the 3 superuser-reserved when that is more (README, "Database connection budget").',
     )
 
-    def connection_limit(self) -> DatabaseLimit:
-        n = self.max_connections or DEFAULT_MAX_CONNECTIONS
+    def connection_limit(self, peak: int | None = None) -> DatabaseLimit:
+        """What the server allows: the setting, else the default raised to `peak` (Airflow's)."""
+        n = self.effective_max_connections(peak) or DEFAULT_MAX_CONNECTIONS
+        how = "" if self.max_connections else " (unset: the default, or Airflow's peak when higher)"
         return DatabaseLimit(
             max_connections=n,
             reserved=SUPERUSER_RESERVED,
-            source=f"in-cluster PostgreSQL max_connections {n}"
-            f"{'' if self.max_connections else ' (the default)'}, less {SUPERUSER_RESERVED} superuser-reserved",
+            source=f"in-cluster PostgreSQL max_connections {n}{how}, less {SUPERUSER_RESERVED} superuser-reserved",
             larger="a higher database.inCluster.maxConnections (and memory)",
         )
+
+    def effective_max_connections(self, peak: int | None) -> int | None:
+        """The max_connections to start the server with; None: PostgreSQL's default (so a stack that
+        fits it renders the same StatefulSet as before the budget existed)."""
+        if self.max_connections is not None:
+            return self.max_connections
+        if peak is not None and peak + SUPERUSER_RESERVED > DEFAULT_MAX_CONNECTIONS:
+            return min(peak + SUPERUSER_RESERVED, 5000)
+        return None
 
 
 class InClusterPostgres(pulumi.ComponentResource):
@@ -89,6 +99,7 @@ class InClusterPostgres(pulumi.ComponentResource):
         instance: str,
         settings: InClusterDatabase,
         network_policy: bool = True,
+        max_connections: int | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """Create the database.
@@ -100,6 +111,8 @@ class InClusterPostgres(pulumi.ComponentResource):
                 labelled `app.kubernetes.io/instance: <instance>` may connect.
             settings: image, volume size and class, requests and limits.
             network_policy: create the NetworkPolicy that admits only this instance's pods.
+            max_connections: the server's max_connections (settings.effective_max_connections); None:
+                PostgreSQL's default.
             opts: options of the component; pass the Kubernetes provider as `providers=[...]`.
         """
         super().__init__("airflow-k8s:incluster:Postgres", name, None, opts)
@@ -116,7 +129,7 @@ class InClusterPostgres(pulumi.ComponentResource):
             extra={
                 # The image's entrypoint passes arguments that start with '-' on to `postgres`; only
                 # when set, so a stack without it renders the same StatefulSet as before.
-                **({"args": ["-c", f"max_connections={settings.max_connections}"]} if settings.max_connections else {}),
+                **({"args": ["-c", f"max_connections={max_connections}"]} if max_connections else {}),
                 "env": [
                     {"name": "POSTGRES_USER", "value": USER},
                     {"name": "POSTGRES_DB", "value": DATABASE},

@@ -551,7 +551,13 @@ class StackConfig(SettingsModel):
             return self.azure.database.connection_limit()
         if self.database.mode == "external":
             return self.database.external.connection_limit() if self.database.external else None
-        return self.database.in_cluster.connection_limit()
+        return self.database.in_cluster.connection_limit(connection_budget(self.airflow).total)
+
+    @property
+    def in_cluster_max_connections(self) -> int | None:
+        """The in-cluster server's max_connections: its setting, else PostgreSQL's default raised to
+        Airflow's peak when that is more (None: the default)."""
+        return self.database.in_cluster.effective_max_connections(connection_budget(self.airflow).total)
 
     @property
     def pgbouncer(self) -> bool:

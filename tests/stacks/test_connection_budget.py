@@ -102,10 +102,10 @@ OVER = [
         "airflow-k8s:airflow.apiServer.replicas",
         "needs 92 metadata-DB connections at peak, the database allows 35 (57 over)",
     ),
-    # In-cluster at PostgreSQL's default 100 (97 usable): 4 workers of 16.
+    # In-cluster with max_connections set to PostgreSQL's default 100 (97 usable): 4 workers of 16.
     (
         "local",
-        ("airflow.workers={replicas: 4, concurrency: 16}",),
+        ("airflow.workers={replicas: 4, concurrency: 16}", "database.inCluster.maxConnections=100"),
         "airflow-k8s:airflow.workers.replicas",
         "needs 140 metadata-DB connections at peak, the database allows 97 (43 over)",
     ),
@@ -139,6 +139,7 @@ def test_over_budget_is_refused_naming_the_key_the_figures_and_the_knobs(
 
 def test_over_budget_exits_2_from_the_render(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
     args = ["local", "--out", str(tmp_path), "--set", "airflow.workers={replicas: 4, concurrency: 16}"]
+    args += ["--set", "database.inCluster.maxConnections=100"]
     assert render_main(args) == 2
     err = capsys.readouterr().err
     assert "airflow-k8s:airflow.workers.replicas: Airflow needs 140 metadata-DB connections" in err
@@ -148,13 +149,15 @@ def test_over_budget_exits_2_from_the_render(capsys: pytest.CaptureFixture[str],
 def test_the_error_names_the_larger_database_of_each_cloud() -> None:
     assert "a larger aws.database.instanceClass" in refused("aws-dev", "airflow.workers.replicas=20")
     assert "a larger azure.database.skuName" in refused("azure-dev", "azure.database.skuName=Standard_B1ms")
-    assert "database.inCluster.maxConnections" in refused("local", "airflow.workers.replicas=12")
+    assert "database.inCluster.maxConnections" in refused(
+        "local", "airflow.workers.replicas=12", "database.inCluster.maxConnections=100"
+    )
 
 
 def test_a_pooler_in_front_passes_the_check() -> None:
     unchecked = "database={mode: external, external: {host: db, password: p}}"
     budget = connection_budget(config_of("local", unchecked, "airflow.workers.replicas=12").airflow)
-    limit = InClusterDatabase.model_validate({}).connection_limit()
+    limit = InClusterDatabase.model_validate({"maxConnections": 100}).connection_limit()
     assert check(budget, limit) is not None
     assert check(budget, limit, pooler=True) is None
 
@@ -263,13 +266,26 @@ def test_an_unknown_flexible_sku_is_refused() -> None:
     assert "airflow-k8s:azure.database.skuName: Standard_B3ms is not a Flexible Server SKU" in message
 
 
-def test_the_in_cluster_server_takes_max_connections_only_when_set() -> None:
-    spec = named(render("local"), "StatefulSet", "airflow-postgresql")["spec"]["template"]["spec"]
-    assert "args" not in spec["containers"][0]  # unchanged for existing stacks
-    run = render("local", "database.inCluster.maxConnections=300", "airflow.workers.replicas=12")
+def _pg_args(run) -> list[str] | None:  # noqa: ANN001
     assert run.error is None, run.error
-    spec = named(run, "StatefulSet", "airflow-postgresql")["spec"]["template"]["spec"]
-    assert spec["containers"][0]["args"] == ["-c", "max_connections=300"]
+    return named(run, "StatefulSet", "airflow-postgresql")["spec"]["template"]["spec"]["containers"][0].get("args")
+
+
+def test_the_in_cluster_server_keeps_postgresqls_default_while_the_peak_fits_it() -> None:
+    assert _pg_args(render("local")) is None  # 84 at peak: the StatefulSet is what it was before the budget
+
+
+def test_the_in_cluster_server_is_raised_to_the_peak_when_that_is_more() -> None:
+    # 12 workers of 8: 172 at peak, so 175 with the 3 reserved; the defaults' 143 gives 146.
+    assert _pg_args(render("local", "airflow.workers.replicas=12")) == ["-c", "max_connections=175"]
+    assert config_of("local", "airflow.triggerer.replicas=2").in_cluster_max_connections is None  # 86
+    from stacks.config import parse
+
+    assert parse({"kubernetes": {"context": "x"}}).in_cluster_max_connections == 146
+
+
+def test_the_in_cluster_setting_wins() -> None:
+    assert _pg_args(render("local", "database.inCluster.maxConnections=300")) == ["-c", "max_connections=300"]
 
 
 def test_an_external_database_without_max_connections_is_a_warning_not_a_check() -> None:
