@@ -199,7 +199,7 @@ def connection_budget(
     def pool(name: str) -> Pool:
         options = component(name).options
         if options is None:
-            return pool_of(settings, PodOptions(), "airflow")
+            return pool_of(settings, PodOptions.model_validate({}), "airflow")
         return pool_of(settings, getattr(settings, options), f"airflow.{to_camel(options)}")
 
     if "api-server" in present:
@@ -208,16 +208,18 @@ def connection_budget(
                           "sync + async pool per uvicorn worker", "airflow.apiServer.replicas"))  # fmt: skip
     if "scheduler" in present:
         p = pool("scheduler")
-        # The scheduling loop (one thread: jobs/scheduler_job_runner.py), the health-check server, a
-        # separate process it forks (cli/commands/scheduler_command.py `_serve_health_check`,
-        # utils/scheduler_health.py, one request at a time), and under Celery the executor's state
+        # The scheduling loop (one thread: jobs/scheduler_job_runner.py); beside its session, one
+        # independent connection at a time on the same thread: under Celery the executor's state
         # fetch through the result backend (providers/celery/executors/celery_executor_utils.py
-        # `BulkStateFetcher._get_many_from_db_backend`: a NullPool engine outside a fork, one
-        # connection beside the loop's own session). The KubernetesExecutor's watcher process and
-        # the Celery send processes touch no DB.
-        each = p.bounded(1) + p.bounded(1) + (1 if "worker" in present else 0)
+        # `BulkStateFetcher._get_many_from_db_backend`, a NullPool engine outside a fork), under the
+        # KubernetesExecutor its adoption check (providers/cncf/kubernetes/executors/
+        # kubernetes_executor.py, `create_session(scoped=False)` inside the scheduler's transaction);
+        # and the health-check server, a process of its own (cli/commands/scheduler_command.py
+        # `_serve_health_check`, utils/scheduler_health.py, one request at a time). The Kubernetes
+        # watcher process and the Celery send processes touch no DB.
+        each = p.bounded(1) + 1 + p.bounded(1)
         terms.append(Term("scheduler", settings.scheduler.replicas, each,
-                          "loop + health check + Celery state fetch", "airflow.scheduler.replicas"))  # fmt: skip
+                          "loop + an independent session + health check", "airflow.scheduler.replicas"))  # fmt: skip
     if "dag-processor" in present:
         p = pool("dag-processor")
         # The manager's loop, plus the in-process execution API that answers its parsing processes

@@ -207,7 +207,7 @@ def test_unlimited_pools_are_unbounded() -> None:
 def test_the_kubernetes_executor_adds_no_task_pod_connections() -> None:
     by = connection_budget(config_of("local", "airflow.executor=KubernetesExecutor").airflow).by_component()
     assert "worker" not in by and "task" not in by
-    assert by["scheduler"] == 2  # no Celery state fetch
+    assert by["scheduler"] == 3  # the adoption check's independent session instead of Celery's fetch
 
 
 def test_flower_and_no_admin_user() -> None:
