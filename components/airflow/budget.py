@@ -250,6 +250,8 @@ def connection_budget(
         if "create-user" in present:
             # FAB's `users create` opens the provider's app (its own session) beside Airflow's engine.
             terms.append(Term("create-user", 1, 2, "FAB's session + Airflow's", "airflow.auth.localAdmin"))
+    # A new pod's `wait-for-migrations` init container (`airflow db check-migrations`, one
+    # connection) finishes before the pod's Airflow container starts: within the pod's figure.
     if surge:
         for t in list(terms):
             if t.component in DEPLOYMENTS and t.component in present and t.pods:
