@@ -120,10 +120,13 @@ def test_the_budget_holds_the_measured_peak_at_full_worker_concurrency(measured:
         time.sleep(0.5)
     else:
         raise AssertionError(f"the fan-out never filled the worker's 8 slots:\n{d.logs()}")
+    jobs = []
     for job in ("migrate", "create-user"):
         p = Process(d.cluster, d.containers[job], name=f"{job}-again")
         p.env["PGAPPNAME"] = job
-        assert p.start().wait(300) == 0, p.tail()
+        jobs.append(p.start())
+    for p in jobs:
+        assert p.wait(300) == 0, p.tail()
     assert d.wait_run(run_id, "e2e_fanout") == "success"
     time.sleep(2)
     sampler.stop()

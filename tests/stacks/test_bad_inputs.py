@@ -459,6 +459,23 @@ CASES = [
         "'Admin', 'Op', 'User', 'Viewer', 'Public'",
     ),
     ("airflow.flower.user=ops:team", "airflow-k8s:airflow.flower.user", "must match"),
+    # Issue 15.1: Airflow's peak metadata-DB connections must fit the database (more cases, per
+    # cloud, in test_connection_budget.py).
+    (
+        "database.inCluster.maxConnections=50",
+        "airflow-k8s:airflow.apiServer.replicas",
+        "needs 84 metadata-DB connections at peak, the database allows 47 (37 over)",
+    ),
+    (
+        "database.inCluster.maxConnections=10",
+        "airflow-k8s:database.inCluster.maxConnections",
+        "greater than or equal to 25",
+    ),
+    (
+        "airflow.config={database.sql_alchemy_max_overflow: lots}",
+        "airflow-k8s:airflow.config.database.sql_alchemy_max_overflow",
+        "'lots' is not an integer",
+    ),
 ]
 
 
