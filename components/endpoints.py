@@ -121,6 +121,22 @@ class DatabaseEndpoint:
 
 
 @dataclass(frozen=True)
+class DatabaseLimit:
+    """What a PostgreSQL server allows Airflow: `max_connections` less the slots it keeps for others
+    (superusers, the cloud's own agents), where those figures come from, and how to get more (the
+    connection-budget error quotes both; components/airflow/budget.py)."""
+
+    max_connections: int
+    reserved: int
+    source: str
+    larger: str
+
+    @property
+    def usable(self) -> int:
+        return self.max_connections - self.reserved
+
+
+@dataclass(frozen=True)
 class BrokerEndpoint:
     """A non-clustered Redis-compatible endpoint for Celery (kombu has no Redis Cluster support).
 

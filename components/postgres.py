@@ -12,7 +12,7 @@ from __future__ import annotations
 import pulumi
 from pydantic import Field
 
-from components.endpoints import DatabaseEndpoint
+from components.endpoints import DatabaseEndpoint, DatabaseLimit
 from components.settings import Quantity, Resources, SettingsModel, resources_field
 from components.single_server import SingleServer
 
@@ -38,6 +38,11 @@ PGDATA = f"{DATA_MOUNT}/pgdata"
 # server on the Unix socket only, so the pod is not ready until the real server listens.
 _PG_ISREADY = ["pg_isready", "--host=127.0.0.1", f"--port={PORT}", f"--username={USER}", f"--dbname={DATABASE}"]
 
+# PostgreSQL's defaults for max_connections and superuser_reserved_connections
+# (https://www.postgresql.org/docs/17/runtime-config-connection.html); the image changes neither.
+DEFAULT_MAX_CONNECTIONS = 100
+SUPERUSER_RESERVED = 3
+
 # Characters that need URL-encoding are kept on purpose, so every consumer is forced to encode.
 PASSWORD_SPECIALS = "!#$%&*()-_=+[]{}<>:?@/"
 
@@ -47,6 +52,33 @@ class InClusterDatabase(SettingsModel):
     storage_size: Quantity = Field("8Gi", description="Data volume size.")
     storage_class: str | None = Field(None, description="StorageClass of the data volume; unset: cluster default.")
     resources: Resources = resources_field("250m", "512Mi", "1Gi")
+    max_connections: int | None = Field(
+        None,
+        ge=25,
+        le=5000,
+        description="The server's max_connections; unset: PostgreSQL's default 100, raised to Airflow's peak "
+        'connections plus the 3 superuser-reserved when that is more (README, "Database connection budget").',
+    )
+
+    def connection_limit(self, peak: int | None = None) -> DatabaseLimit:
+        """What the server allows: the setting, else the default raised to `peak` (Airflow's)."""
+        n = self.effective_max_connections(peak) or DEFAULT_MAX_CONNECTIONS
+        how = "" if self.max_connections else " (unset: the default, or Airflow's peak when higher)"
+        return DatabaseLimit(
+            max_connections=n,
+            reserved=SUPERUSER_RESERVED,
+            source=f"in-cluster PostgreSQL max_connections {n}{how}, less {SUPERUSER_RESERVED} superuser-reserved",
+            larger="a higher database.inCluster.maxConnections (and memory)",
+        )
+
+    def effective_max_connections(self, peak: int | None) -> int | None:
+        """The max_connections to start the server with; None: PostgreSQL's default (so a stack that
+        fits it renders the same StatefulSet as before the budget existed)."""
+        if self.max_connections is not None:
+            return self.max_connections
+        if peak is not None and peak + SUPERUSER_RESERVED > DEFAULT_MAX_CONNECTIONS:
+            return min(peak + SUPERUSER_RESERVED, 5000)
+        return None
 
 
 class InClusterPostgres(pulumi.ComponentResource):
@@ -67,6 +99,7 @@ class InClusterPostgres(pulumi.ComponentResource):
         instance: str,
         settings: InClusterDatabase,
         network_policy: bool = True,
+        max_connections: int | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """Create the database.
@@ -78,6 +111,8 @@ class InClusterPostgres(pulumi.ComponentResource):
                 labelled `app.kubernetes.io/instance: <instance>` may connect.
             settings: image, volume size and class, requests and limits.
             network_policy: create the NetworkPolicy that admits only this instance's pods.
+            max_connections: the server's max_connections (settings.effective_max_connections); None:
+                PostgreSQL's default.
             opts: options of the component; pass the Kubernetes provider as `providers=[...]`.
         """
         super().__init__("airflow-k8s:incluster:Postgres", name, None, opts)
@@ -92,6 +127,9 @@ class InClusterPostgres(pulumi.ComponentResource):
             res=settings.resources,
             probe_command=_PG_ISREADY,
             extra={
+                # The image's entrypoint passes arguments that start with '-' on to `postgres`; only
+                # when set, so a stack without it renders the same StatefulSet as before.
+                **({"args": ["-c", f"max_connections={max_connections}"]} if max_connections else {}),
                 "env": [
                     {"name": "POSTGRES_USER", "value": USER},
                     {"name": "POSTGRES_DB", "value": DATABASE},

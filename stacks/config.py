@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
+from components.airflow.budget import check, connection_budget, over_budget_key
 from components.airflow.roster import check_container_names
 from components.airflow.settings import AIRFLOW_VERSION, AirflowSettings
 from components.aws.broker import AwsBroker
@@ -42,9 +43,9 @@ from components.azure.broker import AzureBroker
 from components.azure.database import AzureDatabase
 from components.azure.network import AzureNetwork
 from components.azure.storage import AzureDags
-from components.endpoints import VERIFYING_SSLMODES, ca_certificates
+from components.endpoints import VERIFYING_SSLMODES, DatabaseLimit, ca_certificates
 from components.ingress import UiSettings, check_cloud, check_local
-from components.postgres import InClusterDatabase
+from components.postgres import SUPERUSER_RESERVED, InClusterDatabase
 from components.redis import InClusterBroker
 from components.settings import (
     DnsLabel,
@@ -108,6 +109,22 @@ class ExternalDatabase(SettingsModel):
     ca: ExternalDatabaseCa | None = Field(
         None, description="CA certificate(s) for sslmode verify-ca/verify-full (PEM text, or a ConfigMap/Secret key)."
     )
+    max_connections: int | None = Field(
+        None,
+        ge=1,
+        description="The server's max_connections (`SHOW max_connections`): Airflow's peak connections are checked "
+        "against it less 3 superuser-reserved; unset: not checked (a warning says the peak).",
+    )
+
+    def connection_limit(self) -> DatabaseLimit | None:
+        if self.max_connections is None:
+            return None
+        return DatabaseLimit(
+            max_connections=self.max_connections,
+            reserved=SUPERUSER_RESERVED,
+            source=f"database.external.maxConnections {self.max_connections}, less {SUPERUSER_RESERVED} superuser-reserved",
+            larger="a higher max_connections on the server (and database.external.maxConnections)",
+        )
 
     @model_validator(mode="after")
     def _ca_needs_verification(self) -> ExternalDatabase:
@@ -554,6 +571,52 @@ class StackConfig(SettingsModel):
                 "the metadata DB is verified against a CA the stack ships; an existing KEDA's operator needs that CA "
                 "mounted by you, at the path given here",
             )
+
+    def database_limit(self) -> DatabaseLimit | None:
+        """What the stack's metadata DB allows Airflow; None when the stack cannot know (an external
+        server without database.external.maxConnections)."""
+        if self.cloud == "aws" and self.aws is not None:
+            return self.aws.database.connection_limit()
+        if self.cloud == "azure" and self.azure is not None:
+            return self.azure.database.connection_limit()
+        if self.database.mode == "external":
+            return self.database.external.connection_limit() if self.database.external else None
+        return self.database.in_cluster.connection_limit(connection_budget(self.airflow).total)
+
+    @property
+    def in_cluster_max_connections(self) -> int | None:
+        """The in-cluster server's max_connections: its setting, else PostgreSQL's default raised to
+        Airflow's peak when that is more (None: the default)."""
+        return self.database.in_cluster.effective_max_connections(connection_budget(self.airflow).total)
+
+    @property
+    def pgbouncer(self) -> bool:
+        """Whether PgBouncer stands between Airflow and the database; then its own server-side pool is
+        what the database sees, and that pool is sized by its settings (issue 15, item 2)."""
+        return False
+
+    @model_validator(mode="after")
+    def _connection_budget(self) -> StackConfig:
+        """Airflow's peak metadata-DB connections must fit the database (components/airflow/budget.py)."""
+        limit = self.database_limit()
+        if limit is None:
+            return self
+        budget = connection_budget(self.airflow)
+        problem = check(budget, limit, pooler=self.pgbouncer)
+        if problem:
+            raise bad(over_budget_key(budget), problem)
+        return self
+
+    def budget_warnings(self) -> list[str]:
+        """The connection budget where it cannot be checked."""
+        if self.database_limit() is not None or self.pgbouncer:
+            return []
+        total = connection_budget(self.airflow).total
+        return [
+            f"{PROJECT}:database.external.maxConnections: unset, so Airflow's peak of "
+            f"{'unbounded' if total is None else total} metadata-DB connections is not checked against the server; "
+            "set it to the server's max_connections"
+        ]
 
     def unused_settings(self) -> list[str]:
         """Settings that tune a piece these choices do not deploy: each a warning naming the key.

@@ -40,6 +40,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             instance=INSTANCE,
             settings=cfg.database.in_cluster,
             network_policy=k.network_policies,
+            max_connections=cfg.in_cluster_max_connections,
             opts=child_opts,
         )
         database = pg.endpoint

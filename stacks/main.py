@@ -14,7 +14,7 @@ def program() -> None:
         cfg = stack_config.from_pulumi_config()
     except stack_config.ConfigError as e:
         raise pulumi.RunError(str(e)) from None
-    for message in cfg.unused_settings():
+    for message in cfg.unused_settings() + cfg.budget_warnings():
         pulumi.log.warn(message)
     if cfg.cloud == "local":
         from stacks import local

@@ -10,9 +10,16 @@ import pulumi_aws as aws
 import pulumi_random as random
 from pydantic import Field, field_validator, model_validator
 
-from components.aws.instance_classes import check_class
+from components.aws.instance_classes import check_class, rds_memory_gib
 from components.aws.network import DataClients, cluster_only_security_group
-from components.endpoints import VERIFYING_SSLMODES, CaBundle, DatabaseEndpoint, ca_certificates, common_name
+from components.endpoints import (
+    VERIFYING_SSLMODES,
+    CaBundle,
+    DatabaseEndpoint,
+    DatabaseLimit,
+    ca_certificates,
+    common_name,
+)
 from components.settings import SettingsModel, bad
 
 PORT = 5432
@@ -132,6 +139,25 @@ class AwsDatabase(SettingsModel):
     @classmethod
     def _class(cls, v: str) -> str:
         return check_class(v, "db", RDS_FAMILIES)
+
+    def connection_limit(self) -> DatabaseLimit:
+        """max_connections of the instance: the parameter group below leaves it to the default
+        formula of every RDS PostgreSQL parameter group family, LEAST({DBInstanceClassMemory/9531392}, 5000)
+        (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/CHAP_Limits.html#RDS_Limits.MaxConnections).
+        DBInstanceClassMemory is the class's memory less what RDS keeps for the OS and its own
+        processes, and AWS publishes no figure per class: this takes 95% of the nominal memory less
+        250 MiB, below every value reported from `SHOW max_connections` (db.t3.micro 81, db.t2.small
+        198, db.t2.medium 413, db.m4.large 856, db.r4.large 1660). 5 slots stay free: PostgreSQL's 3
+        superuser-reserved ones (the `rdsadmin` agent's) and 2 for an operator's rds_superuser session."""
+        memory = rds_memory_gib(self.instance_class) * 2**30
+        estimate = 0.95 * memory - 250 * 2**20
+        return DatabaseLimit(
+            max_connections=min(int(estimate // 9531392), 5000),
+            reserved=5,
+            source=f"RDS {self.instance_class} ({rds_memory_gib(self.instance_class):g} GiB): "
+            "LEAST({DBInstanceClassMemory/9531392}, 5000), less 5 reserved",
+            larger="a larger aws.database.instanceClass",
+        )
 
 
 class RdsPostgres(pulumi.ComponentResource):

@@ -3,6 +3,7 @@ required (the server's default), resolvable through a private DNS zone linked to
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import pulumi
@@ -11,8 +12,26 @@ import pulumi_random as random
 from pydantic import Field, model_validator
 
 from components.azure.network import AzureVnet
-from components.endpoints import VERIFYING_SSLMODES, CaBundle, DatabaseEndpoint
+from components.endpoints import VERIFYING_SSLMODES, CaBundle, DatabaseEndpoint, DatabaseLimit
 from components.settings import SettingsModel, bad
+
+# Microsoft's "Limits in Azure Database for PostgreSQL flexible server" table, maximum connections by
+# the SKU's memory (https://learn.microsoft.com/en-us/azure/postgresql/flexible-server/concepts-limits):
+# 2 GiB (B1ms) 50, 4 GiB 429, 8 GiB 859, 16 GiB 1718, 32 GiB 3437, 48 GiB and more 5000; the server
+# keeps 15 of them for its own replication and monitoring ("max user connections").
+FLEXIBLE_MAX_CONNECTIONS = {2: 50, 4: 429, 8: 859, 16: 1718, 32: 3437}
+FLEXIBLE_RESERVED = 15
+BURSTABLE_GIB = {"B1ms": 2, "B2s": 4, "B2ms": 8, "B4ms": 16, "B8ms": 32, "B12ms": 48, "B16ms": 64, "B20ms": 80}
+
+
+def flexible_memory_gib(sku_name: str) -> int | None:
+    """Memory of a Flexible Server SKU: the Burstable ones by name, D-series 4 GiB and E-series 8 GiB
+    per vCore; None for a SKU the table does not list."""
+    name = sku_name.removeprefix("Standard_")
+    if name.startswith("B"):
+        return BURSTABLE_GIB.get(name)
+    m = re.match(r"^([DE])([0-9]+)", name)
+    return int(m.group(2)) * (4 if m.group(1) == "D" else 8) if m else None
 
 
 class AzureDatabase(SettingsModel):
@@ -49,6 +68,23 @@ class AzureDatabase(SettingsModel):
         if self.high_availability and self.tier == "Burstable":
             raise bad("highAvailability", "is not offered on the Burstable tier")
         return self
+
+    @model_validator(mode="after")
+    def _known_sku(self) -> AzureDatabase:
+        if flexible_memory_gib(self.sku_name) is None:
+            raise bad("skuName", f"{self.sku_name} is not a Flexible Server SKU ({', '.join(f'Standard_{b}' for b in BURSTABLE_GIB)}, "
+                      "Standard_D<n>ds_v5, Standard_E<n>ds_v5, ...)")  # fmt: skip
+        return self
+
+    def connection_limit(self) -> DatabaseLimit:
+        """The server's default max_connections for its SKU (the stack sets no `max_connections`)."""
+        gib = flexible_memory_gib(self.sku_name) or 0
+        return DatabaseLimit(
+            max_connections=FLEXIBLE_MAX_CONNECTIONS.get(gib, 5000 if gib >= 48 else 0),
+            reserved=FLEXIBLE_RESERVED,
+            source=f"Flexible Server {self.sku_name} ({gib} GiB): Microsoft's limits table, less the 15 Azure reserves",
+            larger="a larger azure.database.skuName (and tier)",
+        )
 
 
 class FlexiblePostgres(pulumi.ComponentResource):

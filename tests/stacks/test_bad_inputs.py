@@ -84,7 +84,7 @@ CASES = [
     (
         "database={mode: external, external: {host: h, password: p, hots: x}}",
         "airflow-k8s:database.external.hots",
-        "not a known key (allowed: ca, host, name, password, port, sslmode, user)",
+        "not a known key (allowed: ca, host, maxConnections, name, password, port, sslmode, user)",
     ),
     # Issue 10.11: a worker limit that cannot hold its concurrency (the local stack runs 8).
     (
@@ -538,6 +538,23 @@ CASES = [
     ),
     ("airflow.keda.source=operator", "airflow-k8s:airflow.keda.source", "'install', 'existing'"),
     ("airflow.keda.databaseCaFile=/ca.pem", "airflow-k8s:airflow.keda.databaseCaFile", "only with source: existing"),
+    # Issue 15.1: Airflow's peak metadata-DB connections must fit the database (more cases, per
+    # cloud, in test_connection_budget.py).
+    (
+        "database.inCluster.maxConnections=50",
+        "airflow-k8s:airflow.apiServer.replicas",
+        "needs 84 metadata-DB connections at peak, the database allows 47 (37 over)",
+    ),
+    (
+        "database.inCluster.maxConnections=10",
+        "airflow-k8s:database.inCluster.maxConnections",
+        "greater than or equal to 25",
+    ),
+    (
+        "airflow.config={database.sql_alchemy_max_overflow: lots}",
+        "airflow-k8s:airflow.config.database.sql_alchemy_max_overflow",
+        "'lots' is not an integer",
+    ),
 ]
 
 # Autoscaling and worker sets need Celery (two overrides: the case table takes one).
