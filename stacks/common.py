@@ -15,6 +15,7 @@ from components.airflow.roster import Roster
 from components.endpoints import BrokerEndpoint, DatabaseEndpoint, RemoteLogs
 from components.ingress import UiIngress
 from components.namespace import AirflowNamespace
+from components.pgbouncer import PgBouncer
 from stacks.config import StackConfig
 
 INSTANCE = "airflow"
@@ -22,7 +23,7 @@ INSTANCE = "airflow"
 
 def roster(cfg: StackConfig, git_writer: bool) -> Roster:
     """Which Airflow components this stack has and what each may do (components/airflow/roster.py)."""
-    return Roster.of(cfg.airflow, git_writer)
+    return Roster.of(cfg.airflow, git_writer, pgbouncer=cfg.pgbouncer_enabled)
 
 
 def compose(
@@ -40,9 +41,22 @@ def compose(
     worker_storage_ready: Sequence[pulumi.Resource] = (),
 ) -> Airflow:
     """The Airflow component in the stack's namespace (made first with `make_namespace`, so the
-    cloud pieces that need its service accounts can be built in between)."""
+    cloud pieces that need its service accounts can be built in between); PgBouncer between it and
+    the database when `pgbouncer` is on (the migration Jobs still connect to `database` directly)."""
     k = cfg.kubernetes
     ns = namespace
+    direct: DatabaseEndpoint | None = None
+    if cfg.pgbouncer_enabled:
+        pool = PgBouncer(
+            "pgbouncer",
+            namespace=ns.namespace,
+            instance=INSTANCE,
+            server=database,
+            settings=cfg.pgbouncer,
+            network_policy=k.network_policies,
+            opts=pulumi.ResourceOptions(providers=[provider], depends_on=[ns]),
+        )
+        direct, database = database, pool.endpoint
     return Airflow(
         "airflow",
         AirflowArgs(
@@ -61,6 +75,7 @@ def compose(
             worker_storage_class=worker_storage_class,
             worker_storage_ready=worker_storage_ready,
             ui_url=f"https://{cfg.ui.host}/" if cfg.ui.host else None,
+            direct_database=direct,
         ),
         opts=pulumi.ResourceOptions(providers=[provider], depends_on=[ns]),
     )

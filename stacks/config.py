@@ -42,6 +42,7 @@ from components.azure.network import AzureNetwork
 from components.azure.storage import AzureDags
 from components.endpoints import VERIFYING_SSLMODES, ca_certificates
 from components.ingress import UiSettings, check_cloud, check_local
+from components.pgbouncer import PgBouncerSettings
 from components.postgres import InClusterDatabase
 from components.redis import InClusterBroker
 from components.settings import (
@@ -472,6 +473,9 @@ class StackConfig(SettingsModel):
     kubernetes: KubernetesSettings = Field(default_factory=defaults(KubernetesSettings), description="Target cluster.")
     airflow: AirflowSettings = Field(default_factory=defaults(AirflowSettings), description="Airflow itself.")
     database: Database = Field(default_factory=defaults(Database), description="Metadata DB.")
+    pgbouncer: PgBouncerSettings = Field(
+        default_factory=defaults(PgBouncerSettings), description="PgBouncer in front of the metadata DB."
+    )
     broker: Broker = Field(default_factory=defaults(Broker), description="Celery broker.")
     aws: AwsSettings | None = Field(None, description="The AWS stack (cloud: aws).")
     azure: AzureSettings | None = Field(None, description="The Azure stack (cloud: azure).")
@@ -566,6 +570,8 @@ class StackConfig(SettingsModel):
             )
         if not self.airflow.pod_operator.enabled and self.airflow.pod_operator.placement is not None:
             out.append(f"{PROJECT}:airflow.podOperator.placement: has no effect: airflow.podOperator.enabled is false")
+        if not self.pgbouncer_enabled:
+            changed("pgbouncer", self.pgbouncer.model_copy(update={"enabled": None}), "PgBouncer is not enabled")
         if self.database.mode == "external":
             changed("database.inCluster", self.database.in_cluster, "database.mode is 'external'")
         if self.broker.mode == "external" and celery:
@@ -588,6 +594,12 @@ class StackConfig(SettingsModel):
                 if f in self.kubernetes.model_fields_set:
                     out.append(f"{PROJECT}:kubernetes.{to_camel(f)}: has no effect: no task-log claim is made")
         return out
+
+    @property
+    def pgbouncer_enabled(self) -> bool:
+        """Whether PgBouncer pools the metadata DB's connections: the one place that decides it
+        (`pgbouncer.enabled`; unset is off for now)."""
+        return bool(self.pgbouncer.enabled)
 
     @property
     def log_volume(self) -> bool:

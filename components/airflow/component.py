@@ -75,6 +75,9 @@ class AirflowArgs:
             unset (the aws stack's gp3 class), and `worker_storage_ready` what it needs first.
         ui_url: the HTTPS URL an Ingress serves the UI at (`ui.host`), if any: the api-server then
             trusts the proxy's forwarded headers and every link points there.
+        direct_database: when `database` is PgBouncer (components/pgbouncer.py), the server behind
+            it: the migration and user Jobs connect to it directly, and wait for its `depends_on`;
+            the long-running components use `database` and wait for PgBouncer as well.
     """
 
     namespace: pulumi.Input[str]
@@ -92,6 +95,7 @@ class AirflowArgs:
     worker_storage_class: str | None = None
     worker_storage_ready: Sequence[pulumi.Resource] = ()
     ui_url: str | None = None
+    direct_database: DatabaseEndpoint | None = None
 
 
 WEBSERVER_CONFIG = "webserver_config.py"
@@ -109,7 +113,7 @@ class Airflow(pulumi.ComponentResource):
         settings = args.settings
         self._args = args
         self._settings = settings
-        self._roster = Roster.of(settings, args.dags.git_writer)
+        self._roster = Roster.of(settings, args.dags.git_writer, pgbouncer=args.direct_database is not None)
         conditions = self._roster.conditions
         if conditions.celery and args.broker is None:
             raise ValueError("the CeleryExecutor needs a broker endpoint")
@@ -129,6 +133,7 @@ class Airflow(pulumi.ComponentResource):
             if settings.auth.sso
             else None,
             flower_user=settings.flower.user if conditions.flower else None,
+            direct_database=args.direct_database,
             opts=child,
         )
         git = settings.dags.git
@@ -180,11 +185,15 @@ class Airflow(pulumi.ComponentResource):
         if conditions.kubernetes_executor:
             self.pod_template = pod_template_configmap(self, name, args.instance, args.namespace, self._pods)
 
-        jobs = Jobs(self, name, args.instance, args.namespace, settings, self._pods, list(args.database.depends_on))
+        server = args.direct_database or args.database
+        jobs = Jobs(self, name, args.instance, args.namespace, settings, self._pods, list(server.depends_on))
         self.migration = jobs.migration(self.secrets.database_resources)
         # Log writers also wait for their cloud identity's bindings (made when the pod is admitted).
         identity = list(args.remote_logs.ready) if args.remote_logs is not None else []
         after_migration: list[pulumi.Resource] = [self.migration, *identity]
+        if args.direct_database is not None:
+            # PgBouncer's pods, ready: the components' first connections go through them.
+            after_migration += list(args.database.depends_on)
         self.create_user: k8s.batch.v1.Job | None = jobs.create_user(self.migration) if conditions.local_admin else None
         self.webserver_config: k8s.core.v1.ConfigMap | None = None
         if settings.auth.sso is not None:
