@@ -229,7 +229,11 @@ def test_components_wait_for_pgbouncer_and_the_jobs_do_not() -> None:
 
 
 def test_pod_security_restricted_and_no_token() -> None:
-    pod = pod_spec(named(render("local", *ON), "Deployment", "airflow-pgbouncer"))
+    from tests.pod_security import violations
+
+    dep = named(render("local", *ON), "Deployment", "airflow-pgbouncer")
+    assert violations({"metadata": dep["spec"]["template"]["metadata"], "spec": pod_spec(dep)}, "restricted") == []
+    pod = pod_spec(dep)
     assert pod["automountServiceAccountToken"] is False
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 65534
     for c in pod["containers"]:

@@ -57,6 +57,9 @@ def test_every_skip_has_a_reason() -> None:
 CASES = [(stack, ()) for stack in stack_names()] + [
     # Issue 14, items 3 and 4: placement and every escape hatch, sidecars and extra objects included.
     ("local", VARIANTS["placement+extras"]),
+    # Issue 15.2: PgBouncer and its exporter; on aws with the RDS CA bundle it verifies against.
+    ("local", VARIANTS["pgbouncer"]),
+    ("aws-dev", ("pgbouncer.enabled=true",)),
     (
         "local",
         (
