@@ -332,7 +332,10 @@ class PgBouncer(pulumi.ComponentResource):
             "name": COMPONENT,
             "image": s.image,
             "imagePullPolicy": "IfNotPresent",
-            "command": ["pgbouncer", f"{CONFIG_DIR}/{INI}"],
+            # PgBouncer only logs its file-descriptor limit (src/main.c, check_limits): raise the soft
+            # limit to the hard one first, as containerd 2 leaves it at 1024, below maxClientConn plus
+            # the pools. `exec` keeps PgBouncer PID 1, where preStop signals it.
+            "command": ["/bin/sh", "-c", f'ulimit -n "$(ulimit -Hn)"; exec pgbouncer {CONFIG_DIR}/{INI}'],
             "ports": [{"name": COMPONENT, "containerPort": s.port, "protocol": "TCP"}],
             "readinessProbe": {**tcp, "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 2},
             "livenessProbe": {**tcp, "periodSeconds": 15, "timeoutSeconds": 5, "failureThreshold": 4},

@@ -50,6 +50,9 @@ class PgBouncerProcess:
     """Debian's pgbouncer, configured from the rendered ConfigMap and Secret."""
 
     def __init__(self, cluster: Cluster, port: int) -> None:
+        deployment = next(o for o in cluster.manifests if o["kind"] == "Deployment" and o["metadata"]["name"] == "airflow-pgbouncer")
+        main = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "pgbouncer")
+        self.command: list[str] = main["command"]
         # Its own directory under /tmp, readable by the postgres user it runs as when the tests run
         # as root (PgBouncer refuses to run as root).
         self.dir = Path(tempfile.mkdtemp(prefix="airflow-k8s-e2e-pgbouncer-"))
@@ -78,10 +81,12 @@ class PgBouncerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> PgBouncerProcess:
-        argv = ["/usr/sbin/pgbouncer", str(self.dir / "pgbouncer.ini")]
+        # The rendered container command (its ulimit, its exec), with the ini where this test put it.
+        argv = [a.replace("/etc/pgbouncer/pgbouncer.ini", str(self.dir / "pgbouncer.ini")) for a in self.command]
         if self.as_postgres:
             argv = ["runuser", "-u", "postgres", "--", *argv]
-        self.proc = subprocess.Popen(argv, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        env = {"PATH": "/usr/sbin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+        self.proc = subprocess.Popen(argv, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=env)
         wait_port(self.port)
         return self
 
