@@ -38,10 +38,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from typing import Any
-
 import re
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import pulumi
@@ -79,7 +77,9 @@ GRACE_SECONDS = 60
 def _pinned(image: str) -> str:
     """An image reference with an exact tag (or a digest): `latest` or no tag would let a restart
     pull something else than what was reviewed."""
-    m = re.fullmatch(r"[a-z0-9][a-z0-9._/:-]*?(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@sha256:[0-9a-f]{64})?", image)
+    m = re.fullmatch(
+        r"[a-z0-9][a-z0-9._/:-]*?(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@sha256:[0-9a-f]{64})?", image
+    )
     if m is None or ("@" not in image and (m.group("tag") in (None, "latest"))):
         raise ValueError(f"{image!r} must name an exact tag, e.g. 'repository:1.2.3' (not 'latest', not untagged)")
     return image
@@ -250,7 +250,11 @@ class PgBouncer(pulumi.ComponentResource):
         super().__init__("airflow-k8s:kubernetes:PgBouncer", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         s = settings
-        meta: Manifest = {"name": f"{instance}-{COMPONENT}", "namespace": namespace, "labels": labels(instance, COMPONENT)}
+        meta: Manifest = {
+            "name": f"{instance}-{COMPONENT}",
+            "namespace": namespace,
+            "labels": labels(instance, COMPONENT),
+        }
         self.service_name = meta["name"]
 
         # Generated once, kept in state: the verifiers (salt included) stay the same across deploys,
@@ -299,19 +303,15 @@ class PgBouncer(pulumi.ComponentResource):
         account = k8s.core.v1.ServiceAccount(
             f"{name}-serviceaccount", metadata=meta, automount_service_account_token=False, opts=child
         )
-        service = k8s.core.v1.Service(
-            f"{name}-service",
-            metadata=meta,
-            spec={
-                "type": "ClusterIP",
-                "selector": selector(instance, COMPONENT),
-                "ports": [
-                    {"name": COMPONENT, "port": s.port, "targetPort": COMPONENT, "protocol": "TCP"},
-                    {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"},
-                ],
-            },
-            opts=child,
-        )
+        service_spec: Manifest = {
+            "type": "ClusterIP",
+            "selector": selector(instance, COMPONENT),
+            "ports": [
+                {"name": COMPONENT, "port": s.port, "targetPort": COMPONENT, "protocol": "TCP"},
+                {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"},
+            ],
+        }
+        service = k8s.core.v1.Service(f"{name}-service", metadata=meta, spec=service_spec, opts=child)
         self.host = pulumi.Output.concat(service.metadata.name, ".", namespace, ".svc.cluster.local")
 
         mounts: list[Manifest] = [
@@ -372,47 +372,40 @@ class PgBouncer(pulumi.ComponentResource):
             "containers": [pgbouncer, exporter],
             "volumes": volumes,
         }
+        deployment_spec: Manifest = {
+            "replicas": s.replicas,
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": selector(instance, COMPONENT)},
+            # One pod at a time, a new one ready before an old one goes: capacity never drops.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": labels(instance, COMPONENT), "annotations": {"checksum/config": checksum}},
+                "spec": pod,
+            },
+        }
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=meta,
-            spec={
-                "replicas": s.replicas,
-                "revisionHistoryLimit": 5,
-                "selector": {"matchLabels": selector(instance, COMPONENT)},
-                # One pod at a time, a new one ready before an old one goes: capacity never drops.
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-                "template": {
-                    "metadata": {"labels": labels(instance, COMPONENT), "annotations": {"checksum/config": checksum}},
-                    "spec": pod,
-                },
-            },
+            spec=deployment_spec,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[service]),
         )
         if s.replicas >= 2:
-            k8s.policy.v1.PodDisruptionBudget(
-                f"{name}-pdb",
-                metadata=meta,
-                spec={"maxUnavailable": 1, "selector": {"matchLabels": selector(instance, COMPONENT)}},
-                opts=child,
-            )
+            budget: Manifest = {"maxUnavailable": 1, "selector": {"matchLabels": selector(instance, COMPONENT)}}
+            k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=meta, spec=budget, opts=child)
         if network_policy:
-            k8s.networking.v1.NetworkPolicy(
-                f"{name}-networkpolicy",
-                metadata=meta,
-                spec={
-                    "podSelector": {"matchLabels": selector(instance, COMPONENT)},
-                    "policyTypes": ["Ingress"],
-                    "ingress": [
-                        {
-                            "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/instance": instance}}}],
-                            "ports": [{"port": s.port, "protocol": "TCP"}],
-                        },
-                        # The scrape port from anywhere (Prometheus runs in its own namespace).
-                        {"ports": [{"port": METRICS_PORT, "protocol": "TCP"}]},
-                    ],
-                },
-                opts=child,
-            )
+            policy: Manifest = {
+                "podSelector": {"matchLabels": selector(instance, COMPONENT)},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/instance": instance}}}],
+                        "ports": [{"port": s.port, "protocol": "TCP"}],
+                    },
+                    # The scrape port from anywhere (Prometheus runs in its own namespace).
+                    {"ports": [{"port": METRICS_PORT, "protocol": "TCP"}]},
+                ],
+            }
+            k8s.networking.v1.NetworkPolicy(f"{name}-networkpolicy", metadata=meta, spec=policy, opts=child)
 
         self.endpoint = DatabaseEndpoint(
             host=self.host,
@@ -439,9 +432,8 @@ class PgBouncer(pulumi.ComponentResource):
             return {"name": "db-ca", "secret": {"secretName": ca.secret, "items": items}}, CA_FILE
         source: pulumi.Input[str] | None = ca.config_map
         if ca.pem:
-            cm = k8s.core.v1.ConfigMap(
-                f"{name}-db-ca", metadata={**meta, "name": f"{meta['name']}-db-ca"}, data={ca.key: ca.pem}, opts=child
-            )
+            ca_meta: Manifest = {**meta, "name": f"{meta['name']}-db-ca"}
+            cm = k8s.core.v1.ConfigMap(f"{name}-db-ca", metadata=ca_meta, data={ca.key: ca.pem}, opts=child)
             source = cm.metadata.name
         return {"name": "db-ca", "configMap": {"name": source, "items": items}}, CA_FILE
 

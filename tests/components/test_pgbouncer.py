@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import re
-
 from urllib.parse import unquote
 
 import pytest
@@ -122,7 +121,9 @@ def test_clients_log_in_with_a_scram_verifier_never_the_password() -> None:
     assert client_pw not in named(run, "Secret", "airflow-pgbouncer", reveal=True)["stringData"]["userlist.txt"]
     stats_url = named(run, "Secret", "airflow-pgbouncer", reveal=True)["stringData"]["stats-url"]
     stats_pw = unquote(re.search(rf"{STATS_USER}:([^@]+)@", stats_url).group(1))  # type: ignore[union-attr]
-    assert users[STATS_USER] == scram_verifier(stats_pw, base64.b64decode(users[STATS_USER].split("$")[1].split(":")[1]))
+    assert users[STATS_USER] == scram_verifier(
+        stats_pw, base64.b64decode(users[STATS_USER].split("$")[1].split(":")[1])
+    )
     assert ini(run)["stats_users"] == STATS_USER
 
 
@@ -238,7 +239,9 @@ def test_pod_security_restricted_and_no_token() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 65534
     for c in pod["containers"]:
         sc = c["securityContext"]
-        assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"] and sc["capabilities"] == {
-            "drop": ["ALL"]
-        }
+        assert (
+            sc["readOnlyRootFilesystem"]
+            and not sc["allowPrivilegeEscalation"]
+            and sc["capabilities"] == {"drop": ["ALL"]}
+        )
         assert re.fullmatch(r"apache/airflow:airflow-pgbouncer(-exporter)?-\d{4}\.\d\d\.\d\d-\d+\.\d+\.\d+", c["image"])

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from components.pgbouncer import CLIENT_USER, STATS_USER, scram_verifier
+from components.pgbouncer import CLIENT_USER, scram_verifier
 from tests.e2e.harness import Cluster, Process, _pg_bin, free_port, wait_port
 from tests.e2e.test_airflow_e2e import DB_PASSWORD, booted
 from tests.e2e.test_tls_database_e2e import TlsDatabase
@@ -50,7 +50,9 @@ class PgBouncerProcess:
     """Debian's pgbouncer, configured from the rendered ConfigMap and Secret."""
 
     def __init__(self, cluster: Cluster, port: int) -> None:
-        deployment = next(o for o in cluster.manifests if o["kind"] == "Deployment" and o["metadata"]["name"] == "airflow-pgbouncer")
+        deployment = next(
+            o for o in cluster.manifests if o["kind"] == "Deployment" and o["metadata"]["name"] == "airflow-pgbouncer"
+        )
         main = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "pgbouncer")
         self.command: list[str] = main["command"]
         # Its own directory under /tmp, readable by the postgres user it runs as when the tests run
@@ -177,10 +179,12 @@ def test_components_reach_the_database_through_pgbouncer_and_the_jobs_directly(s
         assert "verify-full" not in secret[key], key
     # The Jobs: the server, verify-full against the shipped CA.
     direct = secret["sql-alchemy-conn-direct"]
-    assert f"airflow:" in direct and f":{stack.pg.port}/airflow?sslmode=verify-full&sslrootcert=" in direct
+    assert "airflow:" in direct and f":{stack.pg.port}/airflow?sslmode=verify-full&sslrootcert=" in direct
     for job in ("migrate", "create-user"):
         env = {e["name"]: e for e in stack.containers[job].spec["env"]}
-        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]["valueFrom"]["secretKeyRef"]["key"] == "sql-alchemy-conn-direct"
+        assert (
+            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]["valueFrom"]["secretKeyRef"]["key"] == "sql-alchemy-conn-direct"
+        )
     # The plain DB password is nowhere but the auth file's server line; the client's nowhere in PgBouncer's files.
     assert pgb_password(stack) not in stack.pgbouncer.ini_text + stack.pgbouncer.secret["userlist.txt"]  # type: ignore[union-attr]
     assert DB_PASSWORD not in stack.pgbouncer.ini_text  # type: ignore[union-attr]
@@ -247,7 +251,10 @@ def test_fan_out_runs_through_pgbouncer_within_its_pool(stack: Pooled) -> None:
     seconds = time.time() - t0
     states, tis = stack.task_states(run_id, DAG)
     assert state == "success", f"{states}\n{stack.logs()}"
-    assert len([t for t in tis if t["task_id"] == "short"]) == TASKS and states == {"short": "success", "total": "success"}
+    assert len([t for t in tis if t["task_id"] == "short"]) == TASKS and states == {
+        "short": "success",
+        "total": "success",
+    }
     assert f"e2e-pooled-total={sum(range(TASKS))}" in str(
         stack.api.call("GET", f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/total/logs/1?full_content=true")[1]
     )
