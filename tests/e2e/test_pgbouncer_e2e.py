@@ -55,6 +55,8 @@ class PgBouncerProcess:
         )
         main = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "pgbouncer")
         self.command: list[str] = main["command"]
+        self.pre_stop: str = main["lifecycle"]["preStop"]["exec"]["command"][-1]
+        self.grace = int(deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"])
         # Its own directory under /tmp, readable by the postgres user it runs as when the tests run
         # as root (PgBouncer refuses to run as root).
         self.dir = Path(tempfile.mkdtemp(prefix="airflow-k8s-e2e-pgbouncer-"))
@@ -73,6 +75,8 @@ class PgBouncerProcess:
             ini = ini.replace(mounted, str(here))
         # 1.21+; Debian bookworm's 1.18 stops at an unknown setting.
         ini = re.sub(r"^max_prepared_statements = \d+\n", "", ini, flags=re.M)
+        # Two pods behind one Service: here, two processes on one port (the ini ends in [pgbouncer]).
+        ini += "so_reuseport = 1\n"
         (self.dir / "pgbouncer.ini").write_text(ini)
         self.as_postgres = os.geteuid() == 0
         for f in self.dir.iterdir():
@@ -268,3 +272,37 @@ def test_fan_out_runs_through_pgbouncer_within_its_pool(stack: Pooled) -> None:
     assert peak_clients > POOL, FIGURES
     assert peak_servers <= POOL and peak_backends <= POOL, FIGURES
     assert int(stats["total_xact_count"]) > 1000, FIGURES  # the work really went through PgBouncer
+
+
+def test_a_pgbouncer_rollout_with_work_in_flight_loses_nothing(stack: Pooled) -> None:
+    """A rolling update: the new pod starts beside the old one (two processes on one port stand for
+    two pods behind the Service), then the old one is stopped as the kubelet stops it, by the rendered
+    preStop (drain, SIGINT, wait for the exit; PID 1 is PgBouncer's pid here), while the fan-out runs.
+    Nothing fails, no Airflow process exits, and the old PgBouncer exits by itself, within the grace
+    period, before any SIGTERM would come."""
+    old = stack.pgbouncer
+    assert old is not None and old.proc is not None
+    new = PgBouncerProcess(stack.cluster, stack.pgb_port).start()
+    stack.pgbouncer = new
+    try:
+        run_id = stack.trigger(DAG)
+        deadline = time.time() + 120  # until the mapped tasks run (the work in flight)
+        while time.time() < deadline and not any(t["state"] == "running" for t in stack.task_states(run_id, DAG)[1]):
+            time.sleep(0.5)
+        pid = old.pid()
+        script = old.pre_stop.replace("kill -INT 1;", f"kill -INT {pid};").replace("kill -0 1 ", f"kill -0 {pid} ")
+        assert script != old.pre_stop
+        t0 = time.time()
+        subprocess.run(["sh", "-c", script], timeout=old.grace, check=True)
+        stopped = time.time() - t0
+        assert old.proc.wait(10) == 0, old.tail()
+        state = stack.wait_run(run_id, DAG, timeout=300)
+        states, _ = stack.task_states(run_id, DAG)
+        assert state == "success", f"{states}\n{stack.logs()}"
+        exited = [comp for comp, p in stack.procs.items() if not p.alive()]
+        assert exited == [], f"{exited}\n{stack.logs()}"
+        log = old.tail(200)
+        assert "got SIGINT" in log and "got SIGTERM" not in log, log
+        FIGURES.update(rollout_old_pod_stopped_seconds=round(stopped, 1), rollout_grace_seconds=old.grace)
+    finally:
+        old.remove()
