@@ -67,6 +67,7 @@ class InClusterPostgres(pulumi.ComponentResource):
         instance: str,
         settings: InClusterDatabase,
         network_policy: bool = True,
+        clients: list[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """Create the database.
@@ -78,6 +79,8 @@ class InClusterPostgres(pulumi.ComponentResource):
                 labelled `app.kubernetes.io/instance: <instance>` may connect.
             settings: image, volume size and class, requests and limits.
             network_policy: create the NetworkPolicy that admits only this instance's pods.
+            clients: the components (`app.kubernetes.io/component`) whose pods it admits, e.g. PgBouncer
+                and the Jobs that bypass it; None: every pod of the instance.
             opts: options of the component; pass the Kubernetes provider as `providers=[...]`.
         """
         super().__init__("airflow-k8s:incluster:Postgres", name, None, opts)
@@ -131,7 +134,7 @@ class InClusterPostgres(pulumi.ComponentResource):
             pod_extra={"terminationGracePeriodSeconds": 90},
         )
         if network_policy:
-            server.network_policy()
+            server.network_policy(clients)
 
         self.endpoint = DatabaseEndpoint(
             host=server.host,

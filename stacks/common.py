@@ -15,6 +15,7 @@ from components.airflow.roster import Roster
 from components.endpoints import BrokerEndpoint, DatabaseEndpoint, RemoteLogs
 from components.ingress import UiIngress
 from components.namespace import AirflowNamespace
+from components.pgbouncer import COMPONENT as COMPONENT_PGBOUNCER
 from components.pgbouncer import PgBouncer
 from stacks.config import StackConfig
 
@@ -24,6 +25,15 @@ INSTANCE = "airflow"
 def roster(cfg: StackConfig, git_writer: bool) -> Roster:
     """Which Airflow components this stack has and what each may do (components/airflow/roster.py)."""
     return Roster.of(cfg.airflow, git_writer, pgbouncer=cfg.pgbouncer_enabled)
+
+
+def db_clients(cfg: StackConfig, git_writer: bool) -> list[str] | None:
+    """The components that connect to the database server itself: with PgBouncer, PgBouncer and the
+    Jobs that bypass it (roster.py's Job rows); without it, None (every Airflow pod)."""
+    if not cfg.pgbouncer_enabled:
+        return None
+    r = roster(cfg, git_writer)
+    return [COMPONENT_PGBOUNCER, *(c for c in r.components if r.is_job(c))]
 
 
 def compose(

@@ -245,3 +245,20 @@ def test_pod_security_restricted_and_no_token() -> None:
             and sc["capabilities"] == {"drop": ["ALL"]}
         )
         assert re.fullmatch(r"apache/airflow:airflow-pgbouncer(-exporter)?-\d{4}\.\d\d\.\d\d-\d+\.\d+\.\d+", c["image"])
+
+
+def test_airflow_pods_reach_pgbouncer_and_only_it_and_the_jobs_reach_the_server() -> None:
+    """The in-cluster server's NetworkPolicy: Airflow pods -> PgBouncer -> database; the Jobs, which
+    bypass PgBouncer, are the only other clients. Without PgBouncer it admits the whole instance."""
+    on = named(render("local", *ON), "NetworkPolicy", "airflow-postgresql")["spec"]["ingress"][0]["from"][0]
+    assert on["podSelector"]["matchLabels"] == {"app.kubernetes.io/instance": "airflow"}
+    assert on["podSelector"]["matchExpressions"] == [
+        {"key": "app.kubernetes.io/component", "operator": "In", "values": ["create-user", "migrate", "pgbouncer"]}
+    ]
+    off = named(render("local"), "NetworkPolicy", "airflow-postgresql")["spec"]["ingress"][0]["from"][0]
+    assert off == {"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "airflow"}}}
+    # Every pod that holds the server's URL or runs PgBouncer is one of those the policy admits.
+    run = render("local", *ON)
+    direct = {component(o) for o in workloads(run) for c in containers(pod_spec(o))
+              if ("secret", "airflow-secrets", "sql-alchemy-conn-direct") in env_of(c).values()}  # fmt: skip
+    assert direct | {"pgbouncer"} == set(on["podSelector"]["matchExpressions"][0]["values"])
