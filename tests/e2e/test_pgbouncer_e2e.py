@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import pytest
 
@@ -203,7 +204,7 @@ def test_components_reach_the_database_through_pgbouncer_and_the_jobs_directly(s
 def pgb_password(stack: Pooled) -> str:
     """The client password PgBouncer issued (from the rendered URL), which its auth file keeps only as a verifier."""
     url = stack.cluster.secrets["airflow-secrets"]["sql-alchemy-conn"]
-    return re.search(rf"{CLIENT_USER}:([^@]+)@", url).group(1)  # type: ignore[union-attr]
+    return unquote(re.search(rf"{CLIENT_USER}:([^@]+)@", url).group(1))  # type: ignore[union-attr]
 
 
 def test_the_auth_file_holds_a_scram_verifier_that_postgresql_accepts(stack: Pooled) -> None:
@@ -215,7 +216,7 @@ def test_the_auth_file_holds_a_scram_verifier_that_postgresql_accepts(stack: Poo
     stack.pg.query(f"CREATE ROLE verifier_check LOGIN PASSWORD '{verifier}'")
     try:
         ok = subprocess.run(
-            [_pg_bin("psql"), f"postgresql://verifier_check:{pgb_password(stack)}@127.0.0.1:{stack.pg.port}/airflow"
+            [_pg_bin("psql"), f"postgresql://verifier_check:{quote(pgb_password(stack), safe='')}@127.0.0.1:{stack.pg.port}/airflow"
              f"?sslmode=verify-full&sslrootcert={stack.pg.ca}", "-tAc", "SELECT current_user"],
             capture_output=True, text=True, timeout=20,
         )  # fmt: skip
