@@ -100,6 +100,7 @@ class InClusterPostgres(pulumi.ComponentResource):
         settings: InClusterDatabase,
         network_policy: bool = True,
         max_connections: int | None = None,
+        clients: list[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """Create the database.
@@ -113,6 +114,8 @@ class InClusterPostgres(pulumi.ComponentResource):
             network_policy: create the NetworkPolicy that admits only this instance's pods.
             max_connections: the server's max_connections (settings.effective_max_connections); None:
                 PostgreSQL's default.
+            clients: the components (`app.kubernetes.io/component`) whose pods it admits, e.g. PgBouncer
+                and the Jobs that bypass it; None: every pod of the instance.
             opts: options of the component; pass the Kubernetes provider as `providers=[...]`.
         """
         super().__init__("airflow-k8s:incluster:Postgres", name, None, opts)
@@ -169,7 +172,7 @@ class InClusterPostgres(pulumi.ComponentResource):
             pod_extra={"terminationGracePeriodSeconds": 90},
         )
         if network_policy:
-            server.network_policy()
+            server.network_policy(clients)
 
         self.endpoint = DatabaseEndpoint(
             host=server.host,

@@ -164,17 +164,17 @@ class SingleServer:
             opts=self._child(ignore_changes=["spec.volumeClaimTemplates"], depends_on=[service]),
         )
 
-    def network_policy(self) -> k8s.networking.v1.NetworkPolicy:
-        """Only this Airflow instance's pods, on the server's one port."""
+    def network_policy(self, components: list[str] | None = None) -> k8s.networking.v1.NetworkPolicy:
+        """Only this Airflow instance's pods (of `components` only, when given), on the server's one port."""
+        peer: Manifest = {"matchLabels": {"app.kubernetes.io/instance": self._instance}}
+        if components is not None:
+            peer["matchExpressions"] = [
+                {"key": "app.kubernetes.io/component", "operator": "In", "values": sorted(components)}
+            ]
         spec: Manifest = {
             "podSelector": {"matchLabels": self.match},
             "policyTypes": ["Ingress"],
-            "ingress": [
-                {
-                    "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/instance": self._instance}}}],
-                    "ports": [{"port": self.port, "protocol": "TCP"}],
-                }
-            ],
+            "ingress": [{"from": [{"podSelector": peer}], "ports": [{"port": self.port, "protocol": "TCP"}]}],
         }
         return k8s.networking.v1.NetworkPolicy(
             f"{self._name}-networkpolicy", metadata=self.meta, spec=spec, opts=self._child()

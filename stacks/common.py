@@ -18,6 +18,8 @@ from components.ingress import UiIngress
 from components.keda import KedaInstall, admit_operator_to_database
 from components.keda import ca_file as keda_ca_file
 from components.namespace import AirflowNamespace
+from components.pgbouncer import COMPONENT as COMPONENT_PGBOUNCER
+from components.pgbouncer import PgBouncer
 from components.postgres import COMPONENT as POSTGRES_COMPONENT
 from components.postgres import PORT as POSTGRES_PORT
 from stacks.config import StackConfig
@@ -27,7 +29,16 @@ INSTANCE = "airflow"
 
 def roster(cfg: StackConfig, git_writer: bool) -> Roster:
     """Which Airflow components this stack has and what each may do (components/airflow/roster.py)."""
-    return Roster.of(cfg.airflow, git_writer)
+    return Roster.of(cfg.airflow, git_writer, pgbouncer=cfg.pgbouncer_enabled)
+
+
+def db_clients(cfg: StackConfig, git_writer: bool) -> list[str] | None:
+    """The components that connect to the database server itself: with PgBouncer, PgBouncer and the
+    Jobs that bypass it (roster.py's Job rows); without it, None (every Airflow pod)."""
+    if not cfg.pgbouncer_enabled:
+        return None
+    r = roster(cfg, git_writer)
+    return [COMPONENT_PGBOUNCER, *(c for c in r.components if r.is_job(c))]
 
 
 def compose(
@@ -45,9 +56,22 @@ def compose(
     worker_storage_ready: Sequence[pulumi.Resource] = (),
 ) -> Airflow:
     """The Airflow component in the stack's namespace (made first with `make_namespace`, so the
-    cloud pieces that need its service accounts can be built in between)."""
+    cloud pieces that need its service accounts can be built in between); PgBouncer between it and
+    the database when `pgbouncer` is on (the migration Jobs still connect to `database` directly)."""
     k = cfg.kubernetes
     ns = namespace
+    direct: DatabaseEndpoint | None = None
+    if cfg.pgbouncer_enabled:
+        pool = PgBouncer(
+            "pgbouncer",
+            namespace=ns.namespace,
+            instance=INSTANCE,
+            server=database,
+            settings=cfg.pgbouncer,
+            network_policy=k.network_policies,
+            opts=pulumi.ResourceOptions(providers=[provider], depends_on=[ns]),
+        )
+        direct, database = database, pool.endpoint
     return Airflow(
         "airflow",
         AirflowArgs(
@@ -66,7 +90,8 @@ def compose(
             worker_storage_class=worker_storage_class,
             worker_storage_ready=worker_storage_ready,
             ui_url=f"https://{cfg.ui.host}/" if cfg.ui.host else None,
-            keda=keda_target(cfg, provider=provider, database=database, namespace=ns),
+            keda=keda_target(cfg, provider=provider, database=direct or database, namespace=ns),
+            direct_database=direct,
         ),
         opts=pulumi.ResourceOptions(providers=[provider], depends_on=[ns]),
     )

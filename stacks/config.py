@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
-from components.airflow.budget import check, connection_budget, over_budget_key
+from components.airflow.budget import ConnectionBudget, check, connection_budget, over_budget_key, through_pooler
 from components.airflow.roster import check_container_names
 from components.airflow.settings import AIRFLOW_VERSION, AirflowSettings
 from components.aws.broker import AwsBroker
@@ -45,6 +45,7 @@ from components.azure.network import AzureNetwork
 from components.azure.storage import AzureDags
 from components.endpoints import VERIFYING_SSLMODES, DatabaseLimit, ca_certificates
 from components.ingress import UiSettings, check_cloud, check_local
+from components.pgbouncer import PgBouncerSettings
 from components.postgres import SUPERUSER_RESERVED, InClusterDatabase
 from components.redis import InClusterBroker
 from components.settings import (
@@ -491,6 +492,9 @@ class StackConfig(SettingsModel):
     kubernetes: KubernetesSettings = Field(default_factory=defaults(KubernetesSettings), description="Target cluster.")
     airflow: AirflowSettings = Field(default_factory=defaults(AirflowSettings), description="Airflow itself.")
     database: Database = Field(default_factory=defaults(Database), description="Metadata DB.")
+    pgbouncer: PgBouncerSettings = Field(
+        default_factory=defaults(PgBouncerSettings), description="PgBouncer in front of the metadata DB."
+    )
     broker: Broker = Field(default_factory=defaults(Broker), description="Celery broker.")
     aws: AwsSettings | None = Field(None, description="The AWS stack (cloud: aws).")
     azure: AzureSettings | None = Field(None, description="The Azure stack (cloud: azure).")
@@ -573,47 +577,55 @@ class StackConfig(SettingsModel):
             )
 
     def database_limit(self) -> DatabaseLimit | None:
-        """What the stack's metadata DB allows Airflow; None when the stack cannot know (an external
-        server without database.external.maxConnections)."""
+        """What the stack's metadata DB allows; None when the stack cannot know (an external server
+        without database.external.maxConnections)."""
+        return self._limit(self.db_budget().total)
+
+    def _limit(self, peak: int | None) -> DatabaseLimit | None:
+        """The limit, given the peak the in-cluster server is raised to when its setting is unset."""
         if self.cloud == "aws" and self.aws is not None:
             return self.aws.database.connection_limit()
         if self.cloud == "azure" and self.azure is not None:
             return self.azure.database.connection_limit()
         if self.database.mode == "external":
             return self.database.external.connection_limit() if self.database.external else None
-        return self.database.in_cluster.connection_limit(connection_budget(self.airflow).total)
+        return self.database.in_cluster.connection_limit(peak)
 
     @property
     def in_cluster_max_connections(self) -> int | None:
         """The in-cluster server's max_connections: its setting, else PostgreSQL's default raised to
-        Airflow's peak when that is more (None: the default)."""
-        return self.database.in_cluster.effective_max_connections(connection_budget(self.airflow).total)
+        the peak it sees (Airflow's, or PgBouncer's pools and the direct Jobs) when that is more
+        (None: the default)."""
+        return self.database.in_cluster.effective_max_connections(self.db_budget().total)
 
-    @property
-    def pgbouncer(self) -> bool:
-        """Whether PgBouncer stands between Airflow and the database; then its own server-side pool is
-        what the database sees, and that pool is sized by its settings (issue 15, item 2)."""
-        return False
+    def db_budget(self) -> ConnectionBudget:
+        """The metadata-DB connections the database sees at peak: Airflow's own, or through PgBouncer
+        its server-side pools and the clients that bypass it."""
+        budget = connection_budget(self.airflow)
+        if self.pgbouncer_enabled:
+            p = self.pgbouncer
+            return through_pooler(budget, p.replicas, p.default_pool_size + p.reserve_pool_size)
+        return budget
 
     @model_validator(mode="after")
     def _connection_budget(self) -> StackConfig:
-        """Airflow's peak metadata-DB connections must fit the database (components/airflow/budget.py)."""
+        """The peak metadata-DB connections must fit the database (components/airflow/budget.py)."""
         limit = self.database_limit()
         if limit is None:
             return self
-        budget = connection_budget(self.airflow)
-        problem = check(budget, limit, pooler=self.pgbouncer)
+        budget = self.db_budget()
+        problem = check(budget, limit, pooler=self.pgbouncer_enabled)
         if problem:
             raise bad(over_budget_key(budget), problem)
         return self
 
     def budget_warnings(self) -> list[str]:
         """The connection budget where it cannot be checked."""
-        if self.database_limit() is not None or self.pgbouncer:
+        if self.database_limit() is not None:
             return []
-        total = connection_budget(self.airflow).total
+        total = self.db_budget().total
         return [
-            f"{PROJECT}:database.external.maxConnections: unset, so Airflow's peak of "
+            f"{PROJECT}:database.external.maxConnections: unset, so the peak of "
             f"{'unbounded' if total is None else total} metadata-DB connections is not checked against the server; "
             "set it to the server's max_connections"
         ]
@@ -661,6 +673,8 @@ class StackConfig(SettingsModel):
             )
         if not self.airflow.pod_operator.enabled and self.airflow.pod_operator.placement is not None:
             out.append(f"{PROJECT}:airflow.podOperator.placement: has no effect: airflow.podOperator.enabled is false")
+        if not self.pgbouncer_enabled:
+            changed("pgbouncer", self.pgbouncer.model_copy(update={"enabled": None}), "PgBouncer is not enabled")
         if self.database.mode == "external":
             changed("database.inCluster", self.database.in_cluster, "database.mode is 'external'")
         if self.broker.mode == "external" and celery:
@@ -683,6 +697,17 @@ class StackConfig(SettingsModel):
                 if f in self.kubernetes.model_fields_set:
                     out.append(f"{PROJECT}:kubernetes.{to_camel(f)}: has no effect: no task-log claim is made")
         return out
+
+    @property
+    def pgbouncer_enabled(self) -> bool:
+        """Whether PgBouncer pools the metadata DB's connections: the one place that decides it.
+        `pgbouncer.enabled` when set; unset, on exactly when Airflow's own peak would not fit the
+        database (components/airflow/budget.py), so a stack that fits keeps connecting directly."""
+        if self.pgbouncer.enabled is not None:
+            return self.pgbouncer.enabled
+        budget = connection_budget(self.airflow)
+        limit = self._limit(budget.total)
+        return limit is not None and check(budget, limit) is not None
 
     @property
     def log_volume(self) -> bool:

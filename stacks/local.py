@@ -20,7 +20,7 @@ from components.k8s import CLAIM_SIZE, Manifest, container_security, labels, pod
 from components.namespace import AirflowNamespace
 from components.postgres import InClusterPostgres
 from components.redis import InClusterRedis
-from stacks.common import INSTANCE, compose, expose_ui, make_namespace, outputs, roster
+from stacks.common import INSTANCE, compose, db_clients, expose_ui, make_namespace, outputs, roster
 from stacks.config import StackConfig
 
 
@@ -41,6 +41,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             settings=cfg.database.in_cluster,
             network_policy=k.network_policies,
             max_connections=cfg.in_cluster_max_connections,
+            # Behind PgBouncer, only it and the Jobs that bypass it reach the server.
+            clients=db_clients(cfg, git_writer),
             opts=child_opts,
         )
         database = pg.endpoint

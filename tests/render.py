@@ -80,9 +80,9 @@ def env_of(container: dict[str, Any]) -> dict[str, Any]:
 
 
 def is_airflow(container: dict[str, Any]) -> bool:
-    return str(container.get("image", "")).startswith("apache/airflow:") or "apache/airflow" in str(
-        container.get("image", "")
-    )
+    image = str(container.get("image", ""))
+    # The official PgBouncer images are tags of the same repository (`airflow-pgbouncer-...`).
+    return "apache/airflow" in image and ":airflow-pgbouncer" not in image
 
 
 def component(obj: dict[str, Any]) -> str:

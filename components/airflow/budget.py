@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from pydantic.alias_generators import to_camel
 
-from components.airflow.roster import Roster, component
+from components.airflow.roster import BY_NAME, Roster, component
 from components.airflow.settings import AirflowSettings, PodOptions
 from components.endpoints import DatabaseLimit
 from components.settings import bad
@@ -277,24 +277,39 @@ def connection_budget(
     return ConnectionBudget(tuple(terms))
 
 
+def through_pooler(budget: ConnectionBudget, replicas: int, per_pod: int) -> ConnectionBudget:
+    """What the database sees with PgBouncer in front: each PgBouncer pod's server connections
+    (`max_db_connections`, components/pgbouncer.py), one more pod while it rolls (maxSurge 1), and
+    the clients that bypass it: the Jobs (roster.py's Job rows connect directly) and KEDA's scaler."""
+    direct = tuple(
+        t for t in budget.terms if t.component == "keda" or (t.component in BY_NAME and component(t.component).is_job)
+    )
+    server = Term(
+        "pgbouncer", replicas + DEPLOYMENT_SURGE, per_pod, "server connections per pod, one surge pod",
+        "pgbouncer.defaultPoolSize",
+    )  # fmt: skip
+    return ConnectionBudget((server, *direct))
+
+
 def check(budget: ConnectionBudget, limit: DatabaseLimit, *, pooler: bool = False) -> str | None:
     """None if the peak fits the database; else the error message (the caller names the key).
-
-    With a connection pooler in front of the database (`pooler`), Airflow's connections end at the
-    pooler, whose own server-side pool is what the database sees: the pooler's settings hold that
-    budget, so this check passes."""
-    if pooler:
-        return None
+    `pooler`: `budget` is already what the database sees through PgBouncer (`through_pooler`)."""
     total = budget.total
     if total is not None and total <= limit.usable:
         return None
     need = "an unbounded number of" if total is None else str(total)
     over = "" if total is None else f" ({total - limit.usable} over)"
+    who = "Airflow through PgBouncer needs" if pooler else "Airflow needs"
+    helps = (
+        "fewer PgBouncer replicas or a smaller pgbouncer.defaultPoolSize / reservePoolSize"
+        if pooler
+        else "fewer replicas or a lower worker concurrency; smaller pools (airflow.config "
+        "database.sql_alchemy_pool_size / sql_alchemy_max_overflow, api.workers); or PgBouncer in front of the "
+        "database (pgbouncer.enabled: unset turns it on where the budget needs it)"
+    )
     return (
-        f"Airflow needs {need} metadata-DB connections at peak, the database allows {limit.usable}{over}: "
-        f"{limit.source}. Peak = {budget.breakdown()}. What helps: fewer replicas or a lower worker "
-        "concurrency; smaller pools (airflow.config database.sql_alchemy_pool_size / sql_alchemy_max_overflow, "
-        f"api.workers); {limit.larger}; or PgBouncer in front of the database"
+        f"{who} {need} metadata-DB connections at peak, the database allows {limit.usable}{over}: "
+        f"{limit.source}. Peak = {budget.breakdown()}. What helps: {helps}; {limit.larger}"
     )
 
 

@@ -77,6 +77,9 @@ class AirflowArgs:
             trusts the proxy's forwarded headers and every link points there.
         keda: the KEDA that scales autoscaled worker groups (its CRDs' readiness, the DB CA file
             inside its operator); required when a group has autoscaling on.
+        direct_database: when `database` is PgBouncer (components/pgbouncer.py), the server behind
+            it: the migration and user Jobs connect to it directly, and wait for its `depends_on`;
+            the long-running components use `database` and wait for PgBouncer as well.
     """
 
     namespace: pulumi.Input[str]
@@ -95,6 +98,7 @@ class AirflowArgs:
     worker_storage_ready: Sequence[pulumi.Resource] = ()
     ui_url: str | None = None
     keda: keda.KedaTarget | None = None
+    direct_database: DatabaseEndpoint | None = None
 
 
 WEBSERVER_CONFIG = "webserver_config.py"
@@ -112,7 +116,7 @@ class Airflow(pulumi.ComponentResource):
         settings = args.settings
         self._args = args
         self._settings = settings
-        self._roster = Roster.of(settings, args.dags.git_writer)
+        self._roster = Roster.of(settings, args.dags.git_writer, pgbouncer=args.direct_database is not None)
         conditions = self._roster.conditions
         if conditions.celery and args.broker is None:
             raise ValueError("the CeleryExecutor needs a broker endpoint")
@@ -135,6 +139,7 @@ class Airflow(pulumi.ComponentResource):
             if settings.auth.sso
             else None,
             flower_user=settings.flower.user if conditions.flower else None,
+            direct_database=args.direct_database,
             opts=child,
         )
         git = settings.dags.git
@@ -186,11 +191,15 @@ class Airflow(pulumi.ComponentResource):
         if conditions.kubernetes_executor:
             self.pod_template = pod_template_configmap(self, name, args.instance, args.namespace, self._pods)
 
-        jobs = Jobs(self, name, args.instance, args.namespace, settings, self._pods, list(args.database.depends_on))
+        server = args.direct_database or args.database
+        jobs = Jobs(self, name, args.instance, args.namespace, settings, self._pods, list(server.depends_on))
         self.migration = jobs.migration(self.secrets.database_resources)
         # Log writers also wait for their cloud identity's bindings (made when the pod is admitted).
         identity = list(args.remote_logs.ready) if args.remote_logs is not None else []
         after_migration: list[pulumi.Resource] = [self.migration, *identity]
+        if args.direct_database is not None:
+            # PgBouncer's pods, ready: the components' first connections go through them.
+            after_migration += list(args.database.depends_on)
         self.create_user: k8s.batch.v1.Job | None = jobs.create_user(self.migration) if conditions.local_admin else None
         self.pools: k8s.batch.v1.Job | None = jobs.pools(self.migration) if conditions.pools else None
         self.webserver_config: k8s.core.v1.ConfigMap | None = None
@@ -225,7 +234,17 @@ class Airflow(pulumi.ComponentResource):
             for ws in settings.worker_sets:
                 self._worker(self._pods.for_worker_set(ws), ws, after_migration)
             self.scaled_objects = keda.scaled_objects(
-                self, name, args.instance, args.namespace, settings, args.database, args.keda, self.workloads
+                self,
+                name,
+                args.instance,
+                args.namespace,
+                settings,
+                # KEDA's scaler connects to the server itself, as the Jobs do: its queries are
+                # not Airflow's, its pool is counted in the budget's direct clients, and only
+                # Airflow's namespace reaches PgBouncer.
+                args.direct_database or args.database,
+                args.keda,
+                self.workloads,
             )
         if conditions.flower:
             self._standard(

@@ -55,6 +55,8 @@ SECRET_VARIABLES = (
     (roster.API_SECRET_KEY, "AIRFLOW__API__SECRET_KEY"),
     (roster.SQL_ALCHEMY_CONN, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"),
     (roster.SQL_ALCHEMY_CONN_ASYNC, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"),
+    # The same variable, for the Jobs, when PgBouncer pools the others (a Job is granted one of the two).
+    (roster.SQL_ALCHEMY_CONN_DIRECT, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"),
     (roster.BROKER_URL, "AIRFLOW__CELERY__BROKER_URL"),
     (roster.RESULT_BACKEND, "AIRFLOW__CELERY__RESULT_BACKEND"),
     # Read by the rendered webserver_config.py (components/airflow/sso.py).
@@ -299,7 +301,7 @@ class AirflowEnv:
         if roster.CONNECTIONS in granted:
             env += [self._ref(key, key) for key in self._connection_keys]
         env += [{"name": k, "value": v} for k, v in roster.component(component).process_env]
-        if roster.SQL_ALCHEMY_CONN not in granted:
+        if not granted & {roster.SQL_ALCHEMY_CONN, roster.SQL_ALCHEMY_CONN_DIRECT}:
             # The image's entrypoint checks the metadata DB before any command. Without the DB URL
             # that check opens Airflow's default sqlite file under the read-only AIRFLOW_HOME, fails
             # every try and exits; where the URL is granted, the check is a wait for the database.

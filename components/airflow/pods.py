@@ -108,7 +108,9 @@ class PodFactory:
         vols: list[Manifest] = [{"name": "tmp", "emptyDir": {}}, {"name": "config", "emptyDir": {}}]
         mounts: list[Manifest] = [{"name": "tmp", "mountPath": "/tmp"}, {"name": "config", "mountPath": CONFIG_DIR}]
         ca = self._database_ca
-        if ca is not None and ca.volume is not None and self.roster.secret_keys(component) & DATABASE_URL_KEYS:
+        # Behind PgBouncer only the Jobs' direct URL names the CA file (PgBouncer checks the server).
+        ca_keys = {roster.SQL_ALCHEMY_CONN_DIRECT} if self.roster.conditions.pgbouncer else DATABASE_URL_KEYS
+        if ca is not None and ca.volume is not None and self.roster.secret_keys(component) & ca_keys:
             vols.append(ca.volume)
             mounts.append({"name": DB_CA_VOLUME, "mountPath": DB_CA_DIR, "readOnly": True})
         if logs:

@@ -27,6 +27,10 @@ SQL_ALCHEMY_CONN = "sql-alchemy-conn"
 # this one (airflow/sdk/execution_time/supervisor.py), so in a pod that runs DAG code it would hand
 # the DB password to that code.
 SQL_ALCHEMY_CONN_ASYNC = "sql-alchemy-conn-async"
+# With PgBouncer in front of the database (components/pgbouncer.py) the URLs above go through it,
+# and this one goes straight to the server: migrations take session-level advisory locks
+# (airflow/utils/db.py, `pg_advisory_lock`), which transaction pooling cannot keep. Only the Jobs get it.
+SQL_ALCHEMY_CONN_DIRECT = "sql-alchemy-conn-direct"
 RESULT_BACKEND = "result-backend"
 BROKER_URL = "broker-url"
 ADMIN_PASSWORD = "admin-password"
@@ -85,9 +89,11 @@ class Conditions:
     flower: bool
     statsd: bool
     pools: bool = False
+    # PgBouncer pools the long-running components' DB connections; the Jobs go direct.
+    pgbouncer: bool = False
 
     @classmethod
-    def of(cls, settings: AirflowSettings, git_writer: bool) -> Conditions:
+    def of(cls, settings: AirflowSettings, git_writer: bool, pgbouncer: bool = False) -> Conditions:
         celery = "CeleryExecutor" in settings.executors
         return cls(
             celery=celery,
@@ -101,6 +107,7 @@ class Conditions:
             flower=celery and settings.flower.enabled,
             statsd=settings.statsd.enabled,
             pools=settings.pools is not None,
+            pgbouncer=pgbouncer,
         )
 
 
@@ -188,6 +195,13 @@ def _kube(c: Conditions) -> bool:
     return c.kubernetes_executor
 
 
+# A Job's database URL: the server's own when PgBouncer pools the others (SQL_ALCHEMY_CONN_DIRECT).
+_DATABASE_URL_OF_A_JOB: tuple[tuple[str, Callable[[Conditions], bool]], ...] = (
+    (SQL_ALCHEMY_CONN, lambda c: not c.pgbouncer),
+    (SQL_ALCHEMY_CONN_DIRECT, lambda c: c.pgbouncer),
+)
+
+
 # The order is the order ServiceAccounts are declared in (part of nothing but readability).
 TABLE: tuple[AirflowComponent, ...] = (
     AirflowComponent(
@@ -250,14 +264,16 @@ TABLE: tuple[AirflowComponent, ...] = (
         "migrate",
         _always,
         # Migrations may re-encrypt stored values (fernet).
-        secrets=frozenset({SQL_ALCHEMY_CONN, FERNET_KEY}),
+        secrets=frozenset({FERNET_KEY}),
+        extra_secrets=_DATABASE_URL_OF_A_JOB,
         settings=frozenset({BASE}),
         options="jobs",
     ),
     AirflowComponent(
         "create-user",
         lambda c: c.local_admin,
-        secrets=frozenset({SQL_ALCHEMY_CONN, ADMIN_PASSWORD}),
+        secrets=frozenset({ADMIN_PASSWORD}),
+        extra_secrets=_DATABASE_URL_OF_A_JOB,
         settings=frozenset({BASE}),
         options="jobs",
     ),
@@ -342,8 +358,8 @@ class Roster:
     conditions: Conditions
 
     @classmethod
-    def of(cls, settings: AirflowSettings, git_writer: bool) -> Roster:
-        return cls(Conditions.of(settings, git_writer))
+    def of(cls, settings: AirflowSettings, git_writer: bool, pgbouncer: bool = False) -> Roster:
+        return cls(Conditions.of(settings, git_writer, pgbouncer))
 
     @property
     def components(self) -> list[str]:

@@ -33,6 +33,7 @@ from components.airflow.roster import (
     SIMPLE_AUTH_PASSWORDS,
     SQL_ALCHEMY_CONN,
     SQL_ALCHEMY_CONN_ASYNC,
+    SQL_ALCHEMY_CONN_DIRECT,
     SSO_CLIENT_SECRET,
 )
 from components.endpoints import BrokerEndpoint, CaBundle, DatabaseEndpoint
@@ -141,6 +142,7 @@ class AirflowSecrets(pulumi.ComponentResource):
         secret_variables: Mapping[str, pulumi.Output[str]] | None = None,
         sso_client_secret: pulumi.Output[str] | None = None,
         flower_user: str | None = None,
+        direct_database: DatabaseEndpoint | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """Generate the secrets and write the Secret.
@@ -157,6 +159,8 @@ class AirflowSecrets(pulumi.ComponentResource):
             secret_variables: Airflow Variable name -> value, each a secret Output.
             sso_client_secret: the SSO provider's client secret (a secret Output), if SSO is on.
             flower_user: Flower's basic-auth user, if Flower runs (its password is generated).
+            direct_database: the server itself when `database` is PgBouncer in front of it: its URL is
+                the Jobs' (SQL_ALCHEMY_CONN_DIRECT), and its CA bundle the one shipped.
             opts: options of the component (its parent carries the Kubernetes provider).
         """
         super().__init__("airflow-k8s:kubernetes:AirflowSecrets", name, None, opts)
@@ -173,20 +177,23 @@ class AirflowSecrets(pulumi.ComponentResource):
         self.admin_password: pulumi.Output[str] = pulumi.Output.secret(admin.result)
 
         db = database
-        self.database_ca = self._database_ca(name, namespace, instance, db.ca, child)
+        # The CA bundle is the server's: behind PgBouncer the pooled URLs carry no TLS settings.
+        self.database_ca = self._database_ca(name, namespace, instance, (direct_database or db).ca, child)
         # What a pod that reads the database needs to exist: the Secret, and a shipped CA's ConfigMap.
         self.database_resources: list[pulumi.Resource] = [*self._ca_configmap]
         ca_file = self.database_ca.file if self.database_ca else None
+        # The URLs `database` makes: behind PgBouncer they name no CA (PgBouncer checks the server).
+        pooled_ca = ca_file if direct_database is None else None
         login = pulumi.Output.all(db.user, db.password, db.host, db.port, db.name)
         sql_conn = login.apply(
-            lambda a: database_url("postgresql+psycopg2", a[0], a[1], a[2], int(a[3]), a[4], db.sslmode, ca_file)
+            lambda a: database_url("postgresql+psycopg2", a[0], a[1], a[2], int(a[3]), a[4], db.sslmode, pooled_ca)
         )
         # Celery's database backend: SQLAlchemy 2.1 resolves `postgresql://` to psycopg (3), libpq too.
         result_backend = login.apply(
-            lambda a: database_url("db+postgresql", a[0], a[1], a[2], int(a[3]), a[4], db.sslmode, ca_file)
+            lambda a: database_url("db+postgresql", a[0], a[1], a[2], int(a[3]), a[4], db.sslmode, pooled_ca)
         )
         sql_conn_async = login.apply(
-            lambda a: async_database_url(a[0], a[1], a[2], int(a[3]), a[4], db.sslmode, ca_file)
+            lambda a: async_database_url(a[0], a[1], a[2], int(a[3]), a[4], db.sslmode, pooled_ca)
         )
         data: dict[str, pulumi.Input[str]] = {
             FERNET_KEY: fernet.base64.apply(fernet_from_base64),
@@ -198,6 +205,11 @@ class AirflowSecrets(pulumi.ComponentResource):
             ADMIN_PASSWORD: admin.result,
             SIMPLE_AUTH_PASSWORDS: admin.result.apply(lambda p: json.dumps({admin_user: p})),
         }
+        if direct_database is not None:
+            d = direct_database
+            data[SQL_ALCHEMY_CONN_DIRECT] = pulumi.Output.all(d.user, d.password, d.host, d.port, d.name).apply(
+                lambda a: database_url("postgresql+psycopg2", a[0], a[1], a[2], int(a[3]), a[4], d.sslmode, ca_file)
+            )
         if sso_client_secret is not None:
             data[SSO_CLIENT_SECRET] = sso_client_secret
         self.flower_password: pulumi.Output[str] | None = None

@@ -282,7 +282,8 @@ def airflow_containers(manifests: list[dict[str, Any]]) -> dict[str, Container]:
             continue
         pod = obj["spec"]["template"]["spec"]
         for c in pod["containers"]:
-            if "apache/airflow" in c["image"]:
+            # The official PgBouncer images are tags of the same repository (`airflow-pgbouncer-...`).
+            if "apache/airflow" in c["image"] and ":airflow-pgbouncer" not in c["image"]:
                 comp = obj["metadata"]["labels"]["app.kubernetes.io/component"]
                 out[comp] = Container(
                     obj["metadata"]["name"], obj["kind"], comp, c, {v["name"]: v for v in pod.get("volumes", [])}

@@ -25,7 +25,18 @@ CASES = [
     (
         "nope=1",
         "airflow-k8s:nope",
-        "not a known key (allowed: airflow, aws, azure, broker, cloud, database, kubernetes, ui)",
+        "not a known key (allowed: airflow, aws, azure, broker, cloud, database, kubernetes, pgbouncer, ui)",
+    ),
+    # Issue 15.2: PgBouncer's settings.
+    ("pgbouncer.replicas=0", "airflow-k8s:pgbouncer.replicas", "greater than or equal to 1"),
+    ("pgbouncer.defaultPoolSize=0", "airflow-k8s:pgbouncer.defaultPoolSize", "greater than or equal to 1"),
+    ("pgbouncer.image=apache/airflow:latest", "airflow-k8s:pgbouncer.image", "must name an exact tag"),
+    ("pgbouncer.exporterImage=pgbouncer-exporter", "airflow-k8s:pgbouncer.exporterImage", "must name an exact tag"),
+    (
+        "pgbouncer.poolMode=session",
+        "airflow-k8s:pgbouncer.poolMode",
+        "not a known key (allowed: defaultPoolSize, enabled, exporterImage, image, maxClientConn, "
+        "maxPreparedStatements, port, replicas, reservePoolSize, reservePoolTimeout, resources)",
     ),
     ("cloud=gcp", "airflow-k8s:cloud", "must be one of 'local', 'aws', 'azure'"),
     ("kubernetes.context=", "airflow-k8s:kubernetes.context", "needs a kubeconfig context name"),

@@ -60,6 +60,9 @@ CASES = [(stack, ()) for stack in stack_names()] + [
     ("local", VARIANTS["placement+extras"]),
     # Issue 15.6: the pools Job.
     ("local", VARIANTS["pools+secret-variables"]),
+    # Issue 15.2: PgBouncer and its exporter; on aws with the RDS CA bundle it verifies against.
+    ("local", VARIANTS["pgbouncer"]),
+    ("aws-dev", ("pgbouncer.enabled=true",)),
     (
         "local",
         (

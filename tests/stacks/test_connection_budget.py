@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from components.airflow.budget import ConnectionBudget, Term, check, connection_budget
+from components.airflow.budget import ConnectionBudget, Term, check, connection_budget, through_pooler
 from components.aws.database import AwsDatabase
 from components.azure.database import AzureDatabase
 from components.endpoints import DatabaseLimit
-from components.postgres import InClusterDatabase
 from stacks.main import program
 from stacks.tooling import engine
 from stacks.tooling.cli import main as render_main
@@ -130,7 +129,7 @@ OVER = [
 def test_over_budget_is_refused_naming_the_key_the_figures_and_the_knobs(
     stack: str, overrides: tuple[str, ...], key: str, fragment: str
 ) -> None:
-    message = refused(stack, *overrides)
+    message = refused(stack, *overrides, "pgbouncer.enabled=false")
     assert f"{key}: " in message and fragment in message, message
     for knob in ("fewer replicas or a lower worker concurrency", "sql_alchemy_pool_size", "PgBouncer"):
         assert knob in message, message
@@ -139,7 +138,7 @@ def test_over_budget_is_refused_naming_the_key_the_figures_and_the_knobs(
 
 def test_over_budget_exits_2_from_the_render(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
     args = ["local", "--out", str(tmp_path), "--set", "airflow.workers={replicas: 4, concurrency: 16}"]
-    args += ["--set", "database.inCluster.maxConnections=100"]
+    args += ["--set", "database.inCluster.maxConnections=100", "--set", "pgbouncer.enabled=false"]
     assert render_main(args) == 2
     err = capsys.readouterr().err
     assert "airflow-k8s:airflow.workers.replicas: Airflow needs 140 metadata-DB connections" in err
@@ -147,19 +146,58 @@ def test_over_budget_exits_2_from_the_render(capsys: pytest.CaptureFixture[str],
 
 
 def test_the_error_names_the_larger_database_of_each_cloud() -> None:
-    assert "a larger aws.database.instanceClass" in refused("aws-dev", "airflow.workers.replicas=20")
-    assert "a larger azure.database.skuName" in refused("azure-dev", "azure.database.skuName=Standard_B1ms")
+    off = "pgbouncer.enabled=false"
+    assert "a larger aws.database.instanceClass" in refused("aws-dev", "airflow.workers.replicas=20", off)
+    assert "a larger azure.database.skuName" in refused("azure-dev", "azure.database.skuName=Standard_B1ms", off)
     assert "database.inCluster.maxConnections" in refused(
-        "local", "airflow.workers.replicas=12", "database.inCluster.maxConnections=100"
+        "local", "airflow.workers.replicas=12", "database.inCluster.maxConnections=100", off
     )
 
 
-def test_a_pooler_in_front_passes_the_check() -> None:
-    unchecked = "database={mode: external, external: {host: db, password: p}}"
-    budget = connection_budget(config_of("local", unchecked, "airflow.workers.replicas=12").airflow)
-    limit = InClusterDatabase.model_validate({"maxConnections": 100}).connection_limit()
-    assert check(budget, limit) is not None
-    assert check(budget, limit, pooler=True) is None
+# Azure's B1ms allows 35: even PgBouncer's default pools (2 pods + 1 surging, 12 each) do not fit it,
+# which the next test but one shows is refused.
+@pytest.mark.parametrize(
+    "stack,overrides,key,fragment", [c for c in OVER if "unbounded" not in c[3] and c[0] != "azure-dev"]
+)
+def test_pgbouncer_left_unset_turns_on_exactly_where_the_budget_needs_it(
+    stack: str, overrides: tuple[str, ...], key: str, fragment: str
+) -> None:
+    cfg = config_of(stack, *overrides)
+    assert cfg.pgbouncer.enabled is None and cfg.pgbouncer_enabled
+    # What the database then sees: PgBouncer's pods (one surging) and the Jobs that go direct.
+    by = cfg.db_budget().by_component()
+    assert by["pgbouncer"] == (cfg.pgbouncer.replicas + 1) * (cfg.pgbouncer.default_pool_size + 2)
+    assert set(by) <= {"pgbouncer", "migrate", "create-user", "pools", "keda"}
+    rendered = render(stack, *overrides)
+    assert named(rendered, "Deployment", "airflow-pgbouncer")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_stack_that_fits_keeps_connecting_directly(stack: str) -> None:
+    cfg = config_of(stack)
+    assert cfg.pgbouncer.enabled is None and not cfg.pgbouncer_enabled
+
+
+def test_through_pgbouncer_its_own_pools_are_checked_against_the_database() -> None:
+    auto = refused("azure-dev", "azure.database.skuName=Standard_B1ms")
+    assert "airflow-k8s:pgbouncer.defaultPoolSize: Airflow through PgBouncer needs 40" in auto, auto
+    message = refused(
+        "azure-dev",
+        "azure.database.skuName=Standard_B1ms",
+        "pgbouncer={enabled: true, replicas: 3, defaultPoolSize: 20}",
+    )
+    # (3 + 1 surge) x (20 + 2 reserve) = 88 on the server, plus the Jobs' direct connections.
+    assert "airflow-k8s:pgbouncer.defaultPoolSize: Airflow through PgBouncer needs" in message, message
+    assert "pgbouncer 4 x 22 = 88" in message and "fewer PgBouncer replicas" in message
+
+
+def test_an_unbounded_airflow_behind_pgbouncer_is_bounded_by_it() -> None:
+    budget = connection_budget(
+        config_of("local", "airflow.config={database.sql_alchemy_pool_enabled: 'False'}").airflow
+    )
+    assert budget.total is None
+    pooled = through_pooler(budget, 2, 12)
+    assert pooled.total is not None and pooled.by_component()["pgbouncer"] == 36
 
 
 # ---- the inputs: pool settings, executors, components --------------------------------------------
@@ -244,6 +282,7 @@ def test_a_worker_set_over_budget_is_named_in_the_error() -> None:
         "local",
         "database.inCluster.maxConnections=100",
         "airflow.workerSets=[{name: big, queues: [big], concurrency: 64, replicas: 4}]",
+        "pgbouncer.enabled=false",
     )
     assert "airflow-k8s:airflow.workerSets.0.replicas" in message
 
@@ -318,6 +357,6 @@ def test_an_external_database_without_max_connections_is_a_warning_not_a_check()
     run = engine.run(program, config=config, secret_keys=keys, stack="local")
     assert run.error is None, run.error
     assert any(
-        "airflow-k8s:database.external.maxConnections: unset, so Airflow's peak of 172 metadata-DB connections" in w
+        "airflow-k8s:database.external.maxConnections: unset, so the peak of 172 metadata-DB connections" in w
         for w in run.warnings
     ), run.warnings

@@ -25,6 +25,9 @@ MAY_HOLD = {
     # The asyncpg form of the same URL: in 3.3.2 only the api-server's routes open the async engine
     # (api_fastapi/common/db/common.py; the execution API's only other use needs `core.multi_team`).
     "sql-alchemy-conn-async": {"api-server"},
+    # Issue 15.2: with PgBouncer, the server itself, for the Jobs only (migrations take session-level
+    # advisory locks, airflow/utils/db.py, which transaction pooling cannot keep).
+    "sql-alchemy-conn-direct": {"migrate", "create-user"},
     # Celery: the scheduler sends and polls, the worker consumes, Flower watches.
     "broker-url": {"scheduler", "worker", "flower"},
     "result-backend": {"scheduler", "worker", "flower"},
@@ -103,3 +106,17 @@ def test_jobs_get_no_runtime_settings() -> None:
         for name in env:
             assert not name.startswith(("AIRFLOW__CELERY__", "AIRFLOW__KUBERNETES_EXECUTOR__", "AIRFLOW_VAR_")), name
         assert "AIRFLOW__CORE__EXECUTION_API_SERVER_URL" not in env
+
+
+def test_with_pgbouncer_the_jobs_hold_the_direct_url_and_nothing_else_does() -> None:
+    """Issue 15.2: the grants move, they are not lost: the Jobs reach the server, every other DB
+    user reaches PgBouncer."""
+    run = render("local", *VARIANTS["pgbouncer"])
+    seen: dict[str, set[str]] = {}
+    for comp, spec in airflow_pods(run):
+        for c in containers(spec):
+            if is_airflow(c):
+                for key in _secret_refs(c):
+                    seen.setdefault(key, set()).add(comp)
+    assert seen["sql-alchemy-conn-direct"] == {"migrate", "create-user"}
+    assert seen["sql-alchemy-conn"] == {"api-server", "scheduler", "dag-processor", "triggerer"}

@@ -48,6 +48,15 @@ VARIANTS = {
         "{name: io, queues: [io], storageSize: 5Gi}]",
         "airflow.workers.autoscaling={enabled: true}",
     ),
+    # Issue 15.2: PgBouncer in front of an external database it checks with verify-full and a CA
+    # bundle from an existing ConfigMap, with every executor (the Jobs go direct).
+    "pgbouncer": (
+        "pgbouncer.enabled=true",
+        "airflow.executor=CeleryExecutor,KubernetesExecutor",
+        "database.mode=external",
+        "database.external={host: db.example.com, password: 'p@ss:w/rd$1', sslmode: verify-full, "
+        "ca: {configMap: corp-ca}}",
+    ),
     # Issue 14.5, with the key in an existing Secret (a privateKey must be a Pulumi secret:
     # tests/stacks/test_git_ssh.py renders that way too).
     "git-ssh-sidecars": (
