@@ -11,6 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from components.airflow.housekeeping_settings import Housekeeping
 from components.airflow.sso import CLIENT_SECRET_VARIABLE, Sso
 from components.kube_types import (
     Affinity,
@@ -853,6 +854,9 @@ class AirflowSettings(SettingsModel):
     migration_timeout_minutes: int = Field(
         15, ge=1, le=120, description="How long `pulumi up` waits for the migration Job."
     )
+    housekeeping: Housekeeping = Field(
+        default_factory=defaults(Housekeeping), description="Scheduled cleanups: metadata DB rows, kept task pods."
+    )
     variables: dict[str, str] = Field(
         default_factory=dict, description="Airflow Variables, injected as AIRFLOW_VAR_<NAME> (plain values)."
     )
@@ -942,6 +946,16 @@ class AirflowSettings(SettingsModel):
             raise bad(
                 "config",
                 f"{SSO_OWNED_OPTION!r} is set by the program with SSO on (airflow.auth.sso.sessionLifetimeMinutes)",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _housekeeping(self) -> AirflowSettings:
+        kube = "KubernetesExecutor" in self.executors
+        if self.housekeeping.pod_cleanup.enabled and not kube and not self.pod_operator.enabled:
+            raise bad(
+                "housekeeping.podCleanup.enabled",
+                "there are no task pods to clean up: it needs the KubernetesExecutor or airflow.podOperator.enabled",
             )
         return self
 
