@@ -254,7 +254,7 @@ class Airflow(pulumi.ComponentResource):
         self.pod_cleanup: k8s.batch.v1.CronJob | None = None
         if self._roster.conditions.db_clean:
             self.db_clean = jobs.db_clean(house.db_clean, self.migration)
-        if "pod-cleanup" in self._roster.components:
+        if self._roster.pod_cleaners or self._roster.task_pod_cleaners:
             # KubernetesExecutor pods are in the Airflow namespace; KubernetesPodOperator pods in the
             # task namespace when there is one (the same namespaces the RBAC in namespace.py covers).
             namespaces: list[pulumi.Input[str]] = []

@@ -141,7 +141,8 @@ class AirflowComponent:
             against Airflow 3.3.2's code in tests/stacks/test_least_secrets.py).
         extra_secrets: keys it receives on top, and when.
         settings: the groups of plain settings its Airflow containers receive (see BASE above);
-            empty for components that do not run the Airflow image.
+            empty for components that run no Airflow process (the log groomer runs find and rm in
+            the Airflow image).
         grace_seconds: how long a stopping pod may take (a Celery worker finishes its running tasks).
         drain_seconds: how long a stopping pod behind a Service keeps serving before it is told to
             stop (a preStop sleep): endpoint removal reaches kube-proxy, ingress controllers and an
@@ -319,11 +320,12 @@ TABLE: tuple[AirflowComponent, ...] = (
     ),
     # Deletes old task logs on the stack's log claim (housekeeping.py): find and rm in the Airflow
     # image, no Airflow settings, no secret, no API call.
+    # Not an Airflow process: it takes the stack-wide placement and pull secrets, not airflow.jobs
+    # (whose escape hatches are for Airflow's Jobs: a DB proxy, Airflow env).
     AirflowComponent(
         "log-groomer",
         lambda c: c.log_claim,
         settings=frozenset(),
-        options="jobs",
     ),
     # KubernetesExecutor task pods, made from the pod template.
     AirflowComponent(

@@ -71,6 +71,7 @@ GENERATED_ENV = {
     "ADMIN_EMAIL": "the admin-user Job",
     "ADMIN_PASSWORD": "the admin-user Job",
     "FLOWER_BASIC_AUTH": "Flower's generated basic-auth login",
+    "CLEANUP_NAMESPACES": "the pod-cleanup CronJob (airflow.housekeeping.podCleanup)",
     CLIENT_SECRET_VARIABLE: "airflow.auth.sso.clientSecret",
     "AIRFLOW_CONN_GIT_DAGS": "airflow.dags.git.ssh (GitDagBundle's connection, GIT_CONNECTION_ID)",
     # The cloud stacks' task-log connections (components/aws/storage.py, components/azure/storage.py).
