@@ -57,6 +57,8 @@ def test_every_skip_has_a_reason() -> None:
 CASES = [(stack, ()) for stack in stack_names()] + [
     # Issue 14, items 3 and 4: placement and every escape hatch, sidecars and extra objects included.
     ("local", VARIANTS["placement+extras"]),
+    # Issue 15.5: the housekeeping CronJobs, their accounts and the pod-cleaner Roles.
+    ("local", VARIANTS["housekeeping"]),
     (
         "local",
         (
