@@ -746,7 +746,7 @@ class TaskPods(PodOptions):
 
 
 class Jobs(JobPodOptions):
-    """The one-shot Jobs (the migration and the FAB admin user)."""
+    """The one-shot Jobs (the migration and the FAB admin user) and the Airflow CronJobs of housekeeping."""
 
 
 class PodOperator(SettingsModel):
@@ -841,7 +841,10 @@ class AirflowSettings(SettingsModel):
     task_pods: TaskPods = Field(
         default_factory=defaults(TaskPods), description="KubernetesExecutor task pods (the pod template)."
     )
-    jobs: Jobs = Field(default_factory=defaults(Jobs), description="The migration and admin-user Jobs.")
+    jobs: Jobs = Field(
+        default_factory=defaults(Jobs),
+        description="The migration and admin-user Jobs, and the db-clean and pod-cleanup CronJobs' pods.",
+    )
     image_pull_secrets: list[Subdomain] = Field(
         default_factory=list,
         description="Existing Secrets (type dockerconfigjson) in the namespace for pulling images; on every "
