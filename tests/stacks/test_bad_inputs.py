@@ -461,7 +461,11 @@ CASES = [
     ("airflow.flower.user=ops:team", "airflow-k8s:airflow.flower.user", "must match"),
     # Issue 15.5: housekeeping schedules as the API server parses them (robfig/cron ParseStandard,
     # no TZ in the schedule), IANA zones, a retention of at least a day, known tables.
-    ("airflow.housekeeping.dbClean.schedule='0 3 * *'", "airflow-k8s:airflow.housekeeping.dbClean.schedule", "4 fields"),
+    (
+        "airflow.housekeeping.dbClean.schedule='0 3 * *'",
+        "airflow-k8s:airflow.housekeeping.dbClean.schedule",
+        "4 fields",
+    ),
     (
         "airflow.housekeeping.dbClean.schedule='61 * * * *'",
         "airflow-k8s:airflow.housekeeping.dbClean.schedule",
@@ -487,8 +491,16 @@ CASES = [
         "airflow-k8s:airflow.housekeeping.dbClean.schedule",
         "set timeZone",
     ),
-    ("airflow.housekeeping.dbClean.schedule='@fortnightly'", "airflow-k8s:airflow.housekeeping.dbClean.schedule", "@daily"),
-    ("airflow.housekeeping.dbClean.schedule='@every 1d'", "airflow-k8s:airflow.housekeeping.dbClean.schedule", "@every"),
+    (
+        "airflow.housekeeping.dbClean.schedule='@fortnightly'",
+        "airflow-k8s:airflow.housekeeping.dbClean.schedule",
+        "@daily",
+    ),
+    (
+        "airflow.housekeeping.dbClean.schedule='@every 1d'",
+        "airflow-k8s:airflow.housekeeping.dbClean.schedule",
+        "@every",
+    ),
     ("airflow.housekeeping.dbClean.timeZone=Local", "airflow-k8s:airflow.housekeeping.dbClean.timeZone", "IANA"),
     (
         "airflow.housekeeping.podCleanup.timeZone=Europe/Pariss",
