@@ -42,6 +42,11 @@ POD_LAUNCHER_RULES = [
     {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "watch"]},
 ]
+# `airflow kubernetes cleanup-pods` lists pods by label and deletes finished ones
+# (apache-airflow-providers-cncf-kubernetes 10.25.0, cli/kubernetes_command.py): it never creates one.
+POD_CLEANER_RULES = [
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "delete"]},
+]
 # The api-server reads logs of running KubernetesExecutor task pods.
 POD_LOG_READER_RULES = [
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
@@ -81,6 +86,8 @@ class AirflowNamespace(pulumi.ComponentResource):
         pod_launchers: Sequence[str] = (),
         task_pod_launchers: Sequence[str] = (),
         pod_log_readers: Sequence[str] = (),
+        pod_cleaners: Sequence[str] = (),
+        task_pod_cleaners: Sequence[str] = (),
         task_namespace: str | None = None,
         task_pod_security: str = "baseline",
         annotations: Mapping[str, Mapping[str, pulumi.Input[str]]] | None = None,
@@ -105,6 +112,10 @@ class AirflowNamespace(pulumi.ComponentResource):
                 pod-launcher Role in `task_namespace` if it is set, else in the Airflow namespace.
             pod_log_readers: components that read pod logs (the api-server, for running
                 KubernetesExecutor task pods); bound to the read-only pod-log-reader Role.
+            pod_cleaners: components that delete finished KubernetesExecutor pods; bound to the
+                list-and-delete pod-cleaner Role in the Airflow namespace.
+            task_pod_cleaners: components that delete finished KubernetesPodOperator pods; bound to a
+                pod-cleaner Role in `task_namespace` if it is set, else in the Airflow namespace.
             task_namespace: a second namespace for KubernetesPodOperator pods (config
                 `kubernetes.taskNamespace`), with a `<instance>-task-runner` ServiceAccount that has no
                 token and no API rights (for pods that name one); None: those pods run in the Airflow
@@ -125,6 +136,8 @@ class AirflowNamespace(pulumi.ComponentResource):
             ("pod_launchers", pod_launchers),
             ("task_pod_launchers", task_pod_launchers),
             ("pod_log_readers", pod_log_readers),
+            ("pod_cleaners", pod_cleaners),
+            ("task_pod_cleaners", task_pod_cleaners),
         ):
             unknown = sorted(set(members) - set(components))
             if unknown:
@@ -144,7 +157,13 @@ class AirflowNamespace(pulumi.ComponentResource):
         self.namespace = self.namespace_resource.metadata["name"]
         self._tokenless_default(f"{name}-default-sa", self.namespace_resource, instance)
 
-        api_callers = set(pod_launchers) | set(task_pod_launchers) | set(pod_log_readers)
+        api_callers = (
+            set(pod_launchers)
+            | set(task_pod_launchers)
+            | set(pod_log_readers)
+            | set(pod_cleaners)
+            | set(task_pod_cleaners)
+        )
         self.service_accounts = {}
         for comp in components:
             sa = k8s.core.v1.ServiceAccount(
@@ -162,6 +181,7 @@ class AirflowNamespace(pulumi.ComponentResource):
             self.service_accounts[comp] = sa.metadata["name"]
 
         main_launchers = list(pod_launchers)
+        main_cleaners = list(pod_cleaners)
         self.task_namespace = None
         self.task_service_account = None
         if task_namespace:
@@ -195,8 +215,18 @@ class AirflowNamespace(pulumi.ComponentResource):
                 task_pod_launchers,
                 instance,
             )
+            self._role(
+                name,
+                "task-pod-cleaner",
+                f"{instance}-pod-cleaner",
+                self.task_namespace,
+                POD_CLEANER_RULES,
+                task_pod_cleaners,
+                instance,
+            )
         else:
             main_launchers += [c for c in task_pod_launchers if c not in main_launchers]
+            main_cleaners += [c for c in task_pod_cleaners if c not in main_cleaners]
 
         self._role(
             name,
@@ -205,6 +235,15 @@ class AirflowNamespace(pulumi.ComponentResource):
             self.namespace,
             POD_LAUNCHER_RULES,
             main_launchers,
+            instance,
+        )
+        self._role(
+            name,
+            "pod-cleaner",
+            f"{instance}-pod-cleaner",
+            self.namespace,
+            POD_CLEANER_RULES,
+            main_cleaners,
             instance,
         )
         self._role(

@@ -29,7 +29,7 @@ INSTANCE = "airflow"
 
 def roster(cfg: StackConfig, git_writer: bool) -> Roster:
     """Which Airflow components this stack has and what each may do (components/airflow/roster.py)."""
-    return Roster.of(cfg.airflow, git_writer, pgbouncer=cfg.pgbouncer_enabled)
+    return Roster.of(cfg.airflow, git_writer, pgbouncer=cfg.pgbouncer_enabled, log_claim=cfg.log_volume)
 
 
 def db_clients(cfg: StackConfig, git_writer: bool) -> list[str] | None:
@@ -92,6 +92,8 @@ def compose(
             ui_url=f"https://{cfg.ui.host}/" if cfg.ui.host else None,
             keda=keda_target(cfg, provider=provider, database=direct or database, namespace=ns),
             direct_database=direct,
+            log_retention_days=k.log_retention_days,
+            log_claim_access_mode=k.log_volume_access_mode,
         ),
         opts=pulumi.ResourceOptions(providers=[provider], depends_on=[ns]),
     )
@@ -140,6 +142,8 @@ def make_namespace(
         pod_launchers=r.pod_launchers,
         task_pod_launchers=r.task_pod_launchers,
         pod_log_readers=r.pod_log_readers,
+        pod_cleaners=r.pod_cleaners,
+        task_pod_cleaners=r.task_pod_cleaners,
         task_namespace=cfg.kubernetes.pod_namespace(r.conditions.pod_operator),
         task_pod_security=cfg.kubernetes.task_pod_security,
         annotations=annotations,

@@ -13,10 +13,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.airflow import DagSource
-from components.airflow.env import LOGS
-from components.airflow.pods import AIRFLOW_GID, AIRFLOW_UID
 from components.endpoints import VERIFYING_SSLMODES, BrokerEndpoint, CaBundle, DatabaseEndpoint
-from components.k8s import CLAIM_SIZE, Manifest, container_security, labels, pod_security
+from components.k8s import CLAIM_SIZE, Manifest, labels
 from components.namespace import AirflowNamespace
 from components.postgres import InClusterPostgres
 from components.redis import InClusterRedis
@@ -98,7 +96,6 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         log_claim = _claim(
             "logs", k.log_volume_size, k.log_volume_storage_class, k.log_volume_access_mode, ns, child_opts
         ).metadata["name"]
-        _log_groomer(cfg, ns, log_claim, child_opts)
 
     airflow = compose(
         cfg,
@@ -178,63 +175,4 @@ def _claim(
         # A claim keeps the size it was made with: requests can only grow, and only where the
         # StorageClass allows it, so a changed size is applied with kubectl, not by Pulumi.
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=CLAIM_SIZE)),
-    )
-
-
-def groom_script(logs: str, retention_days: int) -> str:
-    """Delete task logs older than the retention, then directories empty for over an hour (a task
-    may have just made one). `lost+found` (root's, 0700 on a formatted volume) is pruned, never read:
-    hence `-exec` and not `-delete`, which turns on `-depth` and so disables `-prune`. A file or
-    directory that goes while find runs (another groomer, a task) is no error."""
-    prune = f"-ignore_readdir_race -mindepth 1 -path {logs}/lost+found -prune -o"
-    return (
-        "set -eu\n"
-        f"find {logs} {prune} -type f -mmin +{retention_days * 24 * 60} -print -exec rm -f {{}} +\n"
-        f"find {logs} {prune} -type d -empty -mmin +60 -print -exec rmdir --ignore-fail-on-non-empty {{}} +\n"
-    )
-
-
-def _log_groomer(
-    cfg: StackConfig, ns: AirflowNamespace, claim: pulumi.Input[str], opts: pulumi.ResourceOptions
-) -> None:
-    """An hourly CronJob on the task-log claim: Airflow deletes no task logs, so a shared claim would
-    fill and every task would then fail to write its log."""
-    image = cfg.airflow.image
-    pod: Manifest = {
-        "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
-        "securityContext": pod_security(AIRFLOW_UID, AIRFLOW_GID, fs_group=AIRFLOW_GID),
-        "containers": [
-            {
-                "name": "groom",
-                "image": f"{image.repository}:{image.tag}",
-                "imagePullPolicy": image.pull_policy,
-                # A command of its own: the image's entrypoint (and its DB check) does not run.
-                "command": ["bash", "-c", groom_script(LOGS, cfg.kubernetes.log_retention_days)],
-                "securityContext": container_security(),
-                "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
-                "volumeMounts": [{"name": "logs", "mountPath": LOGS}],
-            }
-        ],
-        "volumes": [{"name": "logs", "persistentVolumeClaim": {"claimName": claim}}],
-    }
-    spec: Manifest = {
-        "schedule": "17 * * * *",
-        "concurrencyPolicy": "Forbid",
-        "successfulJobsHistoryLimit": 1,
-        "failedJobsHistoryLimit": 1,
-        "jobTemplate": {
-            "spec": {
-                "backoffLimit": 2,
-                "activeDeadlineSeconds": 3000,
-                "template": {"metadata": {"labels": labels(INSTANCE, "log-groomer")}, "spec": pod},
-            }
-        },
-    }
-    name = f"{INSTANCE}-log-groomer"
-    k8s.batch.v1.CronJob(
-        "log-groomer",
-        metadata={"name": name, "namespace": ns.namespace, "labels": labels(INSTANCE, "log-groomer")},
-        spec=spec,
-        opts=opts,
     )

@@ -15,7 +15,7 @@ from stacks.tooling.render import run_stack
 # Kubernetes versions the README says are supported; every rendered object is validated against each.
 K8S_VERSIONS = ["1.31", "1.32", "1.33", "1.34", "1.35"]
 
-WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "DaemonSet"}
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "DaemonSet", "CronJob"}
 
 
 @functools.lru_cache(maxsize=64)
@@ -50,9 +50,16 @@ def named(run: engine.Run, kind: str, name: str, reveal: bool = False) -> dict[s
 
 
 def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
+    return pod_template(obj)["spec"]
+
+
+def pod_template(obj: dict[str, Any]) -> dict[str, Any]:
+    """The pod (metadata and spec) a workload makes; a CronJob's through its Job template."""
     if obj["kind"] == "Pod":
-        return obj["spec"]
-    return obj["spec"]["template"]["spec"]
+        return obj
+    if obj["kind"] == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]
+    return obj["spec"]["template"]
 
 
 def workloads(run: engine.Run, reveal: bool = False) -> list[dict[str, Any]]:

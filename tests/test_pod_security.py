@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from tests.pod_security import Level, admits, enforced_level, violations
-from tests.render import K8S_VERSIONS, named, objects, pod_spec, render
+from tests.render import K8S_VERSIONS, named, objects, pod_spec, pod_template, render
+from tests.stacks.test_local_render import VARIANTS
 
 Pod = dict[str, Any]
 
@@ -181,16 +182,23 @@ def test_version_gated_controls() -> None:
     assert "Running as Non-root" in {v.control for v in violations(userns, "restricted", "1.34")}
 
 
-def test_every_pod_this_project_renders_meets_restricted() -> None:
-    run = render("local")
+@pytest.mark.parametrize("variant", [(), VARIANTS["housekeeping"]], ids=["default", "housekeeping"])
+def test_every_pod_this_project_renders_meets_restricted(variant: tuple[str, ...]) -> None:
+    run = render("local", *variant)
     pods = [
         o
         for o in objects(run)
-        if o["kind"] in ("Deployment", "StatefulSet", "Job") and o["metadata"]["namespace"] == "airflow"
+        if o["kind"] in ("Deployment", "StatefulSet", "Job", "CronJob") and o["metadata"]["namespace"] == "airflow"
     ]
     assert len(pods) > 5
+    if variant:  # the CronJobs' pods are checked too
+        assert {o["metadata"]["name"] for o in pods if o["kind"] == "CronJob"} == {
+            "airflow-db-clean",
+            "airflow-pod-cleanup",
+            "airflow-log-groomer",
+        }
     for obj in pods:
-        pod = {"metadata": obj["spec"]["template"].get("metadata", {}), "spec": pod_spec(obj)}
+        pod = {"metadata": pod_template(obj).get("metadata", {}), "spec": pod_spec(obj)}
         assert violations(pod, "restricted") == [], obj["metadata"]["name"]
 
 

@@ -29,6 +29,7 @@ import pulumi_kubernetes as k8s
 from components.airflow import git_ssh, keda, kpo, roster
 from components.airflow.env import CONFIG_DIR, LOGS, POD_TEMPLATE_DIR, SIMPLE_AUTH_DIR, AirflowEnv, dags_folder
 from components.airflow.extra_objects import extra_objects
+from components.airflow.housekeeping import HousekeepingJobs
 from components.airflow.jobs import Jobs
 from components.airflow.network import network_policies
 from components.airflow.pod_template import pod_template_configmap
@@ -80,6 +81,9 @@ class AirflowArgs:
         direct_database: when `database` is PgBouncer (components/pgbouncer.py), the server behind
             it: the migration and user Jobs connect to it directly, and wait for its `depends_on`;
             the long-running components use `database` and wait for PgBouncer as well.
+        log_retention_days: with `log_claim`, how long task logs stay on it (the log groomer).
+        log_claim_access_mode: the claim's access mode; ReadWriteOnce keeps the groomer on the node
+            where the claim is attached.
     """
 
     namespace: pulumi.Input[str]
@@ -99,6 +103,8 @@ class AirflowArgs:
     ui_url: str | None = None
     keda: keda.KedaTarget | None = None
     direct_database: DatabaseEndpoint | None = None
+    log_retention_days: int = 15
+    log_claim_access_mode: str = "ReadWriteMany"
 
 
 WEBSERVER_CONFIG = "webserver_config.py"
@@ -116,7 +122,12 @@ class Airflow(pulumi.ComponentResource):
         settings = args.settings
         self._args = args
         self._settings = settings
-        self._roster = Roster.of(settings, args.dags.git_writer, pgbouncer=args.direct_database is not None)
+        self._roster = Roster.of(
+            settings,
+            args.dags.git_writer,
+            pgbouncer=args.direct_database is not None,
+            log_claim=args.log_claim is not None,
+        )
         conditions = self._roster.conditions
         if conditions.celery and args.broker is None:
             raise ValueError("the CeleryExecutor needs a broker endpoint")
@@ -202,6 +213,7 @@ class Airflow(pulumi.ComponentResource):
             after_migration += list(args.database.depends_on)
         self.create_user: k8s.batch.v1.Job | None = jobs.create_user(self.migration) if conditions.local_admin else None
         self.pools: k8s.batch.v1.Job | None = jobs.pools(self.migration) if conditions.pools else None
+        self._housekeeping(name)
         self.webserver_config: k8s.core.v1.ConfigMap | None = None
         if settings.auth.sso is not None:
             self.webserver_config = self._webserver_config(name)
@@ -264,6 +276,26 @@ class Airflow(pulumi.ComponentResource):
         self.extra_objects = extra_objects(self, name, args.namespace, settings.extra_objects)
 
         self.register_outputs({"api_url": self.api_url, "migration_job": self.migration.metadata["name"]})
+
+    def _housekeeping(self, name: str) -> None:
+        """The scheduled cleanups the settings switch on (housekeeping.py)."""
+        house = self._settings.housekeeping
+        jobs = HousekeepingJobs(self, name, self._args.instance, self._args.namespace, self._pods)
+        self.db_clean: k8s.batch.v1.CronJob | None = None
+        self.pod_cleanup: k8s.batch.v1.CronJob | None = None
+        if self._roster.conditions.db_clean:
+            self.db_clean = jobs.db_clean(house.db_clean, self.migration)
+        if self._roster.pod_cleaners or self._roster.task_pod_cleaners:
+            # KubernetesExecutor pods are in the Airflow namespace; KubernetesPodOperator pods in the
+            # task namespace when there is one (the same namespaces the RBAC in namespace.py covers).
+            namespaces: list[pulumi.Input[str]] = []
+            if self._roster.pod_cleaners or self._args.task_namespace is None:
+                namespaces.append(self._args.namespace)
+            if self._roster.task_pod_cleaners and self._args.task_namespace is not None:
+                namespaces.append(self._args.task_namespace)
+            self.pod_cleanup = jobs.pod_cleanup(house.pod_cleanup, namespaces)
+        if self._args.log_claim is not None:
+            jobs.log_groomer(self._args.log_claim, self._args.log_retention_days, self._args.log_claim_access_mode)
 
     # ----- the long-running components --------------------------------------------------------
 

@@ -91,9 +91,15 @@ class Conditions:
     pools: bool = False
     # PgBouncer pools the long-running components' DB connections; the Jobs go direct.
     pgbouncer: bool = False
+    db_clean: bool = False
+    pod_cleanup: bool = False
+    # Task logs on a claim the stack made (the local stack's `kubernetes.logVolume`).
+    log_claim: bool = False
 
     @classmethod
-    def of(cls, settings: AirflowSettings, git_writer: bool, pgbouncer: bool = False) -> Conditions:
+    def of(
+        cls, settings: AirflowSettings, git_writer: bool, pgbouncer: bool = False, log_claim: bool = False
+    ) -> Conditions:
         celery = "CeleryExecutor" in settings.executors
         return cls(
             celery=celery,
@@ -108,6 +114,9 @@ class Conditions:
             statsd=settings.statsd.enabled,
             pools=settings.pools is not None,
             pgbouncer=pgbouncer,
+            db_clean=settings.housekeeping.db_clean.enabled,
+            pod_cleanup=settings.housekeeping.pod_cleanup.enabled,
+            log_claim=log_claim,
         )
 
 
@@ -130,6 +139,9 @@ class AirflowComponent:
         launches_task_pods: runs task code that may create KubernetesPodOperator pods (in the task
             namespace when there is one); the triggerer watches deferred ones.
         reads_pod_logs: reads running task pods' logs from the Kubernetes API (the api-server).
+        cleans_pods: lists and deletes finished KubernetesExecutor task pods in the Airflow namespace.
+        cleans_task_pods: lists and deletes finished KubernetesPodOperator pods (in the task
+            namespace when there is one). Neither creates pods.
         task_logs: reads or writes remote task logs, so it needs the cloud's log identity.
         ports: what it listens on; its Service and NetworkPolicy expose these.
         dags: 'runs' parses or runs DAG code (git-sync sidecars under the gitSync source); 'mounted'
@@ -141,7 +153,8 @@ class AirflowComponent:
             against Airflow 3.3.2's code in tests/stacks/test_least_secrets.py).
         extra_secrets: keys it receives on top, and when.
         settings: the groups of plain settings its Airflow containers receive (see BASE above);
-            empty for components that do not run the Airflow image.
+            empty for components that run no Airflow process (the log groomer runs find and rm in
+            the Airflow image).
         grace_seconds: how long a stopping pod may take (a Celery worker finishes its running tasks).
         drain_seconds: how long a stopping pod behind a Service keeps serving before it is told to
             stop (a preStop sleep): endpoint removal reaches kube-proxy, ingress controllers and an
@@ -159,6 +172,8 @@ class AirflowComponent:
     launches_pods: Callable[[Conditions], bool] = _never
     launches_task_pods: Callable[[Conditions], bool] = _never
     reads_pod_logs: Callable[[Conditions], bool] = _never
+    cleans_pods: Callable[[Conditions], bool] = _never
+    cleans_task_pods: Callable[[Conditions], bool] = _never
     task_logs: bool = False
     ports: tuple[Port, ...] = ()
     dags: DagUse = "none"
@@ -173,7 +188,13 @@ class AirflowComponent:
 
     def calls_kubernetes_api(self, c: Conditions) -> bool:
         """Only these get a service-account token mounted."""
-        return self.launches_pods(c) or self.launches_task_pods(c) or self.reads_pod_logs(c)
+        return (
+            self.launches_pods(c)
+            or self.launches_task_pods(c)
+            or self.reads_pod_logs(c)
+            or self.cleans_pods(c)
+            or self.cleans_task_pods(c)
+        )
 
     def port(self, name: str) -> Port:
         return next(p for p in self.ports if p.name == name)
@@ -281,7 +302,8 @@ TABLE: tuple[AirflowComponent, ...] = (
     AirflowComponent(
         "pools",
         lambda c: c.pools,
-        secrets=frozenset({SQL_ALCHEMY_CONN}),
+        # The server's own URL behind PgBouncer, like the other Jobs (the budget counts it direct).
+        extra_secrets=_DATABASE_URL_OF_A_JOB,
         settings=frozenset({BASE}),
         options="jobs",
     ),
@@ -305,6 +327,36 @@ TABLE: tuple[AirflowComponent, ...] = (
         # The official chart sets 0 on workers too; tests/e2e/test_warm_shutdown_e2e.py shows both.
         process_env=(("DUMB_INIT_SETSID", "0"),),
         options="workers",
+    ),
+    # Scheduled `airflow db clean` (housekeeping.py): it deletes rows through the metadata DB and
+    # decrypts nothing (airflow/utils/db_cleanup.py in 3.3.2 reads no encrypted column), so the DB URL
+    # is all it gets; tests/e2e/test_housekeeping_e2e.py runs it with exactly that.
+    AirflowComponent(
+        "db-clean",
+        lambda c: c.db_clean,
+        # Direct to the server behind PgBouncer: its long deletes are not Airflow's short transactions.
+        extra_secrets=_DATABASE_URL_OF_A_JOB,
+        settings=frozenset({BASE}),
+        options="jobs",
+    ),
+    # Scheduled `airflow kubernetes cleanup-pods` (housekeeping.py): Kubernetes API calls only (list
+    # and delete pods), no DB and no secret.
+    AirflowComponent(
+        "pod-cleanup",
+        lambda c: c.pod_cleanup and (c.kubernetes_executor or c.pod_operator),
+        cleans_pods=lambda c: c.pod_cleanup and c.kubernetes_executor,
+        cleans_task_pods=lambda c: c.pod_cleanup and c.pod_operator,
+        settings=frozenset({BASE}),
+        options="jobs",
+    ),
+    # Deletes old task logs on the stack's log claim (housekeeping.py): find and rm in the Airflow
+    # image, no Airflow settings, no secret, no API call.
+    # Not an Airflow process: it takes the stack-wide placement and pull secrets, not airflow.jobs
+    # (whose escape hatches are for Airflow's Jobs: a DB proxy, Airflow env).
+    AirflowComponent(
+        "log-groomer",
+        lambda c: c.log_claim,
+        settings=frozenset(),
     ),
     # KubernetesExecutor task pods, made from the pod template.
     AirflowComponent(
@@ -358,8 +410,10 @@ class Roster:
     conditions: Conditions
 
     @classmethod
-    def of(cls, settings: AirflowSettings, git_writer: bool, pgbouncer: bool = False) -> Roster:
-        return cls(Conditions.of(settings, git_writer, pgbouncer))
+    def of(
+        cls, settings: AirflowSettings, git_writer: bool, pgbouncer: bool = False, log_claim: bool = False
+    ) -> Roster:
+        return cls(Conditions.of(settings, git_writer, pgbouncer=pgbouncer, log_claim=log_claim))
 
     @property
     def components(self) -> list[str]:
@@ -381,6 +435,16 @@ class Roster:
     @property
     def pod_log_readers(self) -> list[str]:
         return self._where(lambda c: c.reads_pod_logs(self.conditions))
+
+    @property
+    def pod_cleaners(self) -> list[str]:
+        """Delete finished KubernetesExecutor task pods in the Airflow namespace."""
+        return self._where(lambda c: c.cleans_pods(self.conditions))
+
+    @property
+    def task_pod_cleaners(self) -> list[str]:
+        """Delete finished KubernetesPodOperator pods (in the task namespace, if there is one)."""
+        return self._where(lambda c: c.cleans_task_pods(self.conditions))
 
     @property
     def task_log_users(self) -> list[str]:

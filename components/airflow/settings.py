@@ -13,6 +13,7 @@ from pydantic import AfterValidator, ConfigDict, Field, SecretStr, field_validat
 
 from components.airflow import pools as pools_job
 from components.airflow.autoscaling import KEDA_CONNECTIONS_PER_SCALED_OBJECT, Autoscaling, Keda
+from components.airflow.housekeeping_settings import Housekeeping
 from components.airflow.pools import Pool, check_pools
 from components.airflow.sso import CLIENT_SECRET_VARIABLE, Sso
 from components.kube_types import (
@@ -73,6 +74,7 @@ GENERATED_ENV = {
     "ADMIN_EMAIL": "the admin-user Job",
     "ADMIN_PASSWORD": "the admin-user Job",
     "FLOWER_BASIC_AUTH": "Flower's generated basic-auth login",
+    "CLEANUP_NAMESPACES": "the pod-cleanup CronJob (airflow.housekeeping.podCleanup)",
     CLIENT_SECRET_VARIABLE: "airflow.auth.sso.clientSecret",
     "AIRFLOW_CONN_GIT_DAGS": "airflow.dags.git.ssh (GitDagBundle's connection, GIT_CONNECTION_ID)",
     # The cloud stacks' task-log connections (components/aws/storage.py, components/azure/storage.py).
@@ -802,7 +804,7 @@ class TaskPods(PodOptions):
 
 
 class Jobs(JobPodOptions):
-    """The one-shot Jobs (the migration and the FAB admin user)."""
+    """The one-shot Jobs (the migration and the FAB admin user) and the Airflow CronJobs of housekeeping."""
 
 
 class PodOperator(SettingsModel):
@@ -902,7 +904,10 @@ class AirflowSettings(SettingsModel):
     task_pods: TaskPods = Field(
         default_factory=defaults(TaskPods), description="KubernetesExecutor task pods (the pod template)."
     )
-    jobs: Jobs = Field(default_factory=defaults(Jobs), description="The migration and admin-user Jobs.")
+    jobs: Jobs = Field(
+        default_factory=defaults(Jobs),
+        description="The migration and admin-user Jobs, and the db-clean and pod-cleanup CronJobs' pods.",
+    )
     image_pull_secrets: list[Subdomain] = Field(
         default_factory=list,
         description="Existing Secrets (type dockerconfigjson) in the namespace for pulling images; on every "
@@ -915,6 +920,9 @@ class AirflowSettings(SettingsModel):
     )
     migration_timeout_minutes: int = Field(
         15, ge=1, le=120, description="How long `pulumi up` waits for the migration Job."
+    )
+    housekeeping: Housekeeping = Field(
+        default_factory=defaults(Housekeeping), description="Scheduled cleanups: metadata DB rows, kept task pods."
     )
     variables: dict[str, str] = Field(
         default_factory=dict, description="Airflow Variables, injected as AIRFLOW_VAR_<NAME> (plain values)."
@@ -1123,6 +1131,16 @@ class AirflowSettings(SettingsModel):
     def autoscaled(self) -> bool:
         """Some worker group is scaled by KEDA."""
         return any(g.autoscaled for g in self.worker_groups())
+
+    @model_validator(mode="after")
+    def _housekeeping(self) -> AirflowSettings:
+        kube = "KubernetesExecutor" in self.executors
+        if self.housekeeping.pod_cleanup.enabled and not kube and not self.pod_operator.enabled:
+            raise bad(
+                "housekeeping.podCleanup.enabled",
+                "there are no task pods to clean up: it needs the KubernetesExecutor or airflow.podOperator.enabled",
+            )
+        return self
 
     def pod_options(self) -> dict[str, PodOptions]:
         """Every block of per-component pod options, by its camelCase key under `airflow`."""

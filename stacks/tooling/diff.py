@@ -135,6 +135,13 @@ def _get(obj: Any, path: str) -> Any:
     return obj
 
 
+def _engine_urn(urn: str) -> str:
+    """A URN as the Pulumi engine writes it: the root stack's type is not part of a child's type
+    chain (pkg/resource/urn.go, NewURN), while the SDK's mocks put it there. An alias made with
+    `pulumi.create_urn(name, type)` for a resource that was at the root names the engine's form."""
+    return urn.replace("::pulumi:pulumi:Stack$", "::", 1)
+
+
 def compare(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[Change]:
     """Resource-level changes between two renders (`resources.json` entries)."""
     new = carry_ignored(old, new)
@@ -143,13 +150,27 @@ def compare(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[Change
     changes: list[Change] = []
     gone = {u: r for u, r in before.items() if u not in after}
     came = {u: r for u, r in after.items() if u not in before}
-    # A new URN that lists a vanished one as an alias is a move Pulumi tracks: not a change.
+    # A new URN that lists a vanished one as an alias is a move Pulumi tracks: not a change by
+    # itself, but what changed in its inputs on the way is an update (or a replacement) all the same.
     for u, r in list(came.items()):
         aliases = json.dumps(r.get("options", {}).get("aliases", []))
-        moved = [g for g in gone if g in aliases]
+        moved = [g for g in gone if g in aliases or _engine_urn(g) in aliases]
         if moved:
             came.pop(u)
-            gone.pop(moved[0])
+            old_r = gone.pop(moved[0])
+            fields = changed_fields(old_r["inputs"], r["inputs"])
+            if fields:
+                replacing = _replacing(r["type"], fields, r.get("options", {}).get("ignoreChanges", []))
+                changes.append(
+                    Change(
+                        "changed",
+                        u,
+                        r["type"],
+                        fields,
+                        old_urn=moved[0],
+                        destructive=f"replaced: {', '.join(replacing)} changed" if replacing else None,
+                    )
+                )
     by_identity = {_identity(r): u for u, r in gone.items()}
     for u, r in sorted(came.items()):
         old_urn = by_identity.get(_identity(r))
@@ -231,7 +252,9 @@ def format_changes(stack: str, ref: str, changes: list[Change]) -> str:
     for c in sorted(changes, key=lambda c: ("deleted", "renamed", "changed", "created").index(c.kind)):
         mark = {"created": "+", "deleted": "-", "changed": "~", "renamed": ">"}[c.kind]
         line = f"  {mark} {c.kind:8} {short(c.urn)}"
-        if c.old_urn:
+        if c.old_urn and c.kind == "changed":
+            line += f"  (moved from {short(c.old_urn)} by an alias: updated in place)"
+        elif c.old_urn:
             line += f"  (was {short(c.old_urn)}; Pulumi replaces it unless an alias names the old URN)"
         lines.append(line)
         for f in c.fields[:12]:

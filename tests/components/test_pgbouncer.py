@@ -63,7 +63,8 @@ def test_off_by_default_and_nothing_changes() -> None:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_long_running_components_use_pgbouncer_and_the_jobs_the_server(stack: str) -> None:
-    run = render(stack, *ON)
+    # The pools Job and the db-clean CronJob too: the budget counts every Job as a direct client.
+    run = render(stack, *ON, "airflow.pools={etl: {slots: 2}}", "airflow.housekeeping.dbClean.enabled=true")
     secret = airflow_secret(run)
     for key in ("sql-alchemy-conn", "sql-alchemy-conn-async", "result-backend"):
         assert f"{CLIENT_USER}:" in secret[key] and "airflow-pgbouncer.airflow.svc.cluster.local:6432/" in secret[key]
@@ -71,14 +72,18 @@ def test_long_running_components_use_pgbouncer_and_the_jobs_the_server(stack: st
     direct = secret["sql-alchemy-conn-direct"]
     assert "pgbouncer" not in direct and CLIENT_USER not in direct
     assert direct == airflow_secret(render(stack))["sql-alchemy-conn"]  # the URL the Jobs had without it
+    jobs = set()
     for obj in workloads(run):
         for c in containers(pod_spec(obj)):
             env = env_of(c)
             conn = env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
             if conn is None:
                 continue
-            want = "sql-alchemy-conn-direct" if obj["kind"] == "Job" else "sql-alchemy-conn"
+            job = obj["kind"] in ("Job", "CronJob")
+            jobs |= {component(obj)} if job else set()
+            want = "sql-alchemy-conn-direct" if job else "sql-alchemy-conn"
             assert conn == ("secret", "airflow-secrets", want), (obj["metadata"]["name"], c["name"])
+    assert {"migrate", "pools", "db-clean"} <= jobs, jobs
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -268,7 +268,7 @@ class Container:
     """One Airflow container of the render: the workload it belongs to and its spec."""
 
     workload: str  # e.g. airflow-scheduler
-    kind: str  # Job | Deployment | StatefulSet
+    kind: str  # Job | Deployment | StatefulSet | CronJob
     component: str
     spec: dict[str, Any]
     pod_volumes: dict[str, dict[str, Any]]
@@ -278,9 +278,9 @@ def airflow_containers(manifests: list[dict[str, Any]]) -> dict[str, Container]:
     """component -> its main Airflow container, from the rendered workloads."""
     out: dict[str, Container] = {}
     for obj in manifests:
-        if obj["kind"] not in ("Job", "Deployment", "StatefulSet"):
+        if obj["kind"] not in ("Job", "Deployment", "StatefulSet", "CronJob"):
             continue
-        pod = obj["spec"]["template"]["spec"]
+        pod = pod_template(obj)["spec"]
         for c in pod["containers"]:
             # The official PgBouncer images are tags of the same repository (`airflow-pgbouncer-...`).
             if "apache/airflow" in c["image"] and ":airflow-pgbouncer" not in c["image"]:
@@ -289,6 +289,13 @@ def airflow_containers(manifests: list[dict[str, Any]]) -> dict[str, Container]:
                     obj["metadata"]["name"], obj["kind"], comp, c, {v["name"]: v for v in pod.get("volumes", [])}
                 )
     return out
+
+
+def pod_template(obj: dict[str, Any]) -> dict[str, Any]:
+    """The pod template of a workload; a CronJob's is in its Job template."""
+    if obj["kind"] == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]
+    return obj["spec"]["template"]
 
 
 def _dag_claim(manifests: list[dict[str, Any]]) -> str | None:

@@ -58,7 +58,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.harness import Cluster, Container, Process, make_ca_and_server_cert
+from tests.e2e.harness import Cluster, Container, Process, make_ca_and_server_cert, pod_template
 
 NOT_EMULATED = (
     "scheduling (one node: no resources, affinity, taints or quotas); access modes of claims (each "
@@ -946,11 +946,11 @@ class Kubelet:
     # -- the rendered workloads --
 
     def run_workload(self, c: Container, name: str | None = None) -> PodProcess:
-        """A rendered workload's (Deployment, StatefulSet, Job) container, started as the pod its
+        """A rendered workload's (Deployment, StatefulSet, Job, CronJob) container, started as the pod its
         controller would make from the template (the API's admission applied: its token, if it
         automounts)."""
         workload = next(o for o in self.cluster.manifests if (o["kind"], o["metadata"]["name"]) == (c.kind, c.workload))
-        template = copy.deepcopy(workload["spec"]["template"])
+        template = copy.deepcopy(pod_template(workload))
         pod = {
             "metadata": {
                 "name": f"{c.workload}-{secrets.token_hex(3)[:5]}",

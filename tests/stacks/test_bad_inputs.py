@@ -566,6 +566,75 @@ CASES = [
         "airflow-k8s:airflow.config.database.sql_alchemy_max_overflow",
         "'lots' is not an integer",
     ),
+    # Issue 15.5: housekeeping schedules as the API server parses them (robfig/cron ParseStandard,
+    # no TZ in the schedule), IANA zones, a retention of at least a day, known tables.
+    (
+        "airflow.housekeeping.dbClean.schedule='0 3 * *'",
+        "airflow-k8s:airflow.housekeeping.dbClean.schedule",
+        "4 fields",
+    ),
+    (
+        "airflow.housekeeping.dbClean.schedule='61 * * * *'",
+        "airflow-k8s:airflow.housekeeping.dbClean.schedule",
+        "61 is outside 0-59 in the minute field",
+    ),
+    (
+        "airflow.housekeeping.dbClean.schedule='0 3 * * 7'",
+        "airflow-k8s:airflow.housekeeping.dbClean.schedule",
+        "outside 0-6 in the day of week field",
+    ),
+    (
+        "airflow.housekeeping.dbClean.schedule='*/0 * * * *'",
+        "airflow-k8s:airflow.housekeeping.dbClean.schedule",
+        "must be a positive number",
+    ),
+    (
+        "airflow.housekeeping.dbClean.schedule='0 5-3 * * *'",
+        "airflow-k8s:airflow.housekeeping.dbClean.schedule",
+        "runs backwards",
+    ),
+    (
+        "airflow.housekeeping.dbClean.schedule='CRON_TZ=Europe/Paris 0 3 * * *'",
+        "airflow-k8s:airflow.housekeeping.dbClean.schedule",
+        "set timeZone",
+    ),
+    (
+        "airflow.housekeeping.dbClean.schedule='@fortnightly'",
+        "airflow-k8s:airflow.housekeeping.dbClean.schedule",
+        "@daily",
+    ),
+    (
+        "airflow.housekeeping.dbClean.schedule='@every 1d'",
+        "airflow-k8s:airflow.housekeeping.dbClean.schedule",
+        "@every",
+    ),
+    ("airflow.housekeeping.dbClean.timeZone=Local", "airflow-k8s:airflow.housekeeping.dbClean.timeZone", "IANA"),
+    (
+        "airflow.housekeeping.podCleanup.timeZone=Europe/Pariss",
+        "airflow-k8s:airflow.housekeeping.podCleanup.timeZone",
+        "IANA time zone",
+    ),
+    (
+        "airflow.housekeeping.dbClean.retentionDays=0",
+        "airflow-k8s:airflow.housekeeping.dbClean.retentionDays",
+        "greater than or equal to 1",
+    ),
+    (
+        "airflow.housekeeping.dbClean.tables=[dag_run, dag_runs]",
+        "airflow-k8s:airflow.housekeeping.dbClean.tables.1",
+        "'dag_runs' is not a table `airflow db clean` knows",
+    ),
+    (
+        "airflow.housekeeping.podCleanup.minPendingMinutes=4",
+        "airflow-k8s:airflow.housekeeping.podCleanup.minPendingMinutes",
+        "greater than or equal to 5",
+    ),
+    (
+        "airflow={executor: CeleryExecutor, podOperator: {enabled: false}, housekeeping: {podCleanup: {enabled: true}}}",
+        "airflow-k8s:airflow.housekeeping.podCleanup.enabled",
+        "needs the KubernetesExecutor or airflow.podOperator.enabled",
+    ),
+    ("airflow.housekeeping.dbClean.keepDays=3", "airflow-k8s:airflow.housekeeping.dbClean.keepDays", "not a known key"),
 ]
 
 # Autoscaling and worker sets need Celery (two overrides: the case table takes one).

@@ -63,6 +63,8 @@ CASES = [(stack, ()) for stack in stack_names()] + [
     # Issue 15.2: PgBouncer and its exporter; on aws with the RDS CA bundle it verifies against.
     ("local", VARIANTS["pgbouncer"]),
     ("aws-dev", ("pgbouncer.enabled=true",)),
+    # Issue 15.5: the housekeeping CronJobs, their accounts and the pod-cleaner Roles.
+    ("local", VARIANTS["housekeeping"]),
     (
         "local",
         (

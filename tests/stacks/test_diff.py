@@ -192,3 +192,24 @@ def test_moving_an_azure_stack_to_another_region_is_destructive() -> None:
     changes = compare(resources("azure-dev"), resources("azure-dev", "azure.region=northeurope"))
     destructive = {c.urn.rsplit("::", 1)[-1] for c in changes if c.destructive}
     assert {"resource-group", "aks-cluster", "database-server"} <= destructive
+
+
+def test_a_resource_moved_from_the_root_by_an_engine_urn_alias_is_an_update() -> None:
+    """The log groomer moved from the stack's root into the Airflow component (issue 15.5) with an
+    alias made by `pulumi.create_urn`, which names the engine's URN (no `pulumi:pulumi:Stack$` in the
+    type chain, unlike the mocks' URNs): a move, reported with the inputs that changed on the way."""
+    old = resources("local")
+    new = copy.deepcopy(old)
+    claim = next(r for r in new if r["type"] == "kubernetes:core/v1:PersistentVolumeClaim" and r["name"] == "dags")
+    old_urn = claim["urn"]
+    assert "::pulumi:pulumi:Stack$kubernetes:core/v1:PersistentVolumeClaim::dags" in old_urn  # at the root
+    claim["urn"] = old_urn.replace("::pulumi:pulumi:Stack$", "::pulumi:pulumi:Stack$airflow-k8s:kubernetes:Airflow$")
+    claim["options"]["aliases"] = [{"urn": old_urn.replace("::pulumi:pulumi:Stack$", "::", 1)}]
+    assert compare(old, new) == []
+    claim["inputs"]["metadata"]["labels"] = {**claim["inputs"]["metadata"]["labels"], "extra": "x"}
+    [changed] = compare(old, new)
+    assert changed.kind == "changed" and changed.old_urn == old_urn and changed.destructive is None
+    assert changed.fields == ["metadata.labels.extra"]
+    claim["options"]["aliases"] = []  # without the alias: a rename, which replaces a claim
+    [renamed] = compare(old, new)
+    assert renamed.kind == "renamed" and renamed.destructive

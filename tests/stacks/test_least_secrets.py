@@ -21,7 +21,18 @@ MAY_HOLD = {
     "fernet-key": {"api-server", "scheduler", "dag-processor", "triggerer", "migrate"},
     # The metadata DB: Airflow 3 task code has no DB access; only the core components do.
     # The pools Job (issue 15.6) writes `slot_pool` through Airflow's Pool model: the DB URL alone.
-    "sql-alchemy-conn": {"api-server", "scheduler", "dag-processor", "triggerer", "migrate", "create-user", "pools"},
+    # Issue 15.5: `airflow db clean` deletes through the DB and decrypts nothing (utils/db_cleanup.py),
+    # so db-clean holds the URL and no fernet key; tests/e2e/test_housekeeping_e2e.py runs it so.
+    "sql-alchemy-conn": {
+        "api-server",
+        "scheduler",
+        "dag-processor",
+        "triggerer",
+        "migrate",
+        "create-user",
+        "pools",
+        "db-clean",
+    },
     # The asyncpg form of the same URL: in 3.3.2 only the api-server's routes open the async engine
     # (api_fastapi/common/db/common.py; the execution API's only other use needs `core.multi_team`).
     "sql-alchemy-conn-async": {"api-server"},

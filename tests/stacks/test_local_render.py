@@ -115,6 +115,20 @@ VARIANTS = {
         "{apiVersion: policy/v1, kind: PodDisruptionBudget, metadata: {name: team-pdb}, spec: {maxUnavailable: 1, "
         "selector: {matchLabels: {team: data}}}}]",
     ),
+    # Issue 15.5: every housekeeping CronJob, with a task namespace, a ReadWriteOnce log claim, pull
+    # secrets and Job placement.
+    "housekeeping": (
+        "airflow.executor=CeleryExecutor,KubernetesExecutor",
+        "airflow.podOperator.enabled=true",
+        "kubernetes.taskNamespace=airflow-tasks",
+        "kubernetes.logVolume=true",
+        "kubernetes.logVolumeAccessMode=ReadWriteOnce",
+        "airflow.imagePullSecrets=[regcred]",
+        "airflow.jobs.placement={nodeSelector: {pool: system}}",
+        "airflow.housekeeping.dbClean={enabled: true, schedule: '@daily', timeZone: Europe/Paris, retentionDays: 30, "
+        "tables: [dag_run, log, xcom], batchSize: 10000}",
+        "airflow.housekeeping.podCleanup={enabled: true, minCompletedMinutes: 120}",
+    ),
 }
 
 

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from stacks.tooling import engine
-from tests.render import named, objects, pod_spec, render, workloads
+from tests.render import named, objects, pod_spec, pod_template, render, workloads
 
 CHECKSUM = "airflow-k8s.io/secret-checksum"
 
@@ -55,7 +55,7 @@ def _pod_annotations(run: engine.Run, reveal: bool = True) -> dict[str, str | No
     out: dict[str, str | None] = {}
     for obj in workloads(run, reveal=reveal):
         out[obj["metadata"]["name"].rsplit("-", 1)[0] if obj["kind"] == "Job" else obj["metadata"]["name"]] = (
-            obj["spec"]["template"].get("metadata", {}).get("annotations", {}).get(CHECKSUM)
+            pod_template(obj).get("metadata", {}).get("annotations", {}).get(CHECKSUM)
         )
     return out
 
