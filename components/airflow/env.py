@@ -176,6 +176,10 @@ class AirflowEnv:
             runtime["AIRFLOW__METRICS__STATSD_HOST"] = f"{self._instance}-statsd"
             runtime["AIRFLOW__METRICS__STATSD_PORT"] = str(roster.component("statsd").port("statsd").number)
             runtime["AIRFLOW__METRICS__STATSD_PREFIX"] = "airflow"
+            # Tags as InfluxDB-style labels on fixed names, and no legacy copy with ids in the name:
+            # what the exporter's mappings expect (components/airflow/metrics.py, statsd-mappings.yaml).
+            runtime["AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED"] = "True"
+            runtime["AIRFLOW__METRICS__LEGACY_NAMES_ON"] = "False"
         task_context: dict[str, pulumi.Input[str]] = {
             f"AIRFLOW_VAR_{name.upper()}": value for name, value in sorted(s.variables.items())
         }

@@ -6,13 +6,21 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.airflow.metrics import Scrapers
 from components.airflow.roster import Roster
 from components.k8s import Manifest, labels, selector
 
 
 def network_policies(
-    parent: pulumi.Resource, name: str, instance: str, namespace: pulumi.Input[str], roster: Roster
+    parent: pulumi.Resource,
+    name: str,
+    instance: str,
+    namespace: pulumi.Input[str],
+    roster: Roster,
+    scrapers: Scrapers | None = None,
 ) -> None:
+    """`scrapers`: where Prometheus runs (airflow.statsd.scrapers); None admits any source to the
+    exporter's metrics port."""
     def policy(suffix: str, spec: Manifest) -> None:
         k8s.networking.v1.NetworkPolicy(
             f"{name}-netpol-{suffix}",
@@ -49,15 +57,21 @@ def network_policies(
         "ingress": [{"from": from_api_server, "ports": [port("triggerer", "triggerer-logs")]}],
     })  # fmt: skip
     c = roster.conditions
+    # Another namespace's pods: both selectors in one peer (a namespaceSelector alone would admit
+    # every pod of those namespaces; the API ANDs the two within one `from` entry).
+    prometheus: Manifest | None = None
+    if scrapers is not None:
+        prometheus = {"namespaceSelector": {"matchLabels": dict(scrapers.namespace_labels)}}
+        prometheus["podSelector"] = {"matchLabels": dict(scrapers.pod_labels)}
     if c.statsd:
         policy("statsd", {
             "podSelector": pods_of("statsd"),
             "policyTypes": ["Ingress"],
             "ingress": [
-                # Metrics from this instance's pods; the scrape port from anywhere.
+                # Metrics from this instance's pods; the scrape port from Prometheus (or anywhere).
                 {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/instance": instance}}}],
                  "ports": [port("statsd", "statsd")]},
-                {"ports": [port("statsd", "metrics")]},
+                {**({"from": [prometheus]} if prometheus else {}), "ports": [port("statsd", "metrics")]},
             ],
         })  # fmt: skip
     if c.flower:

@@ -11,6 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from components.airflow.metrics import STATSD_OWNED_OPTIONS, Statsd
 from components.airflow.sso import CLIENT_SECRET_VARIABLE, Sso
 from components.kube_types import (
     Affinity,
@@ -378,11 +379,6 @@ class Flower(PodOptions):
         description="Flower's basic-auth user; its password is generated (outputs flowerUser, flowerPassword).",
     )
     resources: Resources = resources_field("100m", "256Mi", "512Mi")
-
-
-class Statsd(SettingsModel):
-    enabled: bool = Field(False, description="Run a statsd exporter and send Airflow metrics to it.")
-    image: str = Field("quay.io/prometheus/statsd-exporter:v0.28.0", description="statsd-exporter image.")
 
 
 class Auth(SettingsModel):
@@ -912,6 +908,11 @@ class AirflowSettings(SettingsModel):
         }
         taken |= {f"AIRFLOW_VAR_{k.upper()}": f"airflow.variables {k!r}" for k in self.variables}
         taken |= {f"AIRFLOW_CONN_{k.upper()}": f"airflow.connections {k!r}" for k in self.connections}
+        if self.statsd.enabled:
+            taken |= {
+                f"AIRFLOW__{k.split('.')[0].upper()}__{k.split('.')[1].upper()}": "airflow.statsd"
+                for k in STATSD_OWNED_OPTIONS
+            }
         for key, options in self.pod_options().items():
             for i, e in enumerate(options.extra_env):
                 if e.name in taken:
@@ -938,6 +939,10 @@ class AirflowSettings(SettingsModel):
                     f"connections.{taken[0]}",
                     "is the connection the program gives GitDagBundle for dags.git.ssh; use another id",
                 )
+        if self.statsd.enabled:
+            for option, why in STATSD_OWNED_OPTIONS.items():
+                if option in self.config:
+                    raise bad("config", f"{option!r} is set by the program with statsd on ({why})")
         if self.auth.sso is not None and SSO_OWNED_OPTION in self.config:
             raise bad(
                 "config",
