@@ -57,7 +57,7 @@ class ServiceMonitorSettings(SettingsModel):
         description="Extra labels on the ServiceMonitor, for the Prometheus' serviceMonitorSelector (e.g. "
         "release: kube-prometheus-stack).",
     )
-    interval: str = Field("30s", pattern=DURATION, description="Scrape interval (Prometheus duration, e.g. 30s, 1m).")
+    interval: str = Field("30s", pattern=DURATION, min_length=1, description="Scrape interval (Prometheus duration, e.g. 30s, 1m).")
 
 
 class Scrapers(SettingsModel):
