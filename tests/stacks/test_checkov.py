@@ -57,6 +57,15 @@ def test_every_skip_has_a_reason() -> None:
 CASES = [(stack, ()) for stack in stack_names()] + [
     # Issue 14, items 3 and 4: placement and every escape hatch, sidecars and extra objects included.
     ("local", VARIANTS["placement+extras"]),
+    # Issue 15, item 7: the statsd exporter with its mapping ConfigMap, a ServiceMonitor and a scrape policy.
+    (
+        "local",
+        (
+            "airflow.statsd.enabled=true",
+            "airflow.statsd.serviceMonitor.enabled=true",
+            "airflow.statsd.scrapers={namespaceLabels: {kubernetes.io/metadata.name: monitoring}}",
+        ),
+    ),
     (
         "local",
         (
