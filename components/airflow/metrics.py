@@ -171,10 +171,6 @@ def service_monitor(
     )
 
 
-# Airflow options env.py sets when statsd is on: airflow.config may not set them then.
-STATSD_OWNED_OPTIONS = {
-    "metrics.statsd_influxdb_enabled": "tags go on the wire as labels",
-    "metrics.legacy_names_on": "no second copy of each metric with ids in its name",
-    # Checked before statsd_on (airflow/observability/metrics/stats_utils.py): it would swap the client.
-    "metrics.statsd_datadog_enabled": "the exporter is sent plain statsd lines",
-}
+# With statsd on, airflow.config may not set this either: Airflow checks it before statsd_on
+# (airflow/observability/metrics/stats_utils.py) and would swap the client for DogStatsd.
+STATSD_OWNED_OPTIONS = {"metrics.statsd_datadog_enabled": "the exporter is sent plain statsd lines"}

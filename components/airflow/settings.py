@@ -800,6 +800,9 @@ OWNED_OPTIONS = {
     "metrics.statsd_host": "airflow.statsd",
     "metrics.statsd_port": "airflow.statsd",
     "metrics.statsd_prefix": "airflow.statsd",
+    # Tags as labels on fixed names, no legacy copy with ids in the name (components/airflow/metrics.py).
+    "metrics.statsd_influxdb_enabled": "airflow.statsd",
+    "metrics.legacy_names_on": "airflow.statsd",
     "dag_processor.dag_bundle_config_list": "airflow.dags",
     "dag_processor.dag_bundle_storage_path": "airflow.dags",
 }

@@ -203,7 +203,7 @@ def test_airflow_sends_tagged_names_without_legacy_copies() -> None:
         env = env_of(container)
         senders[comp] = env
         assert env["AIRFLOW__METRICS__STATSD_ON"] == "True", comp
-        assert env["AIRFLOW__METRICS__STATSD_HOST"] == "airflow-statsd"
+        assert env["AIRFLOW__METRICS__STATSD_HOST"] == "airflow-statsd.airflow.svc.cluster.local"
         assert env["AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED"] == "True"
         assert env["AIRFLOW__METRICS__LEGACY_NAMES_ON"] == "False"
         assert "AIRFLOW__METRICS__STATSD_DISABLED_TAGS" not in env  # Airflow's default: job_id,run_id

@@ -482,6 +482,11 @@ CASES = [
     ),
     ("airflow.statsd={enabled: true, unmapped: ignore}", "airflow-k8s:airflow.statsd.unmapped", "'drop', 'keep'"),
     (
+        "airflow.config={metrics.legacy_names_on: 'True'}",
+        "airflow-k8s:airflow.config",
+        "'metrics.legacy_names_on' is set by the program (airflow.statsd)",
+    ),
+    (
         "airflow.statsd={enabled: true, scrapers: {podLabels: {app: prometheus}}}",
         "airflow-k8s:airflow.statsd.scrapers.namespaceLabels",
         "is required",
@@ -517,28 +522,23 @@ def test_flower_needs_celery() -> None:
     ("override", "key", "fragment"),
     [
         (
-            "airflow.config={metrics.legacy_names_on: 'True'}",
-            "airflow-k8s:airflow.config",
-            "'metrics.legacy_names_on' is set by the program with statsd on",
-        ),
-        (
             "airflow.config={metrics.statsd_datadog_enabled: 'True'}",
             "airflow-k8s:airflow.config",
             "'metrics.statsd_datadog_enabled' is set by the program with statsd on",
         ),
         (
-            "airflow.scheduler.extraEnv=[{name: AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED, value: 'False'}]",
+            "airflow.scheduler.extraEnv=[{name: AIRFLOW__METRICS__STATSD_DATADOG_ENABLED, value: 'True'}]",
             "airflow-k8s:airflow.scheduler.extraEnv.0.name",
-            "AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED is already set by airflow.statsd",
+            "AIRFLOW__METRICS__STATSD_DATADOG_ENABLED is already set by airflow.statsd",
         ),
     ],
 )
-def test_statsd_owns_the_metric_options_it_relies_on(override: str, key: str, fragment: str) -> None:
+def test_with_statsd_on_datadog_is_the_programs_choice(override: str, key: str, fragment: str) -> None:
     config, keys = load_stack_config("local", ["airflow.statsd.enabled=true", override])
     run = engine.run(program, config=config, secret_keys=keys, stack="local")
     assert f"{key}: {fragment}" in str(run.error), run.error
     assert run.resources == []
-    # Without the exporter they are the user's to set.
+    # Without the exporter it is the user's to set.
     config, keys = load_stack_config("local", [override])
     assert engine.run(program, config=config, secret_keys=keys, stack="local").error is None
 
