@@ -57,7 +57,9 @@ class ServiceMonitorSettings(SettingsModel):
         description="Extra labels on the ServiceMonitor, for the Prometheus' serviceMonitorSelector (e.g. "
         "release: kube-prometheus-stack).",
     )
-    interval: str = Field("30s", pattern=DURATION, min_length=1, description="Scrape interval (Prometheus duration, e.g. 30s, 1m).")
+    interval: str = Field(
+        "30s", pattern=DURATION, min_length=1, description="Scrape interval (Prometheus duration, e.g. 30s, 1m)."
+    )
 
 
 class Scrapers(SettingsModel):
@@ -87,8 +89,7 @@ class Statsd(SettingsModel):
     )
     scrapers: Scrapers | None = Field(
         None,
-        description="Who may scrape the metrics port (NetworkPolicy); unset: any pod (the port serves only "
-        "metrics).",
+        description="Who may scrape the metrics port (NetworkPolicy); unset: any pod (the port serves only metrics).",
     )
 
     @model_validator(mode="after")
@@ -163,9 +164,7 @@ def service_monitor(
             "selector": {"matchLabels": dict(target.selector)},
             # Its own namespace only, whatever the Prometheus' defaults.
             "namespaceSelector": {"matchNames": [namespace]},
-            "endpoints": [
-                {"port": target.port, "path": target.path, "scheme": "http", "interval": settings.interval}
-            ],
+            "endpoints": [{"port": target.port, "path": target.path, "scheme": "http", "interval": settings.interval}],
         },
         opts=pulumi.ResourceOptions(parent=parent),
     )

@@ -21,6 +21,7 @@ def network_policies(
 ) -> None:
     """`scrapers`: where Prometheus runs (airflow.statsd.scrapers); None admits any source to the
     exporter's metrics port."""
+
     def policy(suffix: str, spec: Manifest) -> None:
         k8s.networking.v1.NetworkPolicy(
             f"{name}-netpol-{suffix}",

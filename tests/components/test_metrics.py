@@ -51,7 +51,9 @@ def mapping(unmapped: str = "drop") -> Mapping:
 def registry() -> list[dict[str, Any]]:
     """Airflow's own list of its metrics (airflow/_shared/observability/metrics/metrics_template.yaml),
     from the real Airflow the e2e suite runs."""
-    found = sorted(AIRFLOW_VENV.glob("lib/python3*/site-packages/airflow/_shared/observability/metrics/metrics_template.yaml"))
+    found = sorted(
+        AIRFLOW_VENV.glob("lib/python3*/site-packages/airflow/_shared/observability/metrics/metrics_template.yaml")
+    )
     assert found, f"no Airflow at {AIRFLOW_VENV}: `bash .ci/run` installs it (or set AIRFLOW_E2E_VENV)"
     meta = next(AIRFLOW_VENV.glob("lib/python3*/site-packages/apache_airflow-*.dist-info"))
     assert meta.name == f"apache_airflow-{AIRFLOW_VERSION}.dist-info", meta.name  # the version the mappings cover
@@ -185,7 +187,11 @@ def test_a_mapping_change_rolls_the_exporter_only() -> None:
     before, after = render("local", *ON), render("local", *ON, "airflow.statsd.unmapped=keep")
     a = named(before, "ConfigMap", "airflow-statsd-mappings")["metadata"]["name"]
     b = named(after, "ConfigMap", "airflow-statsd-mappings")["metadata"]["name"]
-    assert a != b and "action: drop" not in named(after, "ConfigMap", "airflow-statsd-mappings", reveal=True)["data"]["mappings.yaml"]
+    assert (
+        a != b
+        and "action: drop"
+        not in named(after, "ConfigMap", "airflow-statsd-mappings", reveal=True)["data"]["mappings.yaml"]
+    )
     old = {w["metadata"]["name"]: w for w in workloads(before)}
     new = {w["metadata"]["name"]: w for w in workloads(after)}
     assert old.keys() == new.keys()
@@ -227,7 +233,9 @@ def test_the_exporter_deployment_meets_the_bar() -> None:
     c = exporter(run)
     assert c["image"] == "quay.io/prometheus/statsd-exporter:v0.30.0"
     assert "--statsd.listen-tcp=" in c["args"] and "--statsd.listen-udp=:9125" in c["args"]
-    assert c["startupProbe"]["httpGet"]["path"] == "/-/healthy" and c["livenessProbe"]["httpGet"]["path"] == "/-/healthy"
+    assert (
+        c["startupProbe"]["httpGet"]["path"] == "/-/healthy" and c["livenessProbe"]["httpGet"]["path"] == "/-/healthy"
+    )
     assert c["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": "metrics"}
     assert c["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": spec}

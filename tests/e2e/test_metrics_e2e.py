@@ -71,7 +71,9 @@ def captured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Captured]:
         with booted(d, "metrics_e2e"):
             env = {e["name"]: e.get("value") for e in d.containers["scheduler"].spec["env"]}
             assert env["AIRFLOW__METRICS__STATSD_PORT"] == str(STATSD_PORT)
-            (text,) = [v["mappings.yaml"] for k, v in d.cluster.configmaps.items() if k.startswith("airflow-statsd-mappings-")]
+            (text,) = [
+                v["mappings.yaml"] for k, v in d.cluster.configmaps.items() if k.startswith("airflow-statsd-mappings-")
+            ]
             d.ready_for_pipeline()
             run_id = d.trigger()
             state = d.wait_run(run_id)
@@ -104,7 +106,9 @@ def test_airflow_sent_the_metrics_of_a_run(captured: Captured) -> None:
     assert {(e.tags["dag_id"], e.tags["task_id"], e.tags["state"]) for e in finish} >= {
         (DAG_ID, task, "success") for task in EXPECTED
     }
-    assert not [line for line in captured.lines if line.startswith((f"airflow.ti.finish.{DAG_ID}", f"airflow.dag.{DAG_ID}"))]
+    assert not [
+        line for line in captured.lines if line.startswith((f"airflow.ti.finish.{DAG_ID}", f"airflow.dag.{DAG_ID}"))
+    ]
 
 
 def test_every_name_airflow_sent_is_mapped(captured: Captured) -> None:

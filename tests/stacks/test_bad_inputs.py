@@ -778,7 +778,8 @@ UNUSED = [
         ("airflow.executor=KubernetesExecutor", "airflow.workers.placement={nodeSelector: {a: b}}"),
         "airflow-k8s:airflow.workers.placement",
         "no Celery workers run",
-    ),    (
+    ),
+    (
         "local",
         ("airflow.statsd.scrapers={namespaceLabels: {kubernetes.io/metadata.name: monitoring}}",),
         "airflow-k8s:airflow.statsd.scrapers",
