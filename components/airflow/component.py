@@ -404,14 +404,13 @@ class Airflow(pulumi.ComponentResource):
                 "image": s.image,
                 "imagePullPolicy": "IfNotPresent",
                 # Flags of statsd_exporter v0.30.0 (main.go): UDP only (TCP listens on 9125 by default
-                # and nothing here sends TCP), the mapping file, and a mapping cache sized for the
-                # distinct names with labels a large deployment sends (default 1000).
+                # and nothing here sends TCP) and the mapping file. The mapping cache is keyed by the
+                # name without its tags (exporter.go), so the default 1000 entries hold Airflow's ~130.
                 "args": [
                     f"--statsd.listen-udp=:{STATSD_PORT}",
                     "--statsd.listen-tcp=",
                     f"--web.listen-address=:{STATSD_METRICS_PORT}",
                     f"--statsd.mapping-config={metrics.MAPPING_DIR}/{metrics.MAPPING_KEY}",
-                    "--statsd.cache-size=10000",
                 ],
                 "ports": self._pods.container_ports(component),
                 "startupProbe": {**probe, "periodSeconds": 2, "failureThreshold": 30},

@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -97,6 +97,18 @@ class Statsd(SettingsModel):
         if not self.enabled and self.service_monitor.enabled:
             raise bad("serviceMonitor.enabled", "needs airflow.statsd.enabled: true (it scrapes the exporter)")
         return self
+
+
+def scrape_peer(scrapers: Scrapers | None) -> dict[str, Any] | None:
+    """The NetworkPolicy peer that may scrape a metrics port, None for any (other exporters' policies
+    use it too). Both selectors in one peer: the API ANDs them, where a namespaceSelector alone would
+    admit every pod of those namespaces."""
+    if scrapers is None:
+        return None
+    return {
+        "namespaceSelector": {"matchLabels": dict(scrapers.namespace_labels)},
+        "podSelector": {"matchLabels": dict(scrapers.pod_labels)},
+    }
 
 
 def mapping_config(unmapped: str) -> str:

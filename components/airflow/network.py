@@ -6,7 +6,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.airflow.metrics import Scrapers
+from components.airflow.metrics import Scrapers, scrape_peer
 from components.airflow.roster import Roster
 from components.k8s import Manifest, labels, selector
 
@@ -58,12 +58,7 @@ def network_policies(
         "ingress": [{"from": from_api_server, "ports": [port("triggerer", "triggerer-logs")]}],
     })  # fmt: skip
     c = roster.conditions
-    # Another namespace's pods: both selectors in one peer (a namespaceSelector alone would admit
-    # every pod of those namespaces; the API ANDs the two within one `from` entry).
-    prometheus: Manifest | None = None
-    if scrapers is not None:
-        prometheus = {"namespaceSelector": {"matchLabels": dict(scrapers.namespace_labels)}}
-        prometheus["podSelector"] = {"matchLabels": dict(scrapers.pod_labels)}
+    prometheus = scrape_peer(scrapers)
     if c.statsd:
         policy("statsd", {
             "podSelector": pods_of("statsd"),

@@ -12,11 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pulumi
 import pytest
 import yaml
 
-from components.airflow.metrics import DROP_RULE, MAPPINGS_FILE, mapping_config
+from components.airflow.metrics import (
+    DROP_RULE,
+    MAPPINGS_FILE,
+    Scrapers,
+    ScrapeTarget,
+    ServiceMonitorSettings,
+    mapping_config,
+    scrape_peer,
+    service_monitor,
+)
 from components.airflow.settings import AIRFLOW_VERSION
+from stacks.tooling import engine
 from tests.pod_security import violations
 from tests.render import K8S_VERSIONS, airflow_pods, env_of, is_airflow, named, objects, pod_spec, render, workloads
 from tests.statsd_mapping import PROMETHEUS_NAME, Event, Mapping
@@ -347,3 +358,27 @@ def test_scrapers_alone_reach_the_metrics_port_and_nothing_else_opens() -> None:
     policies = {p["metadata"]["name"]: p for p in objects(render("local", *ON), "NetworkPolicy")}
     for p in objects(render("local", *SCRAPERS), "NetworkPolicy"):
         assert p["metadata"]["name"] == "airflow-statsd" or p == policies[p["metadata"]["name"]]
+
+
+def test_another_exporter_gets_its_monitor_and_policy_peer_through_the_hook() -> None:
+    """What the PgBouncer component (or the integrator) calls for its own exporter's Service."""
+    settings = ServiceMonitorSettings.model_validate({"enabled": True, "labels": {"release": "prom"}})
+    target = ScrapeTarget("pgbouncer", {"app.kubernetes.io/component": "pgbouncer"}, "metrics", "/metrics")
+
+    def prog() -> None:
+        parent = pulumi.ComponentResource("test:Parent", "parent")
+        service_monitor(parent, "db", "airflow", "airflow", target, settings)
+
+    run = engine.run(prog)
+    assert run.error is None, run.error
+    (monitor,) = objects(run, "ServiceMonitor", reveal=True)
+    validate_monitor(monitor)
+    assert monitor["metadata"]["name"] == "airflow-pgbouncer"
+    assert monitor["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/component": "pgbouncer"}}
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    scrapers = Scrapers.model_validate({"namespaceLabels": {"team": "obs"}})
+    assert scrape_peer(scrapers) == {
+        "namespaceSelector": {"matchLabels": {"team": "obs"}},
+        "podSelector": {"matchLabels": {}},
+    }
+    assert scrape_peer(None) is None
