@@ -671,6 +671,12 @@ class StackConfig(SettingsModel):
             changed(
                 "airflow.flower", self.airflow.flower.model_copy(update={"enabled": False}), "Flower is not enabled"
             )
+        if not self.airflow.statsd.enabled:
+            changed(
+                "airflow.statsd",
+                self.airflow.statsd.model_copy(update={"enabled": False}),
+                "airflow.statsd.enabled is false",
+            )
         if not self.airflow.pod_operator.enabled and self.airflow.pod_operator.placement is not None:
             out.append(f"{PROJECT}:airflow.podOperator.placement: has no effect: airflow.podOperator.enabled is false")
         if not self.pgbouncer_enabled:

@@ -26,7 +26,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.airflow import git_ssh, keda, kpo, roster
+from components.airflow import git_ssh, keda, kpo, metrics, roster
 from components.airflow.env import CONFIG_DIR, LOGS, POD_TEMPLATE_DIR, SIMPLE_AUTH_DIR, AirflowEnv, dags_folder
 from components.airflow.extra_objects import extra_objects
 from components.airflow.housekeeping import HousekeepingJobs
@@ -40,7 +40,7 @@ from components.airflow.settings import WORKER, AirflowSettings, Workers
 from components.airflow.sso import webserver_config
 from components.airflow.workloads import Workload, WorkloadBuilder
 from components.endpoints import BrokerEndpoint, DatabaseEndpoint, RemoteLogs
-from components.k8s import Manifest, container_security, labels, pod_security
+from components.k8s import Manifest, container_security, labels, pod_security, resources, selector
 
 __all__ = ["Airflow", "AirflowArgs", "DagSource"]
 
@@ -223,6 +223,8 @@ class Airflow(pulumi.ComponentResource):
 
         self.workloads: dict[str, pulumi.CustomResource] = {}
         self.scaled_objects: list[pulumi.CustomResource] = []
+        # Prometheus Operator ServiceMonitors (metrics.py); other exporters add theirs with service_monitor().
+        self.service_monitors: list[pulumi.CustomResource] = []
         self._api_server(after_migration)
         self._standard(
             "scheduler", settings.scheduler.replicas, settings.scheduler.resources, ["scheduler"], after_migration,
@@ -267,11 +269,11 @@ class Airflow(pulumi.ComponentResource):
             )  # fmt: skip
             self._build.service("flower")
         if conditions.statsd:
-            self._statsd()
+            self._statsd(name)
         if args.network_policies:
             network_policies(
                 self, name, args.instance, args.namespace, self._roster,
-                [g.component for g in settings.worker_groups()[1:]],
+                [g.component for g in settings.worker_groups()[1:]], settings.statsd.scrapers,
             )  # fmt: skip
         self.extra_objects = extra_objects(self, name, args.namespace, settings.extra_objects)
 
@@ -480,9 +482,16 @@ class Airflow(pulumi.ComponentResource):
             self._pods,
         )
 
-    def _statsd(self) -> None:
+    def _statsd(self, name: str) -> None:
+        """The statsd exporter: one replica, since UDP through a Service spreads packets over pods and
+        two would each hold part of every counter (and the gauges' last values would flap); a rolling
+        update surges one new pod before the old goes, so Airflow's packets always find a listener.
+        Airflow resolves the Service name once (statsd.StatsClient at start-up), so the Service's
+        stable cluster IP, not a pod's, is what it must send to."""
         component = "statsd"
         s = self._settings.statsd
+        mappings = metrics.mapping_configmap(self, name, self._args.instance, self._args.namespace, s)
+        probe = {"httpGet": {"path": "/-/healthy", "port": "metrics"}, "periodSeconds": 30, "timeoutSeconds": 5}
         pod = {
             "serviceAccountName": self._pods.service_account(component),
             "automountServiceAccountToken": False,
@@ -491,16 +500,35 @@ class Airflow(pulumi.ComponentResource):
                 "name": "statsd-exporter",
                 "image": s.image,
                 "imagePullPolicy": "IfNotPresent",
-                "args": [f"--statsd.listen-udp=:{STATSD_PORT}", f"--web.listen-address=:{STATSD_METRICS_PORT}"],
+                # Flags of statsd_exporter v0.30.0 (main.go): UDP only (TCP listens on 9125 by default
+                # and nothing here sends TCP) and the mapping file. The mapping cache is keyed by the
+                # name without its tags (exporter.go), so the default 1000 entries hold Airflow's ~130.
+                "args": [
+                    f"--statsd.listen-udp=:{STATSD_PORT}",
+                    "--statsd.listen-tcp=",
+                    f"--web.listen-address=:{STATSD_METRICS_PORT}",
+                    f"--statsd.mapping-config={metrics.MAPPING_DIR}/{metrics.MAPPING_KEY}",
+                ],
                 "ports": self._pods.container_ports(component),
-                "livenessProbe": {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 30},
-                "readinessProbe": {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 10},
+                "startupProbe": {**probe, "periodSeconds": 2, "failureThreshold": 30},
+                "livenessProbe": {**probe, "failureThreshold": 3},
+                "readinessProbe": {**probe, "httpGet": {"path": "/-/ready", "port": "metrics"}, "periodSeconds": 10},
                 "securityContext": container_security(),
-                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+                "resources": resources(s.resources),
+                "volumeMounts": [{"name": "mappings", "mountPath": metrics.MAPPING_DIR, "readOnly": True}],
             }],
+            "volumes": [{"name": "mappings", "configMap": {"name": mappings.metadata["name"]}}],
         }  # fmt: skip
         pod = self._pods.finish(component, pod)
-        self._build.workload(
-            Workload(component, 1, pod, strategy=None, revision_history=None, spread=False), self._pods
+        self.workloads[component] = self._build.workload(
+            Workload(component, 1, pod, revision_history=5, spread=False), self._pods
         )
         self._build.service(component, service_type=None)
+        if s.service_monitor.enabled:
+            self.service_monitors.append(
+                metrics.service_monitor(
+                    self, name, self._args.instance, self._args.namespace,
+                    metrics.ScrapeTarget(component, selector(self._args.instance, component), "metrics"),
+                    s.service_monitor,
+                )
+            )  # fmt: skip

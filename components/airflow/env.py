@@ -175,9 +175,17 @@ class AirflowEnv:
             runtime["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH"] = "/tmp/airflow/dag_bundles"
         if c.statsd:
             runtime["AIRFLOW__METRICS__STATSD_ON"] = "True"
-            runtime["AIRFLOW__METRICS__STATSD_HOST"] = f"{self._instance}-statsd"
+            # The Service's full name: Airflow resolves it once, at start-up (statsd.StatsClient), in
+            # whichever namespace the pod runs, without relying on the pod's DNS search path.
+            runtime["AIRFLOW__METRICS__STATSD_HOST"] = pulumi.Output.concat(
+                self._instance, "-statsd.", self._namespace, ".svc.cluster.local"
+            )
             runtime["AIRFLOW__METRICS__STATSD_PORT"] = str(roster.component("statsd").port("statsd").number)
             runtime["AIRFLOW__METRICS__STATSD_PREFIX"] = "airflow"
+            # Tags as InfluxDB-style labels on fixed names, and no legacy copy with ids in the name:
+            # what the exporter's mappings expect (components/airflow/metrics.py, statsd-mappings.yaml).
+            runtime["AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED"] = "True"
+            runtime["AIRFLOW__METRICS__LEGACY_NAMES_ON"] = "False"
         task_context: dict[str, pulumi.Input[str]] = {
             f"AIRFLOW_VAR_{name.upper()}": value for name, value in sorted(s.variables.items())
         }

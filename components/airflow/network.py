@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.airflow.metrics import Scrapers, scrape_peer
 from components.airflow.roster import Roster
 from components.k8s import Manifest, labels, selector
 
@@ -19,9 +20,11 @@ def network_policies(
     namespace: pulumi.Input[str],
     roster: Roster,
     worker_sets: Sequence[str] = (),
+    scrapers: Scrapers | None = None,
 ) -> None:
     """`worker_sets`: the component labels of the worker sets' pods (`worker-<name>`), each opened
-    like the default workers."""
+    like the default workers. `scrapers`: where Prometheus runs (airflow.statsd.scrapers); None
+    admits any source to the exporter's metrics port."""
 
     def policy(suffix: str, spec: Manifest) -> None:
         k8s.networking.v1.NetworkPolicy(
@@ -65,15 +68,16 @@ def network_policies(
         "ingress": [{"from": from_api_server, "ports": [port("triggerer", "triggerer-logs")]}],
     })  # fmt: skip
     c = roster.conditions
+    prometheus = scrape_peer(scrapers)
     if c.statsd:
         policy("statsd", {
             "podSelector": pods_of("statsd"),
             "policyTypes": ["Ingress"],
             "ingress": [
-                # Metrics from this instance's pods; the scrape port from anywhere.
+                # Metrics from this instance's pods; the scrape port from Prometheus (or anywhere).
                 {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/instance": instance}}}],
                  "ports": [port("statsd", "statsd")]},
-                {"ports": [port("statsd", "metrics")]},
+                {**({"from": [prometheus]} if prometheus else {}), "ports": [port("statsd", "metrics")]},
             ],
         })  # fmt: skip
     if c.flower:

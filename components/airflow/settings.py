@@ -14,6 +14,7 @@ from pydantic import AfterValidator, ConfigDict, Field, SecretStr, field_validat
 from components.airflow import pools as pools_job
 from components.airflow.autoscaling import KEDA_CONNECTIONS_PER_SCALED_OBJECT, Autoscaling, Keda
 from components.airflow.housekeeping_settings import Housekeeping
+from components.airflow.metrics import STATSD_OWNED_OPTIONS, Statsd
 from components.airflow.pools import Pool, check_pools
 from components.airflow.sso import CLIENT_SECRET_VARIABLE, Sso
 from components.kube_types import (
@@ -440,11 +441,6 @@ class Flower(PodOptions):
     resources: Resources = resources_field("100m", "256Mi", "512Mi")
 
 
-class Statsd(SettingsModel):
-    enabled: bool = Field(False, description="Run a statsd exporter and send Airflow metrics to it.")
-    image: str = Field("quay.io/prometheus/statsd-exporter:v0.28.0", description="statsd-exporter image.")
-
-
 class Auth(SettingsModel):
     manager: Literal["fab", "simple"] = Field(
         "fab",
@@ -864,6 +860,9 @@ OWNED_OPTIONS = {
     "metrics.statsd_host": "airflow.statsd",
     "metrics.statsd_port": "airflow.statsd",
     "metrics.statsd_prefix": "airflow.statsd",
+    # Tags as labels on fixed names, no legacy copy with ids in the name (components/airflow/metrics.py).
+    "metrics.statsd_influxdb_enabled": "airflow.statsd",
+    "metrics.legacy_names_on": "airflow.statsd",
     "dag_processor.dag_bundle_config_list": "airflow.dags",
     "dag_processor.dag_bundle_storage_path": "airflow.dags",
 }
@@ -1008,6 +1007,11 @@ class AirflowSettings(SettingsModel):
                     f"is also in airflow.variables ({both[0]!r}): a Variable is either plain or secret, not both",
                 )
             taken[f"AIRFLOW_VAR_{name.upper()}"] = f"airflow.secretVariables {name!r}"
+        if self.statsd.enabled:
+            taken |= {
+                f"AIRFLOW__{k.split('.')[0].upper()}__{k.split('.')[1].upper()}": "airflow.statsd"
+                for k in STATSD_OWNED_OPTIONS
+            }
         for key, options in self.pod_options().items():
             for i, e in enumerate(options.extra_env):
                 if e.name in taken:
@@ -1034,6 +1038,10 @@ class AirflowSettings(SettingsModel):
                     f"connections.{taken[0]}",
                     "is the connection the program gives GitDagBundle for dags.git.ssh; use another id",
                 )
+        if self.statsd.enabled:
+            for option, why in STATSD_OWNED_OPTIONS.items():
+                if option in self.config:
+                    raise bad("config", f"{option!r} is set by the program with statsd on ({why})")
         if self.auth.sso is not None and SSO_OWNED_OPTION in self.config:
             raise bad(
                 "config",

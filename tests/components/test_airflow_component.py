@@ -180,7 +180,10 @@ def test_remote_logs_settings() -> None:
 def test_optional_flower_and_statsd() -> None:
     run = build({"flower": {"enabled": True}, "statsd": {"enabled": True}})
     assert {"airflow-flower", "airflow-statsd"} <= set(objs(run, "Deployment"))
-    assert main_env(objs(run, "Deployment")["airflow-scheduler"])["AIRFLOW__METRICS__STATSD_HOST"] == "airflow-statsd"
+    assert (
+        main_env(objs(run, "Deployment")["airflow-scheduler"])["AIRFLOW__METRICS__STATSD_HOST"]
+        == "airflow-statsd.airflow.svc.cluster.local"
+    )
     assert {"airflow-flower", "airflow-statsd"} <= set(objs(run, "Service"))
 
 

@@ -635,6 +635,43 @@ CASES = [
         "needs the KubernetesExecutor or airflow.podOperator.enabled",
     ),
     ("airflow.housekeeping.dbClean.keepDays=3", "airflow-k8s:airflow.housekeeping.dbClean.keepDays", "not a known key"),
+    # Issue 15, item 7: metrics.
+    (
+        "airflow.statsd={serviceMonitor: {enabled: true}}",
+        "airflow-k8s:airflow.statsd.serviceMonitor.enabled",
+        "needs airflow.statsd.enabled: true",
+    ),
+    (
+        "airflow.statsd={enabled: true, serviceMonitor: {enabled: true, interval: 30sec}}",
+        "airflow-k8s:airflow.statsd.serviceMonitor.interval",
+        "must match",
+    ),
+    (
+        "airflow.statsd={enabled: true, serviceMonitor: {enabled: true, interval: ''}}",
+        "airflow-k8s:airflow.statsd.serviceMonitor.interval",
+        "at least 1 character",
+    ),
+    (
+        "airflow.statsd={enabled: true, serviceMonitor: {enabled: true, labels: {'release!': x}}}",
+        "airflow-k8s:airflow.statsd.serviceMonitor.labels.release!.[key]",
+        "not a Kubernetes qualified name",
+    ),
+    ("airflow.statsd={enabled: true, unmapped: ignore}", "airflow-k8s:airflow.statsd.unmapped", "'drop', 'keep'"),
+    (
+        "airflow.config={metrics.legacy_names_on: 'True'}",
+        "airflow-k8s:airflow.config",
+        "'metrics.legacy_names_on' is set by the program (airflow.statsd)",
+    ),
+    (
+        "airflow.statsd={enabled: true, scrapers: {podLabels: {app: prometheus}}}",
+        "airflow-k8s:airflow.statsd.scrapers.namespaceLabels",
+        "is required",
+    ),
+    (
+        "airflow.statsd={enabled: true, scrapers: {namespaceLabels: {}}}",
+        "airflow-k8s:airflow.statsd.scrapers.namespaceLabels",
+        "at least 1 item",
+    ),
 ]
 
 # Autoscaling and worker sets need Celery (two overrides: the case table takes one).
@@ -694,6 +731,31 @@ def test_flower_needs_celery() -> None:
     run = engine.run(program, config=config, secret_keys=keys, stack="local")
     assert "airflow-k8s:airflow.flower.enabled: needs the CeleryExecutor" in str(run.error)
     assert run.resources == []
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "fragment"),
+    [
+        (
+            "airflow.config={metrics.statsd_datadog_enabled: 'True'}",
+            "airflow-k8s:airflow.config",
+            "'metrics.statsd_datadog_enabled' is set by the program with statsd on",
+        ),
+        (
+            "airflow.scheduler.extraEnv=[{name: AIRFLOW__METRICS__STATSD_DATADOG_ENABLED, value: 'True'}]",
+            "airflow-k8s:airflow.scheduler.extraEnv.0.name",
+            "AIRFLOW__METRICS__STATSD_DATADOG_ENABLED is already set by airflow.statsd",
+        ),
+    ],
+)
+def test_with_statsd_on_datadog_is_the_programs_choice(override: str, key: str, fragment: str) -> None:
+    config, keys = load_stack_config("local", ["airflow.statsd.enabled=true", override])
+    run = engine.run(program, config=config, secret_keys=keys, stack="local")
+    assert f"{key}: {fragment}" in str(run.error), run.error
+    assert run.resources == []
+    # Without the exporter it is the user's to set.
+    config, keys = load_stack_config("local", [override])
+    assert engine.run(program, config=config, secret_keys=keys, stack="local").error is None
 
 
 def test_valid_control_case_renders() -> None:
@@ -931,6 +993,12 @@ UNUSED = [
         ("airflow.executor=KubernetesExecutor", "airflow.workers.placement={nodeSelector: {a: b}}"),
         "airflow-k8s:airflow.workers.placement",
         "no Celery workers run",
+    ),
+    (
+        "local",
+        ("airflow.statsd.scrapers={namespaceLabels: {kubernetes.io/metadata.name: monitoring}}",),
+        "airflow-k8s:airflow.statsd.scrapers",
+        "airflow.statsd.enabled is false",
     ),
 ]
 

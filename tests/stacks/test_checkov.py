@@ -65,6 +65,15 @@ CASES = [(stack, ()) for stack in stack_names()] + [
     ("aws-dev", ("pgbouncer.enabled=true",)),
     # Issue 15.5: the housekeeping CronJobs, their accounts and the pod-cleaner Roles.
     ("local", VARIANTS["housekeeping"]),
+    # Issue 15, item 7: the statsd exporter with its mapping ConfigMap, a ServiceMonitor and a scrape policy.
+    (
+        "local",
+        (
+            "airflow.statsd.enabled=true",
+            "airflow.statsd.serviceMonitor.enabled=true",
+            "airflow.statsd.scrapers={namespaceLabels: {kubernetes.io/metadata.name: monitoring}}",
+        ),
+    ),
     (
         "local",
         (

@@ -34,12 +34,14 @@ def test_created_and_deleted() -> None:
     assert kinds(compare(base, more))["created"] == {
         "airflow-statsd",
         "airflow-statsd-svc",
+        "airflow-statsd-mappings",
         "airflow-netpol-statsd",
         "namespace-sa-statsd",
     }
     assert kinds(compare(more, base))["deleted"] == {
         "airflow-statsd",
         "airflow-statsd-svc",
+        "airflow-statsd-mappings",
         "airflow-netpol-statsd",
         "namespace-sa-statsd",
     }
