@@ -26,10 +26,22 @@ from components.airflow.metrics import (
     scrape_peer,
     service_monitor,
 )
+from components.airflow.roster import BY_NAME, RUNTIME
 from components.airflow.settings import AIRFLOW_VERSION
 from stacks.tooling import engine
 from tests.pod_security import violations
-from tests.render import K8S_VERSIONS, airflow_pods, env_of, is_airflow, named, objects, pod_spec, render, workloads
+from tests.render import (
+    K8S_VERSIONS,
+    airflow_pods,
+    env_of,
+    is_airflow,
+    named,
+    objects,
+    pod_spec,
+    render,
+    table_row,
+    workloads,
+)
 from tests.statsd_mapping import PROMETHEUS_NAME, Event, Mapping
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -214,8 +226,10 @@ def test_airflow_sends_tagged_names_without_legacy_copies() -> None:
     senders = {}
     for comp, spec in airflow_pods(run):
         container = spec["containers"][0]
-        # Jobs emit nothing worth scraping, and stay unchanged.
-        if not is_airflow(container) or comp in ("migrate", "create-user"):
+        # Only the long-running Airflow processes (and task pods) get the metrics settings: the
+        # Jobs, CronJobs and the log groomer emit nothing worth scraping, and stay unchanged.
+        row = BY_NAME.get(table_row(comp))
+        if not is_airflow(container) or row is None or RUNTIME not in row.settings:
             continue
         env = env_of(container)
         senders[comp] = env
