@@ -39,9 +39,9 @@ API_WORKERS = 1
 ANYIO_THREADS = 40
 # Kubernetes' rolling update of a Deployment: the program sets maxSurge 1, maxUnavailable 0
 # (components/airflow/workloads.py ROLLING_UPDATE), so one new pod runs beside all the old ones.
-# StatefulSets (the workers and the triggerer) replace a pod only after the old one is gone: no surge.
+# StatefulSets (the workers and the triggerer) replace a pod only after the old one is gone: no surge
+# (roster.py's `surges`).
 DEPLOYMENT_SURGE = 1
-DEPLOYMENTS = frozenset({"api-server", "scheduler", "dag-processor", "flower"})
 
 
 @dataclass(frozen=True)
@@ -195,82 +195,91 @@ def connection_budget(
     runs the Jobs beside the working components but no surge pods, so it compares with `surge=False`.
     """
     roster = Roster.of(settings, git_writer)
-    present = set(roster.components)
     terms: list[Term] = []
 
     def pool(name: str) -> Pool:
-        options = component(name).options
+        options = roster.options(name)
         if options is None:
             return pool_of(settings, PodOptions.model_validate({}), "airflow")
         return pool_of(settings, getattr(settings, options), f"airflow.{to_camel(options)}")
 
-    if "api-server" in present:
-        p = pool("api-server")
-        terms.append(Term("api-server", settings.api_server.replicas, _api_server(p),
-                          "sync + async pool per uvicorn worker", "airflow.apiServer.replicas"))  # fmt: skip
-    if "scheduler" in present:
-        p = pool("scheduler")
-        # The scheduling loop (one thread: jobs/scheduler_job_runner.py); beside its session, one
-        # independent connection at a time on the same thread: under Celery the executor's state
-        # fetch through the result backend (providers/celery/executors/celery_executor_utils.py
-        # `BulkStateFetcher._get_many_from_db_backend`, a NullPool engine outside a fork), under the
-        # KubernetesExecutor its adoption check (providers/cncf/kubernetes/executors/
-        # kubernetes_executor.py, `create_session(scoped=False)` inside the scheduler's transaction);
-        # and the health-check server, a process of its own (cli/commands/scheduler_command.py
-        # `_serve_health_check`, utils/scheduler_health.py, one request at a time). The Kubernetes
-        # watcher process and the Celery send processes touch no DB.
-        each = p.bounded(1) + 1 + p.bounded(1)
-        terms.append(Term("scheduler", settings.scheduler.replicas, each,
-                          "loop + an independent session + health check", "airflow.scheduler.replicas"))  # fmt: skip
-    if "dag-processor" in present:
-        p = pool("dag-processor")
-        # The manager's loop, plus the in-process execution API that answers its parsing processes
-        # (dag_processing/manager.py `_make_execution_api`): a2wsgi runs each request's sync session
-        # on a worker thread (api_fastapi/execution_api/app.py InProcessExecutionAPI), one request
-        # at a time since the loop waits for each. Parsing processes open no DB connection.
-        terms.append(Term("dag-processor", settings.dag_processor.replicas, p.bounded(1) + p.bounded(1),
-                          "loop + in-process execution API", "airflow.dagProcessor.replicas"))  # fmt: skip
-    if "triggerer" in present:
-        p = pool("triggerer")
-        # Its loop and the in-process execution API that serves the trigger runner subprocess
-        # (jobs/triggerer_job_runner.py `in_process_api_server`), as for the DAG processor.
-        terms.append(Term("triggerer", settings.triggerer.replicas, p.bounded(1) + p.bounded(1),
-                          "loop + in-process execution API", "airflow.triggerer.replicas"))  # fmt: skip
-    if "worker" in present:
-        # Every Celery worker group (airflow.workers and each of airflow.workerSets) at the most
-        # replicas it may run: its replicas, or autoscaling.maxReplicas when KEDA scales it.
-        for g in settings.worker_groups():
-            key = f"airflow.{g.key}.autoscaling.maxReplicas" if g.autoscaled else f"airflow.{g.key}.replicas"
-            terms.append(worker_term(g.concurrency, g.max_replicas, group=g.component, key=key))
-        if settings.keda_db_connections:
-            # KEDA's operator runs each ScaledObject's postgresql query through a database/sql pool
-            # of its own (components/airflow/autoscaling.py KEDA_CONNECTIONS_PER_SCALED_OBJECT).
-            terms.append(
-                Term("keda", 1, settings.keda_db_connections, "postgresql scaler pools", "airflow.workers.autoscaling")
-            )
-    if "flower" in present:
-        # `celery flower` (one process, tornado's single thread) reads task results through the
-        # same result backend: a NullPool engine, one query at a time.
-        terms.append(Term("flower", 1, 1, "result-backend reads", "airflow.flower.enabled"))
+    def pods(name: str) -> tuple[int, str]:
+        """How many of its pods run at once, and the setting that says so."""
+        options = roster.options(name)
+        block = getattr(settings, options) if options else None
+        key = f"airflow.{to_camel(options or name)}"
+        if block is not None and not roster.is_job(name) and hasattr(block, "replicas"):
+            return block.replicas, f"{key}.replicas"
+        return 1, key
+
+    for name in roster.components:
+        use = roster.db(name)
+        if use == "none" or (roster.is_job(name) and not jobs):
+            continue
+        p = pool(name)
+        n, key = pods(name)
+        if use == "api-pools":
+            terms.append(Term(name, n, _api_server(p), "sync + async pool per uvicorn worker", key))
+        elif use == "loop-and-session":
+            # The scheduling loop (one thread: jobs/scheduler_job_runner.py); beside its session, one
+            # independent connection at a time on the same thread: under Celery the executor's state
+            # fetch through the result backend (providers/celery/executors/celery_executor_utils.py
+            # `BulkStateFetcher._get_many_from_db_backend`, a NullPool engine outside a fork), under
+            # the KubernetesExecutor its adoption check (providers/cncf/kubernetes/executors/
+            # kubernetes_executor.py, `create_session(scoped=False)` inside the scheduler's
+            # transaction); and the health-check server, a process of its own
+            # (cli/commands/scheduler_command.py `_serve_health_check`, utils/scheduler_health.py, one
+            # request at a time). The Kubernetes watcher and the Celery send processes touch no DB.
+            each = p.bounded(1) + 1 + p.bounded(1)
+            terms.append(Term(name, n, each, "loop + an independent session + health check", key))
+        elif use == "loop-and-api":
+            # The DAG processor's loop plus the in-process execution API that answers its parsing
+            # processes (dag_processing/manager.py `_make_execution_api`): a2wsgi runs each request's
+            # sync session on a worker thread (api_fastapi/execution_api/app.py
+            # InProcessExecutionAPI), one request at a time since the loop waits for each; parsing
+            # processes open none. The triggerer likewise (jobs/triggerer_job_runner.py
+            # `in_process_api_server` for its trigger runner subprocess).
+            terms.append(Term(name, n, p.bounded(1) + p.bounded(1), "loop + in-process execution API", key))
+        elif use == "result-backend":
+            # Every Celery worker group (airflow.workers and each of airflow.workerSets) at the most
+            # replicas it may run: its replicas, or autoscaling.maxReplicas when KEDA scales it.
+            for g in settings.worker_groups():
+                gkey = f"airflow.{g.key}.autoscaling.maxReplicas" if g.autoscaled else f"airflow.{g.key}.replicas"
+                terms.append(worker_term(g.concurrency, g.max_replicas, group=g.component, key=gkey))
+            if settings.keda_db_connections:
+                # KEDA's operator runs each ScaledObject's postgresql query through a database/sql
+                # pool of its own (components/airflow/autoscaling.py KEDA_CONNECTIONS_PER_SCALED_OBJECT).
+                terms.append(
+                    Term(
+                        "keda",
+                        1,
+                        settings.keda_db_connections,
+                        "postgresql scaler pools",
+                        "airflow.workers.autoscaling",
+                    )
+                )
+        elif use == "result-reads":
+            # `celery flower` (one process, tornado's single thread) reads task results through the
+            # same result backend: a NullPool engine, one query at a time.
+            terms.append(Term(name, n, 1, "result-backend reads", key))
+        elif use == "migration":
+            # `airflow db migrate` (utils/db.py `upgradedb`): the session holding the migration lock,
+            # and `_single_connection_pool` for Alembic's own connection.
+            terms.append(Term(name, n, p.bounded(1) + 1, "lock session + Alembic's connection", "airflow.image.tag"))
+        elif use == "fab-user":
+            # FAB's `users create` opens the provider's app (its own session) beside Airflow's engine.
+            terms.append(Term(name, n, 2, "FAB's session + Airflow's", key))
+        elif use == "session":
+            # The pools Job (components/airflow/scripts/apply_pools.py) applies every pool in one
+            # session, beside the rolling workloads; `airflow db clean` deletes table by table in one.
+            terms.append(Term(name, n, 1, "one session", key))
     # KubernetesExecutor task pods: none. They get no DB secret (roster.py) and reach the DB through
     # the api-server's execution API, whose pools are counted above.
-    if jobs:
-        p = pool("migrate")
-        # `airflow db migrate` (utils/db.py `upgradedb`): the session holding the migration lock,
-        # and `_single_connection_pool` for Alembic's own connection.
-        terms.append(Term("migrate", 1, p.bounded(1) + 1, "lock session + Alembic's connection", "airflow.image.tag"))
-        if "create-user" in present:
-            # FAB's `users create` opens the provider's app (its own session) beside Airflow's engine.
-            terms.append(Term("create-user", 1, 2, "FAB's session + Airflow's", "airflow.auth.localAdmin"))
-        if "pools" in present:
-            # The pools Job (components/airflow/scripts/apply_pools.py) applies every pool in one
-            # session; it starts after the migration, beside the rolling workloads.
-            terms.append(Term("pools", 1, 1, "one session", "airflow.pools"))
     # A new pod's `wait-for-migrations` init container (`airflow db check-migrations`, one
     # connection) finishes before the pod's Airflow container starts: within the pod's figure.
     if surge:
         for t in list(terms):
-            if t.component in DEPLOYMENTS and t.component in present and t.pods:
+            if t.component in roster.components and roster.surges(t.component) and t.pods:
                 terms.append(
                     Term(f"{t.component} (surge)", DEPLOYMENT_SURGE, t.each, "a new pod beside the old ones", t.key)
                 )

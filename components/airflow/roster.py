@@ -65,6 +65,18 @@ JOB_CONFIG_SECTIONS = frozenset({"database", "fab"})
 _LONG_RUNNING = frozenset({BASE, RUNTIME})
 
 DagUse = Literal["runs", "mounted", "writes", "none"]
+# How a component's pod holds metadata-DB connections (components/airflow/budget.py counts each).
+DbUse = Literal[
+    "api-pools",  # sync + async pools per uvicorn worker
+    "loop-and-session",  # the scheduler: its loop, an independent session, the health-check process
+    "loop-and-api",  # a loop and the in-process execution API (DAG processor, triggerer)
+    "result-backend",  # a Celery worker: a result-backend connection per pool process
+    "result-reads",  # Flower: result-backend reads, one at a time
+    "migration",  # the migration lock session and Alembic's own connection
+    "fab-user",  # FAB's session beside Airflow's
+    "session",  # one session (the pools Job, db clean)
+    "none",
+]
 
 
 @dataclass(frozen=True)
@@ -162,6 +174,10 @@ class AirflowComponent:
             send it requests. 0: none.
         process_env: plain env of its Airflow containers that is about the process, not Airflow's
             config (e.g. how the image's dumb-init passes signals on).
+        db: how each of its pods holds metadata-DB connections, for the connection budget
+            (components/airflow/budget.py turns each kind into a count, citing Airflow's code).
+        surges: a Deployment under the program's rolling update (maxSurge 1): during a rollout one
+            new pod runs beside all the old ones (StatefulSets and Jobs never overlap their pods).
         options: the block of `airflow` settings (an attribute of AirflowSettings) that holds its
             pods' own placement and escape hatches (extra env, volumes, containers); None: it takes
             only the stack-wide `airflow.placement` and `airflow.imagePullSecrets`.
@@ -185,6 +201,8 @@ class AirflowComponent:
     drain_seconds: int = 0
     process_env: tuple[tuple[str, str], ...] = ()
     options: str | None = None
+    db: DbUse = "none"
+    surges: bool = False
 
     def calls_kubernetes_api(self, c: Conditions) -> bool:
         """Only these get a service-account token mounted."""
@@ -244,6 +262,8 @@ TABLE: tuple[AirflowComponent, ...] = (
         # deregistration, ingress-nginx's endpoint sync), then uvicorn finishes what is in flight.
         drain_seconds=15,
         options="api_server",
+        db="api-pools",
+        surges=True,
     ),
     AirflowComponent(
         "scheduler",
@@ -257,6 +277,8 @@ TABLE: tuple[AirflowComponent, ...] = (
         secrets=frozenset({JWT_SECRET, FERNET_KEY, SQL_ALCHEMY_CONN, BROKER_URL, RESULT_BACKEND}),
         settings=_LONG_RUNNING | {KUBERNETES_EXECUTOR, SCHEDULER},
         options="scheduler",
+        db="loop-and-session",
+        surges=True,
     ),
     AirflowComponent(
         "dag-processor",
@@ -268,6 +290,8 @@ TABLE: tuple[AirflowComponent, ...] = (
         secrets=frozenset({FERNET_KEY, SQL_ALCHEMY_CONN, CONNECTIONS}),
         settings=_LONG_RUNNING | {TASK_CONTEXT},
         options="dag_processor",
+        db="loop-and-api",
+        surges=True,
     ),
     AirflowComponent(
         "triggerer",
@@ -280,6 +304,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         secrets=frozenset({FERNET_KEY, SQL_ALCHEMY_CONN, API_SECRET_KEY, CONNECTIONS}),
         settings=_LONG_RUNNING | {TASK_CONTEXT},
         options="triggerer",
+        db="loop-and-api",
     ),
     AirflowComponent(
         "migrate",
@@ -289,6 +314,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         extra_secrets=_DATABASE_URL_OF_A_JOB,
         settings=frozenset({BASE}),
         options="jobs",
+        db="migration",
     ),
     AirflowComponent(
         "create-user",
@@ -297,6 +323,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         extra_secrets=_DATABASE_URL_OF_A_JOB,
         settings=frozenset({BASE}),
         options="jobs",
+        db="fab-user",
     ),
     # Applies `airflow.pools` (components/airflow/pools.py) with Airflow's Pool model: the DB only.
     AirflowComponent(
@@ -306,6 +333,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         extra_secrets=_DATABASE_URL_OF_A_JOB,
         settings=frozenset({BASE}),
         options="jobs",
+        db="session",
     ),
     AirflowComponent(
         "worker",
@@ -327,6 +355,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         # The official chart sets 0 on workers too; tests/e2e/test_warm_shutdown_e2e.py shows both.
         process_env=(("DUMB_INIT_SETSID", "0"),),
         options="workers",
+        db="result-backend",
     ),
     # Scheduled `airflow db clean` (housekeeping.py): it deletes rows through the metadata DB and
     # decrypts nothing (airflow/utils/db_cleanup.py in 3.3.2 reads no encrypted column), so the DB URL
@@ -338,6 +367,7 @@ TABLE: tuple[AirflowComponent, ...] = (
         extra_secrets=_DATABASE_URL_OF_A_JOB,
         settings=frozenset({BASE}),
         options="jobs",
+        db="session",
     ),
     # Scheduled `airflow kubernetes cleanup-pods` (housekeeping.py): Kubernetes API calls only (list
     # and delete pods), no DB and no secret.
@@ -384,6 +414,8 @@ TABLE: tuple[AirflowComponent, ...] = (
         ports=(Port("flower", 5555),),
         secrets=frozenset({BROKER_URL, RESULT_BACKEND, FLOWER_BASIC_AUTH}),
         options="flower",
+        db="result-reads",
+        surges=True,
     ),
     AirflowComponent(
         "statsd",
@@ -484,6 +516,12 @@ class Roster:
 
     def options(self, name: str) -> str | None:
         return component(name).options
+
+    def db(self, name: str) -> DbUse:
+        return component(name).db
+
+    def surges(self, name: str) -> bool:
+        return component(name).surges
 
 
 def check_container_names(settings: AirflowSettings) -> None:
