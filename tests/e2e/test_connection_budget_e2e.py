@@ -57,26 +57,28 @@ class Sampler(threading.Thread):
         self.peak_by_name: Counter[str] = Counter()
         self.samples = 0
         self.errors = 0
+        # Per application_name, its backends when it held the most (pid, start, state, last query).
+        self.peak_backends: dict[str, list[str]] = {}
 
-    def sample(self) -> Counter[str]:
+    def sample(self) -> tuple[Counter[str], list[str]]:
+        """Backends per application_name, and one line per backend (name, pid, start, last query)."""
         out = self.d.pg.query(
-            # Grouped in a subquery: `GROUP BY 1` on `name || '|' || count(*)` would group by the
-            # aggregate itself, which PostgreSQL refuses (the first run's 0 samples).
-            "SELECT name || '|' || count(*) FROM (SELECT coalesce(nullif(application_name, ''), '(unnamed)') AS name "
-            "FROM pg_stat_activity WHERE datname = 'airflow' AND usename = 'airflow') a GROUP BY name"
+            "SELECT coalesce(nullif(application_name, ''), '(unnamed)') || '|' || pid || '|' || "
+            "to_char(backend_start, 'HH24:MI:SS.MS') || '|' || state || '|' || left(query, 60) "
+            "FROM pg_stat_activity WHERE datname = 'airflow' AND usename = 'airflow'"
         )
         counts: Counter[str] = Counter()
-        for line in out.splitlines():
-            name, _, n = line.rpartition("|")
-            counts[name] = int(n)
-        return counts
+        lines = [line for line in out.splitlines() if line]
+        for line in lines:
+            counts[line.split("|", 1)[0]] += 1
+        return counts, lines
 
     def run(self) -> None:
         # A failed query is logged and retried, never the end of the sampling: the first version
         # stopped on its first error, silently, and took 0 samples. The test asserts the count.
         while not self.stop_event.is_set():
             try:
-                counts = self.sample()
+                counts, lines = self.sample()
             except Exception as e:  # noqa: BLE001 - any failure is logged, counted and retried
                 self.errors += 1
                 if self.errors <= 5 or self.errors % 50 == 0:
@@ -88,7 +90,9 @@ class Sampler(threading.Thread):
             if total > self.peak_total:
                 self.peak_total, self.peak_sample = total, counts
             for name, n in counts.items():
-                self.peak_by_name[name] = max(self.peak_by_name[name], n)
+                if n > self.peak_by_name[name]:
+                    self.peak_by_name[name] = n
+                    self.peak_backends[name] = [line for line in lines if line.split("|", 1)[0] == name]
             self.stop_event.wait(SAMPLE_SECONDS)
 
     def stop(self) -> None:
@@ -161,6 +165,8 @@ def test_the_budget_holds_the_measured_peak_at_full_worker_concurrency(measured:
         sampler_errors=sampler.errors,
     )
     print(f"\nconnection budget e2e: {json.dumps(FIGURES, sort_keys=True)}")
+    for name, backends in sorted(sampler.peak_backends.items()):
+        print(f"  {name} at its peak:", *backends, sep="\n    ")
     # Sampled the whole time (about 5 a second over a run of a minute or more), with no query failing
     # for long: a sampler that stops, or fails, cannot show a peak.
     assert sampler.samples > 100, FIGURES
