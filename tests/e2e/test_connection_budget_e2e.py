@@ -64,7 +64,9 @@ class Sampler(threading.Thread):
         """Backends per application_name, and one line per backend (name, pid, start, last query)."""
         out = self.d.pg.query(
             "SELECT coalesce(nullif(application_name, ''), '(unnamed)') || '|' || pid || '|' || "
-            "to_char(backend_start, 'HH24:MI:SS.MS') || '|' || state || '|' || left(query, 60) "
+            "to_char(backend_start, 'HH24:MI:SS.MS') || '|' || coalesce(state, '') || '|' || "
+            # One line per backend: a multi-line query would be read as more backends.
+            "left(regexp_replace(query, '[[:space:]|]+', ' ', 'g'), 60) "
             "FROM pg_stat_activity WHERE datname = 'airflow' AND usename = 'airflow'"
         )
         counts: Counter[str] = Counter()

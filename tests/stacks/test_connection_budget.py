@@ -50,15 +50,15 @@ def refused(stack: str, *overrides: str) -> str:
 # pod per Deployment).
 SHIPPED = {
     "local": {
-        "api-server": 30, "scheduler": 3, "dag-processor": 2, "triggerer": 2, "worker": 8, "migrate": 2,
+        "api-server": 30, "scheduler": 3, "dag-processor": 2, "triggerer": 2, "worker": 8, "migrate": 4,
         "create-user": 2, "api-server (surge)": 30, "scheduler (surge)": 3, "dag-processor (surge)": 2,
     },
     "aws-dev": {
-        "api-server": 30, "scheduler": 3, "dag-processor": 2, "triggerer": 2, "worker": 16, "migrate": 2,
+        "api-server": 30, "scheduler": 3, "dag-processor": 2, "triggerer": 2, "worker": 16, "migrate": 4,
         "create-user": 2, "api-server (surge)": 30, "scheduler (surge)": 3, "dag-processor (surge)": 2,
     },
     "aws-prod": {
-        "api-server": 60, "scheduler": 6, "dag-processor": 2, "triggerer": 4, "worker": 32, "migrate": 2,
+        "api-server": 60, "scheduler": 6, "dag-processor": 2, "triggerer": 4, "worker": 32, "migrate": 4,
         "create-user": 2, "api-server (surge)": 30, "scheduler (surge)": 3, "dag-processor (surge)": 2,
     },
 }  # fmt: skip
