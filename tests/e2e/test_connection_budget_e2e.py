@@ -11,7 +11,7 @@ here), and the budget must not be more than 3x the peak either, so the figure st
 Each process gets `PGAPPNAME=<component>` (libpq reads it; psycopg2 and so Airflow's sync engine
 and Celery's result backend report it as application_name), so the peak is also broken down per
 component. asyncpg does not read PGAPPNAME, so the api-server's async connections would show as
-"(unnamed)", as do the boot-time Jobs (run before the sampler names anything); the printed backends
+"(unnamed)", as do the first migration and admin-user Jobs (boot_only starts them without it); the printed backends
 of each name at its peak (pid, start, state, last query) say which process holds what.
 """
 
