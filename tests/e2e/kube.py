@@ -932,7 +932,8 @@ class Kubelet:
         for record in list(self.pods.values()):
             if record.process is not None:
                 record.process.stop()
-        self._thread.join(10)
+        if self._thread.ident is not None:  # a kubelet used only for run_workload never started its loop
+            self._thread.join(10)
 
     def container_log(self, namespace: str, name: str) -> str:
         record = self.pods.get((namespace, name))

@@ -41,7 +41,12 @@ with DAG("{DAG_ID}", schedule=None, start_date=datetime.datetime(2020, 1, 1), ca
     BashOperator(task_id="hello", bash_command="echo kept-or-not")
 '''
 RETENTION_DAYS = 30
-OLD_RUN, NEW_RUN = "2026-01-01T00:00:00+00:00", "2026-01-02T00:00:00+00:00"
+# Logical dates of the two runs: `airflow dags test` starts a run at its logical date (the Task SDK's
+# DAG.test passes start_date=logical_date), and db clean judges a run by its start_date, so the kept
+# run's date must be inside the retention: yesterday. The other is back-dated past it below.
+_TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+OLD_RUN, NEW_RUN = ((_TODAY - timedelta(days=d)).isoformat() for d in (2, 1))
+OLD_DAY, NEW_DAY = OLD_RUN[:10], NEW_RUN[:10]
 
 
 @dataclass
@@ -143,9 +148,9 @@ def test_db_clean_deletes_what_is_older_than_the_retention_and_nothing_else(stac
     )
     before = counts(pg)
     assert before == {
-        "dag_run": "2026-01-01,2026-01-02",
-        "task_instance": "2026-01-01=1,2026-01-02=1",
-        "xcom": "2026-01-01=1,2026-01-02=1",
+        "dag_run": f"{OLD_DAY},{NEW_DAY}",
+        "task_instance": f"{OLD_DAY}=1,{NEW_DAY}=1",
+        "xcom": f"{OLD_DAY}=1,{NEW_DAY}=1",
         "log": "e2e-old,e2e-recent",
         "archives": "0",
     }, before
@@ -159,9 +164,9 @@ def test_db_clean_deletes_what_is_older_than_the_retention_and_nothing_else(stac
     assert "airflow db clean: rows older than" in first.log.read_text()
     after = counts(pg)
     assert after == {
-        "dag_run": "2026-01-02",
-        "task_instance": "2026-01-02=1",
-        "xcom": "2026-01-02=1",
+        "dag_run": NEW_DAY,
+        "task_instance": f"{NEW_DAY}=1",
+        "xcom": f"{NEW_DAY}=1",
         "log": "e2e-recent",
         "archives": "0",  # --skip-archive: the purged rows are not kept in _airflow_deleted__* tables
     }, after

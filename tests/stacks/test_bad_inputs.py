@@ -551,10 +551,12 @@ CASES = [
     ("airflow.keda.databaseCaFile=/ca.pem", "airflow-k8s:airflow.keda.databaseCaFile", "only with source: existing"),
     # Issue 15.1: Airflow's peak metadata-DB connections must fit the database (more cases, per
     # cloud, in test_connection_budget.py).
+    # Over budget with pgbouncer.enabled unset turns PgBouncer on; when even its pools do not fit
+    # (2 pods + 1 surging, 12 each, and the Jobs' 4 direct), the error names PgBouncer's pool.
     (
-        "database.inCluster.maxConnections=50",
-        "airflow-k8s:airflow.apiServer.replicas",
-        "needs 86 metadata-DB connections at peak, the database allows 47 (39 over)",
+        "database.inCluster.maxConnections=30",
+        "airflow-k8s:pgbouncer.defaultPoolSize",
+        "Airflow through PgBouncer needs 42 metadata-DB connections at peak, the database allows 27 (15 over)",
     ),
     (
         "database.inCluster.maxConnections=10",
