@@ -263,9 +263,19 @@ def connection_budget(
             # same result backend: a NullPool engine, one query at a time.
             terms.append(Term(name, n, 1, "result-backend reads", key))
         elif use == "migration":
-            # `airflow db migrate` (utils/db.py `upgradedb`): the session holding the migration lock,
-            # and `_single_connection_pool` for Alembic's own connection.
-            terms.append(Term(name, n, p.bounded(1) + 1, "lock session + Alembic's connection", "airflow.image.tag"))
+            # `airflow db migrate` (utils/db.py `upgradedb` -> `_run_upgradedb`), four at once, as the
+            # e2e measured (tests/e2e/test_connection_budget_e2e.py): the session's connection
+            # (`_get_current_revision`); on PostgreSQL the advisory lock on a second connection of the
+            # same engine (`_create_global_lock_postgresql`: `bind.connect()`, held to the end);
+            # Alembic's, on the SingletonThreadPool engine `_single_connection_pool` swaps in through
+            # `settings.reconfigure_orm` (migrations/env.py and the FAB provider's DB manager both
+            # `settings.engine.connect()`, one per thread); and, after `work_session.rollback()`, a
+            # new one for `add_default_pool_if_not_exists`: the first went back to the pool of the
+            # engine `reconfigure_orm` disposed, and SQLAlchemy's `dispose` leaves checked-out
+            # connections open. Three come from the configured pool, one from the singleton.
+            terms.append(
+                Term(name, n, p.bounded(3) + 1, "session, lock, its successor + Alembic's", "airflow.image.tag")
+            )
         elif use == "fab-user":
             # FAB's `users create` opens the provider's app (its own session) beside Airflow's engine.
             terms.append(Term(name, n, 2, "FAB's session + Airflow's", key))

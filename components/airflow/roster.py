@@ -72,7 +72,7 @@ DbUse = Literal[
     "loop-and-api",  # a loop and the in-process execution API (DAG processor, triggerer)
     "result-backend",  # a Celery worker: a result-backend connection per pool process
     "result-reads",  # Flower: result-backend reads, one at a time
-    "migration",  # the migration lock session and Alembic's own connection
+    "migration",  # the session, the migration lock's connection, the session's next one, Alembic's
     "fab-user",  # FAB's session beside Airflow's
     "session",  # one session (the pools Job, db clean)
     "none",

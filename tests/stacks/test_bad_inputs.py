@@ -556,7 +556,7 @@ CASES = [
     (
         "database.inCluster.maxConnections=30",
         "airflow-k8s:pgbouncer.defaultPoolSize",
-        "Airflow through PgBouncer needs 40 metadata-DB connections at peak, the database allows 27 (13 over)",
+        "Airflow through PgBouncer needs 42 metadata-DB connections at peak, the database allows 27 (15 over)",
     ),
     (
         "database.inCluster.maxConnections=10",

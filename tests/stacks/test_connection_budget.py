@@ -50,15 +50,15 @@ def refused(stack: str, *overrides: str) -> str:
 # pod per Deployment).
 SHIPPED = {
     "local": {
-        "api-server": 30, "scheduler": 3, "dag-processor": 2, "triggerer": 2, "worker": 8, "migrate": 2,
+        "api-server": 30, "scheduler": 3, "dag-processor": 2, "triggerer": 2, "worker": 8, "migrate": 4,
         "create-user": 2, "api-server (surge)": 30, "scheduler (surge)": 3, "dag-processor (surge)": 2,
     },
     "aws-dev": {
-        "api-server": 30, "scheduler": 3, "dag-processor": 2, "triggerer": 2, "worker": 16, "migrate": 2,
+        "api-server": 30, "scheduler": 3, "dag-processor": 2, "triggerer": 2, "worker": 16, "migrate": 4,
         "create-user": 2, "api-server (surge)": 30, "scheduler (surge)": 3, "dag-processor (surge)": 2,
     },
     "aws-prod": {
-        "api-server": 60, "scheduler": 6, "dag-processor": 2, "triggerer": 4, "worker": 32, "migrate": 2,
+        "api-server": 60, "scheduler": 6, "dag-processor": 2, "triggerer": 4, "worker": 32, "migrate": 4,
         "create-user": 2, "api-server (surge)": 30, "scheduler (surge)": 3, "dag-processor (surge)": 2,
     },
 }  # fmt: skip
@@ -92,28 +92,28 @@ OVER = [
         "aws-dev",
         ("aws.database.instanceClass=db.t4g.micro", "airflow.workers.replicas=10"),
         "airflow-k8s:airflow.workers.replicas",
-        "needs 236 metadata-DB connections at peak, the database allows 74 (162 over)",
+        "needs 238 metadata-DB connections at peak, the database allows 74 (164 over)",
     ),
     # Azure's smallest Burstable SKU: 50 connections, 15 of them Azure's.
     (
         "azure-dev",
         ("azure.database.skuName=Standard_B1ms",),
         "airflow-k8s:airflow.apiServer.replicas",
-        "needs 92 metadata-DB connections at peak, the database allows 35 (57 over)",
+        "needs 94 metadata-DB connections at peak, the database allows 35 (59 over)",
     ),
     # In-cluster with max_connections set to PostgreSQL's default 100 (97 usable): 4 workers of 16.
     (
         "local",
         ("airflow.workers={replicas: 4, concurrency: 16}", "database.inCluster.maxConnections=100"),
         "airflow-k8s:airflow.workers.replicas",
-        "needs 140 metadata-DB connections at peak, the database allows 97 (43 over)",
+        "needs 142 metadata-DB connections at peak, the database allows 97 (45 over)",
     ),
     # An external server that says what it allows.
     (
         "local",
         ("database={mode: external, external: {host: db, password: p, maxConnections: 50}}",),
         "airflow-k8s:airflow.apiServer.replicas",
-        "needs 84 metadata-DB connections at peak, the database allows 47 (37 over)",
+        "needs 86 metadata-DB connections at peak, the database allows 47 (39 over)",
     ),
     # The pool switched off: nothing caps the api-server's connections.
     (
@@ -141,7 +141,7 @@ def test_over_budget_exits_2_from_the_render(capsys: pytest.CaptureFixture[str],
     args += ["--set", "database.inCluster.maxConnections=100", "--set", "pgbouncer.enabled=false"]
     assert render_main(args) == 2
     err = capsys.readouterr().err
-    assert "airflow-k8s:airflow.workers.replicas: Airflow needs 140 metadata-DB connections" in err
+    assert "airflow-k8s:airflow.workers.replicas: Airflow needs 142 metadata-DB connections" in err
     assert not (tmp_path / "resources.json").exists()
 
 
@@ -180,7 +180,7 @@ def test_a_stack_that_fits_keeps_connecting_directly(stack: str) -> None:
 
 def test_through_pgbouncer_its_own_pools_are_checked_against_the_database() -> None:
     auto = refused("azure-dev", "azure.database.skuName=Standard_B1ms")
-    assert "airflow-k8s:pgbouncer.defaultPoolSize: Airflow through PgBouncer needs 40" in auto, auto
+    assert "airflow-k8s:pgbouncer.defaultPoolSize: Airflow through PgBouncer needs 42" in auto, auto
     message = refused(
         "azure-dev",
         "azure.database.skuName=Standard_B1ms",
@@ -335,16 +335,16 @@ def _pg_args(run) -> list[str] | None:  # noqa: ANN001
 
 
 def test_the_in_cluster_server_keeps_postgresqls_default_while_the_peak_fits_it() -> None:
-    assert _pg_args(render("local")) is None  # 84 at peak: the StatefulSet is what it was before the budget
+    assert _pg_args(render("local")) is None  # 86 at peak: the StatefulSet is what it was before the budget
 
 
 def test_the_in_cluster_server_is_raised_to_the_peak_when_that_is_more() -> None:
-    # 12 workers of 8: 172 at peak, so 175 with the 3 reserved; the defaults' 143 gives 146.
-    assert _pg_args(render("local", "airflow.workers.replicas=12")) == ["-c", "max_connections=175"]
-    assert config_of("local", "airflow.triggerer.replicas=2").in_cluster_max_connections is None  # 86
+    # 12 workers of 8: 174 at peak, so 177 with the 3 reserved; the defaults' 145 gives 148.
+    assert _pg_args(render("local", "airflow.workers.replicas=12")) == ["-c", "max_connections=177"]
+    assert config_of("local", "airflow.triggerer.replicas=2").in_cluster_max_connections is None  # 88
     from stacks.config import parse
 
-    assert parse({"kubernetes": {"context": "x"}}).in_cluster_max_connections == 146
+    assert parse({"kubernetes": {"context": "x"}}).in_cluster_max_connections == 148
 
 
 def test_the_in_cluster_setting_wins() -> None:
@@ -357,6 +357,6 @@ def test_an_external_database_without_max_connections_is_a_warning_not_a_check()
     run = engine.run(program, config=config, secret_keys=keys, stack="local")
     assert run.error is None, run.error
     assert any(
-        "airflow-k8s:database.external.maxConnections: unset, so the peak of 172 metadata-DB connections" in w
+        "airflow-k8s:database.external.maxConnections: unset, so the peak of 174 metadata-DB connections" in w
         for w in run.warnings
     ), run.warnings
