@@ -1,15 +1,12 @@
 """Issue 15.2: Airflow through PgBouncer, from what `stacks.render local` renders with `pgbouncer.enabled`.
 
 The database is a real TLS-only PostgreSQL (`database.external` with `sslmode: verify-full` and the
-throwaway CA as `ca.pem`, as in test_tls_database_e2e.py). PgBouncer is Debian's package, run from
-the rendered pgbouncer.ini (ConfigMap), auth file (Secret) and CA bundle (ConfigMap), with three
-things adapted as a kubelet and a newer image would: mounted paths become this test's files, the
-Service's port is its listen port (the render's `pgbouncer.port`), and `max_prepared_statements`
-is left out, because Debian bookworm ships PgBouncer 1.18 and that setting is 1.21+ (1.18 refuses
-an unknown setting). Everything else this relies on is in both 1.18 and the image's 1.23.1:
-transaction pooling, `auth_type = scram-sha-256` with SCRAM verifiers in the auth file, a forced
-`user=` whose password the auth file holds, `max_db_connections`, `server_tls_sslmode = verify-full`
-with `server_tls_ca_file`, `stats_users`, `unix_socket_dir =` and SIGINT's safe shutdown.
+throwaway CA as `ca.pem`, as in test_tls_database_e2e.py). PgBouncer is 1.24.1, which .ci/run builds
+from Debian trixie's source package into .ci/.pgbouncer (bookworm's package is 1.18, which lacks
+`max_prepared_statements`; the image runs 1.23.1). It runs the rendered pgbouncer.ini (ConfigMap),
+auth file (Secret) and CA bundle (ConfigMap) as they are, with three things adapted as a kubelet
+would: mounted paths become this test's files, the Service's port is its listen port (the
+render's `pgbouncer.port`), and `so_reuseport` lets a second process (the rollout's new pod) share it.
 
 The Jobs run before PgBouncer starts (they must reach the server directly); then the long-running
 components run through it, a 24-task fan-out DAG runs on Celery to success, and PgBouncer's own
@@ -42,13 +39,15 @@ from tests.e2e.test_tls_database_e2e import TlsDatabase
 
 DAG = "e2e_pooled_fanout"
 TASKS = 24
+# .ci/run builds it; 1.21+ for max_prepared_statements, which the rendered ini sets.
+PGBOUNCER = Path(__file__).resolve().parents[2] / ".ci" / ".pgbouncer" / "bin"
 POOL = 4  # pgbouncer.defaultPoolSize, with no reserve: the most server connections PgBouncer may open
 # The figures the README quotes, printed at the end of the module.
 FIGURES: dict[str, Any] = {}
 
 
 class PgBouncerProcess:
-    """Debian's pgbouncer, configured from the rendered ConfigMap and Secret."""
+    """PgBouncer (.ci/.pgbouncer), configured from the rendered ConfigMap and Secret."""
 
     def __init__(self, cluster: Cluster, port: int) -> None:
         deployment = next(
@@ -74,8 +73,7 @@ class PgBouncerProcess:
         ini = self.ini_text
         for mounted, here in files.items():
             ini = ini.replace(mounted, str(here))
-        # 1.21+; Debian bookworm's 1.18 stops at an unknown setting.
-        ini = re.sub(r"^max_prepared_statements = \d+\n", "", ini, flags=re.M)
+        assert re.search(r"^max_prepared_statements = [1-9]", ini, flags=re.M), "the render's setting, kept as is"
         # Two pods behind one Service: here, two processes on one port (the ini ends in [pgbouncer]).
         ini += "so_reuseport = 1\n"
         (self.dir / "pgbouncer.ini").write_text(ini)
@@ -92,7 +90,8 @@ class PgBouncerProcess:
         argv = [a.replace("/etc/pgbouncer/pgbouncer.ini", str(self.dir / "pgbouncer.ini")) for a in self.command]
         if self.as_postgres:
             argv = ["runuser", "-u", "postgres", "--", *argv]
-        env = {"PATH": "/usr/sbin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+        assert (PGBOUNCER / "pgbouncer").exists(), "run .ci/run: it builds PgBouncer into .ci/.pgbouncer"
+        env = {"PATH": f"{PGBOUNCER}:/usr/bin:/bin", "LANG": "C.UTF-8"}
         self.proc = subprocess.Popen(argv, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=env)
         wait_port(self.port)
         return self
