@@ -91,7 +91,7 @@ class PgBouncerProcess:
         if self.as_postgres:
             argv = ["runuser", "-u", "postgres", "--", *argv]
         assert (PGBOUNCER / "pgbouncer").exists(), "run .ci/run: it builds PgBouncer into .ci/.pgbouncer"
-        env = {"PATH": f"{PGBOUNCER}:/usr/bin:/bin", "LANG": "C.UTF-8"}
+        env = {"PATH": f"{PGBOUNCER}:/usr/sbin:/usr/bin:/bin", "LANG": "C.UTF-8"}
         self.proc = subprocess.Popen(argv, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=env)
         wait_port(self.port)
         return self
