@@ -192,12 +192,14 @@ def test_components_reach_the_database_through_pgbouncer_and_the_jobs_directly(s
     # The plain DB password is nowhere but the auth file's server line; the client's nowhere in PgBouncer's files.
     assert pgb_password(stack) not in stack.pgbouncer.ini_text + stack.pgbouncer.secret["userlist.txt"]  # type: ignore[union-attr]
     assert DB_PASSWORD not in stack.pgbouncer.ini_text  # type: ignore[union-attr]
-    # PgBouncer logged in to the server over TLS (every backend of the role is on a TLS connection).
-    ssl = stack.pg.query(
-        "SELECT string_agg(DISTINCT s.ssl::text, ',') FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
-        "WHERE a.usename = 'airflow'"
+    # PgBouncer logged in to the server over TLS: the role has backends (PgBouncer's, kept open by
+    # the booted components' traffic), and every one of them is on a TLS connection.
+    backends = stack.pg.query(
+        "SELECT count(*) || ' ' || count(*) FILTER (WHERE s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a "
+        "USING (pid) WHERE a.usename = 'airflow'"
     )
-    assert ssl == "true", ssl
+    total, tls = map(int, backends.split())
+    assert 0 < total <= POOL and tls == total, f"{backends}\n{stack.pgbouncer.tail()}"  # type: ignore[union-attr]
 
 
 def pgb_password(stack: Pooled) -> str:
