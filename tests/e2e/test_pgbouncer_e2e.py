@@ -94,6 +94,12 @@ class PgBouncerProcess:
         env = {"PATH": f"{PGBOUNCER}:/usr/sbin:/usr/bin:/bin", "LANG": "C.UTF-8"}
         self.proc = subprocess.Popen(argv, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=env)
         wait_port(self.port)
+        # The one .ci/run built (Debian bookworm's /usr/sbin/pgbouncer is 1.18, without max_prepared_statements).
+        deadline, up = time.time() + 10, None
+        while up is None and time.time() < deadline:
+            up = re.search(r"process up: PgBouncer (\d+)\.(\d+)", self.log.read_text(errors="replace"))
+            time.sleep(0.2)
+        assert up is not None and (int(up[1]), int(up[2])) >= (1, 21), self.tail()
         return self
 
     def pid(self) -> int:
