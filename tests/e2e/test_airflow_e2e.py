@@ -111,6 +111,10 @@ class Deployment:
         port = int(next(a for a in api.spec["args"] if a.isdigit()))
         self.api = Api(f"http://127.0.0.1:{port}")
         self.api.wait_healthy(api.spec["readinessProbe"]["httpGet"]["path"], timeout=180)
+        # A healthy answer is this stack's only if its processes are still up: an api-server that could
+        # not bind its port (another Airflow on 127.0.0.1:8080) exits, and the answer came from the other.
+        exited = [comp for comp, p in self.procs.items() if not p.alive()]
+        assert exited == [], f"exited while booting: {exited}\n{self.logs()}"
 
     def start(self, comp: str) -> Process:
         self.procs[comp] = Process(self.cluster, self.containers[comp]).start()

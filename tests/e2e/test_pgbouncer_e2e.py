@@ -1,15 +1,12 @@
 """Issue 15.2: Airflow through PgBouncer, from what `stacks.render local` renders with `pgbouncer.enabled`.
 
 The database is a real TLS-only PostgreSQL (`database.external` with `sslmode: verify-full` and the
-throwaway CA as `ca.pem`, as in test_tls_database_e2e.py). PgBouncer is Debian's package, run from
-the rendered pgbouncer.ini (ConfigMap), auth file (Secret) and CA bundle (ConfigMap), with three
-things adapted as a kubelet and a newer image would: mounted paths become this test's files, the
-Service's port is its listen port (the render's `pgbouncer.port`), and `max_prepared_statements`
-is left out, because Debian bookworm ships PgBouncer 1.18 and that setting is 1.21+ (1.18 refuses
-an unknown setting). Everything else this relies on is in both 1.18 and the image's 1.23.1:
-transaction pooling, `auth_type = scram-sha-256` with SCRAM verifiers in the auth file, a forced
-`user=` whose password the auth file holds, `max_db_connections`, `server_tls_sslmode = verify-full`
-with `server_tls_ca_file`, `stats_users`, `unix_socket_dir =` and SIGINT's safe shutdown.
+throwaway CA as `ca.pem`, as in test_tls_database_e2e.py). PgBouncer is 1.24.1, which .ci/run builds
+from Debian trixie's source package into .ci/.pgbouncer (bookworm's package is 1.18, which lacks
+`max_prepared_statements`; the image runs 1.23.1). It runs the rendered pgbouncer.ini (ConfigMap),
+auth file (Secret) and CA bundle (ConfigMap) as they are, with three things adapted as a kubelet
+would: mounted paths become this test's files, the Service's port is its listen port (the
+render's `pgbouncer.port`), and `so_reuseport` lets a second process (the rollout's new pod) share it.
 
 The Jobs run before PgBouncer starts (they must reach the server directly); then the long-running
 components run through it, a 24-task fan-out DAG runs on Celery to success, and PgBouncer's own
@@ -42,13 +39,15 @@ from tests.e2e.test_tls_database_e2e import TlsDatabase
 
 DAG = "e2e_pooled_fanout"
 TASKS = 24
+# .ci/run builds it; 1.21+ for max_prepared_statements, which the rendered ini sets.
+PGBOUNCER = Path(__file__).resolve().parents[2] / ".ci" / ".pgbouncer" / "bin"
 POOL = 4  # pgbouncer.defaultPoolSize, with no reserve: the most server connections PgBouncer may open
 # The figures the README quotes, printed at the end of the module.
 FIGURES: dict[str, Any] = {}
 
 
 class PgBouncerProcess:
-    """Debian's pgbouncer, configured from the rendered ConfigMap and Secret."""
+    """PgBouncer (.ci/.pgbouncer), configured from the rendered ConfigMap and Secret."""
 
     def __init__(self, cluster: Cluster, port: int) -> None:
         deployment = next(
@@ -74,8 +73,7 @@ class PgBouncerProcess:
         ini = self.ini_text
         for mounted, here in files.items():
             ini = ini.replace(mounted, str(here))
-        # 1.21+; Debian bookworm's 1.18 stops at an unknown setting.
-        ini = re.sub(r"^max_prepared_statements = \d+\n", "", ini, flags=re.M)
+        assert re.search(r"^max_prepared_statements = [1-9]", ini, flags=re.M), "the render's setting, kept as is"
         # Two pods behind one Service: here, two processes on one port (the ini ends in [pgbouncer]).
         ini += "so_reuseport = 1\n"
         (self.dir / "pgbouncer.ini").write_text(ini)
@@ -92,9 +90,16 @@ class PgBouncerProcess:
         argv = [a.replace("/etc/pgbouncer/pgbouncer.ini", str(self.dir / "pgbouncer.ini")) for a in self.command]
         if self.as_postgres:
             argv = ["runuser", "-u", "postgres", "--", *argv]
-        env = {"PATH": "/usr/sbin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+        assert (PGBOUNCER / "pgbouncer").exists(), "run .ci/run: it builds PgBouncer into .ci/.pgbouncer"
+        env = {"PATH": f"{PGBOUNCER}:/usr/sbin:/usr/bin:/bin", "LANG": "C.UTF-8"}
         self.proc = subprocess.Popen(argv, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=env)
         wait_port(self.port)
+        # The one .ci/run built (Debian bookworm's /usr/sbin/pgbouncer is 1.18, without max_prepared_statements).
+        deadline, up = time.time() + 10, None
+        while up is None and time.time() < deadline:
+            up = re.search(r"process up: PgBouncer (\d+)\.(\d+)", self.log.read_text(errors="replace"))
+            time.sleep(0.2)
+        assert up is not None and (int(up[1]), int(up[2])) >= (1, 21), self.tail()
         return self
 
     def pid(self) -> int:
@@ -193,12 +198,14 @@ def test_components_reach_the_database_through_pgbouncer_and_the_jobs_directly(s
     # The plain DB password is nowhere but the auth file's server line; the client's nowhere in PgBouncer's files.
     assert pgb_password(stack) not in stack.pgbouncer.ini_text + stack.pgbouncer.secret["userlist.txt"]  # type: ignore[union-attr]
     assert DB_PASSWORD not in stack.pgbouncer.ini_text  # type: ignore[union-attr]
-    # PgBouncer logged in to the server over TLS (every backend of the role is on a TLS connection).
-    ssl = stack.pg.query(
-        "SELECT string_agg(DISTINCT s.ssl::text, ',') FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
-        "WHERE a.usename = 'airflow'"
+    # PgBouncer logged in to the server over TLS: the role has backends (PgBouncer's, kept open by
+    # the booted components' traffic), and every one of them is on a TLS connection.
+    backends = stack.pg.query(
+        "SELECT count(*) || ' ' || count(*) FILTER (WHERE s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a "
+        "USING (pid) WHERE a.usename = 'airflow'"
     )
-    assert ssl == "true", ssl
+    total, tls = map(int, backends.split())
+    assert 0 < total <= POOL and tls == total, f"{backends}\n{stack.pgbouncer.tail()}"  # type: ignore[union-attr]
 
 
 def pgb_password(stack: Pooled) -> str:
