@@ -91,7 +91,14 @@ class PgBouncerProcess:
         if self.as_postgres:
             argv = ["runuser", "-u", "postgres", "--", *argv]
         assert (PGBOUNCER / "pgbouncer").exists(), "run .ci/run: it builds PgBouncer into .ci/.pgbouncer"
-        env = {"PATH": f"{PGBOUNCER}:/usr/sbin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+        # A copy in this test's own folder: the postgres user may not reach the checkout (a clone in
+        # a 0700 `mktemp -d` folder), and then `pgbouncer` would resolve to Debian's 1.18 or nothing.
+        bin_dir = self.dir / "bin"
+        bin_dir.mkdir(exist_ok=True)
+        shutil.copy2(PGBOUNCER / "pgbouncer", bin_dir / "pgbouncer")
+        (bin_dir / "pgbouncer").chmod(0o755)
+        bin_dir.chmod(0o755)
+        env = {"PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/bin", "LANG": "C.UTF-8"}
         self.proc = subprocess.Popen(argv, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=env)
         wait_port(self.port)
         # The one .ci/run built (Debian bookworm's /usr/sbin/pgbouncer is 1.18, without max_prepared_statements).
